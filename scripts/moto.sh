@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# The local AWS emulator (moto server), pinned, in a venv cached outside the repo.
+#
+#   scripts/moto.sh install          create/refresh the venv (idempotent)
+#   scripts/moto.sh start [PORT]     start on 127.0.0.1:PORT (default 5000) in the
+#                                    background; prints the endpoint URL
+#   scripts/moto.sh stop [PORT]      stop the server started on PORT
+#   scripts/moto.sh bin              print the moto_server path (installs first)
+set -euo pipefail
+
+MOTO_VERSION="${MOTO_VERSION:-5.2.5}"
+CACHE="${SALES_OPERATOR_CACHE:-$HOME/.cache/sales-operator}"
+VENV="$CACHE/moto-$MOTO_VERSION"
+STATE="${SALES_OPERATOR_STATE:-${TMPDIR:-/tmp}/sales-operator-moto}"
+
+install() {
+  if [ -f "$VENV/.installed" ]; then return 0; fi
+  rm -rf "$VENV"
+  mkdir -p "$CACHE"
+  python3 -m venv "$VENV" >&2
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION" >&2
+  touch "$VENV/.installed"
+}
+
+start() {
+  local port="${1:-5000}"
+  install
+  mkdir -p "$STATE"
+  if curl -fsS "http://127.0.0.1:$port/moto-api/" >/dev/null 2>&1; then
+    echo "http://127.0.0.1:$port"
+    return 0
+  fi
+  nohup "$VENV/bin/moto_server" -H 127.0.0.1 -p "$port" >"$STATE/moto-$port.log" 2>&1 &
+  echo $! >"$STATE/moto-$port.pid"
+  for _ in $(seq 1 100); do
+    if curl -fsS "http://127.0.0.1:$port/moto-api/" >/dev/null 2>&1; then
+      echo "http://127.0.0.1:$port"
+      return 0
+    fi
+    sleep 0.1
+  done
+  echo "moto did not start on port $port; log: $STATE/moto-$port.log" >&2
+  return 1
+}
+
+stop() {
+  local port="${1:-5000}" pidfile="$STATE/moto-${1:-5000}.pid"
+  if [ -f "$pidfile" ]; then
+    kill "$(cat "$pidfile")" 2>/dev/null || true
+    rm -f "$pidfile"
+  fi
+}
+
+case "${1:-}" in
+  install) install ;;
+  start) shift; start "$@" ;;
+  stop) shift; stop "$@" ;;
+  bin) install; echo "$VENV/bin/moto_server" ;;
+  *) echo "usage: $0 install|start [PORT]|stop [PORT]|bin" >&2; exit 2 ;;
+esac

@@ -1,0 +1,10 @@
+//! Custom resource types of the `sales-operator.dev/v1alpha1` API.
+
+pub mod conditions;
+pub mod manifest;
+pub mod sales_pipeline;
+
+pub use sales_pipeline::*;
+
+/// API group of every custom resource of the operator.
+pub const GROUP: &str = "sales-operator.dev";

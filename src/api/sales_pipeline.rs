@@ -1,0 +1,598 @@
+//! The `SalesPipeline` custom resource: one document describing the whole
+//! DynamoDB -> Pipe -> Kinesis -> Firehose -> S3 -> Glue -> Athena chain.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Desired state of a sales analytics pipeline. Every field has a default
+/// except what cannot be defaulted; the defaults are part of the CRD schema.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[kube(
+    group = "sales-operator.dev",
+    version = "v1alpha1",
+    kind = "SalesPipeline",
+    plural = "salespipelines",
+    shortname = "sp",
+    category = "sales",
+    namespaced,
+    cel,
+    status = "SalesPipelineStatus",
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Table","type":"string","jsonPath":".status.table.name"}"#,
+    printcolumn = r#"{"name":"Stream","type":"string","jsonPath":".status.stream.name"}"#,
+    printcolumn = r#"{"name":"Pipe","type":"string","jsonPath":".status.pipe.state"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","priority":1,"jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct SalesPipelineSpec {
+    /// AWS region of every resource. Default: the operator's configured region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^[a-z]{2}(-[a-z]+)+-[0-9]+$')").message("must be an AWS region such as eu-west-1"))]
+    pub region: Option<String>,
+    /// Prefix of every AWS name. Default: `<namespace>-<name>` (shortened with a
+    /// hash when too long). Changing it after creation is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^[A-Za-z0-9][A-Za-z0-9-]{0,39}$')").message("must be 1-40 letters, digits or '-', starting with a letter or digit"))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("is immutable: AWS names derive from it"))]
+    pub name_prefix: Option<String>,
+    #[serde(default)]
+    pub table: TableSpec,
+    #[serde(default)]
+    pub stream: StreamSpec,
+    #[serde(default)]
+    pub pipe: PipeSpec,
+    #[serde(default)]
+    pub delivery: DeliverySpec,
+    #[serde(default)]
+    pub bucket: BucketSpec,
+    #[serde(default)]
+    pub catalog: CatalogSpec,
+    #[serde(default)]
+    pub analytics: AnalyticsSpec,
+    #[serde(default)]
+    pub iam: IamSpec,
+    /// What happens to the data-bearing resources (table, bucket) when the
+    /// pipeline is deleted. `Retain` keeps them.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+    /// Tags added to every AWS resource, beside the operator's ownership tags.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[x_kube(validation = Rule::new("self.all(k, !k.startsWith('sales-operator.dev/') && !k.startsWith('aws:') && k.size() <= 128 && self[k].size() <= 256)").message("keys must be at most 128 characters, values at most 256, and must not use the reserved prefixes 'sales-operator.dev/' or 'aws:'"))]
+    pub tags: BTreeMap<String, String>,
+    /// Observe and report only; change nothing in AWS.
+    #[serde(default)]
+    pub paused: bool,
+}
+
+/// The DynamoDB table the orders are written to.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.billingMode != 'PROVISIONED' || (has(self.readCapacity) && has(self.writeCapacity))").message("readCapacity and writeCapacity are required when billingMode is PROVISIONED").field_path(".billingMode"))]
+pub struct TableSpec {
+    /// Table name. Default: `<namePrefix>-orders`. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^[A-Za-z0-9_.-]{3,255}$')").message("must be 3-255 letters, digits, '_', '.' or '-'"))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("is immutable: a table cannot be renamed"))]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub billing_mode: BillingMode,
+    /// Read capacity units (PROVISIONED only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 40000").message("must be between 1 and 40000"))]
+    pub read_capacity: Option<i64>,
+    /// Write capacity units (PROVISIONED only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 40000").message("must be between 1 and 40000"))]
+    pub write_capacity: Option<i64>,
+    /// What the table's stream carries. The stream is always on: the pipeline reads it.
+    #[serde(default)]
+    pub stream_view_type: StreamViewType,
+    /// Continuous backups (point-in-time recovery).
+    #[serde(default = "yes")]
+    pub point_in_time_recovery: bool,
+}
+
+impl Default for TableSpec {
+    fn default() -> Self {
+        Self {
+            name: None,
+            billing_mode: BillingMode::default(),
+            read_capacity: None,
+            write_capacity: None,
+            stream_view_type: StreamViewType::default(),
+            point_in_time_recovery: true,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// DynamoDB capacity mode.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BillingMode {
+    #[default]
+    #[serde(rename = "PAY_PER_REQUEST")]
+    PayPerRequest,
+    #[serde(rename = "PROVISIONED")]
+    Provisioned,
+}
+
+/// DynamoDB stream view types that carry the order (the pipe reads the new image).
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StreamViewType {
+    #[default]
+    #[serde(rename = "NEW_AND_OLD_IMAGES")]
+    NewAndOldImages,
+    #[serde(rename = "NEW_IMAGE")]
+    NewImage,
+}
+
+/// The Kinesis data stream between the pipe and Firehose.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.mode != 'PROVISIONED' || has(self.shardCount)").message("shardCount is required when mode is PROVISIONED").field_path(".shardCount"))]
+#[x_kube(validation = Rule::new("self.mode == 'PROVISIONED' || !has(self.shardCount)").message("shardCount is only allowed when mode is PROVISIONED").field_path(".shardCount"))]
+pub struct StreamSpec {
+    /// Stream name. Default: `<namePrefix>-orders`. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^[A-Za-z0-9_.-]{1,128}$')").message("must be 1-128 letters, digits, '_', '.' or '-'"))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("is immutable: a stream cannot be renamed"))]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub mode: StreamMode,
+    /// Number of shards (PROVISIONED only); changed in place with UpdateShardCount.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 500").message("must be between 1 and 500"))]
+    pub shard_count: Option<i32>,
+    /// How long records stay in the stream.
+    #[serde(default = "default_retention_hours")]
+    #[x_kube(validation = Rule::new("self >= 24 && self <= 8760").message("must be between 24 and 8760 hours"))]
+    pub retention_hours: i32,
+}
+
+impl Default for StreamSpec {
+    fn default() -> Self {
+        Self { name: None, mode: StreamMode::default(), shard_count: None, retention_hours: default_retention_hours() }
+    }
+}
+
+fn default_retention_hours() -> i32 {
+    24
+}
+
+/// Kinesis capacity mode.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StreamMode {
+    #[default]
+    #[serde(rename = "ON_DEMAND")]
+    OnDemand,
+    #[serde(rename = "PROVISIONED")]
+    Provisioned,
+}
+
+/// The EventBridge Pipe from the table's stream to Kinesis.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PipeSpec {
+    /// Pipe name. Default: `<namePrefix>-orders`. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^[A-Za-z0-9_.-]{1,64}$')").message("must be 1-64 letters, digits, '_', '.' or '-'"))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("is immutable: a pipe cannot be renamed"))]
+    pub name: Option<String>,
+    /// Records per batch read from the stream.
+    #[serde(default = "default_batch_size")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 10000").message("must be between 1 and 10000"))]
+    pub batch_size: i32,
+    /// How long the pipe waits to fill a batch.
+    #[serde(default)]
+    #[x_kube(validation = Rule::new("self >= 0 && self <= 300").message("must be between 0 and 300 seconds"))]
+    pub maximum_batching_window_seconds: i32,
+    /// Where a new pipe starts reading the stream. Immutable in AWS.
+    #[serde(default)]
+    pub starting_position: StartingPosition,
+    /// Which change events are forwarded (an empty list forwards all).
+    #[serde(default = "default_event_names")]
+    #[x_kube(validation = Rule::new("self.all(e, self.exists_one(f, f == e))").message("must not repeat an event name"))]
+    pub event_names: Vec<EventName>,
+    /// Kinesis partition key, a JSON path into the stream record.
+    #[serde(default = "default_partition_key")]
+    #[x_kube(validation = Rule::new("self.startsWith('$.') && self.size() <= 256").message("must be a JSON path starting with '$.', at most 256 characters"))]
+    pub partition_key: String,
+}
+
+impl Default for PipeSpec {
+    fn default() -> Self {
+        Self {
+            name: None,
+            batch_size: default_batch_size(),
+            maximum_batching_window_seconds: 0,
+            starting_position: StartingPosition::default(),
+            event_names: default_event_names(),
+            partition_key: default_partition_key(),
+        }
+    }
+}
+
+fn default_batch_size() -> i32 {
+    100
+}
+
+fn default_event_names() -> Vec<EventName> {
+    vec![EventName::Insert]
+}
+
+fn default_partition_key() -> String {
+    "$.dynamodb.Keys.orderid.S".to_string()
+}
+
+/// Starting position of a pipe on a DynamoDB stream.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StartingPosition {
+    /// Every record still in the stream (24 h): no order written before the pipe existed is lost.
+    #[default]
+    #[serde(rename = "TRIM_HORIZON")]
+    TrimHorizon,
+    #[serde(rename = "LATEST")]
+    Latest,
+}
+
+/// A DynamoDB stream event type.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum EventName {
+    #[serde(rename = "INSERT")]
+    Insert,
+    #[serde(rename = "MODIFY")]
+    Modify,
+    #[serde(rename = "REMOVE")]
+    Remove,
+}
+
+impl EventName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventName::Insert => "INSERT",
+            EventName::Modify => "MODIFY",
+            EventName::Remove => "REMOVE",
+        }
+    }
+}
+
+/// The Firehose delivery stream from Kinesis to S3.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!self.prefix.contains('!{') || self.errorPrefix.contains('!{firehose:error-output-type}')").message("must contain !{firehose:error-output-type} when prefix uses expressions").field_path(".errorPrefix"))]
+pub struct DeliverySpec {
+    /// Delivery stream name. Default: `<namePrefix>-orders`. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^[A-Za-z0-9_.-]{1,64}$')").message("must be 1-64 letters, digits, '_', '.' or '-'"))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("is immutable: a delivery stream cannot be renamed"))]
+    pub name: Option<String>,
+    /// Flush to S3 at least this often.
+    #[serde(default = "default_buffer_seconds")]
+    #[x_kube(validation = Rule::new("self >= 0 && self <= 900").message("must be between 0 and 900 seconds"))]
+    pub buffer_seconds: i32,
+    /// Flush to S3 when this much data is buffered.
+    #[serde(default = "default_buffer_mib")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 128").message("must be between 1 and 128 MiB"))]
+    pub buffer_mib: i32,
+    #[serde(default)]
+    pub compression: Compression,
+    /// S3 key prefix of delivered objects (Firehose expressions allowed).
+    #[serde(default = "default_prefix")]
+    #[x_kube(validation = Rule::new("self.size() >= 1 && self.size() <= 1024 && !self.startsWith('/')").message("must be 1-1024 characters and must not start with '/'"))]
+    pub prefix: String,
+    /// S3 key prefix of records Firehose could not deliver.
+    #[serde(default = "default_error_prefix")]
+    #[x_kube(validation = Rule::new("self.size() >= 1 && self.size() <= 1024 && !self.startsWith('/')").message("must be 1-1024 characters and must not start with '/'"))]
+    pub error_prefix: String,
+}
+
+impl Default for DeliverySpec {
+    fn default() -> Self {
+        Self {
+            name: None,
+            buffer_seconds: default_buffer_seconds(),
+            buffer_mib: default_buffer_mib(),
+            compression: Compression::default(),
+            prefix: default_prefix(),
+            error_prefix: default_error_prefix(),
+        }
+    }
+}
+
+fn default_buffer_seconds() -> i32 {
+    60
+}
+
+fn default_buffer_mib() -> i32 {
+    5
+}
+
+/// Hour partitions (`dt=yyyy/MM/dd/HH` for Athena partition projection).
+pub const DEFAULT_PREFIX: &str = "orders/!{timestamp:yyyy}/!{timestamp:MM}/!{timestamp:dd}/!{timestamp:HH}/";
+
+fn default_prefix() -> String {
+    DEFAULT_PREFIX.to_string()
+}
+
+fn default_error_prefix() -> String {
+    "errors/!{firehose:error-output-type}/!{timestamp:yyyy}/!{timestamp:MM}/!{timestamp:dd}/!{timestamp:HH}/".to_string()
+}
+
+/// Compression of delivered objects.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Compression {
+    #[default]
+    #[serde(rename = "GZIP")]
+    Gzip,
+    #[serde(rename = "UNCOMPRESSED")]
+    Uncompressed,
+    #[serde(rename = "Snappy")]
+    Snappy,
+    #[serde(rename = "ZIP")]
+    Zip,
+    #[serde(rename = "HADOOP_SNAPPY")]
+    HadoopSnappy,
+}
+
+/// The S3 bucket delivered orders (and Athena results) land in.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.create || has(self.name)").message("name is required when create is false").field_path(".name"))]
+#[x_kube(validation = Rule::new("self.encryption != 'SSE_KMS' || has(self.kmsKeyArn)").message("kmsKeyArn is required when encryption is SSE_KMS").field_path(".kmsKeyArn"))]
+pub struct BucketSpec {
+    /// Bucket name. Default: derived from `<namePrefix>` plus a hash. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$') && !self.contains('..') && !self.contains('.-') && !self.contains('-.') && !self.startsWith('xn--') && !self.startsWith('sthree-') && !self.endsWith('-s3alias') && !self.endsWith('--ol-s3') && !self.matches('^[0-9]+[.][0-9]+[.][0-9]+[.][0-9]+$')").message("must be a valid S3 bucket name: 3-63 lowercase letters, digits, '.' or '-', starting and ending with a letter or digit, not an IP address"))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("is immutable: a bucket cannot be renamed"))]
+    pub name: Option<String>,
+    /// Create the bucket (true) or use an existing one the operator does not own (false).
+    #[serde(default = "yes")]
+    pub create: bool,
+    /// Delete delivered objects after this many days (no expiry when unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 36500").message("must be between 1 and 36500 days"))]
+    pub expiration_days: Option<i32>,
+    #[serde(default)]
+    pub encryption: Encryption,
+    /// KMS key for SSE_KMS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.startsWith('arn:aws')").message("must be a KMS key ARN"))]
+    pub kms_key_arn: Option<String>,
+}
+
+impl Default for BucketSpec {
+    fn default() -> Self {
+        Self { name: None, create: true, expiration_days: None, encryption: Encryption::default(), kms_key_arn: None }
+    }
+}
+
+/// Server-side encryption of the bucket.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Encryption {
+    #[default]
+    #[serde(rename = "SSE_S3")]
+    SseS3,
+    #[serde(rename = "SSE_KMS")]
+    SseKms,
+}
+
+/// The Glue Data Catalog entries that make the delivered orders queryable.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CatalogSpec {
+    /// Glue database. Default: `<namePrefix>_sales` (lower case, '_' for '-').
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9_]{1,255}$')").message("must be 1-255 lowercase letters, digits or '_'"))]
+    pub database: Option<String>,
+    /// Glue table of the delivered orders.
+    #[serde(default = "default_catalog_table")]
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9_]{1,255}$')").message("must be 1-255 lowercase letters, digits or '_'"))]
+    pub table: String,
+    /// `Projection`: a table with partition projection, queryable at once, no crawler runs.
+    /// `Crawler`: a Glue crawler on a schedule discovers the table, as the original project did.
+    #[serde(default)]
+    pub mode: CatalogMode,
+    /// Crawler schedule (Crawler mode), a Glue cron expression.
+    #[serde(default = "default_crawler_schedule")]
+    #[x_kube(validation = Rule::new("self.matches('^cron\\\\([^()]+\\\\)$')").message("must be a Glue cron expression such as cron(0 * * * ? *)"))]
+    pub crawler_schedule: String,
+}
+
+impl Default for CatalogSpec {
+    fn default() -> Self {
+        Self {
+            database: None,
+            table: default_catalog_table(),
+            mode: CatalogMode::default(),
+            crawler_schedule: default_crawler_schedule(),
+        }
+    }
+}
+
+fn default_catalog_table() -> String {
+    "orders".to_string()
+}
+
+fn default_crawler_schedule() -> String {
+    "cron(0 * * * ? *)".to_string()
+}
+
+/// How the Glue table is maintained.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CatalogMode {
+    #[default]
+    Projection,
+    Crawler,
+}
+
+/// The Athena workgroup and the analysis queries installed in it.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AnalyticsSpec {
+    /// Workgroup name. Default: `<namePrefix>-sales`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^[A-Za-z0-9._-]{1,128}$')").message("must be 1-128 letters, digits, '.', '_' or '-'"))]
+    pub workgroup: Option<String>,
+    /// Where query results go. Default: `s3://<bucket>/athena-results/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$')").message("must be an s3:// URI"))]
+    pub result_location: Option<String>,
+    /// Cancel any query that scans more than this many bytes (Athena minimum: 10 MB).
+    #[serde(default = "default_cutoff")]
+    #[x_kube(validation = Rule::new("self >= 10000000").message("must be at least 10000000 bytes (Athena's minimum)"))]
+    pub bytes_scanned_cutoff: i64,
+    /// Named queries to install (built-in analysis names); empty installs none.
+    #[serde(default = "default_named_queries")]
+    pub named_queries: Vec<String>,
+}
+
+impl Default for AnalyticsSpec {
+    fn default() -> Self {
+        Self {
+            workgroup: None,
+            result_location: None,
+            bytes_scanned_cutoff: default_cutoff(),
+            named_queries: default_named_queries(),
+        }
+    }
+}
+
+fn default_cutoff() -> i64 {
+    1_073_741_824
+}
+
+fn default_named_queries() -> Vec<String> {
+    crate::queries::BUILT_IN.iter().map(|q| q.name.to_string()).collect()
+}
+
+/// IAM roles the pipeline's services assume.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.createRoles || (has(self.pipeRoleArn) && has(self.firehoseRoleArn))").message("pipeRoleArn and firehoseRoleArn are required when createRoles is false").field_path(".createRoles"))]
+pub struct IamSpec {
+    /// Create least-privilege roles (true) or use the given role ARNs.
+    #[serde(default = "yes")]
+    pub create_roles: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^arn:aws[a-z-]*:iam::[0-9]{12}:role/.+$')").message("must be an IAM role ARN"))]
+    pub pipe_role_arn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^arn:aws[a-z-]*:iam::[0-9]{12}:role/.+$')").message("must be an IAM role ARN"))]
+    pub firehose_role_arn: Option<String>,
+    /// Role of the Glue crawler (Crawler mode only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^arn:aws[a-z-]*:iam::[0-9]{12}:role/.+$')").message("must be an IAM role ARN"))]
+    pub glue_role_arn: Option<String>,
+}
+
+impl Default for IamSpec {
+    fn default() -> Self {
+        Self { create_roles: true, pipe_role_arn: None, firehose_role_arn: None, glue_role_arn: None }
+    }
+}
+
+/// What deletion of the pipeline does to its data.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DeletionPolicy {
+    /// Keep the table and the bucket (and their data); remove everything else.
+    #[default]
+    Retain,
+    /// Remove everything, including a non-empty bucket.
+    Delete,
+}
+
+/// Observed state, kstatus-compatible.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SalesPipelineStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Ready, Reconciling, Stalled and one condition per component.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<TableStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<NamedArn>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pipe: Option<PipeStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<NamedArn>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catalog: Option<CatalogStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analytics: Option<AnalyticsStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roles: Option<RolesStatus>,
+}
+
+/// A managed resource's name and ARN.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NamedArn {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arn: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TableStatus {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_arn: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PipeStatus {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arn: Option<String>,
+    /// Current state reported by EventBridge Pipes (RUNNING, STOPPED, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CatalogStatus {
+    pub database: String,
+    pub table: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crawler: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AnalyticsStatus {
+    pub workgroup: String,
+    pub result_location: String,
+    /// Names of the named queries installed in the workgroup.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub named_queries: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RolesStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pipe: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub firehose: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub glue: Option<String>,
+}

@@ -1,0 +1,235 @@
+//! Every AWS call goes through [`CallLog`]: it counts calls by service,
+//! operation and outcome (for metrics, benchmarks and the tests that prove a
+//! steady state makes no mutating call) and can inject faults for tests.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::{
+    BeforeDeserializationInterceptorContextMut, BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextRef,
+};
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_runtime_api::http::StatusCode;
+use aws_smithy_types::body::SdkBody;
+use aws_smithy_types::config_bag::ConfigBag;
+
+/// Whether an operation only reads.
+pub fn is_read_operation(operation: &str) -> bool {
+    ["Describe", "Get", "List", "Head", "BatchGet", "Query", "Scan"].iter().any(|p| operation.starts_with(p))
+}
+
+/// Counts of one (service, operation).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OpCount {
+    pub ok: u64,
+    pub error: u64,
+    /// Attempts beyond the first (SDK retries).
+    pub retries: u64,
+}
+
+/// A fault to inject into matching attempts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// HTTP 400 with a `ThrottlingException` (JSON-protocol services).
+    Throttle,
+    /// HTTP 503.
+    ServerError,
+    /// HTTP 400 `AccessDeniedException` (JSON-protocol services): a permanent error.
+    AccessDenied,
+}
+
+/// Which attempts get which fault.
+#[derive(Clone, Debug, Default)]
+pub struct FaultPlan {
+    /// Fail every mutating call after this many have succeeded, before it is sent
+    /// (simulates the operator crashing between two AWS calls).
+    pub stop_after_mutations: Option<u64>,
+    /// `(operation, fault, every_nth_attempt)`: inject `fault` into every n-th attempt of `operation` ("*" = any).
+    pub faults: Vec<(String, Fault, u64)>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    counts: BTreeMap<(String, String), OpCount>,
+    mutations_sent: u64,
+    attempts_seen: BTreeMap<String, u64>,
+    plan: FaultPlan,
+}
+
+/// The interceptor shared by every client of one [`super::Clients`].
+#[derive(Clone, Debug, Default)]
+pub struct CallLog {
+    state: Arc<Mutex<State>>,
+}
+
+/// Marker left in the config bag when an attempt is about to be failed by the fault plan.
+#[derive(Clone, Debug)]
+struct InjectedFault(Fault);
+
+impl aws_smithy_types::config_bag::Storable for InjectedFault {
+    type Storer = aws_smithy_types::config_bag::StoreReplace<Self>;
+}
+
+/// Present in the config bag once an execution has made its first attempt.
+#[derive(Clone, Debug)]
+struct AttemptMarker;
+
+impl aws_smithy_types::config_bag::Storable for AttemptMarker {
+    type Storer = aws_smithy_types::config_bag::StoreReplace<Self>;
+}
+
+impl CallLog {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding this lock cannot leave the counters inconsistent in a harmful way.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Replaces the fault plan (tests).
+    pub fn set_faults(&self, plan: FaultPlan) {
+        let mut s = self.lock();
+        s.plan = plan;
+        s.mutations_sent = 0;
+        s.attempts_seen.clear();
+    }
+
+    /// Counts per `(service, operation)`.
+    pub fn counts(&self) -> BTreeMap<(String, String), OpCount> {
+        self.lock().counts.clone()
+    }
+
+    /// Forgets every count.
+    pub fn reset(&self) {
+        self.lock().counts.clear();
+    }
+
+    /// Total calls (executions, not attempts) that only read.
+    pub fn reads(&self) -> u64 {
+        self.sum(true)
+    }
+
+    /// Total calls that change something.
+    pub fn mutations(&self) -> u64 {
+        self.sum(false)
+    }
+
+    /// Names of the mutating operations called, `service:Operation`, sorted.
+    pub fn mutating_operations(&self) -> Vec<String> {
+        self.lock()
+            .counts
+            .iter()
+            .filter(|((_, op), _)| !is_read_operation(op))
+            .map(|((svc, op), _)| format!("{svc}:{op}"))
+            .collect()
+    }
+
+    fn sum(&self, reads: bool) -> u64 {
+        self.lock().counts.iter().filter(|((_, op), _)| is_read_operation(op) == reads).map(|(_, c)| c.ok + c.error).sum()
+    }
+}
+
+fn metadata(cfg: &ConfigBag) -> (String, String) {
+    cfg.load::<Metadata>()
+        .map(|m| (m.service().to_string(), m.name().to_string()))
+        .unwrap_or_else(|| ("unknown".into(), "unknown".into()))
+}
+
+impl Intercept for CallLog {
+    fn name(&self) -> &'static str {
+        "sales-operator.CallLog"
+    }
+
+    fn read_before_attempt(
+        &self,
+        _ctx: &BeforeTransmitInterceptorContextRef<'_>,
+        _rc: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let (service, operation) = metadata(cfg);
+        let mut s = self.lock();
+        let seen = s.attempts_seen.entry(format!("{service}:{operation}")).or_insert(0);
+        *seen += 1;
+        let nth = *seen;
+        let retry = cfg.load::<AttemptMarker>().is_some();
+        if retry {
+            s.counts.entry((service.clone(), operation.clone())).or_default().retries += 1;
+        }
+        if !is_read_operation(&operation) {
+            if let Some(limit) = s.plan.stop_after_mutations {
+                if s.mutations_sent >= limit {
+                    return Err(format!("injected stop before {service}:{operation} (after {limit} mutating calls)").into());
+                }
+            }
+        }
+        let fault = s.plan.faults.iter().find_map(|(op, fault, every)| {
+            ((op == "*" || *op == operation) && *every > 0 && nth % every == 0).then(|| fault.clone())
+        });
+        drop(s);
+        cfg.interceptor_state().store_put(AttemptMarker);
+        if let Some(f) = fault {
+            cfg.interceptor_state().store_put(InjectedFault(f));
+        }
+        Ok(())
+    }
+
+    fn modify_before_deserialization(
+        &self,
+        ctx: &mut BeforeDeserializationInterceptorContextMut<'_>,
+        _rc: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let Some(InjectedFault(fault)) = cfg.load::<InjectedFault>().cloned() else {
+            return Ok(());
+        };
+        cfg.interceptor_state().unset::<InjectedFault>();
+        let (status, code) = match fault {
+            Fault::Throttle => (400, "ThrottlingException"),
+            Fault::ServerError => (503, "ServiceUnavailable"),
+            Fault::AccessDenied => (400, "AccessDeniedException"),
+        };
+        let response = ctx.response_mut();
+        *response.status_mut() = StatusCode::try_from(status).map_err(|e| format!("{e:?}"))?;
+        response.headers_mut().insert("x-amzn-errortype", code);
+        *response.body_mut() =
+            SdkBody::from(format!(r#"{{"__type":"{code}","message":"injected {code} by the test fault plan"}}"#));
+        Ok(())
+    }
+
+    fn read_after_execution(
+        &self,
+        ctx: &FinalizerInterceptorContextRef<'_>,
+        _rc: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let (service, operation) = metadata(cfg);
+        let failed = !matches!(ctx.output_or_error(), Some(Ok(_)));
+        let mut s = self.lock();
+        if !failed && !is_read_operation(&operation) {
+            s.mutations_sent += 1;
+        }
+        let c = s.counts.entry((service, operation)).or_default();
+        if failed {
+            c.error += 1;
+        } else {
+            c.ok += 1;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_operations_are_recognised() {
+        for op in ["DescribeTable", "GetRole", "ListTagsForStream", "HeadBucket", "GetBucketLifecycleConfiguration"] {
+            assert!(is_read_operation(op), "{op}");
+        }
+        for op in ["CreateTable", "PutRolePolicy", "UpdatePipe", "TagResource", "DeleteBucket", "PutItem"] {
+            assert!(!is_read_operation(op), "{op}");
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! One error type for every AWS call, classified so the reconcile knows what to do.
+
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+/// What an AWS error means for the reconcile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The resource does not exist.
+    NotFound,
+    /// It already exists, or is being changed by someone else.
+    Conflict,
+    /// Retrying will not help (bad input, access denied): report and wait for a change.
+    Permanent,
+    /// Throttling, 5xx, network: retry with backoff.
+    Transient,
+}
+
+/// A failed AWS call.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{operation} failed: {}{message}", code.as_deref().map(|c| format!("{c}: ")).unwrap_or_default())]
+pub struct AwsError {
+    pub operation: &'static str,
+    pub code: Option<String>,
+    pub message: String,
+    pub status: Option<u16>,
+    pub kind: ErrorKind,
+}
+
+const NOT_FOUND: &[&str] = &[
+    "ResourceNotFoundException",
+    "NoSuchEntity",
+    "EntityNotFoundException",
+    "NotFoundException",
+    "NoSuchBucket",
+    "NoSuchLifecycleConfiguration",
+    "NoSuchTagSet",
+    "ServerSideEncryptionConfigurationNotFoundError",
+    "NoSuchPublicAccessBlockConfiguration",
+];
+const CONFLICT: &[&str] = &[
+    "ResourceInUseException",
+    "EntityAlreadyExists",
+    "AlreadyExistsException",
+    "ConflictException",
+    "BucketAlreadyOwnedByYou",
+    "ConcurrentModificationException",
+    "DeleteConflict",
+];
+const TRANSIENT: &[&str] = &[
+    "ThrottlingException",
+    "Throttling",
+    "ThrottledException",
+    "TooManyRequestsException",
+    "ProvisionedThroughputExceededException",
+    "RequestLimitExceeded",
+    "SlowDown",
+    "RequestThrottled",
+    "ServiceUnavailable",
+    "ServiceUnavailableException",
+    "InternalServerError",
+    "InternalFailure",
+    "InternalServiceException",
+    "InternalException",
+    "LimitExceededException",
+];
+
+impl AwsError {
+    /// Builds an error from an operation name, an error code, and HTTP status.
+    pub fn new(operation: &'static str, code: Option<String>, message: String, status: Option<u16>) -> Self {
+        let kind = classify(code.as_deref(), status);
+        Self { operation, code, message, status, kind }
+    }
+
+    /// An error that does not come from AWS but stops the same way (e.g. a resource in an unusable state).
+    pub fn permanent(operation: &'static str, message: impl Into<String>) -> Self {
+        Self { operation, code: None, message: message.into(), status: None, kind: ErrorKind::Permanent }
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        self.kind == ErrorKind::NotFound
+    }
+
+    pub fn is_conflict(&self) -> bool {
+        self.kind == ErrorKind::Conflict
+    }
+
+    pub fn is_permanent(&self) -> bool {
+        self.kind == ErrorKind::Permanent
+    }
+}
+
+fn classify(code: Option<&str>, status: Option<u16>) -> ErrorKind {
+    if let Some(code) = code {
+        if NOT_FOUND.contains(&code) {
+            return ErrorKind::NotFound;
+        }
+        if CONFLICT.contains(&code) {
+            return ErrorKind::Conflict;
+        }
+        if TRANSIENT.contains(&code) {
+            return ErrorKind::Transient;
+        }
+    }
+    match status {
+        Some(404) => ErrorKind::NotFound,
+        Some(409) => ErrorKind::Conflict,
+        Some(429) | None => ErrorKind::Transient,
+        Some(s) if s >= 500 => ErrorKind::Transient,
+        Some(_) => ErrorKind::Permanent,
+    }
+}
+
+/// Converts SDK results into [`AwsError`]s named after the operation.
+pub trait AwsResultExt<T> {
+    fn aws(self, operation: &'static str) -> Result<T, AwsError>;
+}
+
+impl<T, E> AwsResultExt<T> for Result<T, SdkError<E, HttpResponse>>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    fn aws(self, operation: &'static str) -> Result<T, AwsError> {
+        self.map_err(|err| {
+            let status = err.raw_response().map(|r| r.status().as_u16());
+            match &err {
+                SdkError::ServiceError(service) => {
+                    let e = service.err();
+                    let message = e.message().map(str::to_string).unwrap_or_else(|| e.to_string());
+                    AwsError::new(operation, e.code().map(str::to_string), message, status)
+                }
+                SdkError::ConstructionFailure(_) => AwsError {
+                    operation,
+                    code: None,
+                    message: error_chain(&err),
+                    status,
+                    kind: ErrorKind::Permanent,
+                },
+                _ => AwsError::new(operation, None, error_chain(&err), status.filter(|s| *s >= 400)),
+            }
+        })
+    }
+}
+
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+/// `Ok(None)` for a not-found error, so `observe` can say "absent".
+pub fn absent_if_not_found<T>(r: Result<T, AwsError>) -> Result<Option<T>, AwsError> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_and_statuses_are_classified() {
+        assert_eq!(classify(Some("ResourceNotFoundException"), Some(400)), ErrorKind::NotFound);
+        assert_eq!(classify(Some("ThrottlingException"), Some(400)), ErrorKind::Transient);
+        assert_eq!(classify(Some("AccessDeniedException"), Some(400)), ErrorKind::Permanent);
+        assert_eq!(classify(Some("EntityAlreadyExists"), Some(409)), ErrorKind::Conflict);
+        assert_eq!(classify(None, Some(503)), ErrorKind::Transient);
+        assert_eq!(classify(None, Some(403)), ErrorKind::Permanent);
+        assert_eq!(classify(None, None), ErrorKind::Transient);
+    }
+}

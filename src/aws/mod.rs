@@ -1,0 +1,313 @@
+//! One module per AWS component, all with the same shape ([`Component`]):
+//! desired state from the spec, observe, diff, create/update, delete.
+
+pub mod calls;
+pub mod error;
+
+pub mod analytics;
+pub mod bucket;
+pub mod catalog;
+pub mod delivery;
+pub mod iam;
+pub mod pipe;
+pub mod stream;
+pub mod table;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+
+pub use calls::CallLog;
+pub use error::{AwsError, AwsResultExt};
+
+use crate::api::{SalesPipelineSpec, SalesPipelineStatus};
+use crate::names::Names;
+
+/// Where and how to reach AWS.
+#[derive(Clone, Debug, Default)]
+pub struct AwsSettings {
+    /// Region used when the pipeline names none (else the SDK's default chain).
+    pub region: Option<String>,
+    /// Endpoint override for every service (a local emulator), else `AWS_ENDPOINT_URL`.
+    pub endpoint_url: Option<String>,
+    /// Attempts per call, including the first (throttling and 5xx are retried with backoff).
+    pub max_attempts: Option<u32>,
+    /// First retry delay; doubles per attempt with jitter, capped at 20 s.
+    pub initial_backoff: Option<Duration>,
+}
+
+/// The shared SDK configuration (credentials, retries, endpoint).
+pub async fn sdk_config(settings: &AwsSettings) -> SdkConfig {
+    let retry = RetryConfig::standard()
+        .with_max_attempts(settings.max_attempts.unwrap_or(6))
+        .with_initial_backoff(settings.initial_backoff.unwrap_or(Duration::from_millis(200)))
+        .with_max_backoff(Duration::from_secs(20));
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).retry_config(retry);
+    if let Some(region) = &settings.region {
+        loader = loader.region(Region::new(region.clone()));
+    }
+    if let Some(url) = &settings.endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    loader.load().await
+}
+
+/// A client for each service the pipeline uses, all sharing one [`CallLog`].
+#[derive(Clone, Debug)]
+pub struct Clients {
+    pub region: String,
+    pub iam: aws_sdk_iam::Client,
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub kinesis: aws_sdk_kinesis::Client,
+    pub pipes: aws_sdk_pipes::Client,
+    pub s3: aws_sdk_s3::Client,
+    pub firehose: aws_sdk_firehose::Client,
+    pub glue: aws_sdk_glue::Client,
+    pub athena: aws_sdk_athena::Client,
+    pub calls: CallLog,
+}
+
+macro_rules! client {
+    ($krate:ident, $sdk:expr, $region:expr, $calls:expr) => {
+        $krate::Client::from_conf(
+            $krate::config::Builder::from($sdk).region(Region::new($region.clone())).interceptor($calls.clone()).build(),
+        )
+    };
+}
+
+impl Clients {
+    /// Clients for `region` (falling back to the SDK config's region).
+    pub fn new(sdk: &SdkConfig, region: Option<&str>, calls: CallLog) -> Result<Self, AwsError> {
+        let region = region
+            .map(str::to_string)
+            .or_else(|| sdk.region().map(|r| r.to_string()))
+            .ok_or_else(|| AwsError::permanent("configure", "no AWS region: set spec.region, --region or AWS_REGION"))?;
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(sdk)
+                .region(Region::new(region.clone()))
+                .force_path_style(sdk.endpoint_url().is_some())
+                .interceptor(calls.clone())
+                .build(),
+        );
+        Ok(Self {
+            iam: client!(aws_sdk_iam, sdk, region, calls),
+            dynamodb: client!(aws_sdk_dynamodb, sdk, region, calls),
+            kinesis: client!(aws_sdk_kinesis, sdk, region, calls),
+            pipes: client!(aws_sdk_pipes, sdk, region, calls),
+            firehose: client!(aws_sdk_firehose, sdk, region, calls),
+            glue: client!(aws_sdk_glue, sdk, region, calls),
+            athena: client!(aws_sdk_athena, sdk, region, calls),
+            s3,
+            region,
+            calls,
+        })
+    }
+}
+
+/// The components of a pipeline, in dependency (creation) order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ComponentKind {
+    Table,
+    Stream,
+    Bucket,
+    Iam,
+    Pipe,
+    Delivery,
+    Catalog,
+    Analytics,
+}
+
+impl ComponentKind {
+    pub const ALL: [ComponentKind; 8] = [
+        ComponentKind::Table,
+        ComponentKind::Stream,
+        ComponentKind::Bucket,
+        ComponentKind::Iam,
+        ComponentKind::Pipe,
+        ComponentKind::Delivery,
+        ComponentKind::Catalog,
+        ComponentKind::Analytics,
+    ];
+
+    /// The status condition type of this component (`TableReady`, ...).
+    pub fn condition_type(self) -> &'static str {
+        match self {
+            ComponentKind::Table => "TableReady",
+            ComponentKind::Stream => "StreamReady",
+            ComponentKind::Bucket => "BucketReady",
+            ComponentKind::Iam => "IamReady",
+            ComponentKind::Pipe => "PipeReady",
+            ComponentKind::Delivery => "DeliveryReady",
+            ComponentKind::Catalog => "CatalogReady",
+            ComponentKind::Analytics => "AnalyticsReady",
+        }
+    }
+
+    /// Whether the component holds data (kept under `deletionPolicy: Retain`).
+    pub fn holds_data(self) -> bool {
+        matches!(self, ComponentKind::Table | ComponentKind::Bucket)
+    }
+}
+
+impl fmt::Display for ComponentKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = match self {
+            ComponentKind::Table => "table",
+            ComponentKind::Stream => "stream",
+            ComponentKind::Bucket => "bucket",
+            ComponentKind::Iam => "iam",
+            ComponentKind::Pipe => "pipe",
+            ComponentKind::Delivery => "delivery",
+            ComponentKind::Catalog => "catalog",
+            ComponentKind::Analytics => "analytics",
+        };
+        f.write_str(s)
+    }
+}
+
+/// One field that differs between desired and observed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    /// Field, e.g. `shardCount`.
+    pub field: String,
+    pub from: String,
+    pub to: String,
+    /// AWS cannot change it in place; reported, never acted on by recreating.
+    pub immutable: bool,
+}
+
+impl Change {
+    pub fn new(field: &str, from: impl fmt::Debug, to: impl fmt::Debug) -> Self {
+        Self { field: field.to_string(), from: format!("{from:?}"), to: format!("{to:?}"), immutable: false }
+    }
+
+    pub fn immutable(field: &str, from: impl fmt::Debug, to: impl fmt::Debug) -> Self {
+        Self { immutable: true, ..Self::new(field, from, to) }
+    }
+}
+
+impl fmt::Display for Change {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {} -> {}", self.field, self.from, self.to)
+    }
+}
+
+/// Compares one field, pushing a [`Change`] when it differs.
+pub fn compare<T: PartialEq + fmt::Debug>(changes: &mut Vec<Change>, field: &str, observed: T, desired: T) {
+    if observed != desired {
+        changes.push(Change::new(field, observed, desired));
+    }
+}
+
+/// What every component's desired state is built from.
+#[derive(Clone, Debug)]
+pub struct PipelineCtx {
+    pub spec: SalesPipelineSpec,
+    pub names: Names,
+    pub region: String,
+    /// The user's tags plus the ownership tags.
+    pub tags: BTreeMap<String, String>,
+}
+
+/// Ownership tag keys.
+pub const TAG_MANAGED_BY: &str = "sales-operator.dev/managed-by";
+pub const TAG_PIPELINE: &str = "sales-operator.dev/pipeline";
+
+impl PipelineCtx {
+    pub fn new(namespace: &str, name: &str, spec: &SalesPipelineSpec, region: &str) -> Self {
+        let names = Names::derive(namespace, name, spec, region);
+        let mut tags = spec.tags.clone();
+        tags.insert(TAG_MANAGED_BY.to_string(), "sales-operator".to_string());
+        tags.insert(TAG_PIPELINE.to_string(), format!("{namespace}/{name}"));
+        Self { spec: spec.clone(), names, region: region.to_string(), tags }
+    }
+}
+
+/// What upstream components produced that downstream ones need (ARNs).
+/// `None` while the upstream does not exist yet (e.g. in a plan).
+#[derive(Clone, Debug, Default)]
+pub struct Refs {
+    pub partition: Option<String>,
+    pub account: Option<String>,
+    pub table_arn: Option<String>,
+    pub table_stream_arn: Option<String>,
+    pub stream_arn: Option<String>,
+    pub bucket_arn: Option<String>,
+    pub pipe_role_arn: Option<String>,
+    pub firehose_role_arn: Option<String>,
+    pub glue_role_arn: Option<String>,
+}
+
+/// Placeholder for an ARN not known until its resource exists.
+pub const UNKNOWN: &str = "(known after apply)";
+
+/// The ARN in `r`, or [`UNKNOWN`].
+pub fn known(r: &Option<String>) -> String {
+    r.clone().unwrap_or_else(|| UNKNOWN.to_string())
+}
+
+impl Refs {
+    /// Learns partition and account from any ARN (`arn:PARTITION:svc:region:ACCOUNT:...`).
+    pub fn learn_account(&mut self, arn: &str) {
+        let parts: Vec<&str> = arn.splitn(6, ':').collect();
+        if parts.len() == 6 && !parts[4].is_empty() {
+            self.partition.get_or_insert_with(|| parts[1].to_string());
+            self.account.get_or_insert_with(|| parts[4].to_string());
+        }
+    }
+}
+
+/// The shape every AWS component module has.
+#[allow(async_fn_in_trait)]
+pub trait Component {
+    /// The resource(s) as the pipeline wants them.
+    type Desired: fmt::Debug;
+    /// The resource(s) as AWS reports them.
+    type Observed: fmt::Debug;
+
+    const KIND: ComponentKind;
+
+    /// Desired state from the spec and what upstream components produced.
+    fn desired(ctx: &PipelineCtx, refs: &Refs) -> Self::Desired;
+
+    /// A human name for plan output and events.
+    fn resource_name(desired: &Self::Desired) -> String;
+
+    /// Reads the current state; `None` when absent.
+    async fn observe(&self, desired: &Self::Desired) -> Result<Option<Self::Observed>, AwsError>;
+
+    /// What differs (pure).
+    fn diff(desired: &Self::Desired, observed: &Self::Observed) -> Vec<Change>;
+
+    async fn create(&self, desired: &Self::Desired) -> Result<(), AwsError>;
+
+    /// Applies the mutable `changes` in place.
+    async fn update(&self, desired: &Self::Desired, observed: &Self::Observed, changes: &[Change]) -> Result<(), AwsError>;
+
+    async fn delete(&self, observed: &Self::Observed) -> Result<(), AwsError>;
+
+    /// Records what downstream components need from this one.
+    fn publish(observed: &Self::Observed, refs: &mut Refs);
+
+    /// Writes the identifiers of what it manages into the pipeline's status.
+    fn report(observed: &Self::Observed, status: &mut SalesPipelineStatus);
+
+    /// Whether it is usable (e.g. ACTIVE); the message says what it is waiting for.
+    fn readiness(observed: &Self::Observed) -> Result<(), String> {
+        let _ = observed;
+        Ok(())
+    }
+}
+
+/// Tags as the `Vec<(key, value)>` most comparisons want.
+pub fn tag_pairs(tags: &BTreeMap<String, String>) -> Vec<(String, String)> {
+    tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+/// The tags of `desired` that are missing or different in `observed` (extra tags are left alone).
+pub fn missing_tags(desired: &BTreeMap<String, String>, observed: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    desired.iter().filter(|(k, v)| observed.get(*k) != Some(v)).map(|(k, v)| (k.clone(), v.clone())).collect()
+}
