@@ -7,25 +7,25 @@
 #[path = "support/kube_env.rs"]
 mod kube_env;
 
+use kube_env::{project_dir, wait_until, KubeEnv};
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
-use kube_env::{project_dir, wait_until, KubeEnv};
 
 const SP_CRD: &str = "salespipelines.sales-operator.dev";
 const OG_CRD: &str = "ordergenerators.sales-operator.dev";
 
 /// The project's CRD manifests: `crds/*.yaml` (override with SALES_OPERATOR_CRD_DIR).
 fn crd_files() -> Vec<PathBuf> {
-    let dir = std::env::var_os("SALES_OPERATOR_CRD_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| project_dir().join("crds"));
+    let dir =
+        std::env::var_os("SALES_OPERATOR_CRD_DIR").map(PathBuf::from).unwrap_or_else(|| project_dir().join("crds"));
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("cannot read CRD dir {}: {e}", dir.display()))
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
         .collect();
     files.sort();
+    assert!(!files.is_empty(), "no *.yaml in {}: run `cargo run -- crd --output-dir crds`", dir.display());
     files
 }
 
@@ -107,18 +107,33 @@ fn deployment_gets_ready_replicas_on_kwok_nodes() {
     let env = KubeEnv::shared();
     let ns = env.create_namespace("deploy");
     env.kubectl_ok(&[
-        "create", "deployment", "web", "-n", &ns, "--replicas=3",
+        "create",
+        "deployment",
+        "web",
+        "-n",
+        &ns,
+        "--replicas=3",
         "--image=registry.invalid/never-pulled:1",
     ]);
     let ready = wait_until(Duration::from_secs(90), || {
         let out = env.kubectl(&[
-            "get", "deployment", "web", "-n", &ns, "-o",
+            "get",
+            "deployment",
+            "web",
+            "-n",
+            &ns,
+            "-o",
             "jsonpath={.status.replicas}/{.status.readyReplicas}",
         ]);
         String::from_utf8_lossy(&out.stdout) == "3/3"
     });
     let nodes = env.kubectl_ok(&[
-        "get", "pods", "-n", &ns, "-o", "jsonpath={range .items[*]}{.spec.nodeName} {.status.phase}{\"\\n\"}{end}",
+        "get",
+        "pods",
+        "-n",
+        &ns,
+        "-o",
+        "jsonpath={range .items[*]}{.spec.nodeName} {.status.phase}{\"\\n\"}{end}",
     ]);
     assert!(ready, "deployment not ready within 90s; pods:\n{nodes}");
     assert_eq!(nodes.lines().count(), 3, "{nodes}");
@@ -153,12 +168,21 @@ fn rbac_restricts_a_service_account_token() {
     let ns = env.create_namespace("rbac");
     env.kubectl_ok(&["create", "serviceaccount", "reader", "-n", &ns]);
     env.kubectl_ok(&["create", "role", "cm-reader", "-n", &ns, "--verb=get,list", "--resource=configmaps"]);
-    env.kubectl_ok(&["create", "rolebinding", "reader", "-n", &ns, "--role=cm-reader", &format!("--serviceaccount={ns}:reader")]);
+    env.kubectl_ok(&[
+        "create",
+        "rolebinding",
+        "reader",
+        "-n",
+        &ns,
+        "--role=cm-reader",
+        &format!("--serviceaccount={ns}:reader"),
+    ]);
     let kubeconfig = env.kubeconfig_for_token(&env.service_account_token(&ns, "reader"));
     let as_reader = |args: &[&str]| env.kubectl_with(&kubeconfig, args);
 
     // The RBAC authorizer sees the new binding through an informer: allow it a moment.
-    let can_list = wait_until(Duration::from_secs(30), || as_reader(&["get", "configmaps", "-n", &ns]).status.success());
+    let can_list =
+        wait_until(Duration::from_secs(30), || as_reader(&["get", "configmaps", "-n", &ns]).status.success());
     let out = as_reader(&["get", "configmaps", "-n", &ns]);
     assert!(can_list, "reader cannot list configmaps: {}", stderr(&out));
     let whoami = as_reader(&["auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"]);

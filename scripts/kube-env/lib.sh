@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034  # variables used by the scripts that source it
 # Shared by build.sh, start.sh, stop.sh, up.sh, down.sh. Source it, don't run it.
 set -euo pipefail
 
@@ -29,17 +29,17 @@ port_listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # free_port DIR -> prints a free loopback port reserved for instance DIR
 free_port() {
-  local dir=$1 p i owner
+  local dir=$1 p owner
   mkdir -p "$KUBE_ENV_PORTS"
-  for i in $(seq 1 200); do
+  for _ in $(seq 1 200); do
     p=$(( 20000 + (RANDOM * 32768 + RANDOM) % 12000 ))   # below the ephemeral range
     if [[ -d "$KUBE_ENV_PORTS/$p" ]]; then
       owner=$(cat "$KUBE_ENV_PORTS/$p/owner" 2>/dev/null || true)
-      [[ -n "$owner" && ! -d "$owner" ]] && rm -rf "$KUBE_ENV_PORTS/$p"
+      if [[ -n "$owner" && ! -d "$owner" ]]; then rm -rf "${KUBE_ENV_PORTS:?}/$p"; fi
     fi
     mkdir "$KUBE_ENV_PORTS/$p" 2>/dev/null || continue
     echo "$dir" > "$KUBE_ENV_PORTS/$p/owner"
-    if port_listening "$p"; then rm -rf "$KUBE_ENV_PORTS/$p"; continue; fi
+    if port_listening "$p"; then rm -rf "${KUBE_ENV_PORTS:?}/$p"; continue; fi
     echo "$p" >> "$dir/ports"
     echo "$p"; return 0
   done
@@ -53,31 +53,42 @@ release_ports() {
   rm -f "$dir/ports"
 }
 
-# wait_until SECONDS DESCRIPTION CMD... : polls CMD every 0.2 s
+# wait_until SECONDS DESCRIPTION CMD... : polls CMD every 0.2 s (gives up early
+# when the command named by $WAIT_GUARD fails)
 wait_until() {
   local timeout=$1 what=$2; shift 2
   local deadline=$(( $(date +%s) + timeout ))
   until "$@" >/dev/null 2>&1; do
     (( $(date +%s) < deadline )) || { log "timed out after ${timeout}s waiting for $what"; return 1; }
+    "${WAIT_GUARD:-true}" || return 1
     sleep 0.2
   done
 }
 
-# stop_instance DIR [keep-data]: TERM every recorded pid, KILL stragglers, delete data
+# running PID: alive and not a zombie waiting for its reaper
+running() { local st; st=$(ps -o stat= -p "$1" 2>/dev/null) && [[ $st != Z* ]]; }
+
+# stop_instance DIR [keep-data]: TERM every recorded pid, KILL what still runs
+# after 1 s (the data is thrown away: no need for a graceful shutdown), delete data
 stop_instance() {
-  local dir=$1 keep=${2:-} f pid
+  local dir=$1 keep=${2:-} f pid pids=()
   [[ -d "$dir" ]] || return 0
+  # only pids whose command line names this dir: never a recycled pid of another process
   for f in "$dir"/pids/*; do
     [[ -f "$f" ]] || continue
-    pid=$(cat "$f"); kill -TERM "$pid" 2>/dev/null || true
+    pid=$(cat "$f")
+    tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$dir/" && pids+=("$pid")
   done
-  for _ in $(seq 1 50); do
-    local alive=0
-    for f in "$dir"/pids/*; do [[ -f "$f" ]] && kill -0 "$(cat "$f")" 2>/dev/null && alive=1; done
-    (( alive )) || break
-    sleep 0.1
-  done
-  for f in "$dir"/pids/*; do [[ -f "$f" ]] && kill -KILL "$(cat "$f")" 2>/dev/null || true; done
+  if (( ${#pids[@]} )); then
+    kill -TERM "${pids[@]}" 2>/dev/null || true
+    for _ in $(seq 1 10); do
+      local alive=0
+      for pid in "${pids[@]}"; do running "$pid" && alive=1; done
+      (( alive )) || break
+      sleep 0.1
+    done
+    kill -KILL "${pids[@]}" 2>/dev/null || true
+  fi
   release_ports "$dir"
   rm -rf "$dir/pids"
   [[ -n "$keep" ]] || rm -rf "$dir"

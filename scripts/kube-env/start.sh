@@ -22,7 +22,10 @@ for b in "${KUBE_ENV_BINARIES[@]}"; do [[ -x "$KUBE_ENV_BIN/$b" ]] || die "missi
 B=$KUBE_ENV_BIN
 NODES=${KUBE_ENV_NODES:-2}
 mkdir -p "$DIR"/{pids,logs,pki,etcd}
+chmod 700 "$DIR/etcd" "$DIR/pki"
 t0=$(date +%s%N)
+phases=""
+mark() { phases+=" $1 $(( ($(date +%s%N) - t0) / 1000000 ))"; }   # elapsed ms at the end of a phase
 
 fail() {
   (( $? )) || return 0
@@ -39,7 +42,13 @@ run() {
   setsid "$@" </dev/null >"$DIR/logs/$name.log" 2>&1 &
   echo $! > "$DIR/pids/$name"
 }
-alive() { kill -0 "$(cat "$DIR/pids/$1")" 2>/dev/null; }
+# every started component still running? (checked while waiting: fail fast)
+all_alive() {
+  local f; for f in "$DIR"/pids/*; do
+    kill -0 "$(cat "$f")" 2>/dev/null || { log "${f##*/} exited"; return 1; }
+  done
+}
+WAIT_GUARD=all_alive
 
 # ---- PKI: CA, serving cert, service-account key, admin token ----------------
 P=$DIR/pki
@@ -64,7 +73,9 @@ run etcd "$B/etcd" --name=kube-env --data-dir="$DIR/etcd" \
   --initial-cluster="kube-env=http://127.0.0.1:$PEER_PORT" \
   --unsafe-no-fsync --log-level=warn
 etcd_ok() { curl -sf "http://127.0.0.1:$ETCD_PORT/health" | grep -q '"health":"true"'; }
+mark pki
 wait_until 30 etcd etcd_ok
+mark etcd
 
 # ---- kube-apiserver ----------------------------------------------------------
 API_PORT=$(free_port "$DIR")
@@ -81,6 +92,7 @@ run kube-apiserver "$B/kube-apiserver" \
   --endpoint-reconciler-type=none --profiling=false
 ready() { curl -sf --cacert "$P/ca.crt" -H "Authorization: Bearer $TOKEN" "$SERVER/readyz" | grep -qx ok; }
 wait_until 90 kube-apiserver/readyz ready
+mark apiserver
 
 CA_DATA=$(base64 -w0 < "$P/ca.crt")
 cat > "$DIR/kubeconfig" <<KC
@@ -116,9 +128,7 @@ KWOK_PORT=$(free_port "$DIR")
 run kwok "$B/kwok" --kubeconfig="$DIR/kubeconfig" \
   --manage-all-nodes=false \
   --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
-  --manage-nodes-with-label-selector= \
-  --disregard-status-with-annotation-selector=kwok.x-k8s.io/status=custom \
-  --disregard-status-with-label-selector= \
+  --config="$KUBE_ENV_SCRIPTS/kwok.yaml" --node-lease-duration-seconds=40 \
   --cidr=10.244.0.0/16 --node-ip=127.0.0.1 \
   --server-address="127.0.0.1:$KWOK_PORT"
 
@@ -140,14 +150,17 @@ NODE
 done | K apply -f - >/dev/null
 
 wait_until 60 "default serviceaccount" K get serviceaccount default -n default
+mark serviceaccount
 wait_until 60 "fake nodes Ready" K wait --for=condition=Ready node -l type=kwok --timeout=1s
-for c in etcd kube-apiserver kube-controller-manager kube-scheduler kwok; do alive "$c" || { log "$c exited"; exit 1; }; done
+mark nodes
+all_alive
 
 if [[ -n "$watch_pid" ]]; then
+  # shellcheck disable=SC2016  # expanded by the watchdog's bash
   setsid bash -c 'while kill -0 "$1" 2>/dev/null; do sleep 1; done; exec "$2" "$3"' \
     watchdog "$watch_pid" "$KUBE_ENV_SCRIPTS/stop.sh" "$DIR" </dev/null >/dev/null 2>&1 &
   echo $! > "$DIR/watchdog.pid"
 fi
 trap - EXIT
-log "ready in $(( ($(date +%s%N) - t0) / 1000000 )) ms: $SERVER (dir $DIR)"
+log "ready in $(( ($(date +%s%N) - t0) / 1000000 )) ms (ms at end of:$phases): $SERVER (dir $DIR)"
 echo "$DIR"

@@ -63,11 +63,7 @@ fn run_script(name: &str, args: &[&str]) -> Result<String, String> {
         return Err(format!("{} {:?} failed ({})", script.display(), args, out.status));
     }
     let stdout = String::from_utf8_lossy(&out.stdout);
-    stdout
-        .lines()
-        .last()
-        .map(|l| l.trim().to_string())
-        .ok_or_else(|| format!("{} printed nothing", script.display()))
+    stdout.lines().last().map(|l| l.trim().to_string()).ok_or_else(|| format!("{} printed nothing", script.display()))
 }
 
 /// Polls `f` every 200 ms until it returns true; false after `timeout`.
@@ -96,13 +92,7 @@ impl KubeEnv {
             .map_err(|e| format!("{}/server-url: {e}", dir.display()))?
             .trim()
             .to_string();
-        Ok(KubeEnv {
-            kubeconfig: dir.join("kubeconfig"),
-            dir,
-            bin_dir,
-            server_url,
-            stopped: false,
-        })
+        Ok(KubeEnv { kubeconfig: dir.join("kubeconfig"), dir, bin_dir, server_url, stopped: false })
     }
 
     /// One control plane shared by every test of this test binary (started on
@@ -214,11 +204,8 @@ impl KubeEnv {
     /// Creates a namespace `<prefix>-<unique suffix>` and returns its name.
     pub fn create_namespace(&self, prefix: &str) -> String {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let mut clean: String = prefix
-            .to_ascii_lowercase()
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-            .collect();
+        let mut clean: String =
+            prefix.to_ascii_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
         clean.truncate(40);
         let clean = clean.trim_matches('-');
         let clean = if clean.is_empty() { "test" } else { clean };
@@ -229,9 +216,7 @@ impl KubeEnv {
 
     /// A bearer token for ServiceAccount `ns/sa` (`kubectl create token`, 1 h).
     pub fn service_account_token(&self, ns: &str, sa: &str) -> String {
-        self.kubectl_ok(&["create", "token", sa, "-n", ns, "--duration=1h"])
-            .trim()
-            .to_string()
+        self.kubectl_ok(&["create", "token", sa, "-n", ns, "--duration=1h"]).trim().to_string()
     }
 
     /// Writes a kubeconfig that authenticates with `token` (so a process runs
