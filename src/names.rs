@@ -63,7 +63,8 @@ pub fn default_prefix(namespace: &str, name: &str) -> String {
 /// identity (bucket names are global), always a valid S3 name.
 pub fn default_bucket(prefix: &str, namespace: &str, name: &str, region: &str) -> String {
     let hash = short_hash(&format!("{namespace}/{name}/{region}"), 8);
-    let mut base: String = prefix.to_ascii_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+    let mut base: String =
+        prefix.to_ascii_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
     // Collapse runs of '-' and strip them at the ends.
     while base.contains("--") {
         base = base.replace("--", "-");

@@ -35,13 +35,28 @@ pub const KEY: &str = "orderid";
 /// The item attributes, in record order. `orderid` is the table's partition key.
 pub const FIELDS: &[Field] = &[
     Field { name: KEY, item_type: ItemType::String, glue_type: "string", comment: "unique order id" },
-    Field { name: "order_ts", item_type: ItemType::String, glue_type: "timestamp", comment: "order time, UTC, ISO-8601 with milliseconds" },
+    Field {
+        name: "order_ts",
+        item_type: ItemType::String,
+        glue_type: "timestamp",
+        comment: "order time, UTC, ISO-8601 with milliseconds",
+    },
     Field { name: "product_name", item_type: ItemType::String, glue_type: "string", comment: "product sold" },
     Field { name: "category", item_type: ItemType::String, glue_type: "string", comment: "product category" },
     Field { name: "quantity", item_type: ItemType::Number, glue_type: "int", comment: "units sold" },
-    Field { name: "price", item_type: ItemType::Number, glue_type: "decimal(10,2)", comment: "unit price, exact, 2 decimals" },
+    Field {
+        name: "price",
+        item_type: ItemType::Number,
+        glue_type: "decimal(10,2)",
+        comment: "unit price, exact, 2 decimals",
+    },
     Field { name: "customer_id", item_type: ItemType::String, glue_type: "string", comment: "customer" },
-    Field { name: "store_id", item_type: ItemType::String, glue_type: "string", comment: "store the order was placed in" },
+    Field {
+        name: "store_id",
+        item_type: ItemType::String,
+        glue_type: "string",
+        comment: "store the order was placed in",
+    },
     Field { name: "region", item_type: ItemType::String, glue_type: "string", comment: "sales region of the store" },
 ];
 

@@ -1,0 +1,94 @@
+//! kstatus-compatible conditions: `Ready`, `Reconciling`, `Stalled`, and one per component.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+pub const READY: &str = "Ready";
+pub const RECONCILING: &str = "Reconciling";
+pub const STALLED: &str = "Stalled";
+
+/// Condition status values.
+pub const TRUE: &str = "True";
+pub const FALSE: &str = "False";
+pub const UNKNOWN: &str = "Unknown";
+
+/// A condition as the reconcile computed it, before timestamps.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewCondition {
+    pub type_: String,
+    pub status: &'static str,
+    pub reason: String,
+    pub message: String,
+}
+
+impl NewCondition {
+    pub fn new(type_: &str, status: &'static str, reason: &str, message: impl Into<String>) -> Self {
+        Self { type_: type_.to_string(), status, reason: reason.to_string(), message: message.into() }
+    }
+}
+
+/// Builds the condition list from `computed`, keeping `lastTransitionTime`
+/// from `previous` for every condition whose status did not change.
+pub fn merge(
+    previous: &[Condition],
+    computed: &[NewCondition],
+    generation: Option<i64>,
+    now: jiff::Timestamp,
+) -> Vec<Condition> {
+    computed
+        .iter()
+        .map(|c| {
+            let old = previous.iter().find(|p| p.type_ == c.type_);
+            let last_transition_time = match old {
+                Some(o) if o.status == c.status => o.last_transition_time.clone(),
+                _ => Time(now),
+            };
+            Condition {
+                type_: c.type_.clone(),
+                status: c.status.to_string(),
+                reason: c.reason.clone(),
+                message: truncate(&c.message, 32768),
+                observed_generation: generation,
+                last_transition_time,
+            }
+        })
+        .collect()
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}
+
+/// The condition of `type_`, if any.
+pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
+    conditions.iter().find(|c| c.type_ == type_)
+}
+
+/// Whether `type_` is `True`.
+pub fn is_true(conditions: &[Condition], type_: &str) -> bool {
+    find(conditions, type_).is_some_and(|c| c.status == TRUE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unchanged_status_keeps_its_transition_time() {
+        let t0: jiff::Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let t1: jiff::Timestamp = "2026-01-02T00:00:00Z".parse().unwrap();
+        let first = merge(&[], &[NewCondition::new(READY, FALSE, "Creating", "x")], Some(1), t0);
+        let same = merge(&first, &[NewCondition::new(READY, FALSE, "Creating", "y")], Some(2), t1);
+        assert_eq!(same[0].last_transition_time.0, t0);
+        assert_eq!(same[0].message, "y");
+        assert_eq!(same[0].observed_generation, Some(2));
+        let flipped = merge(&same, &[NewCondition::new(READY, TRUE, "Ready", "ok")], Some(2), t1);
+        assert_eq!(flipped[0].last_transition_time.0, t1);
+    }
+}

@@ -323,7 +323,8 @@ fn default_prefix() -> String {
 }
 
 fn default_error_prefix() -> String {
-    "errors/!{firehose:error-output-type}/!{timestamp:yyyy}/!{timestamp:MM}/!{timestamp:dd}/!{timestamp:HH}/".to_string()
+    "errors/!{firehose:error-output-type}/!{timestamp:yyyy}/!{timestamp:MM}/!{timestamp:dd}/!{timestamp:HH}/"
+        .to_string()
 }
 
 /// Compression of delivered objects.
@@ -451,6 +452,7 @@ pub struct AnalyticsSpec {
     pub bytes_scanned_cutoff: i64,
     /// Named queries to install (built-in analysis names); empty installs none.
     #[serde(default = "default_named_queries")]
+    #[x_kube(validation = Rule::new("self.all(q, q in ['revenue_by_product_hour', 'top_products', 'order_rate_per_minute', 'average_order_value_by_region', 'sales_projection'])").message("must name built-in queries: revenue_by_product_hour, top_products, order_rate_per_minute, average_order_value_by_region, sales_projection"))]
     pub named_queries: Vec<String>,
 }
 

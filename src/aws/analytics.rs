@@ -1,1 +1,824 @@
-//! placeholder: being written
+//! The Athena workgroup and the built-in analysis queries installed in it.
+//!
+//! Named queries are identified by name within the workgroup. Athena allows
+//! several queries of one name, so duplicates of a built-in name are deleted
+//! (one is kept). Only queries whose name is a built-in query name are ever
+//! changed or deleted; a person's own queries in the workgroup are left alone.
+//!
+//! UpdateNamedQuery cannot move a query to another database: a changed
+//! database is a create of the new query followed by a delete of the old one.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_athena::types::{
+    EncryptionConfiguration, EncryptionOption, ResultConfiguration, ResultConfigurationUpdates, Tag,
+    WorkGroupConfiguration, WorkGroupConfigurationUpdates, WorkGroupState,
+};
+
+use super::{compare, missing_tags, AwsError, AwsResultExt, Change, Component, ComponentKind, PipelineCtx, Refs};
+use crate::api::{AnalyticsStatus, Encryption, SalesPipelineStatus};
+use crate::queries;
+
+/// A named query as the pipeline wants it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DesiredQuery {
+    pub name: String,
+    pub description: String,
+    pub database: String,
+    pub sql: String,
+}
+
+/// A named query found in the workgroup.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObservedQuery {
+    pub id: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub database: String,
+    pub sql: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct DesiredAnalytics {
+    pub workgroup: String,
+    /// `None` until the account is known (tags are then not compared).
+    pub arn: Option<String>,
+    pub description: String,
+    pub result_location: String,
+    /// `SSE_S3` or `SSE_KMS`.
+    pub encryption: String,
+    pub kms_key: Option<String>,
+    pub enforce_configuration: bool,
+    pub publish_metrics: bool,
+    pub bytes_scanned_cutoff: i64,
+    pub queries: Vec<DesiredQuery>,
+    /// Names in `spec.analytics.namedQueries` that are not built-in queries.
+    pub unknown_queries: Vec<String>,
+    pub tags: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ObservedAnalytics {
+    pub workgroup: String,
+    /// `ENABLED` or `DISABLED`.
+    pub state: String,
+    pub result_location: Option<String>,
+    pub encryption: Option<String>,
+    pub kms_key: Option<String>,
+    pub enforce_configuration: Option<bool>,
+    pub publish_metrics: Option<bool>,
+    pub bytes_scanned_cutoff: Option<i64>,
+    pub queries: Vec<ObservedQuery>,
+    /// `None` when not read (account unknown).
+    pub tags: Option<BTreeMap<String, String>>,
+}
+
+/// Athena calls of this component.
+pub struct Workgroups<'a>(pub &'a aws_sdk_athena::Client);
+
+/// One named-query call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum QueryAction {
+    Create(DesiredQuery),
+    Update { id: String, query: DesiredQuery },
+    Delete { id: String },
+}
+
+/// Whether `name` is one of ours (a built-in query name).
+fn is_built_in(name: &str) -> bool {
+    queries::find(name).is_some()
+}
+
+/// What to do with the named queries, grouped by the change each group repairs.
+/// Pure: `diff` reports the changes, `update` runs the actions of the changes it is given.
+pub fn plan_queries(d: &DesiredAnalytics, o: &ObservedAnalytics) -> Vec<(Change, Vec<QueryAction>)> {
+    let mut by_name: BTreeMap<&str, Vec<&ObservedQuery>> = BTreeMap::new();
+    for q in &o.queries {
+        by_name.entry(q.name.as_str()).or_default().push(q);
+    }
+    let mut plan = Vec::new();
+    for want in &d.queries {
+        let field = format!("namedQuery.{}", want.name);
+        let found = by_name.remove(want.name.as_str()).unwrap_or_default();
+        // Keep an exact match if there is one, else the first; the rest are duplicates.
+        let exact = |q: &&ObservedQuery| {
+            q.sql == want.sql && q.database == want.database && q.description.as_deref() == Some(&want.description)
+        };
+        let keep = found.iter().position(exact).or(if found.is_empty() { None } else { Some(0) });
+        let Some(keep) = keep else {
+            plan.push((Change::new(&field, "absent", "present"), vec![QueryAction::Create(want.clone())]));
+            continue;
+        };
+        let kept = found[keep];
+        if kept.database != want.database {
+            plan.push((
+                Change::new(&format!("{field}.database"), &kept.database, &want.database),
+                vec![QueryAction::Create(want.clone()), QueryAction::Delete { id: kept.id.clone() }],
+            ));
+        } else if kept.sql != want.sql || kept.description.as_deref() != Some(&want.description) {
+            let part = if kept.sql != want.sql { "sql" } else { "description" };
+            plan.push((
+                Change::new(&format!("{field}.{part}"), "differs", "built-in"),
+                vec![QueryAction::Update { id: kept.id.clone(), query: want.clone() }],
+            ));
+        }
+        let duplicates: Vec<_> = found
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != keep)
+            .map(|(_, q)| QueryAction::Delete { id: q.id.clone() })
+            .collect();
+        if !duplicates.is_empty() {
+            plan.push((Change::new(&format!("{field}.duplicates"), duplicates.len(), 0), duplicates));
+        }
+    }
+    // Built-in queries no longer wanted; anything else is someone's own query.
+    for (name, found) in by_name.into_iter().filter(|(name, _)| is_built_in(name)) {
+        let deletes = found.iter().map(|q| QueryAction::Delete { id: q.id.clone() }).collect();
+        plan.push((Change::new(&format!("namedQuery.{name}"), "present", "absent"), deletes));
+    }
+    plan
+}
+
+fn unknown_queries_change(d: &DesiredAnalytics) -> Option<Change> {
+    if d.unknown_queries.is_empty() {
+        return None;
+    }
+    let known: Vec<_> = queries::BUILT_IN.iter().map(|q| q.name).collect();
+    Some(Change {
+        field: "namedQueries".into(),
+        from: String::new(),
+        to: format!(
+            "spec.analytics.namedQueries names unknown queries {:?}; the built-in queries are {:?}",
+            d.unknown_queries, known
+        ),
+        immutable: false,
+    })
+}
+
+fn unknown_queries_error(d: &DesiredAnalytics) -> Result<(), AwsError> {
+    match unknown_queries_change(d) {
+        Some(change) => Err(AwsError::permanent("NamedQueriesSpec", change.to)),
+        None => Ok(()),
+    }
+}
+
+fn build_error(operation: &'static str) -> impl Fn(aws_smithy_types::error::operation::BuildError) -> AwsError {
+    move |e| AwsError::permanent(operation, e.to_string())
+}
+
+fn encryption(d: &DesiredAnalytics, operation: &'static str) -> Result<EncryptionConfiguration, AwsError> {
+    EncryptionConfiguration::builder()
+        .encryption_option(EncryptionOption::from(d.encryption.as_str()))
+        .set_kms_key(d.kms_key.clone())
+        .build()
+        .map_err(build_error(operation))
+}
+
+/// The whole desired configuration as updates (nothing left for AWS to keep from before).
+fn configuration_updates(d: &DesiredAnalytics) -> Result<WorkGroupConfigurationUpdates, AwsError> {
+    Ok(WorkGroupConfigurationUpdates::builder()
+        .enforce_work_group_configuration(d.enforce_configuration)
+        .publish_cloud_watch_metrics_enabled(d.publish_metrics)
+        .bytes_scanned_cutoff_per_query(d.bytes_scanned_cutoff)
+        .result_configuration_updates(
+            ResultConfigurationUpdates::builder()
+                .output_location(&d.result_location)
+                .encryption_configuration(encryption(d, "UpdateWorkGroup")?)
+                .build(),
+        )
+        .build())
+}
+
+fn athena_tags(tags: &BTreeMap<String, String>) -> Vec<Tag> {
+    tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()
+}
+
+/// Athena's answer for a workgroup (or named query) that does not exist.
+fn is_invalid_request(e: &AwsError) -> bool {
+    e.code.as_deref() == Some("InvalidRequestException")
+}
+
+/// Workgroup settings UpdateWorkGroup applies.
+const WORKGROUP_FIELDS: &[&str] =
+    &["state", "resultLocation", "resultEncryption", "enforceConfiguration", "publishMetrics", "bytesScannedCutoff"];
+
+impl Workgroups<'_> {
+    async fn list_tags(&self, arn: &Option<String>) -> Result<Option<BTreeMap<String, String>>, AwsError> {
+        let Some(arn) = arn else { return Ok(None) };
+        let mut tags = BTreeMap::new();
+        let mut token = None;
+        loop {
+            let out = self
+                .0
+                .list_tags_for_resource()
+                .resource_arn(arn)
+                .set_next_token(token)
+                .send()
+                .await
+                .aws("ListTagsForResource")?;
+            tags.extend(
+                out.tags.unwrap_or_default().into_iter().filter_map(|t| Some((t.key?, t.value.unwrap_or_default()))),
+            );
+            token = out.next_token;
+            if token.is_none() {
+                return Ok(Some(tags));
+            }
+        }
+    }
+
+    /// Every named query of the workgroup: ListNamedQueries, then GetNamedQuery
+    /// per id (moto lacks BatchGetNamedQuery).
+    async fn list_queries(&self, workgroup: &str) -> Result<Vec<ObservedQuery>, AwsError> {
+        let mut ids = Vec::new();
+        let mut token = None;
+        loop {
+            let out = self
+                .0
+                .list_named_queries()
+                .work_group(workgroup)
+                .set_next_token(token)
+                .send()
+                .await
+                .aws("ListNamedQueries")?;
+            ids.extend(out.named_query_ids.unwrap_or_default());
+            token = out.next_token;
+            if token.is_none() {
+                break;
+            }
+        }
+        let mut queries = Vec::new();
+        for id in ids {
+            let out = match self.0.get_named_query().named_query_id(&id).send().await.aws("GetNamedQuery") {
+                // Deleted since it was listed.
+                Err(e) if is_invalid_request(&e) => continue,
+                other => other?,
+            };
+            if let Some(q) = out.named_query {
+                queries.push(ObservedQuery {
+                    id: q.named_query_id.unwrap_or(id),
+                    name: q.name,
+                    description: q.description,
+                    database: q.database,
+                    sql: q.query_string,
+                });
+            }
+        }
+        Ok(queries)
+    }
+
+    async fn run(&self, d: &DesiredAnalytics, action: &QueryAction) -> Result<(), AwsError> {
+        match action {
+            QueryAction::Create(q) => {
+                self.0
+                    .create_named_query()
+                    .work_group(&d.workgroup)
+                    .name(&q.name)
+                    .description(&q.description)
+                    .database(&q.database)
+                    .query_string(&q.sql)
+                    .send()
+                    .await
+                    .aws("CreateNamedQuery")?;
+            }
+            QueryAction::Update { id, query } => {
+                self.0
+                    .update_named_query()
+                    .named_query_id(id)
+                    .name(&query.name)
+                    .description(&query.description)
+                    .query_string(&query.sql)
+                    .send()
+                    .await
+                    .aws("UpdateNamedQuery")?;
+            }
+            QueryAction::Delete { id } => {
+                match self.0.delete_named_query().named_query_id(id).send().await.aws("DeleteNamedQuery") {
+                    Err(e) if is_invalid_request(&e) || e.is_not_found() => {}
+                    other => {
+                        other?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Component for Workgroups<'_> {
+    type Desired = DesiredAnalytics;
+    type Observed = ObservedAnalytics;
+    const KIND: ComponentKind = ComponentKind::Analytics;
+
+    fn desired(ctx: &PipelineCtx, refs: &Refs) -> DesiredAnalytics {
+        let a = &ctx.spec.analytics;
+        let names = &ctx.names;
+        let mut wanted: Vec<&str> = Vec::new();
+        for name in &a.named_queries {
+            if !wanted.contains(&name.as_str()) {
+                wanted.push(name);
+            }
+        }
+        let queries = wanted
+            .iter()
+            .filter_map(|name| queries::find(name))
+            .map(|q| DesiredQuery {
+                name: q.name.to_string(),
+                description: q.description.to_string(),
+                database: names.database.clone(),
+                sql: q.render(&names.glue_table, &[]),
+            })
+            .collect();
+        let (encryption, kms_key) = match ctx.spec.bucket.encryption {
+            Encryption::SseKms => ("SSE_KMS", ctx.spec.bucket.kms_key_arn.clone()),
+            Encryption::SseS3 => ("SSE_S3", None),
+        };
+        DesiredAnalytics {
+            workgroup: names.workgroup.clone(),
+            arn: match (&refs.partition, &refs.account) {
+                (Some(partition), Some(account)) => {
+                    Some(format!("arn:{partition}:athena:{}:{account}:workgroup/{}", ctx.region, names.workgroup))
+                }
+                _ => None,
+            },
+            description: format!("Sales analytics of pipeline {} (managed by sales-operator)", names.prefix),
+            result_location: a
+                .result_location
+                .clone()
+                .unwrap_or_else(|| format!("s3://{}/athena-results/", names.bucket)),
+            encryption: encryption.to_string(),
+            kms_key,
+            enforce_configuration: true,
+            publish_metrics: true,
+            bytes_scanned_cutoff: a.bytes_scanned_cutoff,
+            queries,
+            unknown_queries: wanted.iter().filter(|n| !is_built_in(n)).map(|n| n.to_string()).collect(),
+            tags: ctx.tags.clone(),
+        }
+    }
+
+    fn resource_name(d: &DesiredAnalytics) -> String {
+        format!("athena workgroup {}", d.workgroup)
+    }
+
+    async fn observe(&self, d: &DesiredAnalytics) -> Result<Option<ObservedAnalytics>, AwsError> {
+        // AWS: InvalidRequestException for a missing workgroup; moto: 200 with `WorkGroup: null`.
+        let out = match self.0.get_work_group().work_group(&d.workgroup).send().await.aws("GetWorkGroup") {
+            Err(e) if is_invalid_request(&e) || e.is_not_found() => return Ok(None),
+            other => other?,
+        };
+        let Some(wg) = out.work_group else {
+            return Ok(None);
+        };
+        let config = wg.configuration.as_ref();
+        let result = config.and_then(|c| c.result_configuration.as_ref());
+        let encryption = result.and_then(|r| r.encryption_configuration.as_ref());
+        Ok(Some(ObservedAnalytics {
+            workgroup: wg.name.clone(),
+            state: wg.state.as_ref().map(|s| s.as_str().to_string()).unwrap_or_else(|| "ENABLED".to_string()),
+            result_location: result.and_then(|r| r.output_location.clone()),
+            encryption: encryption.map(|e| e.encryption_option.as_str().to_string()),
+            kms_key: encryption.and_then(|e| e.kms_key.clone()),
+            enforce_configuration: config.and_then(|c| c.enforce_work_group_configuration),
+            publish_metrics: config.and_then(|c| c.publish_cloud_watch_metrics_enabled),
+            bytes_scanned_cutoff: config.and_then(|c| c.bytes_scanned_cutoff_per_query),
+            queries: self.list_queries(&d.workgroup).await?,
+            tags: self.list_tags(&d.arn).await?,
+        }))
+    }
+
+    fn diff(d: &DesiredAnalytics, o: &ObservedAnalytics) -> Vec<Change> {
+        let mut changes = Vec::new();
+        compare(&mut changes, "state", o.state.as_str(), "ENABLED");
+        compare(&mut changes, "resultLocation", o.result_location.as_deref(), Some(d.result_location.as_str()));
+        compare(
+            &mut changes,
+            "resultEncryption",
+            (o.encryption.as_deref(), o.kms_key.as_deref()),
+            (Some(d.encryption.as_str()), d.kms_key.as_deref()),
+        );
+        compare(&mut changes, "enforceConfiguration", o.enforce_configuration, Some(d.enforce_configuration));
+        compare(&mut changes, "publishMetrics", o.publish_metrics, Some(d.publish_metrics));
+        compare(&mut changes, "bytesScannedCutoff", o.bytes_scanned_cutoff, Some(d.bytes_scanned_cutoff));
+        changes.extend(plan_queries(d, o).into_iter().map(|(change, _)| change));
+        changes.extend(unknown_queries_change(d));
+        if let Some(tags) = &o.tags {
+            let missing = missing_tags(&d.tags, tags);
+            if !missing.is_empty() {
+                changes.push(Change::new("tags", missing.keys().collect::<Vec<_>>(), "set"));
+            }
+        }
+        changes
+    }
+
+    async fn create(&self, d: &DesiredAnalytics) -> Result<(), AwsError> {
+        let configuration = WorkGroupConfiguration::builder()
+            .result_configuration(
+                ResultConfiguration::builder()
+                    .output_location(&d.result_location)
+                    .encryption_configuration(encryption(d, "CreateWorkGroup")?)
+                    .build(),
+            )
+            .enforce_work_group_configuration(d.enforce_configuration)
+            .publish_cloud_watch_metrics_enabled(d.publish_metrics)
+            .bytes_scanned_cutoff_per_query(d.bytes_scanned_cutoff)
+            .build();
+        let result = self
+            .0
+            .create_work_group()
+            .name(&d.workgroup)
+            .description(&d.description)
+            .configuration(configuration)
+            .set_tags(Some(athena_tags(&d.tags)))
+            .send()
+            .await
+            .aws("CreateWorkGroup");
+        // Athena answers InvalidRequestException "... is already created" for an
+        // existing workgroup.
+        let exists = |e: &AwsError| e.is_conflict() || (is_invalid_request(e) && e.message.contains("already"));
+        match result {
+            Err(e) if exists(&e) => {}
+            other => {
+                other?;
+            }
+        }
+        for q in &d.queries {
+            self.run(d, &QueryAction::Create(q.clone())).await?;
+        }
+        unknown_queries_error(d)
+    }
+
+    async fn update(&self, d: &DesiredAnalytics, o: &ObservedAnalytics, changes: &[Change]) -> Result<(), AwsError> {
+        let mutable = |field: &str| changes.iter().any(|c| !c.immutable && c.field == field);
+        if WORKGROUP_FIELDS.iter().any(|f| mutable(f)) {
+            self.0
+                .update_work_group()
+                .work_group(&d.workgroup)
+                .description(&d.description)
+                .state(WorkGroupState::Enabled)
+                .configuration_updates(configuration_updates(d)?)
+                .send()
+                .await
+                .aws("UpdateWorkGroup")?;
+        }
+        for (change, actions) in plan_queries(d, o) {
+            if mutable(&change.field) {
+                for action in &actions {
+                    self.run(d, action).await?;
+                }
+            }
+        }
+        if mutable("tags") {
+            if let (Some(arn), Some(tags)) = (&d.arn, &o.tags) {
+                let missing = missing_tags(&d.tags, tags);
+                self.0
+                    .tag_resource()
+                    .resource_arn(arn)
+                    .set_tags(Some(athena_tags(&missing)))
+                    .send()
+                    .await
+                    .aws("TagResource")?;
+            }
+        }
+        unknown_queries_error(d)
+    }
+
+    async fn delete(&self, o: &ObservedAnalytics) -> Result<(), AwsError> {
+        match self
+            .0
+            .delete_work_group()
+            .work_group(&o.workgroup)
+            .recursive_delete_option(true)
+            .send()
+            .await
+            .aws("DeleteWorkGroup")
+        {
+            Err(e) if e.is_not_found() || is_invalid_request(&e) => Ok(()),
+            other => other.map(|_| ()),
+        }
+    }
+
+    fn publish(_o: &ObservedAnalytics, _refs: &mut Refs) {}
+
+    fn report(o: &ObservedAnalytics, status: &mut SalesPipelineStatus) {
+        let mut installed: Vec<String> =
+            o.queries.iter().filter(|q| is_built_in(&q.name)).map(|q| q.name.clone()).collect();
+        installed.sort();
+        installed.dedup();
+        status.analytics = Some(AnalyticsStatus {
+            workgroup: o.workgroup.clone(),
+            result_location: o.result_location.clone().unwrap_or_default(),
+            named_queries: installed,
+        });
+    }
+
+    fn readiness(o: &ObservedAnalytics) -> Result<(), String> {
+        match o.state.as_str() {
+            "ENABLED" => Ok(()),
+            other => Err(format!("athena workgroup {} is {other}", o.workgroup)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_smithy_mocks::{create_mock_http_client, mock, MockResponseInterceptor, Rule, RuleMode};
+
+    use super::*;
+    use crate::api::SalesPipelineSpec;
+
+    fn refs() -> Refs {
+        Refs { partition: Some("aws".into()), account: Some("123456789012".into()), ..Refs::default() }
+    }
+
+    fn desired_for(spec: &SalesPipelineSpec) -> DesiredAnalytics {
+        Workgroups::desired(&PipelineCtx::new("shop", "sales", spec, "eu-west-1"), &refs())
+    }
+
+    fn desired() -> DesiredAnalytics {
+        desired_for(&SalesPipelineSpec::default())
+    }
+
+    fn observed(d: &DesiredAnalytics) -> ObservedAnalytics {
+        ObservedAnalytics {
+            workgroup: d.workgroup.clone(),
+            state: "ENABLED".into(),
+            result_location: Some(d.result_location.clone()),
+            encryption: Some(d.encryption.clone()),
+            kms_key: d.kms_key.clone(),
+            enforce_configuration: Some(d.enforce_configuration),
+            publish_metrics: Some(d.publish_metrics),
+            bytes_scanned_cutoff: Some(d.bytes_scanned_cutoff),
+            queries: d
+                .queries
+                .iter()
+                .enumerate()
+                .map(|(i, q)| ObservedQuery {
+                    id: format!("id-{i}"),
+                    name: q.name.clone(),
+                    description: Some(q.description.clone()),
+                    database: q.database.clone(),
+                    sql: q.sql.clone(),
+                })
+                .collect(),
+            tags: Some(d.tags.clone()),
+        }
+    }
+
+    fn fields(changes: Vec<Change>) -> Vec<String> {
+        changes.into_iter().map(|c| c.field).collect()
+    }
+
+    fn actions(d: &DesiredAnalytics, o: &ObservedAnalytics) -> Vec<QueryAction> {
+        plan_queries(d, o).into_iter().flat_map(|(_, a)| a).collect()
+    }
+
+    #[test]
+    fn default_spec_installs_every_built_in_query_for_the_glue_table() {
+        let d = desired();
+        let ctx = PipelineCtx::new("shop", "sales", &SalesPipelineSpec::default(), "eu-west-1");
+        assert_eq!(d.queries.len(), queries::BUILT_IN.len());
+        for q in &d.queries {
+            assert_eq!(q.database, ctx.names.database);
+            assert!(q.sql.contains(&format!("FROM {}", ctx.names.glue_table)), "{}", q.name);
+            assert!(!q.sql.contains('{'), "{}", q.name);
+        }
+        assert_eq!(d.result_location, format!("s3://{}/athena-results/", ctx.names.bucket));
+        assert_eq!((d.encryption.as_str(), d.kms_key.as_deref()), ("SSE_S3", None));
+        assert!(d.enforce_configuration && d.publish_metrics);
+        assert_eq!(d.bytes_scanned_cutoff, 1_073_741_824);
+        assert_eq!(d.arn.as_deref(), Some("arn:aws:athena:eu-west-1:123456789012:workgroup/shop-sales-sales"));
+        assert!(d.unknown_queries.is_empty());
+    }
+
+    #[test]
+    fn explicit_result_location_and_kms_bucket_are_honoured() {
+        let mut spec = SalesPipelineSpec::default();
+        spec.analytics.result_location = Some("s3://results-bucket/sales/".into());
+        spec.bucket.encryption = Encryption::SseKms;
+        spec.bucket.kms_key_arn = Some("arn:aws:kms:eu-west-1:123456789012:key/k".into());
+        let d = desired_for(&spec);
+        assert_eq!(d.result_location, "s3://results-bucket/sales/");
+        assert_eq!(
+            (d.encryption.as_str(), d.kms_key.as_deref()),
+            ("SSE_KMS", Some("arn:aws:kms:eu-west-1:123456789012:key/k"))
+        );
+    }
+
+    #[test]
+    fn in_sync_workgroup_has_no_changes() {
+        let d = desired();
+        assert!(Workgroups::diff(&d, &observed(&d)).is_empty());
+    }
+
+    #[test]
+    fn each_workgroup_change_is_reported_alone() {
+        let d = desired();
+        type Mutation = fn(&mut ObservedAnalytics);
+        let cases: Vec<(&str, Mutation)> = vec![
+            ("state", |o| o.state = "DISABLED".into()),
+            ("resultLocation", |o| o.result_location = Some("s3://x/".into())),
+            ("resultEncryption", |o| o.encryption = None),
+            ("enforceConfiguration", |o| o.enforce_configuration = Some(false)),
+            ("publishMetrics", |o| o.publish_metrics = None),
+            ("bytesScannedCutoff", |o| o.bytes_scanned_cutoff = Some(10_000_000)),
+            ("tags", |o| o.tags = Some(BTreeMap::new())),
+        ];
+        for (field, change) in cases {
+            let mut o = observed(&d);
+            change(&mut o);
+            assert_eq!(fields(Workgroups::diff(&d, &o)), vec![field], "{field}");
+        }
+    }
+
+    #[test]
+    fn foreign_tags_and_users_own_queries_are_ignored() {
+        let d = desired();
+        let mut o = observed(&d);
+        o.tags.as_mut().unwrap().insert("team".into(), "bi".into());
+        for id in ["mine-1", "mine-2"] {
+            o.queries.push(ObservedQuery {
+                id: id.into(),
+                name: "my_report".into(),
+                description: None,
+                database: "other".into(),
+                sql: "SELECT 1".into(),
+            });
+        }
+        assert!(Workgroups::diff(&d, &o).is_empty());
+    }
+
+    #[test]
+    fn missing_query_is_created() {
+        let d = desired();
+        let mut o = observed(&d);
+        let gone = o.queries.remove(1);
+        assert_eq!(fields(Workgroups::diff(&d, &o)), vec![format!("namedQuery.{}", gone.name)]);
+        assert_eq!(actions(&d, &o), vec![QueryAction::Create(d.queries[1].clone())]);
+    }
+
+    #[test]
+    fn changed_sql_is_updated_in_place() {
+        let d = desired();
+        let mut o = observed(&d);
+        o.queries[0].sql = "SELECT 1".into();
+        assert_eq!(fields(Workgroups::diff(&d, &o)), vec![format!("namedQuery.{}.sql", d.queries[0].name)]);
+        assert_eq!(actions(&d, &o), vec![QueryAction::Update { id: "id-0".into(), query: d.queries[0].clone() }]);
+    }
+
+    #[test]
+    fn changed_database_is_recreated_new_first() {
+        let d = desired();
+        let mut o = observed(&d);
+        o.queries[0].database = "old_db".into();
+        assert_eq!(fields(Workgroups::diff(&d, &o)), vec![format!("namedQuery.{}.database", d.queries[0].name)]);
+        assert_eq!(
+            actions(&d, &o),
+            vec![QueryAction::Create(d.queries[0].clone()), QueryAction::Delete { id: "id-0".into() }]
+        );
+    }
+
+    #[test]
+    fn duplicates_are_deleted_keeping_the_matching_one() {
+        let d = desired();
+        let mut o = observed(&d);
+        let mut stale = o.queries[0].clone();
+        stale.id = "dup".into();
+        stale.sql = "SELECT old".into();
+        o.queries.insert(0, stale);
+        assert_eq!(fields(Workgroups::diff(&d, &o)), vec![format!("namedQuery.{}.duplicates", d.queries[0].name)]);
+        assert_eq!(actions(&d, &o), vec![QueryAction::Delete { id: "dup".into() }]);
+    }
+
+    #[test]
+    fn built_in_queries_no_longer_wanted_are_deleted() {
+        let mut spec = SalesPipelineSpec::default();
+        let all = desired();
+        spec.analytics.named_queries = vec!["top_products".into()];
+        let d = desired_for(&spec);
+        let o = observed(&all);
+        let plan = plan_queries(&d, &o);
+        assert_eq!(plan.len(), queries::BUILT_IN.len() - 1);
+        assert!(plan.iter().all(|(c, a)| c.to == "\"absent\"" && matches!(a[..], [QueryAction::Delete { .. }])));
+        assert!(plan.iter().all(|(c, _)| c.field != "namedQuery.top_products"));
+    }
+
+    #[test]
+    fn unknown_query_names_are_reported_and_refused() {
+        let mut spec = SalesPipelineSpec::default();
+        spec.analytics.named_queries = vec!["top_products".into(), "no_such_query".into(), "top_products".into()];
+        let d = desired_for(&spec);
+        assert_eq!(d.queries.len(), 1);
+        assert_eq!(d.unknown_queries, vec!["no_such_query".to_string()]);
+        let changes = Workgroups::diff(&d, &observed(&d));
+        assert_eq!(fields(changes.clone()), vec!["namedQueries"]);
+        assert!(changes[0].to.contains("no_such_query") && changes[0].to.contains("revenue_by_product_hour"));
+        assert!(unknown_queries_error(&d).is_err_and(|e| e.is_permanent()));
+    }
+
+    #[test]
+    fn report_lists_installed_built_in_names_sorted() {
+        let d = desired();
+        let mut o = observed(&d);
+        o.queries.push(ObservedQuery {
+            id: "x".into(),
+            name: "my_report".into(),
+            description: None,
+            database: "d".into(),
+            sql: "s".into(),
+        });
+        o.queries.push(o.queries[0].clone());
+        let mut status = SalesPipelineStatus::default();
+        Workgroups::report(&o, &mut status);
+        let mut expected: Vec<_> = queries::BUILT_IN.iter().map(|q| q.name.to_string()).collect();
+        expected.sort();
+        let a = status.analytics.unwrap();
+        assert_eq!(a.named_queries, expected);
+        assert_eq!(a.result_location, d.result_location);
+    }
+
+    fn mock_athena(rules: &[&Rule]) -> aws_sdk_athena::Client {
+        let mut interceptor = MockResponseInterceptor::new().rule_mode(RuleMode::MatchAny);
+        for rule in rules {
+            interceptor = interceptor.with_rule(rule);
+        }
+        let config = aws_sdk_athena::Config::builder()
+            .behavior_version(aws_sdk_athena::config::BehaviorVersion::latest())
+            .region(aws_sdk_athena::config::Region::new("eu-west-1"))
+            .credentials_provider(aws_sdk_athena::config::Credentials::new("test", "test", None, None, "test"))
+            .http_client(create_mock_http_client())
+            .interceptor(interceptor)
+            .build();
+        aws_sdk_athena::Client::from_conf(config)
+    }
+
+    #[tokio::test]
+    async fn cutoff_change_sends_update_work_group_with_the_full_configuration() {
+        let d = desired();
+        let mut o = observed(&d);
+        o.bytes_scanned_cutoff = Some(10_000_000);
+        o.state = "DISABLED".into();
+        let changes = Workgroups::diff(&d, &o);
+        assert_eq!(fields(changes.clone()), vec!["state", "bytesScannedCutoff"]);
+        let (workgroup, location) = (d.workgroup.clone(), d.result_location.clone());
+        let rule = mock!(aws_sdk_athena::Client::update_work_group)
+            .match_requests(move |req| {
+                let Some(u) = req.configuration_updates() else {
+                    return false;
+                };
+                let result = u.result_configuration_updates();
+                req.work_group() == Some(workgroup.as_str())
+                    && req.state() == Some(&WorkGroupState::Enabled)
+                    && u.bytes_scanned_cutoff_per_query() == Some(1_073_741_824)
+                    && u.enforce_work_group_configuration() == Some(true)
+                    && u.publish_cloud_watch_metrics_enabled() == Some(true)
+                    && result.and_then(|r| r.output_location()) == Some(location.as_str())
+                    && result.and_then(|r| r.encryption_configuration()).map(|e| e.encryption_option())
+                        == Some(&EncryptionOption::SseS3)
+            })
+            .then_output(|| aws_sdk_athena::operation::update_work_group::UpdateWorkGroupOutput::builder().build());
+        let client = mock_athena(&[&rule]);
+        Workgroups(&client).update(&d, &o, &changes).await.unwrap();
+        assert_eq!(rule.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn changed_sql_sends_update_named_query_with_the_rendered_sql() {
+        let d = desired();
+        let mut o = observed(&d);
+        o.queries[2].sql = "SELECT 1".into();
+        let changes = Workgroups::diff(&d, &o);
+        let want = d.queries[2].clone();
+        let rule = mock!(aws_sdk_athena::Client::update_named_query)
+            .match_requests(move |req| {
+                req.named_query_id() == Some("id-2")
+                    && req.name() == Some(want.name.as_str())
+                    && req.description() == Some(want.description.as_str())
+                    && req.query_string() == Some(want.sql.as_str())
+            })
+            .then_output(|| aws_sdk_athena::operation::update_named_query::UpdateNamedQueryOutput::builder().build());
+        let client = mock_athena(&[&rule]);
+        Workgroups(&client).update(&d, &o, &changes).await.unwrap();
+        assert_eq!(rule.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn missing_workgroup_is_absent_whether_aws_or_moto_answers() {
+        // moto: 200 with no workgroup.
+        let moto = mock!(aws_sdk_athena::Client::get_work_group)
+            .then_output(|| aws_sdk_athena::operation::get_work_group::GetWorkGroupOutput::builder().build());
+        let client = mock_athena(&[&moto]);
+        assert_eq!(Workgroups(&client).observe(&desired()).await.unwrap(), None);
+        // AWS: InvalidRequestException.
+        let aws = mock!(aws_sdk_athena::Client::get_work_group).then_error(|| {
+            aws_sdk_athena::operation::get_work_group::GetWorkGroupError::InvalidRequestException(
+                aws_sdk_athena::types::error::InvalidRequestException::builder()
+                    .message("WorkGroup x is not found.")
+                    .meta(aws_sdk_athena::error::ErrorMetadata::builder().code("InvalidRequestException").build())
+                    .build(),
+            )
+        });
+        let client = mock_athena(&[&aws]);
+        assert_eq!(Workgroups(&client).observe(&desired()).await.unwrap(), None);
+    }
+}

@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::context::{
-    BeforeDeserializationInterceptorContextMut, BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextRef,
+    BeforeDeserializationInterceptorContextMut, BeforeDeserializationInterceptorContextRef,
+    BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextRef,
 };
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
@@ -57,6 +58,8 @@ struct State {
     mutations_sent: u64,
     attempts_seen: BTreeMap<String, u64>,
     plan: FaultPlan,
+    /// Time between sending a request and receiving its response, summed.
+    waiting: std::time::Duration,
 }
 
 /// The interceptor shared by every client of one [`super::Clients`].
@@ -70,6 +73,14 @@ pub struct CallLog {
 struct InjectedFault(Fault);
 
 impl aws_smithy_types::config_bag::Storable for InjectedFault {
+    type Storer = aws_smithy_types::config_bag::StoreReplace<Self>;
+}
+
+/// When the current attempt's request was handed to the HTTP client.
+#[derive(Clone, Debug)]
+struct SentAt(std::time::Instant);
+
+impl aws_smithy_types::config_bag::Storable for SentAt {
     type Storer = aws_smithy_types::config_bag::StoreReplace<Self>;
 }
 
@@ -102,7 +113,14 @@ impl CallLog {
 
     /// Forgets every count.
     pub fn reset(&self) {
-        self.lock().counts.clear();
+        let mut s = self.lock();
+        s.counts.clear();
+        s.waiting = std::time::Duration::ZERO;
+    }
+
+    /// Total time spent waiting on AWS responses.
+    pub fn waiting(&self) -> std::time::Duration {
+        self.lock().waiting
     }
 
     /// Total calls (executions, not attempts) that only read.
@@ -126,7 +144,12 @@ impl CallLog {
     }
 
     fn sum(&self, reads: bool) -> u64 {
-        self.lock().counts.iter().filter(|((_, op), _)| is_read_operation(op) == reads).map(|(_, c)| c.ok + c.error).sum()
+        self.lock()
+            .counts
+            .iter()
+            .filter(|((_, op), _)| is_read_operation(op) == reads)
+            .map(|(_, c)| c.ok + c.error)
+            .sum()
     }
 }
 
@@ -159,17 +182,42 @@ impl Intercept for CallLog {
         if !is_read_operation(&operation) {
             if let Some(limit) = s.plan.stop_after_mutations {
                 if s.mutations_sent >= limit {
-                    return Err(format!("injected stop before {service}:{operation} (after {limit} mutating calls)").into());
+                    return Err(
+                        format!("injected stop before {service}:{operation} (after {limit} mutating calls)").into()
+                    );
                 }
             }
         }
         let fault = s.plan.faults.iter().find_map(|(op, fault, every)| {
-            ((op == "*" || *op == operation) && *every > 0 && nth % every == 0).then(|| fault.clone())
+            ((op == "*" || *op == operation) && *every > 0 && nth.is_multiple_of(*every)).then(|| fault.clone())
         });
         drop(s);
         cfg.interceptor_state().store_put(AttemptMarker);
         if let Some(f) = fault {
             cfg.interceptor_state().store_put(InjectedFault(f));
+        }
+        Ok(())
+    }
+
+    fn read_before_transmit(
+        &self,
+        _ctx: &BeforeTransmitInterceptorContextRef<'_>,
+        _rc: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        cfg.interceptor_state().store_put(SentAt(std::time::Instant::now()));
+        Ok(())
+    }
+
+    fn read_after_transmit(
+        &self,
+        _ctx: &BeforeDeserializationInterceptorContextRef<'_>,
+        _rc: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Some(SentAt(at)) = cfg.load::<SentAt>() {
+            let elapsed = at.elapsed();
+            self.lock().waiting += elapsed;
         }
         Ok(())
     }

@@ -130,13 +130,9 @@ where
                     let message = e.message().map(str::to_string).unwrap_or_else(|| e.to_string());
                     AwsError::new(operation, e.code().map(str::to_string), message, status)
                 }
-                SdkError::ConstructionFailure(_) => AwsError {
-                    operation,
-                    code: None,
-                    message: error_chain(&err),
-                    status,
-                    kind: ErrorKind::Permanent,
-                },
+                SdkError::ConstructionFailure(_) => {
+                    AwsError { operation, code: None, message: error_chain(&err), status, kind: ErrorKind::Permanent }
+                }
                 _ => AwsError::new(operation, None, error_chain(&err), status.filter(|s| *s >= 400)),
             }
         })
@@ -152,6 +148,14 @@ fn error_chain(err: &dyn std::error::Error) -> String {
         source = s.source();
     }
     out
+}
+
+/// An SDK builder's error (a required field left unset) as a permanent error of `operation`.
+pub fn built<T>(
+    operation: &'static str,
+    r: Result<T, aws_smithy_types::error::operation::BuildError>,
+) -> Result<T, AwsError> {
+    r.map_err(|e| AwsError::permanent(operation, e.to_string()))
 }
 
 /// `Ok(None)` for a not-found error, so `observe` can say "absent".

@@ -73,7 +73,10 @@ pub struct Clients {
 macro_rules! client {
     ($krate:ident, $sdk:expr, $region:expr, $calls:expr) => {
         $krate::Client::from_conf(
-            $krate::config::Builder::from($sdk).region(Region::new($region.clone())).interceptor($calls.clone()).build(),
+            $krate::config::Builder::from($sdk)
+                .region(Region::new($region.clone()))
+                .interceptor($calls.clone())
+                .build(),
         )
     };
 }
@@ -81,10 +84,9 @@ macro_rules! client {
 impl Clients {
     /// Clients for `region` (falling back to the SDK config's region).
     pub fn new(sdk: &SdkConfig, region: Option<&str>, calls: CallLog) -> Result<Self, AwsError> {
-        let region = region
-            .map(str::to_string)
-            .or_else(|| sdk.region().map(|r| r.to_string()))
-            .ok_or_else(|| AwsError::permanent("configure", "no AWS region: set spec.region, --region or AWS_REGION"))?;
+        let region = region.map(str::to_string).or_else(|| sdk.region().map(|r| r.to_string())).ok_or_else(|| {
+            AwsError::permanent("configure", "no AWS region: set spec.region, --region or AWS_REGION")
+        })?;
         let s3 = aws_sdk_s3::Client::from_conf(
             aws_sdk_s3::config::Builder::from(sdk)
                 .region(Region::new(region.clone()))
@@ -285,7 +287,12 @@ pub trait Component {
     async fn create(&self, desired: &Self::Desired) -> Result<(), AwsError>;
 
     /// Applies the mutable `changes` in place.
-    async fn update(&self, desired: &Self::Desired, observed: &Self::Observed, changes: &[Change]) -> Result<(), AwsError>;
+    async fn update(
+        &self,
+        desired: &Self::Desired,
+        observed: &Self::Observed,
+        changes: &[Change],
+    ) -> Result<(), AwsError>;
 
     async fn delete(&self, observed: &Self::Observed) -> Result<(), AwsError>;
 
@@ -294,6 +301,12 @@ pub trait Component {
 
     /// Writes the identifiers of what it manages into the pipeline's status.
     fn report(observed: &Self::Observed, status: &mut SalesPipelineStatus);
+
+    /// Whether the pipeline owns it and may delete it (a bucket given by name is not ours).
+    fn owned(observed: &Self::Observed) -> bool {
+        let _ = observed;
+        true
+    }
 
     /// Whether it is usable (e.g. ACTIVE); the message says what it is waiting for.
     fn readiness(observed: &Self::Observed) -> Result<(), String> {
@@ -308,6 +321,9 @@ pub fn tag_pairs(tags: &BTreeMap<String, String>) -> Vec<(String, String)> {
 }
 
 /// The tags of `desired` that are missing or different in `observed` (extra tags are left alone).
-pub fn missing_tags(desired: &BTreeMap<String, String>, observed: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+pub fn missing_tags(
+    desired: &BTreeMap<String, String>,
+    observed: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
     desired.iter().filter(|(k, v)| observed.get(*k) != Some(v)).map(|(k, v)| (k.clone(), v.clone())).collect()
 }

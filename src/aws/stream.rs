@@ -2,7 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use aws_sdk_kinesis::types::{EncryptionType, ScalingType, StreamMode as AwsStreamMode, StreamModeDetails, StreamStatus};
+use aws_sdk_kinesis::types::{
+    EncryptionType, ScalingType, StreamMode as AwsStreamMode, StreamModeDetails, StreamStatus,
+};
 
 use super::error::absent_if_not_found;
 use super::{compare, missing_tags, AwsError, AwsResultExt, Change, Component, ComponentKind, PipelineCtx, Refs};
@@ -74,8 +76,9 @@ impl Component for Streams<'_> {
     }
 
     async fn observe(&self, d: &DesiredStream) -> Result<Option<ObservedStream>, AwsError> {
-        let out =
-            absent_if_not_found(self.0.describe_stream_summary().stream_name(&d.name).send().await.aws("DescribeStreamSummary"))?;
+        let out = absent_if_not_found(
+            self.0.describe_stream_summary().stream_name(&d.name).send().await.aws("DescribeStreamSummary"),
+        )?;
         let Some(summary) = out.and_then(|o| o.stream_description_summary) else { return Ok(None) };
         if summary.stream_status == StreamStatus::Deleting {
             return Ok(None);
@@ -90,7 +93,7 @@ impl Component for Streams<'_> {
             arn: summary.stream_arn,
             status: summary.stream_status.as_str().to_string(),
             mode,
-            open_shards: summary.open_shard_count.unwrap_or_default(),
+            open_shards: summary.open_shard_count,
             retention_hours: summary.retention_period_hours,
             encrypted: summary.encryption_type == Some(EncryptionType::Kms),
             tags: tags.tags.into_iter().map(|t| (t.key, t.value.unwrap_or_default())).collect(),
@@ -124,7 +127,13 @@ impl Component for Streams<'_> {
             }
         }
         // Tags are applied separately: CreateStream's tags are not honoured everywhere.
-        self.0.add_tags_to_stream().stream_name(&d.name).set_tags(Some(d.tags.clone().into_iter().collect())).send().await.aws("AddTagsToStream")?;
+        self.0
+            .add_tags_to_stream()
+            .stream_name(&d.name)
+            .set_tags(Some(d.tags.clone().into_iter().collect()))
+            .send()
+            .await
+            .aws("AddTagsToStream")?;
         Ok(())
     }
 
@@ -197,7 +206,15 @@ impl Component for Streams<'_> {
     }
 
     async fn delete(&self, o: &ObservedStream) -> Result<(), AwsError> {
-        match self.0.delete_stream().stream_name(&o.name).enforce_consumer_deletion(true).send().await.aws("DeleteStream") {
+        match self
+            .0
+            .delete_stream()
+            .stream_name(&o.name)
+            .enforce_consumer_deletion(true)
+            .send()
+            .await
+            .aws("DeleteStream")
+        {
             Err(e) if e.is_not_found() => Ok(()),
             other => other.map(|_| ()),
         }

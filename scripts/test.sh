@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: installs what the tests need (the
+# moto venv, the Kubernetes test binaries built from Go modules; both cached
+# under ~/.cache/sales-operator), checks formatting, lints, and runs every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "==> local AWS emulator (moto)"
+scripts/moto.sh install
+echo "==> Kubernetes test environment (etcd, kube-apiserver, controller-manager, scheduler, kwok, kubectl, helm)"
+bash scripts/kube-env/build.sh
+echo "==> cargo fmt --check"
+cargo fmt --check
+echo "==> cargo clippy"
+cargo clippy --all-targets --quiet -- -D warnings
+echo "==> crds/ is generated from the Rust types (checked by tests/cli.rs)"
+echo "==> cargo test"
+cargo test 2>&1

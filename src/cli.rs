@@ -1,0 +1,361 @@
+//! Command-line interface: `crd`, `plan`, `apply`, `delete`.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use kube::{CustomResourceExt, ResourceExt};
+
+use sales_operator::api::conditions;
+use sales_operator::api::manifest::{self, ManifestError};
+use sales_operator::api::{DeletionPolicy, SalesPipeline};
+use sales_operator::aws::{self, AwsError, AwsSettings, CallLog, Clients, ComponentKind, PipelineCtx};
+use sales_operator::reconcile::{self, Action, Mode, Outcome, Verb};
+
+/// Builds and runs a real-time sales analytics pipeline on AWS
+/// (DynamoDB -> EventBridge Pipe -> Kinesis -> Firehose -> S3 -> Glue -> Athena).
+#[derive(Parser, Debug)]
+#[command(name = "sales-operator", version)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug)]
+pub struct Global {
+    /// Send every AWS call to this endpoint (a local emulator such as moto).
+    #[arg(long, global = true, env = "AWS_ENDPOINT_URL")]
+    pub aws_endpoint_url: Option<String>,
+    /// AWS region for pipelines that name none (default: the SDK's chain, e.g. AWS_REGION).
+    #[arg(long, global = true, env = "AWS_REGION")]
+    pub region: Option<String>,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "SALES_OPERATOR_LOG_FORMAT")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Print the CustomResourceDefinitions (the content of crds/).
+    Crd {
+        /// Write one file per CRD into this directory instead (`crds/`).
+        #[arg(long)]
+        output_dir: Option<std::path::PathBuf>,
+    },
+    /// Show what `apply` would create, update or replace; changes nothing.
+    Plan(FileArgs),
+    /// Reconcile a SalesPipeline manifest once against AWS and print its status.
+    Apply(ApplyArgs),
+    /// Tear down a SalesPipeline's AWS resources, honouring its deletionPolicy.
+    Delete(DeleteArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct FileArgs {
+    /// SalesPipeline manifest (YAML).
+    #[arg(short = 'f', long = "filename")]
+    pub file: String,
+}
+
+#[derive(Args, Debug)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub file: FileArgs,
+    /// Output format of the resulting status.
+    #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+    /// Keep reconciling until Ready (or stalled) for at most this long, e.g. 10m; 0 = one pass.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    pub wait: Duration,
+}
+
+#[derive(Args, Debug)]
+pub struct DeleteArgs {
+    #[command(flatten)]
+    pub file: FileArgs,
+    /// Override the manifest's deletionPolicy.
+    #[arg(long, value_enum)]
+    pub deletion_policy: Option<PolicyArg>,
+    /// Show what would be deleted; delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum PolicyArg {
+    Retain,
+    Delete,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum Output {
+    Table,
+    Yaml,
+    Json,
+}
+
+/// Parses `90s`, `10m`, `1h` or plain seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num.parse().map_err(|_| format!("invalid duration {s:?}: use e.g. 30s, 10m or 1h"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(format!("invalid duration unit in {s:?}: use s, m or h")),
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+/// Errors a command ends with; each maps to an exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("{0}")]
+    Manifest(#[from] ManifestError),
+    #[error("{0}")]
+    Aws(#[from] AwsError),
+    #[error("{component}: {source}")]
+    Reconcile { component: ComponentKind, source: AwsError },
+    #[error("{0}")]
+    Output(String),
+}
+
+impl CliError {
+    /// 2: bad input; 1: AWS or other failure.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Manifest(_) => 2,
+            CliError::Aws(_) | CliError::Reconcile { .. } | CliError::Output(_) => 1,
+        }
+    }
+}
+
+pub fn init_logging(global: &Global) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,aws_config=warn,aws_smithy_runtime=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match global.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
+    match cli.command {
+        Command::Crd { output_dir: None } => {
+            for (_, yaml) in crd_documents().map_err(CliError::Output)? {
+                print!("---\n{yaml}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Crd { output_dir: Some(dir) } => {
+            for (name, yaml) in crd_documents().map_err(CliError::Output)? {
+                let path = dir.join(format!("{name}.yaml"));
+                std::fs::write(&path, format!("---\n{yaml}"))
+                    .map_err(|e| CliError::Output(format!("cannot write {}: {e}", path.display())))?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Plan(args) => plan(&cli.global, &args).await,
+        Command::Apply(args) => apply(&cli.global, &args).await,
+        Command::Delete(args) => delete(&cli.global, &args).await,
+    }
+}
+
+/// Every CRD of the operator: (metadata.name, YAML).
+pub fn crd_documents() -> Result<Vec<(String, String)>, String> {
+    let crds = [SalesPipeline::crd()];
+    crds.iter()
+        .map(|crd| {
+            let value = sorted(serde_json::to_value(crd).map_err(|e| e.to_string())?);
+            Ok((crd.name_any(), serde_saphyr::to_string(&value).map_err(|e| e.to_string())?))
+        })
+        .collect()
+}
+
+/// `value` with every object's keys sorted, so the generated YAML is byte-for-byte stable.
+fn sorted(value: serde_json::Value) -> serde_json::Value {
+    match value {
+        serde_json::Value::Object(map) => {
+            let mut entries: Vec<_> = map.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            serde_json::Value::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect())
+        }
+        serde_json::Value::Array(items) => serde_json::Value::Array(items.into_iter().map(sorted).collect()),
+        other => other,
+    }
+}
+
+struct Target {
+    pipeline: SalesPipeline,
+    ctx: PipelineCtx,
+    clients: Clients,
+}
+
+async fn target(global: &Global, file: &str) -> Result<Target, CliError> {
+    let pipeline = manifest::read_pipeline(file)?;
+    let settings = AwsSettings {
+        region: global.region.clone(),
+        endpoint_url: global.aws_endpoint_url.clone(),
+        ..Default::default()
+    };
+    let sdk = aws::sdk_config(&settings).await;
+    let clients = Clients::new(&sdk, pipeline.spec.region.as_deref(), CallLog::default())?;
+    let namespace = pipeline.namespace().unwrap_or_else(|| "default".to_string());
+    let ctx = PipelineCtx::new(&namespace, &pipeline.name_any(), &pipeline.spec, &clients.region);
+    Ok(Target { pipeline, ctx, clients })
+}
+
+fn print_actions(actions: &[Action]) {
+    let mut err = std::io::stderr().lock();
+    for a in actions {
+        let _ = writeln!(err, "{a}");
+    }
+}
+
+async fn plan(global: &Global, args: &FileArgs) -> Result<ExitCode, CliError> {
+    let t = target(global, &args.file).await?;
+    let outcome = reconcile::reconcile(&t.clients, &t.ctx, Mode::Plan).await;
+    if let Some((kind, e)) = &outcome.error {
+        return Err(CliError::Reconcile { component: *kind, source: e.clone() });
+    }
+    let mut out = std::io::stdout().lock();
+    if outcome.actions.is_empty() {
+        let _ = writeln!(out, "No changes: {} is in sync.", t.pipeline.name_any());
+    } else {
+        for a in &outcome.actions {
+            let sign = match a.verb {
+                Verb::Create => "+",
+                Verb::Update => "~",
+                Verb::Replace => "-/+",
+                Verb::Delete => "-",
+                Verb::Retain => "=",
+                Verb::Blocked => "!",
+            };
+            let _ = writeln!(out, "{sign} {a}");
+        }
+        let creates = outcome.actions.iter().filter(|a| a.verb == Verb::Create).count();
+        let _ = writeln!(out, "\nPlan: {creates} to create, {} to change.", outcome.actions.len() - creates);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn apply(global: &Global, args: &ApplyArgs) -> Result<ExitCode, CliError> {
+    let t = target(global, &args.file.file).await?;
+    let mode = if t.pipeline.spec.paused { Mode::Observe } else { Mode::Apply };
+    let deadline = Instant::now() + args.wait;
+    let outcome = loop {
+        let outcome = reconcile::reconcile(&t.clients, &t.ctx, mode).await;
+        print_actions(&outcome.actions);
+        if outcome.ready() || outcome.stalled() || mode == Mode::Observe || Instant::now() >= deadline {
+            break outcome;
+        }
+        if let Some(c) = outcome.components.iter().find(|c| !c.ready) {
+            tracing::info!(component = %c.kind, reason = %c.reason, "{}; retrying in 5s", c.message);
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    };
+    print_status(&t.pipeline, &outcome, mode, args.output)?;
+    let code = if outcome.ready() {
+        0
+    } else if outcome.stalled() || outcome.error.is_some() {
+        1
+    } else {
+        3
+    };
+    Ok(ExitCode::from(code))
+}
+
+/// The pipeline's status as the controller would write it.
+pub fn status_of(pipeline: &SalesPipeline, outcome: &Outcome, mode: Mode) -> sales_operator::api::SalesPipelineStatus {
+    let mut status = outcome.status.clone();
+    let generation = pipeline.metadata.generation;
+    status.observed_generation = generation;
+    status.conditions = conditions::merge(&[], &outcome.conditions(mode), generation, jiff::Timestamp::now());
+    status
+}
+
+fn print_status(pipeline: &SalesPipeline, outcome: &Outcome, mode: Mode, output: Output) -> Result<(), CliError> {
+    let status = status_of(pipeline, outcome, mode);
+    let text = match output {
+        Output::Json => serde_json::to_string_pretty(&status).map_err(|e| CliError::Output(e.to_string()))? + "\n",
+        Output::Yaml => serde_saphyr::to_string(&status).map_err(|e| CliError::Output(e.to_string()))?,
+        Output::Table => status_table(pipeline, &status),
+    };
+    print!("{text}");
+    Ok(())
+}
+
+fn status_table(pipeline: &SalesPipeline, status: &sales_operator::api::SalesPipelineStatus) -> String {
+    let mut out = String::new();
+    let ready = conditions::find(&status.conditions, conditions::READY);
+    out.push_str(&format!(
+        "SalesPipeline {}: Ready={} ({})\n\n",
+        pipeline.name_any(),
+        ready.map_or("Unknown", |c| c.status.as_str()),
+        ready.map_or("", |c| c.message.as_str())
+    ));
+    out.push_str(&format!("{:<16} {:<7} {:<22} {}\n", "CONDITION", "STATUS", "REASON", "MESSAGE"));
+    for c in &status.conditions {
+        out.push_str(&format!("{:<16} {:<7} {:<22} {}\n", c.type_, c.status, c.reason, c.message));
+    }
+    out.push_str("\nRESOURCES\n");
+    let mut row = |what: &str, value: Option<String>| {
+        if let Some(v) = value {
+            out.push_str(&format!("  {what:<18} {v}\n"));
+        }
+    };
+    row("table", status.table.as_ref().map(|t| t.name.clone()));
+    row("table stream", status.table.as_ref().and_then(|t| t.stream_arn.clone()));
+    row("kinesis stream", status.stream.as_ref().and_then(|s| s.arn.clone()));
+    row(
+        "pipe",
+        status
+            .pipe
+            .as_ref()
+            .map(|p| format!("{} ({})", p.arn.clone().unwrap_or_default(), p.state.clone().unwrap_or_default())),
+    );
+    row("delivery stream", status.delivery.as_ref().and_then(|d| d.arn.clone()));
+    row("bucket", status.bucket.clone());
+    row("glue database", status.catalog.as_ref().map(|c| c.database.clone()));
+    row("glue table", status.catalog.as_ref().map(|c| c.table.clone()));
+    row("glue crawler", status.catalog.as_ref().and_then(|c| c.crawler.clone()));
+    row("athena workgroup", status.analytics.as_ref().map(|a| a.workgroup.clone()));
+    row("athena results", status.analytics.as_ref().map(|a| a.result_location.clone()));
+    row("named queries", status.analytics.as_ref().map(|a| a.named_queries.join(", ")));
+    if let Some(r) = &status.roles {
+        row("pipe role", r.pipe.clone());
+        row("firehose role", r.firehose.clone());
+        row("glue role", r.glue.clone());
+    }
+    out
+}
+
+async fn delete(global: &Global, args: &DeleteArgs) -> Result<ExitCode, CliError> {
+    let t = target(global, &args.file.file).await?;
+    let policy = match args.deletion_policy {
+        Some(PolicyArg::Retain) => DeletionPolicy::Retain,
+        Some(PolicyArg::Delete) => DeletionPolicy::Delete,
+        None => t.pipeline.spec.deletion_policy,
+    };
+    let done = reconcile::teardown(&t.clients, &t.ctx, policy, args.dry_run).await;
+    let mut out = std::io::stdout().lock();
+    for a in &done.actions {
+        let _ = writeln!(out, "{}{a}", if args.dry_run { "(dry run) " } else { "" });
+    }
+    if let Some((kind, e)) = done.error {
+        return Err(CliError::Reconcile { component: kind, source: e });
+    }
+    let _ = writeln!(out, "{} torn down (deletionPolicy {policy:?}).", t.pipeline.name_any());
+    Ok(ExitCode::SUCCESS)
+}

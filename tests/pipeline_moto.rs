@@ -1,0 +1,398 @@
+//! The reconcile core against the moto server: what `apply`, a steady state,
+//! drift, crashes, faults and teardown do to real SDK calls.
+
+#[path = "support/moto.rs"]
+mod moto;
+
+use std::time::Duration;
+
+use sales_operator::api::manifest::parse_pipeline;
+use sales_operator::api::{DeletionPolicy, SalesPipeline};
+use sales_operator::aws::calls::{Fault, FaultPlan};
+use sales_operator::aws::{sdk_config, AwsSettings, CallLog, Clients, ComponentKind, PipelineCtx};
+use sales_operator::reconcile::{reconcile, teardown, Mode, Verb};
+
+const REGION: &str = "eu-west-1";
+
+async fn clients() -> Clients {
+    moto::set_aws_env();
+    let settings = AwsSettings {
+        region: Some(REGION.into()),
+        endpoint_url: Some(moto::endpoint().to_string()),
+        max_attempts: Some(4),
+        initial_backoff: Some(Duration::from_millis(5)),
+    };
+    let sdk = sdk_config(&settings).await;
+    Clients::new(&sdk, None, CallLog::default()).unwrap()
+}
+
+/// A pipeline with a name unique to this test, and `spec` (YAML, indented by 2).
+fn pipeline(spec: &str) -> (SalesPipeline, PipelineCtx) {
+    let name = moto::unique("p");
+    let yaml = format!(
+        "apiVersion: sales-operator.dev/v1alpha1\nkind: SalesPipeline\nmetadata:\n  name: {name}\n  namespace: shop\nspec:\n{}",
+        if spec.trim().is_empty() { "  {}\n".to_string() } else { spec.to_string() }
+    );
+    let p = parse_pipeline(&yaml, "test").unwrap();
+    let ctx = PipelineCtx::new("shop", &name, &p.spec, REGION);
+    (p, ctx)
+}
+
+#[tokio::test]
+async fn first_apply_creates_every_resource_as_specified() {
+    let c = clients().await;
+    let (_, ctx) = pipeline("");
+    let out = reconcile(&c, &ctx, Mode::Apply).await;
+    assert!(out.ready(), "{:#?}", out.components);
+    let n = &ctx.names;
+
+    let table = c.dynamodb.describe_table().table_name(&n.table).send().await.unwrap().table.unwrap();
+    let stream_spec = table.stream_specification.unwrap();
+    assert!(stream_spec.stream_enabled);
+    assert_eq!(stream_spec.stream_view_type.unwrap().as_str(), "NEW_AND_OLD_IMAGES");
+    let table_stream_arn = table.latest_stream_arn.unwrap();
+
+    let kinesis = c.kinesis.describe_stream_summary().stream_name(&n.stream).send().await.unwrap();
+    let kinesis_arn = kinesis.stream_description_summary.unwrap().stream_arn;
+
+    let pipe = c.pipes.describe_pipe().name(&n.pipe).send().await.unwrap();
+    assert_eq!(pipe.source.as_deref(), Some(table_stream_arn.as_str()));
+    assert_eq!(pipe.target.as_deref(), Some(kinesis_arn.as_str()));
+    let source = pipe.source_parameters.unwrap().dynamo_db_stream_parameters.unwrap();
+    assert_eq!(source.batch_size, Some(100));
+    assert_eq!(source.starting_position.as_str(), "TRIM_HORIZON");
+    let target = pipe.target_parameters.unwrap();
+    let template = target.input_template.unwrap();
+    assert!(template.contains("<$.dynamodb.NewImage.price.N>"), "{template}");
+    assert_eq!(target.kinesis_stream_parameters.unwrap().partition_key, "$.dynamodb.Keys.orderid.S");
+    let pipe_role = pipe.role_arn.unwrap();
+    assert!(pipe_role.ends_with(&format!("role/sales-operator/{}", n.pipe_role)), "{pipe_role}");
+
+    let fh = c.firehose.describe_delivery_stream().delivery_stream_name(&n.delivery).send().await.unwrap();
+    let d = fh.delivery_stream_description.unwrap();
+    let src = d.source.unwrap().kinesis_stream_source_description.unwrap();
+    assert_eq!(src.kinesis_stream_arn.as_deref(), Some(kinesis_arn.as_str()));
+    let s3 = d.destinations[0].extended_s3_destination_description.clone().unwrap();
+    assert_eq!(s3.bucket_arn, format!("arn:aws:s3:::{}", n.bucket));
+    assert!(s3.prefix.unwrap().starts_with("orders/"));
+    assert!(s3.error_output_prefix.unwrap().contains("!{firehose:error-output-type}"));
+    let processors = s3.processing_configuration.unwrap().processors.unwrap();
+    assert_eq!(processors[0].r#type.as_str(), "AppendDelimiterToRecord");
+
+    let enc = c.s3.get_bucket_encryption().bucket(&n.bucket).send().await.unwrap();
+    assert!(enc.server_side_encryption_configuration.is_some());
+    let pab = c.s3.get_public_access_block().bucket(&n.bucket).send().await.unwrap();
+    assert_eq!(pab.public_access_block_configuration.unwrap().block_public_acls, Some(true));
+
+    let db = c.glue.get_database().name(&n.database).send().await.unwrap();
+    assert_eq!(db.database.unwrap().name, n.database);
+    let gt = c.glue.get_table().database_name(&n.database).name(&n.glue_table).send().await.unwrap().table.unwrap();
+    let params = gt.parameters.unwrap();
+    assert_eq!(params.get("projection.enabled").map(String::as_str), Some("true"));
+    assert!(params["storage.location.template"].starts_with(&format!("s3://{}/orders/", n.bucket)));
+
+    let wg = c.athena.get_work_group().work_group(&n.workgroup).send().await.unwrap().work_group.unwrap();
+    let cfg = wg.configuration.unwrap();
+    assert_eq!(
+        cfg.result_configuration.unwrap().output_location.as_deref(),
+        Some(format!("s3://{}/athena-results/", n.bucket).as_str())
+    );
+    assert_eq!(cfg.bytes_scanned_cutoff_per_query, Some(1_073_741_824));
+
+    // Roles: trusted by their service only, policies scoped to this pipeline's ARNs.
+    let role = c.iam.get_role().role_name(&n.pipe_role).send().await.unwrap().role.unwrap();
+    let trust = urlencoding_decode(role.assume_role_policy_document.as_deref().unwrap());
+    assert!(trust.contains("pipes.amazonaws.com"), "{trust}");
+    let policy = c.iam.get_role_policy().role_name(&n.pipe_role).policy_name(&n.pipe_policy).send().await.unwrap();
+    let doc = urlencoding_decode(&policy.policy_document);
+    assert!(doc.contains(&table_stream_arn) && doc.contains(&kinesis_arn), "{doc}");
+    assert!(!doc.contains("\"*\""), "no wildcard resources: {doc}");
+    let fpolicy =
+        c.iam.get_role_policy().role_name(&n.firehose_role).policy_name(&n.firehose_policy).send().await.unwrap();
+    let fdoc = urlencoding_decode(&fpolicy.policy_document);
+    assert!(fdoc.contains(&kinesis_arn) && fdoc.contains(&format!("arn:aws:s3:::{}/*", n.bucket)), "{fdoc}");
+}
+
+fn urlencoding_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() + 0 && i + 2 <= bytes.len() - 1 {
+            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn second_apply_makes_no_mutating_call_and_reports_ready() {
+    let c = clients().await;
+    let (_, ctx) = pipeline("");
+    assert!(reconcile(&c, &ctx, Mode::Apply).await.ready());
+    c.calls.reset();
+    let out = reconcile(&c, &ctx, Mode::Apply).await;
+    assert!(out.ready(), "{:#?}", out.components);
+    assert!(out.actions.is_empty(), "{:#?}", out.actions);
+    assert_eq!(c.calls.mutations(), 0, "mutating calls: {:?}", c.calls.mutating_operations());
+    assert!(c.calls.reads() > 0);
+}
+
+#[tokio::test]
+async fn plan_lists_creates_then_nothing_once_applied() {
+    let c = clients().await;
+    let (_, ctx) = pipeline("");
+    let plan = reconcile(&c, &ctx, Mode::Plan).await;
+    assert!(plan.error.is_none(), "{:?}", plan.error);
+    assert_eq!(
+        plan.actions.iter().map(|a| (a.component, a.verb.clone())).next(),
+        Some((ComponentKind::Table, Verb::Create))
+    );
+    assert_eq!(c.calls.mutations(), 0, "a plan must not change anything");
+    reconcile(&c, &ctx, Mode::Apply).await;
+    let plan = reconcile(&c, &ctx, Mode::Plan).await;
+    assert!(plan.actions.is_empty(), "{:#?}", plan.actions);
+}
+
+#[tokio::test]
+async fn changed_fields_are_updated_in_place() {
+    let c = clients().await;
+    let (_, ctx) = pipeline("  stream:\n    mode: PROVISIONED\n    shardCount: 1\n");
+    assert!(reconcile(&c, &ctx, Mode::Apply).await.ready());
+    let arn_before = c.kinesis.describe_stream_summary().stream_name(&ctx.names.stream).send().await.unwrap();
+
+    let mut changed = ctx.clone();
+    changed.spec.stream.shard_count = Some(2);
+    changed.spec.delivery.buffer_seconds = 120;
+    changed.spec.delivery.buffer_mib = 16;
+    changed.spec.pipe.batch_size = 500;
+    c.calls.reset();
+    let out = reconcile(&c, &changed, Mode::Apply).await;
+    assert!(out.ready(), "{:#?}", out.components);
+    let verbs: Vec<_> = out.actions.iter().map(|a| (a.component, a.verb.clone())).collect();
+    assert_eq!(
+        verbs,
+        vec![
+            (ComponentKind::Stream, Verb::Update),
+            (ComponentKind::Pipe, Verb::Update),
+            (ComponentKind::Delivery, Verb::Update)
+        ]
+    );
+    let ops = c.calls.mutating_operations();
+    assert!(!ops.iter().any(|o| o.contains(":Create") || o.contains(":Delete")), "{ops:?}");
+
+    let after = c.kinesis.describe_stream_summary().stream_name(&ctx.names.stream).send().await.unwrap();
+    let (before, after) = (arn_before.stream_description_summary.unwrap(), after.stream_description_summary.unwrap());
+    assert_eq!(before.stream_arn, after.stream_arn);
+    assert_eq!(after.open_shard_count, 2);
+    let pipe = c.pipes.describe_pipe().name(&ctx.names.pipe).send().await.unwrap();
+    assert_eq!(pipe.source_parameters.unwrap().dynamo_db_stream_parameters.unwrap().batch_size, Some(500));
+    let fh = c.firehose.describe_delivery_stream().delivery_stream_name(&ctx.names.delivery).send().await.unwrap();
+    let hints = fh.delivery_stream_description.unwrap().destinations[0]
+        .extended_s3_destination_description
+        .clone()
+        .unwrap()
+        .buffering_hints
+        .unwrap();
+    assert_eq!((hints.interval_in_seconds, hints.size_in_mbs), (Some(120), Some(16)));
+}
+
+#[tokio::test]
+async fn deleted_stream_and_pipe_are_restored_and_relinked() {
+    let c = clients().await;
+    let (_, ctx) = pipeline("");
+    assert!(reconcile(&c, &ctx, Mode::Apply).await.ready());
+    c.kinesis.delete_stream().stream_name(&ctx.names.stream).send().await.unwrap();
+    c.pipes.delete_pipe().name(&ctx.names.pipe).send().await.unwrap();
+
+    let out = reconcile(&c, &ctx, Mode::Apply).await;
+    assert!(out.ready(), "{:#?}", out.components);
+    let created: Vec<_> = out.actions.iter().filter(|a| a.verb == Verb::Create).map(|a| a.component).collect();
+    assert_eq!(created, vec![ComponentKind::Stream, ComponentKind::Pipe]);
+    let kinesis_arn = c
+        .kinesis
+        .describe_stream_summary()
+        .stream_name(&ctx.names.stream)
+        .send()
+        .await
+        .unwrap()
+        .stream_description_summary
+        .unwrap()
+        .stream_arn;
+    let pipe = c.pipes.describe_pipe().name(&ctx.names.pipe).send().await.unwrap();
+    assert_eq!(pipe.target.as_deref(), Some(kinesis_arn.as_str()));
+}
+
+/// This pipeline's resources of every kind: existence of the name-unique ones,
+/// counts where AWS allows duplicates (roles with our prefix, named queries).
+/// Named queries are only counted while their workgroup exists (moto keeps
+/// them after a recursive DeleteWorkGroup; AWS does not).
+async fn inventory(c: &Clients, ctx: &PipelineCtx) -> Vec<(&'static str, usize)> {
+    let n = &ctx.names;
+    let exists = |ok: bool| usize::from(ok);
+    let table = c.dynamodb.describe_table().table_name(&n.table).send().await.is_ok();
+    let stream = c.kinesis.describe_stream_summary().stream_name(&n.stream).send().await.is_ok();
+    let pipes = c.pipes.list_pipes().name_prefix(&n.pipe).send().await.unwrap().pipes.unwrap_or_default();
+    let delivery = c.firehose.describe_delivery_stream().delivery_stream_name(&n.delivery).send().await.is_ok();
+    let bucket = c.s3.head_bucket().bucket(&n.bucket).send().await.is_ok();
+    let roles = c.iam.list_roles().path_prefix("/sales-operator/").max_items(1000).send().await.unwrap().roles;
+    let database = c.glue.get_database().name(&n.database).send().await.is_ok();
+    let workgroup = c
+        .athena
+        .get_work_group()
+        .work_group(&n.workgroup)
+        .send()
+        .await
+        .map(|w| w.work_group.is_some())
+        .unwrap_or(false);
+    let queries = if workgroup {
+        c.athena
+            .list_named_queries()
+            .work_group(&n.workgroup)
+            .send()
+            .await
+            .unwrap()
+            .named_query_ids
+            .unwrap_or_default()
+            .len()
+    } else {
+        0
+    };
+    vec![
+        ("table", exists(table)),
+        ("stream", exists(stream)),
+        ("pipe", pipes.iter().filter(|p| p.name.as_deref() == Some(n.pipe.as_str())).count()),
+        ("delivery", exists(delivery)),
+        ("bucket", exists(bucket)),
+        ("roles", roles.iter().filter(|r| r.role_name.starts_with(&format!("{}-", n.prefix))).count()),
+        ("glue database", exists(database)),
+        ("workgroup", exists(workgroup)),
+        ("named queries", queries),
+    ]
+}
+
+#[tokio::test]
+async fn a_crash_after_any_mutating_call_is_completed_by_the_next_apply_without_duplicates() {
+    let c = clients().await;
+    // How many mutating calls a first apply makes.
+    let (_, probe) = pipeline("");
+    assert!(reconcile(&c, &probe, Mode::Apply).await.ready());
+    let total = c.calls.mutations();
+    assert!(total > 10, "a first apply makes many calls, got {total}");
+    let expected = inventory(&c, &probe).await;
+    assert!(expected.iter().all(|(_, n)| *n >= 1), "{expected:?}");
+
+    for crash_after in 0..total {
+        let (_, ctx) = pipeline("");
+        c.calls.set_faults(FaultPlan { stop_after_mutations: Some(crash_after), faults: vec![] });
+        let crashed = reconcile(&c, &ctx, Mode::Apply).await;
+        assert!(crashed.error.is_some(), "crash after {crash_after} calls should stop the pass");
+        c.calls.set_faults(FaultPlan::default());
+        let resumed = reconcile(&c, &ctx, Mode::Apply).await;
+        assert!(resumed.ready(), "after a crash at call {crash_after}: {:#?}", resumed.components);
+        assert_eq!(inventory(&c, &ctx).await, expected, "after a crash at call {crash_after}");
+    }
+}
+
+#[tokio::test]
+async fn delete_with_retain_keeps_table_and_bucket_with_their_data() {
+    let c = clients().await;
+    let (_, ctx) = pipeline("");
+    assert!(reconcile(&c, &ctx, Mode::Apply).await.ready());
+    let n = &ctx.names;
+    c.s3.put_object().bucket(&n.bucket).key("orders/x.json").body(b"{}\n".to_vec().into()).send().await.unwrap();
+
+    let done = teardown(&c, &ctx, DeletionPolicy::Retain, false).await;
+    assert!(done.complete(), "{:?}", done.error);
+    assert!(c.dynamodb.describe_table().table_name(&n.table).send().await.is_ok());
+    assert!(c.s3.get_object().bucket(&n.bucket).key("orders/x.json").send().await.is_ok());
+    assert!(c.kinesis.describe_stream_summary().stream_name(&n.stream).send().await.is_err());
+    assert!(c.pipes.describe_pipe().name(&n.pipe).send().await.is_err());
+    assert!(c.iam.get_role().role_name(&n.pipe_role).send().await.is_err());
+    let retained: Vec<_> = done.actions.iter().filter(|a| a.verb == Verb::Retain).map(|a| a.component).collect();
+    assert_eq!(retained, vec![ComponentKind::Bucket, ComponentKind::Table]);
+}
+
+#[tokio::test]
+async fn delete_with_delete_policy_removes_everything_including_a_non_empty_bucket() {
+    let c = clients().await;
+    let (_, ctx) = pipeline("  deletionPolicy: Delete\n");
+    assert!(reconcile(&c, &ctx, Mode::Apply).await.ready());
+    let n = &ctx.names;
+    c.s3.put_object().bucket(&n.bucket).key("orders/x.json").body(b"{}\n".to_vec().into()).send().await.unwrap();
+
+    let done = teardown(&c, &ctx, DeletionPolicy::Delete, false).await;
+    assert!(done.complete(), "{:?}", done.error);
+    assert!(inventory(&c, &ctx).await.iter().all(|(_, n)| *n == 0), "{:?}", inventory(&c, &ctx).await);
+    assert!(c.glue.get_database().name(&n.database).send().await.is_err());
+    let wg = c.athena.get_work_group().work_group(&n.workgroup).send().await;
+    assert!(wg.map(|w| w.work_group.is_none()).unwrap_or(true));
+}
+
+#[tokio::test]
+async fn throttling_and_server_errors_are_retried_with_backoff() {
+    let c = clients().await;
+    let (_, ctx) = pipeline("");
+    c.calls
+        .set_faults(FaultPlan { stop_after_mutations: None, faults: vec![("CreateTable".into(), Fault::Throttle, 1)] });
+    // Every CreateTable attempt is throttled: the SDK retries, then the pass fails transiently.
+    let out = reconcile(&c, &ctx, Mode::Apply).await;
+    let (kind, err) = out.error.clone().expect("CreateTable never succeeds");
+    assert_eq!(kind, ComponentKind::Table);
+    assert!(!err.is_permanent(), "throttling is transient: {err}");
+    let counts = c.calls.counts();
+    let create = &counts[&("DynamoDB".to_string(), "CreateTable".to_string())];
+    assert_eq!(create.retries, 3, "4 attempts in all: {create:?}");
+    assert!(!out.stalled());
+
+    // Occasional throttles and 5xx are absorbed by retries. (Faults replace the
+    // response of a request moto did process, so they go on reads: a lost
+    // response to a create is a different scenario, covered by the crash test.)
+    c.calls.set_faults(FaultPlan {
+        stop_after_mutations: None,
+        faults: vec![
+            ("DescribeStreamSummary".into(), Fault::Throttle, 2),
+            ("DescribeTable".into(), Fault::ServerError, 2),
+            ("GetRole".into(), Fault::ServerError, 3),
+            ("DescribePipe".into(), Fault::Throttle, 2),
+        ],
+    });
+    let out = reconcile(&c, &ctx, Mode::Apply).await;
+    assert!(out.ready(), "{:#?}", out.components);
+    assert!(c.calls.counts().values().map(|c| c.retries).sum::<u64>() > 3);
+}
+
+#[tokio::test]
+async fn access_denied_is_permanent_and_not_retried() {
+    let c = clients().await;
+    let (_, ctx) = pipeline("");
+    c.calls.set_faults(FaultPlan {
+        stop_after_mutations: None,
+        faults: vec![("CreateDeliveryStream".into(), Fault::AccessDenied, 1)],
+    });
+    let out = reconcile(&c, &ctx, Mode::Apply).await;
+    let (kind, err) = out.error.clone().unwrap();
+    assert_eq!(kind, ComponentKind::Delivery);
+    assert!(err.is_permanent());
+    assert!(out.stalled());
+    assert!(err.to_string().contains("AccessDeniedException"), "{err}");
+    let counts = c.calls.counts();
+    let create = &counts[&("Firehose".to_string(), "CreateDeliveryStream".to_string())];
+    assert_eq!((create.error, create.retries), (1, 0));
+}
+
+#[tokio::test]
+async fn paused_pipeline_is_observed_not_changed() {
+    let c = clients().await;
+    let (_, ctx) = pipeline("  paused: true\n");
+    let out = reconcile(&c, &ctx, Mode::Observe).await;
+    assert!(!out.ready());
+    assert_eq!(c.calls.mutations(), 0);
+    assert!(c.dynamodb.describe_table().table_name(&ctx.names.table).send().await.is_err());
+}

@@ -1,0 +1,79 @@
+//! A moto server (the local AWS emulator) per test binary, started through
+//! `scripts/moto.sh` (pinned version, cached venv) on a free loopback port and
+//! stopped by a watchdog when the test process exits.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+static ENDPOINT: OnceLock<String> = OnceLock::new();
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+fn project_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The endpoint URL of this test binary's moto server, starting it on first use.
+pub fn endpoint() -> &'static str {
+    ENDPOINT.get_or_init(start)
+}
+
+/// A name no other test in this run uses (tests share one server).
+pub fn unique(prefix: &str) -> String {
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    format!("{prefix}-{}-{n}", std::process::id() % 100_000)
+}
+
+fn start() -> String {
+    let out = Command::new("bash")
+        .arg(project_dir().join("scripts/moto.sh"))
+        .arg("bin")
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run scripts/moto.sh bin");
+    assert!(out.status.success(), "scripts/moto.sh bin failed");
+    let bin = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
+    let log = std::env::temp_dir().join(format!("sales-operator-test-moto-{port}.log"));
+    // The watchdog stops moto as soon as this test process is gone.
+    let script = format!(
+        "\"{bin}\" -H 127.0.0.1 -p {port} >\"{log}\" 2>&1 & child=$!; \
+         while kill -0 {parent} 2>/dev/null && kill -0 $child 2>/dev/null; do sleep 1; done; kill $child 2>/dev/null",
+        log = log.display(),
+        parent = std::process::id()
+    );
+    Command::new("bash").arg("-c").arg(script).stdin(Stdio::null()).spawn().expect("start moto");
+    let url = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            std::thread::sleep(Duration::from_millis(200));
+            return url;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("moto did not start on {url}; log: {}", log.display());
+}
+
+/// Environment for running the `sales-operator` binary against this moto.
+pub fn aws_env() -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ENDPOINT_URL", endpoint().to_string()),
+        ("AWS_ACCESS_KEY_ID", "testing".into()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+        ("AWS_REGION", "eu-west-1".into()),
+        ("AWS_EC2_METADATA_DISABLED", "true".into()),
+    ]
+}
+
+/// Sets the dummy credentials in this process (for in-process SDK clients).
+pub fn set_aws_env() {
+    for (k, v) in aws_env() {
+        // Tests set the same values every time, so concurrent calls agree.
+        unsafe { std::env::set_var(k, v) };
+    }
+}
