@@ -113,22 +113,9 @@ async fn first_apply_creates_every_resource_as_specified() {
     assert!(fdoc.contains(&kinesis_arn) && fdoc.contains(&format!("arn:aws:s3:::{}/*", n.bucket)), "{fdoc}");
 }
 
+/// IAM returns policy documents URL-encoded.
 fn urlencoding_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() + 0 && i + 2 <= bytes.len() - 1 {
-            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    sales_operator::aws::iam::percent_decode(s).expect("a URL-encoded policy document")
 }
 
 #[tokio::test]

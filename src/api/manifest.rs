@@ -67,11 +67,36 @@ pub fn parse_pipeline(text: &str, source_name: &str) -> Result<SalesPipeline, Ma
     if let Err(cel) = pipeline.validate_cel() {
         errors.extend(cel.into_vec().into_iter().map(|e| field(&e.field_path, e.message)));
     }
+    errors.extend(check_lists(&pipeline));
     if errors.is_empty() {
         Ok(pipeline)
     } else {
         Err(invalid(errors))
     }
+}
+
+/// The list constraints the schema states without CEL (sets, enum items).
+fn check_lists(pipeline: &SalesPipeline) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    let events = &pipeline.spec.pipe.event_names;
+    for (i, e) in events.iter().enumerate() {
+        if events[..i].contains(e) {
+            errors.push(field(&format!("spec.pipe.eventNames[{i}]"), format!("duplicate value {:?}", e.as_str())));
+        }
+    }
+    let queries = &pipeline.spec.analytics.named_queries;
+    let allowed: Vec<&str> = crate::queries::BUILT_IN.iter().map(|q| q.name).collect();
+    for (i, q) in queries.iter().enumerate() {
+        if !allowed.contains(&q.as_str()) {
+            errors.push(field(
+                &format!("spec.analytics.namedQueries[{i}]"),
+                format!("unsupported value {q:?}: supported values: {}", allowed.join(", ")),
+            ));
+        } else if queries[..i].contains(q) {
+            errors.push(field(&format!("spec.analytics.namedQueries[{i}]"), format!("duplicate value {q:?}")));
+        }
+    }
+    errors
 }
 
 /// apiVersion, kind and metadata.name, as the API server requires them.
@@ -181,6 +206,21 @@ mod tests {
             e.iter().any(|e| e.field == "spec.stream.shardCount" && e.message.contains("between 1 and 500")),
             "{e:?}"
         );
+    }
+
+    #[test]
+    fn schema_enum_of_named_queries_is_the_built_in_list() {
+        let crd = serde_json::to_value(<SalesPipeline as kube::CustomResourceExt>::crd()).unwrap();
+        let items = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+            ["analytics"]["properties"]["namedQueries"]["items"]["enum"];
+        let names: Vec<&str> = crate::queries::BUILT_IN.iter().map(|q| q.name).collect();
+        assert_eq!(items, &serde_json::json!(names));
+    }
+
+    #[test]
+    fn duplicate_event_names_are_refused() {
+        let e = errors(&format!("{HEADER}spec:\n  pipe:\n    eventNames: [INSERT, MODIFY, INSERT]\n"));
+        assert_eq!(e, vec![field("spec.pipe.eventNames[2]", "duplicate value \"INSERT\"")]);
     }
 
     #[test]

@@ -199,7 +199,7 @@ pub struct PipeSpec {
     pub starting_position: StartingPosition,
     /// Which change events are forwarded (an empty list forwards all).
     #[serde(default = "default_event_names")]
-    #[x_kube(validation = Rule::new("self.all(e, self.exists_one(f, f == e))").message("must not repeat an event name"))]
+    #[schemars(extend("x-kubernetes-list-type" = "set", "maxItems" = 3))]
     pub event_names: Vec<EventName>,
     /// Kinesis partition key, a JSON path into the stream record.
     #[serde(default = "default_partition_key")]
@@ -452,7 +452,11 @@ pub struct AnalyticsSpec {
     pub bytes_scanned_cutoff: i64,
     /// Named queries to install (built-in analysis names); empty installs none.
     #[serde(default = "default_named_queries")]
-    #[x_kube(validation = Rule::new("self.all(q, q in ['revenue_by_product_hour', 'top_products', 'order_rate_per_minute', 'average_order_value_by_region', 'sales_projection'])").message("must name built-in queries: revenue_by_product_hour, top_products, order_rate_per_minute, average_order_value_by_region, sales_projection"))]
+    #[schemars(extend(
+        "x-kubernetes-list-type" = "set",
+        "maxItems" = 5,
+        "items" = {"type": "string", "enum": ["revenue_by_product_hour", "top_products", "order_rate_per_minute", "average_order_value_by_region", "sales_projection"]}
+    ))]
     pub named_queries: Vec<String>,
 }
 

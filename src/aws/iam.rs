@@ -228,7 +228,7 @@ fn glue_policy(ctx: &PipelineCtx, refs: &Refs) -> Value {
 }
 
 /// Decodes `%XX` escapes (IAM returns policy documents URL-encoded, RFC 3986: `+` is literal).
-fn percent_decode(s: &str) -> Option<String> {
+pub fn percent_decode(s: &str) -> Option<String> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -46,7 +46,14 @@ fn start() -> String {
         log = log.display(),
         parent = std::process::id()
     );
-    Command::new("bash").arg("-c").arg(script).stdin(Stdio::null()).spawn().expect("start moto");
+    // Detached: the outer shell returns at once, the watchdog lives on until this process exits.
+    let started = Command::new("bash")
+        .arg("-c")
+        .arg(format!("({script}) >/dev/null 2>&1 &"))
+        .stdin(Stdio::null())
+        .status()
+        .expect("start moto");
+    assert!(started.success());
     let url = format!("http://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
