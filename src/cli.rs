@@ -57,6 +57,8 @@ pub enum Command {
     Apply(ApplyArgs),
     /// Tear down a SalesPipeline's AWS resources, honouring its deletionPolicy.
     Delete(DeleteArgs),
+    /// Run the controller: reconcile SalesPipelines in the cluster (leader election, /metrics, /healthz, /readyz).
+    Run(sales_operator::controller::RunArgs),
 }
 
 #[derive(Args, Debug)]
@@ -74,7 +76,7 @@ pub struct ApplyArgs {
     #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
     pub output: Output,
     /// Keep reconciling until Ready (or stalled) for at most this long, e.g. 10m; 0 = one pass.
-    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    #[arg(long, default_value = "10m", value_parser = sales_operator::parse_duration)]
     pub wait: Duration,
 }
 
@@ -103,20 +105,6 @@ pub enum Output {
     Json,
 }
 
-/// Parses `90s`, `10m`, `1h` or plain seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num.parse().map_err(|_| format!("invalid duration {s:?}: use e.g. 30s, 10m or 1h"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        _ => return Err(format!("invalid duration unit in {s:?}: use s, m or h")),
-    };
-    Ok(Duration::from_secs(secs))
-}
-
 /// Errors a command ends with; each maps to an exit code.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -128,6 +116,8 @@ pub enum CliError {
     Reconcile { component: ComponentKind, source: AwsError },
     #[error("{0}")]
     Output(String),
+    #[error("{0}")]
+    Controller(#[from] sales_operator::controller::RunError),
 }
 
 impl CliError {
@@ -135,7 +125,7 @@ impl CliError {
     pub fn exit_code(&self) -> u8 {
         match self {
             CliError::Manifest(_) => 2,
-            CliError::Aws(_) | CliError::Reconcile { .. } | CliError::Output(_) => 1,
+            CliError::Aws(_) | CliError::Reconcile { .. } | CliError::Output(_) | CliError::Controller(_) => 1,
         }
     }
 }
@@ -169,6 +159,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Plan(args) => plan(&cli.global, &args).await,
         Command::Apply(args) => apply(&cli.global, &args).await,
         Command::Delete(args) => delete(&cli.global, &args).await,
+        Command::Run(args) => {
+            sales_operator::controller::run(args, aws_settings(&cli.global)).await?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -196,6 +190,10 @@ fn sorted(value: serde_json::Value) -> serde_json::Value {
     }
 }
 
+fn aws_settings(global: &Global) -> AwsSettings {
+    AwsSettings { region: global.region.clone(), endpoint_url: global.aws_endpoint_url.clone(), ..Default::default() }
+}
+
 struct Target {
     pipeline: SalesPipeline,
     ctx: PipelineCtx,
@@ -204,12 +202,7 @@ struct Target {
 
 async fn target(global: &Global, file: &str) -> Result<Target, CliError> {
     let pipeline = manifest::read_pipeline(file)?;
-    let settings = AwsSettings {
-        region: global.region.clone(),
-        endpoint_url: global.aws_endpoint_url.clone(),
-        ..Default::default()
-    };
-    let sdk = aws::sdk_config(&settings).await;
+    let sdk = aws::sdk_config(&aws_settings(global)).await;
     let clients = Clients::new(&sdk, pipeline.spec.region.as_deref(), CallLog::default())?;
     let namespace = pipeline.namespace().unwrap_or_else(|| "default".to_string());
     let ctx = PipelineCtx::new(&namespace, &pipeline.name_any(), &pipeline.spec, &clients.region);

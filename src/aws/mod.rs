@@ -148,6 +148,20 @@ impl ComponentKind {
         }
     }
 
+    /// PascalCase name, e.g. for event reasons (`CreatedStream`).
+    pub fn title(self) -> &'static str {
+        match self {
+            ComponentKind::Table => "Table",
+            ComponentKind::Stream => "Stream",
+            ComponentKind::Bucket => "Bucket",
+            ComponentKind::Iam => "IamRoles",
+            ComponentKind::Pipe => "Pipe",
+            ComponentKind::Delivery => "Delivery",
+            ComponentKind::Catalog => "Catalog",
+            ComponentKind::Analytics => "Analytics",
+        }
+    }
+
     /// Whether the component holds data (kept under `deletionPolicy: Retain`).
     pub fn holds_data(self) -> bool {
         matches!(self, ComponentKind::Table | ComponentKind::Bucket)

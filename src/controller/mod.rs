@@ -1,0 +1,197 @@
+//! `sales-operator run`: the Kubernetes controller. Wires kube-runtime to the
+//! reconcile core; knows how to talk to the API server, not to AWS.
+
+pub mod context;
+pub mod pipeline;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::api::ListParams;
+use kube::runtime::controller::{self, Controller};
+use kube::runtime::watcher;
+use kube::{Api, Client};
+use kube_lease_manager::LeaseManagerBuilder;
+
+use crate::api::SalesPipeline;
+use crate::aws::{AwsSettings, CallLog};
+use crate::telemetry::{self, Health, Metrics};
+pub use context::Context;
+
+/// How the controller runs (flags and environment of `sales-operator run`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Namespaces to watch (repeat or comma-separate); all namespaces when unset.
+    #[arg(long = "namespace", env = "SALES_OPERATOR_WATCH_NAMESPACES", value_delimiter = ',')]
+    pub namespaces: Vec<String>,
+    /// Re-check every pipeline this often, so drift in AWS is repaired without any Kubernetes event.
+    #[arg(long, env = "SALES_OPERATOR_RESYNC_PERIOD", default_value = "5m", value_parser = crate::parse_duration)]
+    pub resync_period: Duration,
+    /// Pipelines reconciled at the same time.
+    #[arg(long, env = "SALES_OPERATOR_CONCURRENCY", default_value_t = 4)]
+    pub concurrency: u16,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, env = "SALES_OPERATOR_METRICS_ADDRESS", default_value = "0.0.0.0:8080")]
+    pub metrics_address: SocketAddr,
+    /// Take a coordination.k8s.io Lease so only one replica reconciles.
+    #[arg(long, env = "SALES_OPERATOR_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_election: bool,
+    /// Namespace of the Lease (default: the pod's namespace, else `default`).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub lease_namespace: String,
+    #[arg(long, env = "SALES_OPERATOR_LEASE_NAME", default_value = "sales-operator")]
+    pub lease_name: String,
+    /// This replica's identity in the Lease (default: the pod name / host name).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// Lease duration in seconds; a replica that stops renewing loses leadership after it.
+    #[arg(long, env = "SALES_OPERATOR_LEASE_SECONDS", default_value_t = 15)]
+    pub lease_seconds: u64,
+}
+
+/// Why the controller stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot connect to Kubernetes: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("cannot serve metrics on {addr}: {source}")]
+    Serve { addr: SocketAddr, source: std::io::Error },
+    #[error("leader election failed: {0}")]
+    Lease(String),
+    #[error("leadership lost: stopping so another replica takes over")]
+    LostLease,
+}
+
+/// Runs the controller until SIGTERM/SIGINT (or lost leadership).
+pub async fn run(args: RunArgs, aws: AwsSettings) -> Result<(), RunError> {
+    let client = Client::try_default().await?;
+    let calls = CallLog::default();
+    let metrics = Arc::new(Metrics::new(calls.clone()));
+    let ready = Arc::new(AtomicBool::new(false));
+    let health = Health { metrics: metrics.clone(), ready: ready.clone() };
+    let addr = args.metrics_address;
+    let server = tokio::spawn(async move { telemetry::serve(addr, health).await });
+
+    // Ready once the custom resources can be listed in every watched namespace (leader or not).
+    let probes = apis(&client, &args.namespaces);
+    let first = ListParams::default().limit(1);
+    let mut delay = Duration::from_millis(500);
+    loop {
+        let listed = futures::future::join_all(probes.iter().map(|api| api.list_metadata(&first))).await;
+        match listed.into_iter().find_map(Result::err) {
+            None => break,
+            Some(e) => {
+                tracing::warn!(error = %e, "cannot list SalesPipelines yet; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(30));
+            }
+        }
+        if server.is_finished() {
+            break;
+        }
+    }
+    if server.is_finished() {
+        return match server.await {
+            Ok(Err(source)) => Err(RunError::Serve { addr, source }),
+            _ => Err(RunError::Lease("metrics server stopped".into())),
+        };
+    }
+    ready.store(true, Ordering::SeqCst);
+
+    let mut leadership = None;
+    if args.leader_election {
+        let identity = args
+            .identity
+            .clone()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .unwrap_or_else(|| format!("sales-operator-{}", std::process::id()));
+        let manager = LeaseManagerBuilder::new(client.clone(), &args.lease_name)
+            .with_namespace(&args.lease_namespace)
+            .with_identity(&identity)
+            .with_duration(args.lease_seconds)
+            .with_grace(args.lease_seconds.div_ceil(3).max(1))
+            .build()
+            .await
+            .map_err(|e| RunError::Lease(e.to_string()))?;
+        let (mut is_leader, task) = manager.watch().await;
+        tracing::info!(%identity, lease = %args.lease_name, "waiting for leadership");
+        loop {
+            if *is_leader.borrow_and_update() {
+                break;
+            }
+            tokio::select! {
+                changed = is_leader.changed() => if changed.is_err() { return Err(RunError::Lease("lease watcher stopped".into())) },
+                _ = shutdown_signal() => return Ok(()),
+            }
+        }
+        tracing::info!(%identity, "became leader");
+        leadership = Some((is_leader, task));
+    }
+
+    let ctx = Arc::new(Context::new(client.clone(), aws, &args, metrics, calls).await);
+    let controllers = futures::stream::select_all(apis(&client, &args.namespaces).into_iter().map(|api| {
+        Controller::new(api, watcher::Config::default())
+            .with_config(controller::Config::default().concurrency(args.concurrency))
+            .shutdown_on_signal()
+            .run(pipeline::reconcile, pipeline::error_policy, ctx.clone())
+            .boxed()
+    }));
+    let drive = controllers.for_each(|result| async move {
+        if let Err(e) = result {
+            tracing::debug!(error = %e, "reconcile failed");
+        }
+    });
+    match leadership {
+        None => {
+            drive.await;
+            Ok(())
+        }
+        Some((mut is_leader, _task)) => {
+            let lost = async move {
+                loop {
+                    if is_leader.changed().await.is_err() || !*is_leader.borrow() {
+                        return;
+                    }
+                }
+            };
+            tokio::select! {
+                _ = drive => Ok(()),
+                _ = lost => Err(RunError::LostLease),
+            }
+        }
+    }
+}
+
+fn apis(client: &Client, namespaces: &[String]) -> Vec<Api<SalesPipeline>> {
+    let namespaces: Vec<&String> = namespaces.iter().filter(|n| !n.is_empty()).collect();
+    if namespaces.is_empty() {
+        vec![Api::all(client.clone())]
+    } else {
+        namespaces.into_iter().map(|ns| Api::namespaced(client.clone(), ns)).collect()
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {},
+                    _ = term.recv() => {},
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

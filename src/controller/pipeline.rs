@@ -1,0 +1,239 @@
+//! The SalesPipeline controller: finalizer, reconcile core, status, events.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::finalizer::{finalizer, Event as Finalizer};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Api, Resource, ResourceExt};
+use tracing::Instrument;
+
+use super::Context;
+use crate::api::conditions::{self, NewCondition, FALSE, READY, RECONCILING, STALLED, TRUE};
+use crate::api::{SalesPipeline, SalesPipelineStatus};
+use crate::aws::{AwsError, ComponentKind, PipelineCtx};
+use crate::reconcile::{self, Action as AwsAction, Mode, Verb};
+
+/// Finalizer on every SalesPipeline: AWS resources are torn down before the object goes.
+pub const FINALIZER: &str = "sales-operator.dev/cleanup";
+/// Field manager of everything the operator writes.
+pub const MANAGER: &str = "sales-operator";
+/// How soon a pipeline still converging (e.g. a table CREATING) is looked at again.
+const CONVERGING_REQUEUE: Duration = Duration::from_secs(10);
+
+/// Why a reconcile failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("{component}: {source}")]
+    Aws { component: ComponentKind, source: AwsError },
+    #[error("{0}")]
+    Finalizer(Box<kube::runtime::finalizer::Error<Error>>),
+    #[error("object has no {0}")]
+    MissingKey(&'static str),
+}
+
+impl Error {
+    /// Short label for the errors metric.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => "kube",
+            Error::Aws { source, .. } if source.is_permanent() => "aws_permanent",
+            Error::Aws { .. } => "aws_transient",
+            Error::Finalizer(inner) => match inner.as_ref() {
+                kube::runtime::finalizer::Error::ApplyFailed(e) | kube::runtime::finalizer::Error::CleanupFailed(e) => {
+                    e.metric_label()
+                }
+                _ => "finalizer",
+            },
+            Error::MissingKey(_) => "missing_key",
+        }
+    }
+}
+
+/// Entry point of the controller for one SalesPipeline.
+pub async fn reconcile(sp: Arc<SalesPipeline>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let namespace = sp.namespace().ok_or(Error::MissingKey("metadata.namespace"))?;
+    let span = tracing::info_span!("reconcile", namespace = %namespace, name = %sp.name_any());
+    async move {
+        let started = Instant::now();
+        let api: Api<SalesPipeline> = Api::namespaced(ctx.client.clone(), &namespace);
+        let result = finalizer(&api, FINALIZER, sp, |event| async {
+            match event {
+                Finalizer::Apply(sp) => apply(&sp, &ctx, &api).await,
+                Finalizer::Cleanup(sp) => cleanup(&sp, &ctx, &api).await,
+            }
+        })
+        .await
+        .map_err(|e| Error::Finalizer(Box::new(e)));
+        let outcome = if result.is_ok() { "ok" } else { "error" };
+        ctx.metrics.reconciled("SalesPipeline", outcome, started.elapsed());
+        result
+    }
+    .instrument(span)
+    .await
+}
+
+/// Retries a failed pipeline with its own exponential backoff; others are not held up.
+pub fn error_policy(sp: Arc<SalesPipeline>, err: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.failed("SalesPipeline", err.metric_label());
+    let delay = ctx.backoff(ObjectRef::from(sp.as_ref()));
+    tracing::warn!(namespace = sp.namespace().unwrap_or_default(), name = %sp.name_any(), error = %err, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+async fn apply(sp: &SalesPipeline, ctx: &Context, api: &Api<SalesPipeline>) -> Result<Action, Error> {
+    let previous = sp.status.clone().unwrap_or_default();
+    let generation = sp.metadata.generation;
+    if previous.observed_generation == generation && conditions::is_true(&previous.conditions, STALLED) {
+        // A permanent error on this generation: nothing changes until the spec does.
+        return Ok(Action::await_change());
+    }
+    let clients = match ctx.clients(sp.spec.region.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            let stalled = [
+                NewCondition::new(READY, FALSE, "InvalidConfiguration", e.to_string()),
+                NewCondition::new(STALLED, TRUE, "InvalidConfiguration", e.to_string()),
+                NewCondition::new(RECONCILING, FALSE, "Stalled", "waiting for a spec change"),
+            ];
+            let status = SalesPipelineStatus { observed_generation: generation, ..previous.clone() };
+            write_status(api, sp, status, &stalled).await?;
+            return Ok(Action::await_change());
+        }
+    };
+    let namespace = sp.namespace().ok_or(Error::MissingKey("metadata.namespace"))?;
+    let pctx = PipelineCtx::new(&namespace, &sp.name_any(), &sp.spec, &clients.region);
+    let mode = if sp.spec.paused { Mode::Observe } else { Mode::Apply };
+    let outcome = reconcile::reconcile(&clients, &pctx, mode).await;
+
+    for action in outcome.actions.iter().filter(|_| mode == Mode::Apply) {
+        publish(ctx, sp, action_event(action)).await;
+    }
+    if let Some((component, e)) = &outcome.error {
+        let reason = if e.is_permanent() { "PermanentAwsError" } else { "AwsError" };
+        publish(ctx, sp, warning(&format!("{reason}{}", component.title()), "Reconcile", format!("{component}: {e}")))
+            .await;
+    }
+    let status = SalesPipelineStatus { observed_generation: generation, ..outcome.status.clone() };
+    let computed = outcome.conditions(mode);
+    write_status(api, sp, status, &computed).await?;
+    let ready = computed.iter().find(|c| c.type_ == READY).map_or("Unknown", |c| c.status);
+    ctx.record_ready(ObjectRef::from(sp), Some(ready));
+
+    match outcome.error {
+        Some((component, source)) if !source.is_permanent() => Err(Error::Aws { component, source }),
+        _ if outcome.stalled() => Ok(Action::await_change()),
+        _ if outcome.ready() || mode == Mode::Observe => {
+            ctx.succeeded(&ObjectRef::from(sp));
+            Ok(Action::requeue(ctx.resync))
+        }
+        _ => Ok(Action::requeue(CONVERGING_REQUEUE)),
+    }
+}
+
+async fn cleanup(sp: &SalesPipeline, ctx: &Context, api: &Api<SalesPipeline>) -> Result<Action, Error> {
+    let clients = ctx
+        .clients(sp.spec.region.as_deref())
+        .map_err(|source| Error::Aws { component: ComponentKind::Table, source })?;
+    let namespace = sp.namespace().ok_or(Error::MissingKey("metadata.namespace"))?;
+    let pctx = PipelineCtx::new(&namespace, &sp.name_any(), &sp.spec, &clients.region);
+    let done = reconcile::teardown(&clients, &pctx, sp.spec.deletion_policy, false).await;
+    for action in &done.actions {
+        publish(ctx, sp, action_event(action)).await;
+    }
+    if let Some((component, source)) = done.error {
+        let message = format!("deletion is blocked: {component}: {source}; the finalizer stays until it succeeds");
+        publish(ctx, sp, warning("DeletionFailed", "Delete", message.clone())).await;
+        let previous = sp.status.clone().unwrap_or_default();
+        let computed = [
+            NewCondition::new(READY, FALSE, "DeletionFailed", message.clone()),
+            NewCondition::new(RECONCILING, TRUE, "Deleting", message),
+        ];
+        write_status(api, sp, previous, &computed).await?;
+        return Err(Error::Aws { component, source });
+    }
+    ctx.record_ready(ObjectRef::from(sp), None);
+    Ok(Action::await_change())
+}
+
+/// Writes the status through the status subresource with server-side apply,
+/// only when it differs from what is there (a steady state writes nothing).
+/// `computed` conditions replace those of the same type; others are kept.
+async fn write_status(
+    api: &Api<SalesPipeline>,
+    sp: &SalesPipeline,
+    mut status: SalesPipelineStatus,
+    computed: &[NewCondition],
+) -> Result<(), Error> {
+    let previous = sp.status.clone().unwrap_or_default();
+    let merged = conditions::merge(&previous.conditions, computed, status.observed_generation, jiff::Timestamp::now());
+    let mut all: Vec<Condition> =
+        previous.conditions.iter().filter(|c| !computed.iter().any(|n| n.type_ == c.type_)).cloned().collect();
+    all.extend(merged);
+    all.sort_by(|a, b| condition_rank(&a.type_).cmp(&condition_rank(&b.type_)).then(a.type_.cmp(&b.type_)));
+    status.conditions = all;
+    if sp.status.as_ref() == Some(&status) {
+        return Ok(());
+    }
+    let patch = serde_json::json!({
+        "apiVersion": SalesPipeline::api_version(&()),
+        "kind": SalesPipeline::kind(&()),
+        "status": status,
+    });
+    api.patch_status(&sp.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch)).await?;
+    Ok(())
+}
+
+fn condition_rank(type_: &str) -> u8 {
+    match type_ {
+        READY => 0,
+        RECONCILING => 1,
+        STALLED => 2,
+        _ => 3,
+    }
+}
+
+fn action_event(a: &AwsAction) -> Event {
+    let (type_, reason) = match a.verb {
+        Verb::Create => (EventType::Normal, "Created"),
+        Verb::Update => (EventType::Normal, "Updated"),
+        Verb::Replace => (EventType::Normal, "Replaced"),
+        Verb::Delete => (EventType::Normal, "Deleted"),
+        Verb::Retain => (EventType::Normal, "Retained"),
+        Verb::Blocked => (EventType::Warning, "UpdateBlocked"),
+    };
+    let action = if matches!(a.verb, Verb::Delete | Verb::Retain) { "Delete" } else { "Reconcile" };
+    // One reason per component: the recorder folds events of equal reason into one series.
+    let reason = format!("{reason}{}", a.component.title());
+    Event { type_, reason, note: Some(truncate(&a.to_string())), action: action.into(), secondary: None }
+}
+
+fn warning(reason: &str, action: &str, note: String) -> Event {
+    Event {
+        type_: EventType::Warning,
+        reason: reason.into(),
+        note: Some(truncate(&note)),
+        action: action.into(),
+        secondary: None,
+    }
+}
+
+fn truncate(s: &str) -> String {
+    let mut end = s.len().min(1000);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}
+
+async fn publish(ctx: &Context, sp: &SalesPipeline, event: Event) {
+    if let Err(e) = ctx.recorder.publish(&event, &sp.object_ref(&())).await {
+        tracing::warn!(error = %e, reason = %event.reason, "cannot publish event");
+    }
+}

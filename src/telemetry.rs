@@ -1,0 +1,188 @@
+//! Metrics, health and readiness: one small HTTP server (`/metrics`,
+//! `/healthz`, `/readyz`).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+
+use crate::aws::calls::is_read_operation;
+use crate::aws::CallLog;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub kind: String,
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    pub kind: String,
+    pub error: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReadyLabels {
+    pub ready: String,
+}
+
+/// The operator's metrics.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    reconciles: Family<ResultLabels, Counter>,
+    errors: Family<ErrorLabels, Counter>,
+    duration: Family<KindLabels, Histogram>,
+    pipelines: Family<ReadyLabels, Gauge>,
+}
+
+/// Exposes the AWS call counts of a [`CallLog`] at scrape time.
+#[derive(Debug)]
+struct AwsCalls(CallLog);
+
+impl prometheus_client::collector::Collector for AwsCalls {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let counts = self.0.counts();
+        let mut calls = encoder.encode_descriptor(
+            "sales_operator_aws_calls",
+            "AWS API calls by service, operation, kind (read/mutating) and outcome",
+            None,
+            MetricType::Counter,
+        )?;
+        for ((service, operation), c) in &counts {
+            let kind = if is_read_operation(operation) { "read" } else { "mutating" };
+            for (outcome, value) in [("ok", c.ok), ("error", c.error)] {
+                let labels = [
+                    ("service", service.as_str()),
+                    ("operation", operation.as_str()),
+                    ("kind", kind),
+                    ("outcome", outcome),
+                ];
+                ConstCounter::new(value).encode(calls.encode_family(&labels)?)?;
+            }
+        }
+        let mut retries = encoder.encode_descriptor(
+            "sales_operator_aws_retries",
+            "AWS API call attempts beyond the first (throttling, 5xx)",
+            None,
+            MetricType::Counter,
+        )?;
+        for ((service, operation), c) in &counts {
+            let labels = [("service", service.as_str()), ("operation", operation.as_str())];
+            ConstCounter::new(c.retries).encode(retries.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+}
+
+impl Metrics {
+    pub fn new(calls: CallLog) -> Self {
+        let mut registry = Registry::default();
+        let reconciles = Family::<ResultLabels, Counter>::default();
+        let errors = Family::<ErrorLabels, Counter>::default();
+        let duration = Family::<KindLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.01, 2.0, 14))
+        });
+        let pipelines = Family::<ReadyLabels, Gauge>::default();
+        registry.register("sales_operator_reconciles", "Reconciles by resource kind and result", reconciles.clone());
+        registry.register(
+            "sales_operator_reconcile_errors",
+            "Failed reconciles by resource kind and error",
+            errors.clone(),
+        );
+        registry.register(
+            "sales_operator_reconcile_duration_seconds",
+            "Reconcile duration by resource kind",
+            duration.clone(),
+        );
+        registry.register("sales_operator_pipelines", "SalesPipelines by Ready condition status", pipelines.clone());
+        registry.register_collector(Box::new(AwsCalls(calls)));
+        Self { registry, reconciles, errors, duration, pipelines }
+    }
+
+    /// Records one reconcile of `kind` (e.g. `SalesPipeline`).
+    pub fn reconciled(&self, kind: &str, result: &str, took: Duration) {
+        self.reconciles.get_or_create(&ResultLabels { kind: kind.into(), result: result.into() }).inc();
+        self.duration.get_or_create(&KindLabels { kind: kind.into() }).observe(took.as_secs_f64());
+    }
+
+    pub fn failed(&self, kind: &str, error: &str) {
+        self.errors.get_or_create(&ErrorLabels { kind: kind.into(), error: error.into() }).inc();
+    }
+
+    /// Sets how many pipelines have each Ready status (`True`, `False`, `Unknown`).
+    pub fn set_pipelines(&self, by_ready: &[(&str, i64)]) {
+        for (ready, n) in by_ready {
+            self.pipelines.get_or_create(&ReadyLabels { ready: (*ready).into() }).set(*n);
+        }
+    }
+
+    pub fn render(&self) -> Result<String, std::fmt::Error> {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}
+
+/// What the HTTP server reports.
+#[derive(Clone, Debug)]
+pub struct Health {
+    pub metrics: Arc<Metrics>,
+    /// Set once the operator has listed its custom resources successfully.
+    pub ready: Arc<AtomicBool>,
+}
+
+async fn metrics(State(h): State<Health>) -> impl IntoResponse {
+    match h.metrics.render() {
+        Ok(body) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+            body,
+        ),
+        Err(_) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, [(header::CONTENT_TYPE, "text/plain")], String::from("encoding failed"))
+        }
+    }
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(h): State<Health>) -> (StatusCode, &'static str) {
+    if h.ready.load(Ordering::SeqCst) {
+        (StatusCode::OK, "ready")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready: custom resources not listed yet")
+    }
+}
+
+/// Binds `addr` and serves until the process ends.
+pub async fn serve(addr: SocketAddr, health: Health) -> std::io::Result<()> {
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(health);
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!(%addr, "serving /metrics, /healthz, /readyz");
+    axum::serve(listener, app).await
+}

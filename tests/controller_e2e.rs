@@ -1,0 +1,331 @@
+//! `sales-operator run` as a process against a real kube-apiserver (RBAC
+//! enforced, operator under a namespace-scoped ServiceAccount) and moto,
+//! driven with kubectl as a user would.
+
+#[path = "support/kube_env.rs"]
+mod kube_env;
+#[path = "support/moto.rs"]
+mod moto;
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use kube_env::{project_dir, wait_until, KubeEnv};
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+fn env() -> &'static KubeEnv {
+    static CRDS: OnceLock<()> = OnceLock::new();
+    let env = KubeEnv::shared();
+    CRDS.get_or_init(|| {
+        env.kubectl_ok(&["apply", "--server-side", "-f", project_dir().join("crds").to_str().unwrap()]);
+        env.kubectl_ok(&[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/salespipelines.sales-operator.dev",
+        ]);
+    });
+    env
+}
+
+/// A namespace with the operator's ServiceAccount bound to its least-privilege Role.
+fn namespace_with_operator_role(prefix: &str) -> (String, PathBuf) {
+    let env = env();
+    let ns = env.create_namespace(prefix);
+    let rbac = std::fs::read_to_string(project_dir().join("tests/manifests/operator-role.yaml"))
+        .unwrap()
+        .replace("NAMESPACE", &ns);
+    let out = env.kubectl_stdin(&["apply", "-f", "-"], &rbac);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let token = env.service_account_token(&ns, "sales-operator");
+    (ns.clone(), env.kubeconfig_for_token(&token))
+}
+
+/// A running `sales-operator run`, killed on drop.
+struct Operator {
+    child: Child,
+    metrics: String,
+    log: PathBuf,
+}
+
+impl Operator {
+    fn start(ns: &str, kubeconfig: &PathBuf, extra: &[&str]) -> Operator {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let log = std::env::temp_dir().join(format!("sales-operator-e2e-{ns}-{port}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_sales-operator"))
+            .args([
+                "run",
+                "--namespace",
+                ns,
+                "--metrics-address",
+                &format!("127.0.0.1:{port}"),
+                "--lease-namespace",
+                ns,
+            ])
+            .args(extra)
+            .envs(moto::aws_env())
+            .env("KUBECONFIG", kubeconfig)
+            .env("RUST_LOG", "info,sales_operator=debug")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start sales-operator run");
+        Operator { child, metrics: format!("127.0.0.1:{port}"), log }
+    }
+
+    fn get(&self, path: &str) -> Option<(u16, String)> {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&self.metrics).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).ok()?;
+        let status = text.split_whitespace().nth(1)?.parse().ok()?;
+        Some((status, text.split("\r\n\r\n").nth(1).unwrap_or("").to_string()))
+    }
+
+    /// Sum of the `sales_operator_aws_calls_total` samples matching `filter`.
+    fn aws_calls(&self, filter: &str) -> u64 {
+        let (_, body) = self.get("/metrics").unwrap_or_default();
+        body.lines()
+            .filter(|l| l.starts_with("sales_operator_aws_calls_total") && l.contains(filter))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn kubectl(ns: &str, args: &[&str]) -> String {
+    let mut all = vec!["-n", ns];
+    all.extend_from_slice(args);
+    env().kubectl_ok(&all)
+}
+
+fn jsonpath(ns: &str, what: &str, path: &str) -> String {
+    kubectl(ns, &["get", what, "-o", &format!("jsonpath={path}")])
+}
+
+fn apply(ns: &str, name: &str, spec: &str) {
+    let yaml = format!(
+        "apiVersion: sales-operator.dev/v1alpha1\nkind: SalesPipeline\nmetadata:\n  name: {name}\nspec:\n{spec}"
+    );
+    let out = env().kubectl_stdin(&["apply", "-n", ns, "-f", "-"], &yaml);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn wait_ready(ns: &str, name: &str, op: &Operator) {
+    let out = env().kubectl(&["wait", "-n", ns, "--for=condition=Ready", &format!("sp/{name}"), "--timeout=60s"]);
+    assert!(
+        out.status.success(),
+        "not Ready: {}\n{}\noperator log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        kubectl(ns, &["get", "sp", name, "-o", "yaml"]),
+        op.log()
+    );
+}
+
+fn aws() -> sales_operator::aws::Clients {
+    moto::set_aws_env();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let sdk = sales_operator::aws::sdk_config(&sales_operator::aws::AwsSettings {
+            endpoint_url: Some(moto::endpoint().into()),
+            region: Some("eu-west-1".into()),
+            ..Default::default()
+        })
+        .await;
+        sales_operator::aws::Clients::new(&sdk, None, Default::default()).unwrap()
+    })
+}
+
+fn table_exists(c: &sales_operator::aws::Clients, name: &str) -> bool {
+    tokio::runtime::Runtime::new().unwrap().block_on(c.dynamodb.describe_table().table_name(name).send()).is_ok()
+}
+
+fn stream_exists(c: &sales_operator::aws::Clients, name: &str) -> bool {
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(c.kinesis.describe_stream_summary().stream_name(name).send())
+        .is_ok()
+}
+
+fn bucket_exists(c: &sales_operator::aws::Clients, name: &str) -> bool {
+    tokio::runtime::Runtime::new().unwrap().block_on(c.s3.head_bucket().bucket(name).send()).is_ok()
+}
+
+#[test]
+fn pipeline_lifecycle_create_update_and_delete_with_retain() {
+    let (ns, kubeconfig) = namespace_with_operator_role("life");
+    let op = Operator::start(&ns, &kubeconfig, &["--resync-period", "1m"]);
+    apply(&ns, "shop", "  stream:\n    mode: PROVISIONED\n    shardCount: 1\n");
+    wait_ready(&ns, "shop", &op);
+
+    assert_eq!(jsonpath(&ns, "sp/shop", "{.metadata.finalizers[0]}"), "sales-operator.dev/cleanup");
+    assert_eq!(
+        jsonpath(&ns, "sp/shop", "{.status.observedGeneration}"),
+        jsonpath(&ns, "sp/shop", "{.metadata.generation}")
+    );
+    let table = jsonpath(&ns, "sp/shop", "{.status.table.name}");
+    let bucket = jsonpath(&ns, "sp/shop", "{.status.bucket}");
+    let stream = jsonpath(&ns, "sp/shop", "{.status.stream.name}");
+    assert_eq!(table, format!("{ns}-shop-orders"));
+    let c = aws();
+    assert!(table_exists(&c, &table) && bucket_exists(&c, &bucket) && stream_exists(&c, &stream));
+    let columns = kubectl(&ns, &["get", "sp", "shop"]);
+    assert!(columns.contains("READY") && columns.contains("True") && columns.contains("RUNNING"), "{columns}");
+    let events = kubectl(&ns, &["get", "events", "-o", "jsonpath={range .items[*]}{.reason} {end}"]);
+    for reason in ["CreatedTable", "CreatedStream", "CreatedPipe", "CreatedDelivery"] {
+        assert!(events.contains(reason), "event {reason} missing: {events}");
+    }
+
+    // A spec change bumps the generation; the status follows and the stream is resized in place.
+    apply(&ns, "shop", "  stream:\n    mode: PROVISIONED\n    shardCount: 2\n");
+    assert_eq!(jsonpath(&ns, "sp/shop", "{.metadata.generation}"), "2");
+    assert!(
+        wait_until(TIMEOUT, || jsonpath(&ns, "sp/shop", "{.status.observedGeneration}") == "2"),
+        "status did not follow generation 2:\n{}",
+        op.log()
+    );
+    wait_ready(&ns, "shop", &op);
+    let shards = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(c.kinesis.describe_stream_summary().stream_name(&stream).send())
+        .unwrap();
+    assert_eq!(shards.stream_description_summary.unwrap().open_shard_count, 2);
+    assert!(
+        kubectl(&ns, &["get", "events", "-o", "jsonpath={range .items[*]}{.reason} {end}"]).contains("UpdatedStream")
+    );
+
+    // Delete with the default Retain policy: the finalizer goes, table and bucket stay.
+    let out = env().kubectl(&["delete", "-n", &ns, "sp/shop", "--timeout=60s"]);
+    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stderr), op.log());
+    assert!(table_exists(&c, &table), "Retain keeps the table");
+    assert!(bucket_exists(&c, &bucket), "Retain keeps the bucket");
+    assert!(!stream_exists(&c, &stream), "the stream is removed");
+}
+
+#[test]
+fn delete_policy_delete_removes_every_aws_resource() {
+    let (ns, kubeconfig) = namespace_with_operator_role("del");
+    let op = Operator::start(&ns, &kubeconfig, &[]);
+    apply(&ns, "gone", "  deletionPolicy: Delete\n");
+    wait_ready(&ns, "gone", &op);
+    let table = jsonpath(&ns, "sp/gone", "{.status.table.name}");
+    let bucket = jsonpath(&ns, "sp/gone", "{.status.bucket}");
+    let out = env().kubectl(&["delete", "-n", &ns, "sp/gone", "--timeout=60s"]);
+    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stderr), op.log());
+    let c = aws();
+    assert!(!table_exists(&c, &table));
+    assert!(!bucket_exists(&c, &bucket));
+}
+
+#[test]
+fn a_spec_aws_rejects_stalls_with_the_message_and_is_not_retried() {
+    let (ns, kubeconfig) = namespace_with_operator_role("stall");
+    let op = Operator::start(&ns, &kubeconfig, &["--resync-period", "1m"]);
+    apply(&ns, "bad", "  bucket:\n    create: false\n    name: no-such-bucket-anywhere-42\n");
+    assert!(
+        wait_until(TIMEOUT, || jsonpath(&ns, "sp/bad", "{.status.conditions[?(@.type==\"Stalled\")].status}")
+            == "True"),
+        "not Stalled:\n{}\n{}",
+        kubectl(&ns, &["get", "sp", "bad", "-o", "yaml"]),
+        op.log()
+    );
+    let message = jsonpath(&ns, "sp/bad", "{.status.conditions[?(@.type==\"Stalled\")].message}");
+    assert!(message.contains("no-such-bucket-anywhere-42"), "{message}");
+    assert_eq!(jsonpath(&ns, "sp/bad", "{.status.conditions[?(@.type==\"Ready\")].status}"), "False");
+    let before = op.aws_calls("");
+    std::thread::sleep(Duration::from_secs(8));
+    assert_eq!(op.aws_calls(""), before, "a stalled pipeline makes no AWS calls until its spec changes");
+}
+
+#[test]
+fn steady_state_makes_no_kubernetes_writes_and_no_aws_calls_between_resyncs() {
+    let (ns, kubeconfig) = namespace_with_operator_role("quiet");
+    let op = Operator::start(&ns, &kubeconfig, &["--resync-period", "10m"]);
+    apply(&ns, "calm", "  {}\n");
+    wait_ready(&ns, "calm", &op);
+    // Let the reconcile triggered by our own status write settle.
+    std::thread::sleep(Duration::from_secs(3));
+    let version = jsonpath(&ns, "sp/calm", "{.metadata.resourceVersion}");
+    let calls = op.aws_calls("");
+    std::thread::sleep(Duration::from_secs(10));
+    assert_eq!(jsonpath(&ns, "sp/calm", "{.metadata.resourceVersion}"), version, "no writes to the object");
+    assert_eq!(op.aws_calls(""), calls, "no AWS calls between resyncs");
+    assert_eq!(op.aws_calls("kind=\"mutating\""), op.aws_calls("kind=\"mutating\",outcome=\"ok\""));
+}
+
+#[test]
+fn metrics_expose_reconciles_aws_calls_and_pipelines_by_ready() {
+    let (ns, kubeconfig) = namespace_with_operator_role("metrics");
+    let op = Operator::start(&ns, &kubeconfig, &[]);
+    apply(&ns, "m", "  {}\n");
+    wait_ready(&ns, "m", &op);
+    let (status, body) = op.get("/metrics").unwrap();
+    assert_eq!(status, 200);
+    assert!(body.contains("sales_operator_reconciles_total{kind=\"SalesPipeline\",result=\"ok\"}"), "{body}");
+    assert!(body.contains("sales_operator_reconcile_duration_seconds_bucket"), "{body}");
+    assert!(body.contains("sales_operator_pipelines{ready=\"True\"} 1"), "{body}");
+    assert!(
+        op.aws_calls("service=\"DynamoDB\",operation=\"CreateTable\",kind=\"mutating\",outcome=\"ok\"") == 1,
+        "{body}"
+    );
+    assert_eq!(op.get("/healthz").unwrap().0, 200);
+}
+
+#[test]
+fn readyz_waits_for_the_first_successful_list() {
+    let env = env();
+    let ns = env.create_namespace("ready");
+    // A ServiceAccount that may not list SalesPipelines yet.
+    env.kubectl_ok(&["create", "serviceaccount", "sales-operator", "-n", &ns]);
+    let kubeconfig = env.kubeconfig_for_token(&env.service_account_token(&ns, "sales-operator"));
+    let op = Operator::start(&ns, &kubeconfig, &["--leader-election", "false"]);
+    assert!(wait_until(TIMEOUT, || op.get("/healthz").is_some_and(|(s, _)| s == 200)), "{}", op.log());
+    assert_eq!(op.get("/readyz").unwrap().0, 503, "not ready before the CRs can be listed");
+    let rbac = std::fs::read_to_string(project_dir().join("tests/manifests/operator-role.yaml"))
+        .unwrap()
+        .replace("NAMESPACE", &ns);
+    assert!(env.kubectl_stdin(&["apply", "-f", "-"], &rbac).status.success());
+    assert!(wait_until(TIMEOUT, || op.get("/readyz").is_some_and(|(s, _)| s == 200)), "{}", op.log());
+}
+
+#[test]
+fn with_two_replicas_only_the_leader_calls_aws() {
+    let (ns, kubeconfig) = namespace_with_operator_role("leader");
+    let first = Operator::start(&ns, &kubeconfig, &["--identity", "one"]);
+    assert!(wait_until(TIMEOUT, || first.log().contains("became leader")), "{}", first.log());
+    let second = Operator::start(&ns, &kubeconfig, &["--identity", "two"]);
+    assert!(wait_until(TIMEOUT, || second.log().contains("waiting for leadership")), "{}", second.log());
+    apply(&ns, "led", "  {}\n");
+    wait_ready(&ns, "led", &first);
+    assert!(first.aws_calls("") > 0);
+    assert_eq!(second.aws_calls(""), 0, "the follower must not call AWS");
+    assert_eq!(kubectl(&ns, &["get", "lease", "sales-operator", "-o", "jsonpath={.spec.holderIdentity}"]), "one");
+
+    // The leader goes away: the follower takes over and reconciles.
+    drop(first);
+    let started = Instant::now();
+    assert!(wait_until(Duration::from_secs(90), || second.log().contains("became leader")), "{}", second.log());
+    apply(&ns, "led", "  pipe:\n    batchSize: 50\n");
+    assert!(
+        wait_until(TIMEOUT, || jsonpath(&ns, "sp/led", "{.status.observedGeneration}") == "2"),
+        "the new leader did not reconcile (took over after {:?}):\n{}",
+        started.elapsed(),
+        second.log()
+    );
+}
