@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Memory, CPU and AWS calls of `sales-operator run` holding N SalesPipelines in
+# sync, against a real kube-apiserver (scripts/kube-env) and moto.
+#   scripts/bench-operator.sh N [BINARY]     (default binary: target/release/sales-operator)
+# Prints one markdown table row: N, RSS after all are Ready, peak RSS, CPU seconds
+# of one steady-state resync, AWS calls per resync (read/mutating), and the
+# calls per hour at the default 5-minute resync.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+n=${1:?usage: bench-operator.sh N [BINARY]}
+bin=${2:-target/release/sales-operator}
+resync=60   # seconds; calls per hour are scaled to the default 300 s resync
+[[ -x "$bin" ]] || { echo "build $bin first (cargo build --release)" >&2; exit 1; }
+
+work=$(mktemp -d)
+kube_bin=$(bash scripts/kube-env/build.sh 2>/dev/null | tail -1)
+dir=$(bash scripts/kube-env/start.sh --watch-pid $$ "$work/kube")
+export KUBECONFIG=$dir/kubeconfig PATH=$kube_bin:$PATH
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+endpoint=$(SALES_OPERATOR_STATE=$work scripts/moto.sh start "$port")
+mport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+op_pid=""
+cleanup() {
+  [[ -n "$op_pid" ]] && kill "$op_pid" 2>/dev/null || true
+  SALES_OPERATOR_STATE=$work scripts/moto.sh stop "$port" || true
+  bash scripts/kube-env/stop.sh "$dir" >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+kubectl apply --server-side -f crds/ >/dev/null
+kubectl wait --for=condition=Established crd --all --timeout=60s >/dev/null
+kubectl create namespace bench >/dev/null
+AWS_ENDPOINT_URL=$endpoint AWS_REGION=eu-west-1 AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \
+  "$bin" run --namespace bench --lease-namespace bench --metrics-address "127.0.0.1:$mport" \
+  --resync-period "${resync}s" --concurrency 8 >"$work/operator.log" 2>&1 &
+op_pid=$!
+
+rss() { awk '/VmRSS/ {print $2}' "/proc/$op_pid/status"; }
+hwm() { awk '/VmHWM/ {print $2}' "/proc/$op_pid/status"; }
+cpu() { awk '{print $14 + $15}' "/proc/$op_pid/stat"; }
+calls() { curl -s "127.0.0.1:$mport/metrics" | awk -v k="$1" '/^sales_operator_aws_calls_total/ && $0 ~ "kind=\""k"\"" {s+=$NF} END {print s+0}'; }
+
+for i in $(seq 1 "$n"); do
+  printf 'apiVersion: sales-operator.dev/v1alpha1\nkind: SalesPipeline\nmetadata:\n  name: p%d\n  namespace: bench\nspec: {}\n---\n' "$i"
+done >"$work/pipelines.yaml"
+t0=$(date +%s)
+kubectl apply -f "$work/pipelines.yaml" >/dev/null
+until [[ $(kubectl get sp -n bench -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' | grep -c True) -ge $n ]]; do
+  sleep 2
+  (( $(date +%s) - t0 < 3600 )) || { echo "not all Ready after 1 h" >&2; tail -20 "$work/operator.log" >&2; exit 1; }
+done
+ready_s=$(( $(date +%s) - t0 ))
+sleep 5
+rss_ready=$(rss)
+# One full steady-state resync window.
+r0=$(calls read); m0=$(calls mutating); c0=$(cpu)
+sleep "$resync"
+r1=$(calls read); m1=$(calls mutating); c1=$(cpu)
+tick=$(getconf CLK_TCK)
+reads=$(( r1 - r0 )); muts=$(( m1 - m0 ))
+printf '| %d | %d s | %.1f MiB | %.1f MiB | %.2f s | %d / %d | %d |\n' "$n" "$ready_s" \
+  "$(echo "$rss_ready/1024" | bc -l)" "$(echo "$(hwm)/1024" | bc -l)" "$(echo "($c1-$c0)/$tick" | bc -l)" \
+  "$reads" "$muts" "$(( (reads + muts) * 3600 / 300 ))"
