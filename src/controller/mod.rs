@@ -42,6 +42,7 @@ pub struct RunArgs {
     /// Namespace of the Lease (default: the pod's namespace, else `default`).
     #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
     pub lease_namespace: String,
+    /// Name of the coordination.k8s.io Lease the replicas compete for.
     #[arg(long, env = "SALES_OPERATOR_LEASE_NAME", default_value = "sales-operator")]
     pub lease_name: String,
     /// This replica's identity in the Lease (default: the pod name / host name).
