@@ -14,7 +14,7 @@ use aws_sdk_s3::types::{
     ServerSideEncryptionConfiguration, ServerSideEncryptionRule, Tag, Tagging,
 };
 
-use super::error::{absent_if_not_found, built};
+use super::error::{absent_if_not_found, built, ok_if_not_found};
 use super::{AwsError, AwsResultExt, Change, Component, ComponentKind, PipelineCtx, Refs};
 use crate::api::{Encryption, SalesPipelineStatus};
 
@@ -464,10 +464,7 @@ impl Component for Buckets<'_> {
             Ok::<(), AwsError>(())
         }
         .await;
-        match deleted {
-            Err(e) if e.is_not_found() => Ok(()),
-            other => other,
-        }
+        ok_if_not_found(deleted)
     }
 
     fn owned(o: &ObservedBucket) -> bool {

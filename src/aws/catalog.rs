@@ -24,7 +24,7 @@ use aws_sdk_glue::types::{
     TableInput, UpdateBehavior,
 };
 
-use super::error::{absent_if_not_found, ErrorKind};
+use super::error::{absent_if_not_found, ok_if_not_found, ErrorKind};
 use super::{
     missing_tags, AwsError, AwsResultExt, Change, Component, ComponentKind, PipelineCtx, Refs, TAG_MANAGED_BY, UNKNOWN,
 };
@@ -302,13 +302,6 @@ fn busy_is_transient(mut e: AwsError) -> AwsError {
         e.kind = ErrorKind::Transient;
     }
     e
-}
-
-fn ok_if_not_found<T>(r: Result<T, AwsError>) -> Result<(), AwsError> {
-    match r {
-        Err(e) if e.is_not_found() => Ok(()),
-        other => other.map(|_| ()),
-    }
 }
 
 fn ok_if_conflict<T>(r: Result<T, AwsError>) -> Result<(), AwsError> {

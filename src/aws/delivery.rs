@@ -14,7 +14,7 @@ use aws_sdk_firehose::types::{
     ProcessingConfiguration, Processor, ProcessorType, Tag,
 };
 
-use super::error::{absent_if_not_found, ErrorKind};
+use super::error::{absent_if_not_found, ok_if_not_found, ErrorKind};
 use super::{
     compare, known, missing_tags, AwsError, AwsResultExt, Change, Component, ComponentKind, PipelineCtx, Refs, UNKNOWN,
 };
@@ -358,10 +358,9 @@ impl Component for Deliveries<'_> {
     }
 
     async fn delete(&self, o: &ObservedDelivery) -> Result<(), AwsError> {
-        match self.0.delete_delivery_stream().delivery_stream_name(&o.name).send().await.aws("DeleteDeliveryStream") {
-            Err(e) if e.is_not_found() => Ok(()),
-            other => other.map(|_| ()),
-        }
+        ok_if_not_found(
+            self.0.delete_delivery_stream().delivery_stream_name(&o.name).send().await.aws("DeleteDeliveryStream"),
+        )
     }
 
     fn publish(o: &ObservedDelivery, refs: &mut Refs) {

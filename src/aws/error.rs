@@ -158,6 +158,14 @@ pub fn built<T>(
     r.map_err(|e| AwsError::permanent(operation, e.to_string()))
 }
 
+/// `Ok(())` when the resource is already gone (what a delete wants).
+pub fn ok_if_not_found<T>(r: Result<T, AwsError>) -> Result<(), AwsError> {
+    match r {
+        Err(e) if e.is_not_found() => Ok(()),
+        other => other.map(|_| ()),
+    }
+}
+
 /// `Ok(None)` for a not-found error, so `observe` can say "absent".
 pub fn absent_if_not_found<T>(r: Result<T, AwsError>) -> Result<Option<T>, AwsError> {
     match r {

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use aws_sdk_iam::types::Tag;
 use serde_json::{json, Value};
 
-use super::error::absent_if_not_found;
+use super::error::{absent_if_not_found, ok_if_not_found};
 use super::{
     known, missing_tags, AwsError, AwsResultExt, Change, Component, ComponentKind, PipelineCtx, Refs, TAG_PIPELINE,
 };
@@ -373,21 +373,10 @@ impl Roles<'_> {
 
     /// Deletes the inline policy, then the role; either already gone is fine.
     async fn delete_role(&self, name: &str, policy_name: &str) -> Result<(), AwsError> {
-        let gone_is_fine = |r: Result<(), AwsError>| match r {
-            Err(e) if e.is_not_found() => Ok(()),
-            other => other,
-        };
-        gone_is_fine(
-            self.0
-                .delete_role_policy()
-                .role_name(name)
-                .policy_name(policy_name)
-                .send()
-                .await
-                .aws("DeleteRolePolicy")
-                .map(|_| ()),
+        ok_if_not_found(
+            self.0.delete_role_policy().role_name(name).policy_name(policy_name).send().await.aws("DeleteRolePolicy"),
         )?;
-        gone_is_fine(self.0.delete_role().role_name(name).send().await.aws("DeleteRole").map(|_| ()))
+        ok_if_not_found(self.0.delete_role().role_name(name).send().await.aws("DeleteRole"))
     }
 }
 

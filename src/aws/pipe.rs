@@ -19,7 +19,7 @@ use aws_sdk_pipes::types::{
     UpdatePipeSourceDynamoDbStreamParameters, UpdatePipeSourceParameters,
 };
 
-use super::error::{absent_if_not_found, ErrorKind};
+use super::error::{absent_if_not_found, ok_if_not_found, ErrorKind};
 use super::{
     compare, known, missing_tags, AwsError, AwsResultExt, Change, Component, ComponentKind, PipelineCtx, Refs, UNKNOWN,
 };
@@ -329,10 +329,7 @@ impl Component for Pipes<'_> {
     }
 
     async fn delete(&self, o: &ObservedPipe) -> Result<(), AwsError> {
-        match self.0.delete_pipe().name(&o.name).send().await.aws("DeletePipe") {
-            Err(e) if e.is_not_found() => Ok(()),
-            other => other.map(|_| ()),
-        }
+        ok_if_not_found(self.0.delete_pipe().name(&o.name).send().await.aws("DeletePipe"))
     }
 
     fn publish(o: &ObservedPipe, refs: &mut Refs) {

@@ -6,7 +6,7 @@ use aws_sdk_kinesis::types::{
     EncryptionType, ScalingType, StreamMode as AwsStreamMode, StreamModeDetails, StreamStatus,
 };
 
-use super::error::absent_if_not_found;
+use super::error::{absent_if_not_found, ok_if_not_found};
 use super::{compare, missing_tags, AwsError, AwsResultExt, Change, Component, ComponentKind, PipelineCtx, Refs};
 use crate::api::{NamedArn, SalesPipelineStatus, StreamMode};
 
@@ -206,18 +206,15 @@ impl Component for Streams<'_> {
     }
 
     async fn delete(&self, o: &ObservedStream) -> Result<(), AwsError> {
-        match self
-            .0
-            .delete_stream()
-            .stream_name(&o.name)
-            .enforce_consumer_deletion(true)
-            .send()
-            .await
-            .aws("DeleteStream")
-        {
-            Err(e) if e.is_not_found() => Ok(()),
-            other => other.map(|_| ()),
-        }
+        ok_if_not_found(
+            self.0
+                .delete_stream()
+                .stream_name(&o.name)
+                .enforce_consumer_deletion(true)
+                .send()
+                .await
+                .aws("DeleteStream"),
+        )
     }
 
     fn publish(o: &ObservedStream, refs: &mut Refs) {

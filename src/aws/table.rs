@@ -8,7 +8,7 @@ use aws_sdk_dynamodb::types::{
     StreamViewType as AwsStreamViewType, TableDescription, TableStatus as AwsTableStatus, Tag,
 };
 
-use super::error::{absent_if_not_found, built};
+use super::error::{absent_if_not_found, built, ok_if_not_found};
 use super::{compare, missing_tags, AwsError, AwsResultExt, Change, Component, ComponentKind, PipelineCtx, Refs};
 use crate::api::{BillingMode, SalesPipelineStatus, StreamViewType, TableStatus};
 use crate::order::KEY;
@@ -310,10 +310,7 @@ impl Component for Tables<'_> {
     }
 
     async fn delete(&self, o: &ObservedTable) -> Result<(), AwsError> {
-        match self.0.delete_table().table_name(&o.name).send().await.aws("DeleteTable") {
-            Err(e) if e.is_not_found() => Ok(()),
-            other => other.map(|_| ()),
-        }
+        ok_if_not_found(self.0.delete_table().table_name(&o.name).send().await.aws("DeleteTable"))
     }
 
     fn publish(o: &ObservedTable, refs: &mut Refs) {
