@@ -168,7 +168,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
 
 /// Every CRD of the operator: (metadata.name, YAML).
 pub fn crd_documents() -> Result<Vec<(String, String)>, String> {
-    let crds = [SalesPipeline::crd()];
+    let crds = [SalesPipeline::crd(), sales_operator::api::OrderGenerator::crd()];
     crds.iter()
         .map(|crd| {
             let value = sorted(serde_json::to_value(crd).map_err(|e| e.to_string())?);

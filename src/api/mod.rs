@@ -2,8 +2,10 @@
 
 pub mod conditions;
 pub mod manifest;
+pub mod order_generator;
 pub mod sales_pipeline;
 
+pub use order_generator::{OrderGenerator, OrderGeneratorSpec, OrderGeneratorStatus};
 pub use sales_pipeline::*;
 
 /// API group of every custom resource of the operator.
