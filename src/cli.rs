@@ -57,6 +57,8 @@ pub enum Command {
     Apply(ApplyArgs),
     /// Tear down a SalesPipeline's AWS resources, honouring its deletionPolicy.
     Delete(DeleteArgs),
+    /// Write random orders into a DynamoDB table at a steady rate (the OrderGenerator workload).
+    Generate(sales_operator::generator::cli::GenerateArgs),
     /// Run the controller: reconcile SalesPipelines in the cluster (leader election, /metrics, /healthz, /readyz).
     Run(sales_operator::controller::RunArgs),
 }
@@ -117,6 +119,8 @@ pub enum CliError {
     #[error("{0}")]
     Output(String),
     #[error("{0}")]
+    Generate(#[from] sales_operator::generator::GeneratorError),
+    #[error("{0}")]
     Controller(#[from] sales_operator::controller::RunError),
 }
 
@@ -125,6 +129,7 @@ impl CliError {
     pub fn exit_code(&self) -> u8 {
         match self {
             CliError::Manifest(_) => 2,
+            CliError::Generate(e) => e.exit_code(),
             CliError::Aws(_) | CliError::Reconcile { .. } | CliError::Output(_) | CliError::Controller(_) => 1,
         }
     }
@@ -159,6 +164,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Plan(args) => plan(&cli.global, &args).await,
         Command::Apply(args) => apply(&cli.global, &args).await,
         Command::Delete(args) => delete(&cli.global, &args).await,
+        Command::Generate(args) => {
+            sales_operator::generator::cli::run_cli(&args, &aws_settings(&cli.global)).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Run(args) => {
             sales_operator::controller::run(args, aws_settings(&cli.global)).await?;
             Ok(ExitCode::SUCCESS)

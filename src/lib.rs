@@ -7,6 +7,7 @@
 pub mod api;
 pub mod aws;
 pub mod controller;
+pub mod generator;
 pub mod names;
 pub mod order;
 pub mod queries;

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::context::{
     BeforeDeserializationInterceptorContextMut, BeforeDeserializationInterceptorContextRef,
-    BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextRef,
+    BeforeTransmitInterceptorContextMut, BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextRef,
 };
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
@@ -40,6 +40,14 @@ pub enum Fault {
     ServerError,
     /// HTTP 400 `AccessDeniedException` (JSON-protocol services): a permanent error.
     AccessDenied,
+    /// HTTP 400 `ThrottlingException` for a request the service never applied
+    /// (its body is emptied before sending), as AWS throttles. `Throttle`
+    /// instead answers after the request was applied.
+    ThrottleUnapplied,
+    /// DynamoDB BatchWriteItem: only the first half of the items is sent; the
+    /// response lists the rest as `UnprocessedItems`, as DynamoDB does when it
+    /// cannot write them all.
+    UnprocessedItems,
 }
 
 /// Which attempts get which fault.
@@ -74,6 +82,44 @@ struct InjectedFault(Fault);
 
 impl aws_smithy_types::config_bag::Storable for InjectedFault {
     type Storer = aws_smithy_types::config_bag::StoreReplace<Self>;
+}
+
+/// The items an [`Fault::UnprocessedItems`] attempt held back (`RequestItems` shape).
+#[derive(Clone, Debug)]
+struct Withheld {
+    items: serde_json::Value,
+    /// Nothing was left to send: the whole response is made up.
+    all: bool,
+}
+
+impl aws_smithy_types::config_bag::Storable for Withheld {
+    type Storer = aws_smithy_types::config_bag::StoreReplace<Self>;
+}
+
+/// A new request or response body; keeps Content-Length true.
+fn new_body(headers: &mut aws_smithy_runtime_api::http::Headers, bytes: Vec<u8>) -> SdkBody {
+    if headers.contains_key("content-length") {
+        headers.insert("content-length", bytes.len().to_string());
+    }
+    SdkBody::from(bytes)
+}
+
+/// Splits a BatchWriteItem request: keeps the first half of each table's items, returns the rest.
+fn withhold_half(request: &mut serde_json::Value) -> Withheld {
+    let mut withheld = serde_json::Map::new();
+    if let Some(tables) = request.get_mut("RequestItems").and_then(|v| v.as_object_mut()) {
+        for (table, items) in tables.iter_mut() {
+            if let Some(list) = items.as_array_mut() {
+                let rest = list.split_off(list.len() / 2);
+                if !rest.is_empty() {
+                    withheld.insert(table.clone(), serde_json::Value::Array(rest));
+                }
+            }
+        }
+        tables.retain(|_, v| v.as_array().is_some_and(|a| !a.is_empty()));
+    }
+    let all = request.get("RequestItems").and_then(|v| v.as_object()).is_none_or(|m| m.is_empty());
+    Withheld { items: serde_json::Value::Object(withheld), all }
 }
 
 /// When the current attempt's request was handed to the HTTP client.
@@ -199,6 +245,31 @@ impl Intercept for CallLog {
         Ok(())
     }
 
+    fn modify_before_signing(
+        &self,
+        ctx: &mut BeforeTransmitInterceptorContextMut<'_>,
+        _rc: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let Some(InjectedFault(fault)) = cfg.load::<InjectedFault>().cloned() else {
+            return Ok(());
+        };
+        let request = ctx.request_mut();
+        let bytes = match fault {
+            Fault::ThrottleUnapplied => b"{}".to_vec(),
+            Fault::UnprocessedItems => {
+                let bytes = request.body().bytes().ok_or("UnprocessedItems fault: request body is not in memory")?;
+                let mut json: serde_json::Value = serde_json::from_slice(bytes)?;
+                let withheld = withhold_half(&mut json);
+                cfg.interceptor_state().store_put(withheld);
+                serde_json::to_vec(&json)?
+            }
+            _ => return Ok(()),
+        };
+        *request.body_mut() = new_body(request.headers_mut(), bytes);
+        Ok(())
+    }
+
     fn read_before_transmit(
         &self,
         _ctx: &BeforeTransmitInterceptorContextRef<'_>,
@@ -233,9 +304,23 @@ impl Intercept for CallLog {
         };
         cfg.interceptor_state().unset::<InjectedFault>();
         let (status, code) = match fault {
-            Fault::Throttle => (400, "ThrottlingException"),
+            Fault::Throttle | Fault::ThrottleUnapplied => (400, "ThrottlingException"),
             Fault::ServerError => (503, "ServiceUnavailable"),
             Fault::AccessDenied => (400, "AccessDeniedException"),
+            Fault::UnprocessedItems => {
+                let Some(withheld) = cfg.load::<Withheld>().cloned() else { return Ok(()) };
+                cfg.interceptor_state().unset::<Withheld>();
+                let response = ctx.response_mut();
+                if response.status().as_u16() != 200 && !withheld.all {
+                    return Ok(()); // the service's own error stands
+                }
+                *response.status_mut() = StatusCode::try_from(200).map_err(|e| format!("{e:?}"))?;
+                response.headers_mut().remove("x-amzn-errortype");
+                response.headers_mut().remove("x-amz-crc32");
+                let body = serde_json::to_vec(&serde_json::json!({ "UnprocessedItems": withheld.items }))?;
+                *response.body_mut() = new_body(response.headers_mut(), body);
+                return Ok(());
+            }
         };
         let response = ctx.response_mut();
         *response.status_mut() = StatusCode::try_from(status).map_err(|e| format!("{e:?}"))?;
@@ -270,6 +355,20 @@ impl Intercept for CallLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unprocessed_items_fault_sends_the_first_half_and_withholds_the_rest() {
+        let item = |i: u32| serde_json::json!({"PutRequest": {"Item": {"orderid": {"S": i.to_string()}}}});
+        let mut request = serde_json::json!({"RequestItems": {"t": (0..5).map(item).collect::<Vec<_>>()}});
+        let w = withhold_half(&mut request);
+        assert_eq!(request["RequestItems"]["t"], serde_json::json!((0..2).map(item).collect::<Vec<_>>()));
+        assert_eq!(w.items["t"], serde_json::json!((2..5).map(item).collect::<Vec<_>>()));
+        assert!(!w.all);
+        let mut single = serde_json::json!({"RequestItems": {"t": [item(9)]}});
+        let w = withhold_half(&mut single);
+        assert!(w.all, "a one-item batch is withheld whole");
+        assert_eq!(single["RequestItems"], serde_json::json!({}));
+    }
 
     #[test]
     fn read_operations_are_recognised() {
