@@ -1,7 +1,10 @@
 //! `sales-operator run` as a process against a real kube-apiserver (RBAC
-//! enforced, operator under a namespace-scoped ServiceAccount) and moto,
-//! driven with kubectl as a user would.
+//! enforced, operator under a namespace-scoped ServiceAccount whose Role is the
+//! Helm chart's own, rendered by `helm template`) and moto, driven with kubectl
+//! as a user would.
 
+#[path = "support/helm_chart.rs"]
+mod helm_chart;
 #[path = "support/kube_env.rs"]
 mod kube_env;
 #[path = "support/moto.rs"]
@@ -32,17 +35,20 @@ fn env() -> &'static KubeEnv {
     env
 }
 
-/// A namespace with the operator's ServiceAccount bound to its least-privilege Role.
+/// A namespace with the chart's ServiceAccount and Roles for an operator that
+/// watches it (`helm template --set watchNamespaces={ns}`), and a kubeconfig
+/// with that ServiceAccount's token.
 fn namespace_with_operator_role(prefix: &str) -> (String, PathBuf) {
     let env = env();
     let ns = env.create_namespace(prefix);
-    let rbac = std::fs::read_to_string(project_dir().join("tests/manifests/operator-role.yaml"))
-        .unwrap()
-        .replace("NAMESPACE", &ns);
-    let out = env.kubectl_stdin(&["apply", "-f", "-"], &rbac);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    apply_rbac(&helm_chart::operator_rbac(env, &ns));
     let token = env.service_account_token(&ns, "sales-operator");
     (ns.clone(), env.kubeconfig_for_token(&token))
+}
+
+fn apply_rbac(rbac: &str) {
+    let out = env().kubectl_stdin(&["apply", "-f", "-"], rbac);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// A running `sales-operator run`, killed on drop.
@@ -297,11 +303,34 @@ fn readyz_waits_for_the_first_successful_list() {
     let op = Operator::start(&ns, &kubeconfig, &["--leader-election", "false"]);
     assert!(wait_until(TIMEOUT, || op.get("/healthz").is_some_and(|(s, _)| s == 200)), "{}", op.log());
     assert_eq!(op.get("/readyz").unwrap().0, 503, "not ready before the CRs can be listed");
-    let rbac = std::fs::read_to_string(project_dir().join("tests/manifests/operator-role.yaml"))
-        .unwrap()
-        .replace("NAMESPACE", &ns);
-    assert!(env.kubectl_stdin(&["apply", "-f", "-"], &rbac).status.success());
+    apply_rbac(&helm_chart::operator_rbac(env, &ns));
     assert!(wait_until(TIMEOUT, || op.get("/readyz").is_some_and(|(s, _)| s == 200)), "{}", op.log());
+}
+
+#[test]
+fn without_patch_on_the_status_subresource_a_pipeline_never_gets_ready() {
+    // The chart's Role minus one verb the operator needs: the API server must refuse the
+    // status write, so this RBAC really is enforced (and the chart's Role really suffices).
+    let env = env();
+    let ns = env.create_namespace("norbac");
+    let full = helm_chart::operator_rbac(env, &ns);
+    let status_rule = "resources: [\"salespipelines/status\"]\n    verbs: [\"get\", \"patch\", \"update\"]";
+    assert!(full.contains(status_rule), "the chart's status rule changed:\n{full}");
+    apply_rbac(&full.replace(status_rule, "resources: [\"salespipelines/status\"]\n    verbs: [\"get\", \"update\"]"));
+    let kubeconfig = env.kubeconfig_for_token(&env.service_account_token(&ns, "sales-operator"));
+    let op = Operator::start(&ns, &kubeconfig, &[]);
+    apply(&ns, "denied", "  {}\n");
+    assert!(
+        wait_until(TIMEOUT, || op.log().contains("salespipelines/status") && op.log().contains("forbidden")),
+        "the status write was not refused:\n{}",
+        op.log()
+    );
+    assert_eq!(jsonpath(&ns, "sp/denied", "{.status}"), "", "no status could be written");
+
+    // The chart's full Role: the same operator, unchanged, gets the pipeline Ready.
+    apply_rbac(&full);
+    let out = env.kubectl(&["wait", "-n", &ns, "--for=condition=Ready", "sp/denied", "--timeout=120s"]);
+    assert!(out.status.success(), "not Ready with the full Role:\n{}", op.log());
 }
 
 #[test]

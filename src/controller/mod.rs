@@ -21,6 +21,21 @@ use crate::aws::{AwsSettings, CallLog};
 use crate::telemetry::{self, Health, Metrics};
 pub use context::Context;
 
+/// Every Kubernetes permission the operator uses, as (API group, resource, verbs): the chart's
+/// RBAC (charts/sales-operator) grants exactly these, checked by tests/chart.rs. All but the
+/// Lease are needed in each watched namespace; the Lease (leader election) only in the
+/// operator's own. OrderGenerators own one Deployment each (applied server-side, removed by
+/// garbage collection through the owner reference, so no `delete`).
+pub const KUBERNETES_PERMISSIONS: &[(&str, &str, &[&str])] = &[
+    ("sales-operator.dev", "salespipelines", &["get", "list", "watch", "patch", "update"]),
+    ("sales-operator.dev", "salespipelines/status", &["get", "patch", "update"]),
+    ("sales-operator.dev", "ordergenerators", &["get", "list", "watch"]),
+    ("sales-operator.dev", "ordergenerators/status", &["get", "patch", "update"]),
+    ("apps", "deployments", &["get", "list", "watch", "create", "patch", "update"]),
+    ("events.k8s.io", "events", &["create", "patch"]),
+    ("coordination.k8s.io", "leases", &["get", "create", "update", "patch"]),
+];
+
 /// How the controller runs (flags and environment of `sales-operator run`).
 #[derive(clap::Args, Debug, Clone)]
 pub struct RunArgs {

@@ -1,0 +1,74 @@
+{{/* Name of the chart, overridable. */}}
+{{- define "sales-operator.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Full name: the release name when it already contains the chart name. */}}
+{{- define "sales-operator.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else if contains (include "sales-operator.name" .) .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name (include "sales-operator.name" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "sales-operator.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "sales-operator.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "sales-operator.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "sales-operator.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/component: operator
+{{- end -}}
+
+{{- define "sales-operator.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "sales-operator.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "sales-operator.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+
+{{/*
+The permissions the operator uses in every namespace it watches; nothing else.
+Kept equal to KUBERNETES_PERMISSIONS in src/controller/mod.rs by tests/chart.rs.
+*/}}
+{{- define "sales-operator.watchRules" -}}
+- apiGroups: ["sales-operator.dev"]
+  resources: ["salespipelines"]
+  verbs: ["get", "list", "watch", "patch", "update"]
+- apiGroups: ["sales-operator.dev"]
+  resources: ["salespipelines/status"]
+  verbs: ["get", "patch", "update"]
+# OrderGenerators and the Deployment each one owns (garbage-collected with it: no delete).
+- apiGroups: ["sales-operator.dev"]
+  resources: ["ordergenerators"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["sales-operator.dev"]
+  resources: ["ordergenerators/status"]
+  verbs: ["get", "patch", "update"]
+- apiGroups: ["apps"]
+  resources: ["deployments"]
+  verbs: ["get", "list", "watch", "create", "patch", "update"]
+# An Event on the custom resource for each AWS create/update/delete.
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- end -}}
+
+{{/* Leader election, in the release namespace only. */}}
+{{- define "sales-operator.leaseRules" -}}
+- apiGroups: ["coordination.k8s.io"]
+  resources: ["leases"]
+  verbs: ["get", "create", "update", "patch"]
+{{- end -}}

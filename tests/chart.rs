@@ -1,0 +1,503 @@
+//! The Helm chart (charts/sales-operator) with the real helm and kubectl of the
+//! Kubernetes test environment: lint, render, values schema, RBAC equal to what
+//! the operator uses, install/upgrade/uninstall into a real API server, the
+//! examples validated server-side, and the installed operator (its rendered
+//! arguments and ServiceAccount, run as a process) reconciling a pipeline.
+
+#[path = "support/helm_chart.rs"]
+mod helm_chart;
+#[path = "support/kube_env.rs"]
+mod kube_env;
+#[path = "support/moto.rs"]
+mod moto;
+
+use std::collections::BTreeSet;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use helm_chart::{chart_dir, documents, granted, template};
+use kube_env::{project_dir, wait_until, KubeEnv};
+use sales_operator::controller::KUBERNETES_PERMISSIONS;
+
+const ALL_FEATURES: &str = "charts/sales-operator/ci/all-features-values.yaml";
+
+fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+fn helm_ok(env: &KubeEnv, args: &[&str]) -> String {
+    let out = env.helm(args);
+    assert!(out.status.success(), "helm {} failed:\n{}", args.join(" "), text(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The CRDs (from the chart) and the stand-in ServiceMonitor CRD, applied once.
+fn env_with_crds() -> &'static KubeEnv {
+    static DONE: OnceLock<()> = OnceLock::new();
+    let env = KubeEnv::shared();
+    DONE.get_or_init(|| {
+        for dir in [chart_dir().join("crds"), project_dir().join("tests/manifests/servicemonitor-crd.yaml")] {
+            env.kubectl_ok(&["apply", "--server-side", "--force-conflicts", "-f", dir.to_str().unwrap()]);
+        }
+        env.kubectl_ok(&["wait", "--for=condition=Established", "--timeout=60s", "crd", "--all"]);
+    });
+    env
+}
+
+fn kind<'a>(docs: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_json::Value> {
+    docs.iter().filter(|d| d["kind"] == kind).collect()
+}
+
+fn one<'a>(docs: &'a [serde_json::Value], k: &str) -> &'a serde_json::Value {
+    let found = kind(docs, k);
+    assert_eq!(found.len(), 1, "expected one {k}, got {}", found.len());
+    found[0]
+}
+
+fn strings(v: &serde_json::Value) -> Vec<String> {
+    v.as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect()).unwrap_or_default()
+}
+
+fn env_var<'a>(container: &'a serde_json::Value, name: &str) -> Option<&'a serde_json::Value> {
+    container["env"].as_array()?.iter().find(|e| e["name"] == name)
+}
+
+fn yaml_files(dir: PathBuf) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .collect();
+    files.sort();
+    files
+}
+
+type Perm = (String, String, String);
+
+/// KUBERNETES_PERMISSIONS expanded to (group, resource, verb): (watched namespaces, leader election).
+fn code_permissions() -> (BTreeSet<Perm>, BTreeSet<Perm>) {
+    let (mut watched, mut lease) = (BTreeSet::new(), BTreeSet::new());
+    for (group, resource, verbs) in KUBERNETES_PERMISSIONS {
+        let target = if *resource == "leases" { &mut lease } else { &mut watched };
+        for verb in *verbs {
+            target.insert((group.to_string(), resource.to_string(), verb.to_string()));
+        }
+    }
+    (watched, lease)
+}
+
+/// What `granted` has beyond `used` (never used) and what `used` lacks (missing).
+fn compare(granted: &BTreeSet<Perm>, used: &BTreeSet<Perm>) -> (Vec<Perm>, Vec<Perm>) {
+    (granted.difference(used).cloned().collect(), used.difference(granted).cloned().collect())
+}
+
+#[test]
+fn chart_crds_are_byte_identical_to_the_generated_crds() {
+    let top: Vec<PathBuf> = yaml_files(project_dir().join("crds"));
+    let chart: Vec<PathBuf> = yaml_files(chart_dir().join("crds"));
+    let names = |files: &[PathBuf]| -> Vec<String> {
+        files.iter().map(|f| f.file_name().unwrap().to_string_lossy().into_owned()).collect()
+    };
+    assert_eq!(
+        names(&chart),
+        names(&top),
+        "charts/sales-operator/crds/ must hold exactly crds/*.yaml: run `cp crds/*.yaml charts/sales-operator/crds/`"
+    );
+    for (a, b) in top.iter().zip(&chart) {
+        assert!(
+            std::fs::read(a).unwrap() == std::fs::read(b).unwrap(),
+            "{} differs from {}: run `cp crds/*.yaml charts/sales-operator/crds/`",
+            b.display(),
+            a.display()
+        );
+    }
+}
+
+#[test]
+fn chart_lints_clean_with_defaults_and_with_every_feature_on() {
+    let env = KubeEnv::shared();
+    let chart = chart_dir();
+    for extra in [vec![], vec!["-f", ALL_FEATURES]] {
+        let mut args = vec!["lint", "--strict", chart.to_str().unwrap()];
+        args.extend(extra.iter().copied());
+        let out = env.command(env.bin_dir().join("helm")).current_dir(project_dir()).args(&args).output().unwrap();
+        assert!(out.status.success(), "helm {}:\n{}", args.join(" "), text(&out));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("0 chart(s) failed"), "{}", text(&out));
+    }
+}
+
+#[test]
+fn defaults_render_cluster_rbac_and_a_hardened_single_replica_deployment() {
+    let env = KubeEnv::shared();
+    let docs = documents(&template(env, "ops", &[]));
+    let kinds: BTreeSet<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["ClusterRole", "ClusterRoleBinding", "Deployment", "Role", "RoleBinding", "Service", "ServiceAccount"]
+            .into_iter()
+            .collect(),
+        "no PodDisruptionBudget for one replica, no ServiceMonitor unless enabled"
+    );
+    let deployment = one(&docs, "Deployment");
+    assert_eq!(deployment["spec"]["replicas"], 1);
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(pod["serviceAccountName"], "sales-operator");
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault");
+    let c = &pod["containers"][0];
+    let sc = &c["securityContext"];
+    assert_eq!(sc["readOnlyRootFilesystem"], true);
+    assert_eq!(sc["allowPrivilegeEscalation"], false);
+    assert_eq!(sc["runAsNonRoot"], true);
+    assert_eq!(strings(&sc["capabilities"]["drop"]), ["ALL"]);
+    assert_eq!(sc["seccompProfile"]["type"], "RuntimeDefault");
+    assert!(c["resources"]["requests"]["memory"].is_string() && c["resources"]["limits"]["memory"].is_string());
+    assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(c["ports"][0]["containerPort"], 8080);
+    let args = strings(&c["args"]);
+    assert_eq!(args[0], "run");
+    for arg in ["--metrics-address=0.0.0.0:8080", "--resync-period=5m", "--leader-election=true", "--log-format=text"] {
+        assert!(args.iter().any(|a| a == arg), "{arg} missing: {args:?}");
+    }
+    assert!(!args.iter().any(|a| a.starts_with("--namespace")), "watches every namespace: {args:?}");
+    assert_eq!(env_var(c, "POD_NAME").unwrap()["valueFrom"]["fieldRef"]["fieldPath"], "metadata.name");
+    assert_eq!(env_var(c, "POD_NAMESPACE").unwrap()["valueFrom"]["fieldRef"]["fieldPath"], "metadata.namespace");
+    assert_eq!(env_var(c, "SALES_OPERATOR_GENERATOR_IMAGE").unwrap()["value"], c["image"]);
+    assert!(env_var(c, "AWS_ENDPOINT_URL").is_none(), "real AWS unless an endpoint is set");
+    let service = one(&docs, "Service");
+    assert_eq!(service["spec"]["ports"][0]["targetPort"], "http-metrics");
+    // The Lease only in the release namespace.
+    assert_eq!(one(&docs, "Role")["metadata"]["namespace"], "ops");
+}
+
+#[test]
+fn every_feature_on_renders_namespaced_rbac_pdb_service_monitor_and_settings() {
+    let env = KubeEnv::shared();
+    let docs = documents(&template(env, "ops", &["-f", ALL_FEATURES]));
+    assert!(kind(&docs, "ClusterRole").is_empty() && kind(&docs, "ClusterRoleBinding").is_empty());
+    let role_namespaces: BTreeSet<&str> =
+        kind(&docs, "Role").iter().filter_map(|r| r["metadata"]["namespace"].as_str()).collect();
+    assert_eq!(role_namespaces, ["analytics", "ops", "shop"].into_iter().collect());
+    for binding in kind(&docs, "RoleBinding") {
+        assert_eq!(binding["subjects"][0]["name"], "pipelines-operator");
+        assert_eq!(binding["subjects"][0]["namespace"], "ops");
+    }
+    let sa = one(&docs, "ServiceAccount");
+    assert_eq!(sa["metadata"]["name"], "pipelines-operator");
+    assert_eq!(
+        sa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"],
+        "arn:aws:iam::123456789012:role/sales-operator"
+    );
+    let pdb = one(&docs, "PodDisruptionBudget");
+    assert_eq!(pdb["spec"]["minAvailable"], 2);
+    let monitor = one(&docs, "ServiceMonitor");
+    assert_eq!(monitor["spec"]["endpoints"][0]["port"], "http-metrics");
+    assert_eq!(monitor["metadata"]["labels"]["release"], "prometheus");
+
+    let deployment = one(&docs, "Deployment");
+    assert_eq!(deployment["spec"]["replicas"], 3);
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(pod["nodeSelector"]["kubernetes.io/os"], "linux");
+    assert_eq!(pod["tolerations"][0]["key"], "dedicated");
+    assert!(pod["affinity"]["podAntiAffinity"].is_object());
+    assert_eq!(pod["imagePullSecrets"][0]["name"], "registry-credentials");
+    assert_eq!(deployment["spec"]["template"]["metadata"]["labels"]["team"], "data-platform");
+    let c = &pod["containers"][0];
+    assert_eq!(c["image"], "registry.example.com/platform/sales-operator:0.1.0-test");
+    let args = strings(&c["args"]);
+    for arg in [
+        "--namespace=shop,analytics",
+        "--concurrency=8",
+        "--resync-period=2m",
+        "--log-format=json",
+        "--metrics-address=0.0.0.0:9090",
+        "--lease-seconds=20",
+    ] {
+        assert!(args.iter().any(|a| a == arg), "{arg} missing: {args:?}");
+    }
+    assert_eq!(env_var(c, "AWS_REGION").unwrap()["value"], "eu-west-1");
+    assert_eq!(env_var(c, "AWS_ENDPOINT_URL").unwrap()["value"], "http://moto.aws-emulator.svc:5000");
+    assert_eq!(env_var(c, "RUST_LOG").unwrap()["value"], "info,sales_operator=debug");
+    assert_eq!(
+        env_var(c, "SALES_OPERATOR_GENERATOR_IMAGE").unwrap()["value"],
+        "registry.example.com/platform/sales-operator-generator:0.1.0-test"
+    );
+    assert_eq!(env_var(c, "AWS_MAX_ATTEMPTS").unwrap()["value"], "8");
+    assert_eq!(env_var(c, "NODE_NAME").unwrap()["valueFrom"]["fieldRef"]["fieldPath"], "spec.nodeName");
+}
+
+#[test]
+fn chart_rbac_grants_exactly_the_permissions_the_operator_uses() {
+    let env = KubeEnv::shared();
+    let (watched, lease) = code_permissions();
+
+    // Cluster-wide: the ClusterRole has the watched-namespace rules, the Role in the release namespace the Lease.
+    let docs = documents(&template(env, "ops", &[]));
+    assert_eq!(compare(&granted(one(&docs, "ClusterRole")), &watched), (vec![], vec![]), "ClusterRole");
+    assert_eq!(compare(&granted(one(&docs, "Role")), &lease), (vec![], vec![]), "leader-election Role");
+
+    // Namespaced: the same rules per watched namespace.
+    let docs = documents(&template(env, "ops", &["--set", "watchNamespaces={shop,analytics}"]));
+    for role in kind(&docs, "Role") {
+        let expected = if role["metadata"]["namespace"] == "ops" { &lease } else { &watched };
+        assert_eq!(compare(&granted(role), expected), (vec![], vec![]), "{}", role["metadata"]);
+    }
+
+    // Without leader election no Lease rights at all.
+    let docs = documents(&template(env, "ops", &["--set", "leaderElection.enabled=false"]));
+    assert!(kind(&docs, "Role").is_empty(), "no Lease role without leader election");
+    assert!(strings(&one(&docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"])
+        .contains(&"--leader-election=false".to_string()));
+}
+
+#[test]
+fn the_rbac_comparison_reports_an_extra_and_a_missing_verb() {
+    let (watched, _) = code_permissions();
+    let mut role = watched.clone();
+    role.insert(("".into(), "secrets".into(), "get".into()));
+    role.remove(&("sales-operator.dev".into(), "salespipelines/status".into(), "patch".into()));
+    let (extra, missing) = compare(&role, &watched);
+    assert_eq!(extra, vec![("".to_string(), "secrets".to_string(), "get".to_string())]);
+    assert_eq!(missing, vec![("sales-operator.dev".into(), "salespipelines/status".into(), "patch".into())]);
+}
+
+#[test]
+fn values_schema_rejects_wrong_types_and_unknown_keys() {
+    let env = KubeEnv::shared();
+    let chart = chart_dir();
+    let cases = [
+        ("replicaCount: two\n", "replicaCount"),
+        ("concurrency: 0\n", "concurrency"),
+        ("logFormat: yaml\n", "logFormat"),
+        ("watchNamespaces: shop\n", "watchNamespaces"),
+        ("resyncPeriod: 5 minutes\n", "resyncPeriod"),
+        ("aws:\n  endpointUrl: moto:5000\n", "endpointUrl"),
+        ("leaderElection:\n  enabled: \"yes\"\n", "enabled"),
+        ("serviceAccount:\n  annotations:\n    eks.amazonaws.com/role-arn: 42\n", "role-arn"),
+        ("metrics:\n  port: 70000\n", "port"),
+        ("replicas: 2\n", "replicas"),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    for (i, (values, field)) in cases.iter().enumerate() {
+        let file = dir.path().join(format!("bad-{i}.yaml"));
+        std::fs::write(&file, values).unwrap();
+        let out = env.helm(&["template", "x", chart.to_str().unwrap(), "-f", file.to_str().unwrap()]);
+        assert!(!out.status.success(), "accepted bad values {values:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("values don't meet the specifications of the schema"), "{values:?}: {err}");
+        assert!(err.contains(field), "{values:?} error does not name {field}: {err}");
+    }
+    // Two replicas without leader election would reconcile everything twice.
+    let out = env.helm(&[
+        "template",
+        "x",
+        chart.to_str().unwrap(),
+        "--set",
+        "replicaCount=2",
+        "--set",
+        "leaderElection.enabled=false",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs leaderElection.enabled=true"), "{}", text(&out));
+}
+
+#[test]
+fn install_upgrade_and_uninstall_with_defaults_keep_the_crds() {
+    let env = env_with_crds();
+    let ns = env.create_namespace("helm-defaults");
+    let release = format!("so-{ns}");
+    let chart = chart_dir();
+    helm_ok(env, &["install", &release, chart.to_str().unwrap(), "-n", &ns, "--wait", "--timeout=120s"]);
+    let deploy = format!("deployment/{release}-sales-operator");
+    assert_eq!(env.kubectl_ok(&["get", &deploy, "-n", &ns, "-o", "jsonpath={.status.readyReplicas}"]), "1");
+    env.kubectl_ok(&["get", "clusterrole", &format!("{release}-sales-operator")]);
+    let args = env.kubectl_ok(&["get", &deploy, "-n", &ns, "-o", "jsonpath={.spec.template.spec.containers[0].args}"]);
+    assert!(args.contains("--concurrency=4"), "{args}");
+
+    helm_ok(
+        env,
+        &[
+            "upgrade",
+            &release,
+            chart.to_str().unwrap(),
+            "-n",
+            &ns,
+            "--reuse-values",
+            "--set",
+            "concurrency=8",
+            "--wait",
+        ],
+    );
+    let args = env.kubectl_ok(&["get", &deploy, "-n", &ns, "-o", "jsonpath={.spec.template.spec.containers[0].args}"]);
+    assert!(args.contains("--concurrency=8"), "{args}");
+    let history = helm_ok(env, &["history", &release, "-n", &ns, "-o", "json"]);
+    let history: serde_json::Value = serde_json::from_str(&history).unwrap();
+    assert_eq!(history.as_array().unwrap().len(), 2);
+
+    helm_ok(env, &["uninstall", &release, "-n", &ns, "--wait"]);
+    assert!(!env.kubectl(&["get", &deploy, "-n", &ns]).status.success(), "Deployment removed");
+    assert!(!env.kubectl(&["get", "clusterrole", &format!("{release}-sales-operator")]).status.success());
+    // helm never deletes what it installed from crds/: every SalesPipeline (and its AWS resources) survives.
+    env.kubectl_ok(&["get", "crd", "salespipelines.sales-operator.dev"]);
+}
+
+#[test]
+fn install_with_every_feature_on_is_accepted_by_the_api_server() {
+    let env = env_with_crds();
+    let ns = env.create_namespace("helm-all");
+    let other = env.create_namespace("helm-watched");
+    let release = format!("so-{ns}");
+    let chart = chart_dir();
+    let watch = format!("watchNamespaces={{{ns},{other}}}");
+    helm_ok(
+        env,
+        &[
+            "install",
+            &release,
+            chart.to_str().unwrap(),
+            "-n",
+            &ns,
+            "-f",
+            project_dir().join(ALL_FEATURES).to_str().unwrap(),
+            "--set",
+            &watch,
+            "--wait",
+            "--timeout=120s",
+        ],
+    );
+    let deploy = format!("deployment/{release}-sales-operator");
+    assert_eq!(env.kubectl_ok(&["get", &deploy, "-n", &ns, "-o", "jsonpath={.status.readyReplicas}"]), "3");
+    env.kubectl_ok(&["get", "poddisruptionbudget", &format!("{release}-sales-operator"), "-n", &ns]);
+    env.kubectl_ok(&["get", "servicemonitor", &format!("{release}-sales-operator"), "-n", &ns]);
+    env.kubectl_ok(&["get", "role", &format!("{release}-sales-operator"), "-n", &other]);
+    // The ServiceAccount may do in the other namespace exactly what the operator does there.
+    let sa = format!("system:serviceaccount:{ns}:pipelines-operator");
+    let can = |verb: &str, resource: &str, namespace: &str| {
+        env.kubectl(&["auth", "can-i", verb, resource, "-n", namespace, "--as", &sa]).status.success()
+    };
+    assert!(wait_until(Duration::from_secs(30), || can("patch", "salespipelines.sales-operator.dev/status", &other)));
+    assert!(can("create", "events.events.k8s.io", &other));
+    assert!(!can("delete", "salespipelines.sales-operator.dev", &other), "never deletes a SalesPipeline");
+    assert!(!can("get", "secrets", &other), "no Secrets");
+    assert!(!can("create", "leases.coordination.k8s.io", &other), "Lease only in its own namespace");
+    assert!(can("create", "leases.coordination.k8s.io", &ns));
+    helm_ok(env, &["uninstall", &release, "-n", &ns, "--wait"]);
+}
+
+#[test]
+fn every_example_passes_server_side_dry_run() {
+    let env = env_with_crds();
+    let examples = yaml_files(project_dir().join("examples"));
+    assert!(examples.len() >= 2, "{examples:?}");
+    for file in examples {
+        let out = env.kubectl(&["apply", "--dry-run=server", "-f", file.to_str().unwrap()]);
+        assert!(out.status.success(), "{}: {}", file.display(), text(&out));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("(server dry run)"), "{}", text(&out));
+    }
+}
+
+/// The operator as the chart's Deployment would run it: the container's rendered
+/// arguments and environment, with the ServiceAccount's token, as a local process.
+struct InstalledOperator {
+    child: std::process::Child,
+    log: PathBuf,
+}
+
+impl InstalledOperator {
+    fn start(env: &KubeEnv, ns: &str, release: &str, sa: &str) -> InstalledOperator {
+        let deployment = env.kubectl_ok(&["get", "deployment", release, "-n", ns, "-o", "json"]);
+        let deployment: serde_json::Value = serde_json::from_str(&deployment).unwrap();
+        let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        // Only the listen address changes: 0.0.0.0:8080 is the pod's, not this machine's.
+        let args: Vec<String> = strings(&container["args"])
+            .into_iter()
+            .map(
+                |a| if a.starts_with("--metrics-address=") { format!("--metrics-address=127.0.0.1:{port}") } else { a },
+            )
+            .collect();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sales-operator"));
+        cmd.args(&args);
+        for var in container["env"].as_array().unwrap() {
+            let name = var["name"].as_str().unwrap();
+            match (name, var["value"].as_str()) {
+                ("POD_NAME", _) => cmd.env(name, format!("{release}-0")),
+                ("POD_NAMESPACE", _) => cmd.env(name, ns),
+                (_, Some(value)) => cmd.env(name, value),
+                (_, None) => panic!("unexpected env {var}"),
+            };
+        }
+        let kubeconfig = env.kubeconfig_for_token(&env.service_account_token(ns, sa));
+        let log = std::env::temp_dir().join(format!("sales-operator-chart-{ns}.log"));
+        let child = cmd
+            .envs(moto::aws_env())
+            .env("KUBECONFIG", kubeconfig)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        InstalledOperator { child, log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for InstalledOperator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn the_installed_operator_reconciles_the_example_pipeline_to_ready() {
+    let env = env_with_crds();
+    let ns = env.create_namespace("helm-run");
+    let release = "sales-operator";
+    // Cluster-wide install (the default): ClusterRole + the leader-election Role.
+    let cluster_role = format!("{release}-{ns}");
+    helm_ok(
+        env,
+        &[
+            "install",
+            release,
+            chart_dir().to_str().unwrap(),
+            "-n",
+            &ns,
+            "--set",
+            &format!("fullnameOverride={cluster_role}"),
+            "--set",
+            "resyncPeriod=1m",
+            "--wait",
+            "--timeout=120s",
+        ],
+    );
+    let op = InstalledOperator::start(env, &ns, &cluster_role, &cluster_role);
+    let example = std::fs::read_to_string(project_dir().join("examples/pipeline.yaml"))
+        .unwrap()
+        .replace("namespace: default", &format!("namespace: {ns}"));
+    let out = env.kubectl_stdin(&["apply", "-f", "-"], &example);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = env.kubectl(&["wait", "-n", &ns, "--for=condition=Ready", "sp/sales", "--timeout=90s"]);
+    assert!(
+        out.status.success(),
+        "not Ready: {}\n{}\noperator log:\n{}",
+        text(&out),
+        env.kubectl_ok(&["get", "sp", "sales", "-n", &ns, "-o", "yaml"]),
+        op.log()
+    );
+    let holder = env.kubectl_ok(&["get", "lease", &cluster_role, "-n", &ns, "-o", "jsonpath={.spec.holderIdentity}"]);
+    assert_eq!(holder, format!("{cluster_role}-0"), "leader election in the release namespace");
+    // Torn down while the operator still runs, so the finalizer completes.
+    let out = env.kubectl(&["delete", "-n", &ns, "sp/sales", "--timeout=60s"]);
+    assert!(out.status.success(), "{}\n{}", text(&out), op.log());
+    drop(op);
+    helm_ok(env, &["uninstall", release, "-n", &ns]);
+}
