@@ -51,6 +51,8 @@ pub enum Command {
         #[arg(long)]
         output_dir: Option<std::path::PathBuf>,
     },
+    /// Print the IAM policy (JSON) the operator's own AWS role needs (docs/iam.md).
+    IamPolicy,
     /// Show what `apply` would create, update or replace; changes nothing.
     Plan(FileArgs),
     /// Reconcile a SalesPipeline manifest once against AWS and print its status.
@@ -159,6 +161,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 std::fs::write(&path, format!("---\n{yaml}"))
                     .map_err(|e| CliError::Output(format!("cannot write {}: {e}", path.display())))?;
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::IamPolicy => {
+            print!("{}", aws::operator_policy::policy_json());
             Ok(ExitCode::SUCCESS)
         }
         Command::Plan(args) => plan(&cli.global, &args).await,

@@ -9,6 +9,7 @@ pub mod bucket;
 pub mod catalog;
 pub mod delivery;
 pub mod iam;
+pub mod operator_policy;
 pub mod pipe;
 pub mod stream;
 pub mod table;
