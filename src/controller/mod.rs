@@ -24,16 +24,18 @@ pub use context::Context;
 /// Every Kubernetes permission the operator uses, as (API group, resource, verbs): the chart's
 /// RBAC (charts/sales-operator) grants exactly these, checked by tests/chart.rs. All but the
 /// Lease are needed in each watched namespace; the Lease (leader election) only in the
-/// operator's own. OrderGenerators own one Deployment each (applied server-side, removed by
-/// garbage collection through the owner reference, so no `delete`).
+/// operator's own. Every write to its own objects is a patch (finalizer: JSON patch; status:
+/// server-side apply; Lease: strategic merge), so no `update`; `get` on SalesPipelines is the
+/// OrderGenerator controller resolving its pipelineRef. OrderGenerators own one Deployment
+/// each (applied server-side, removed by garbage collection through the owner reference).
 pub const KUBERNETES_PERMISSIONS: &[(&str, &str, &[&str])] = &[
-    ("sales-operator.dev", "salespipelines", &["get", "list", "watch", "patch", "update"]),
-    ("sales-operator.dev", "salespipelines/status", &["get", "patch", "update"]),
+    ("sales-operator.dev", "salespipelines", &["get", "list", "watch", "patch"]),
+    ("sales-operator.dev", "salespipelines/status", &["patch"]),
     ("sales-operator.dev", "ordergenerators", &["get", "list", "watch"]),
     ("sales-operator.dev", "ordergenerators/status", &["get", "patch", "update"]),
     ("apps", "deployments", &["get", "list", "watch", "create", "patch", "update"]),
     ("events.k8s.io", "events", &["create", "patch"]),
-    ("coordination.k8s.io", "leases", &["get", "create", "update", "patch"]),
+    ("coordination.k8s.io", "leases", &["get", "create", "patch"]),
 ];
 
 /// How the controller runs (flags and environment of `sales-operator run`).

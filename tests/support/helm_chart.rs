@@ -88,3 +88,35 @@ pub fn granted(role: &serde_json::Value) -> std::collections::BTreeSet<(String, 
     }
     out
 }
+
+/// `rbac` (rendered YAML) with `verb` taken off every rule for exactly `resource`
+/// (a rule left without verbs is dropped). Panics when no rule granted it.
+pub fn without_verb(rbac: &str, resource: &str, verb: &str) -> String {
+    let lines: Vec<&str> = rbac.lines().collect();
+    let wanted = format!("resources: [\"{resource}\"]");
+    let mut out: Vec<String> = Vec::new();
+    let mut removed = false;
+    let mut i = 0;
+    while i < lines.len() {
+        let next = lines.get(i + 1).map(|l| l.trim_start()).unwrap_or_default();
+        if lines[i].trim() == wanted && next.starts_with("verbs: [") {
+            let list = next.trim_start_matches("verbs: [").trim_end_matches(']');
+            let verbs: Vec<&str> = list.split(',').map(|v| v.trim().trim_matches('"')).collect();
+            let kept: Vec<String> = verbs.iter().filter(|v| **v != verb).map(|v| format!("\"{v}\"")).collect();
+            removed |= kept.len() < verbs.len();
+            if kept.is_empty() {
+                out.pop(); // the rule's `- apiGroups:` line
+            } else {
+                let indent = &lines[i + 1][..lines[i + 1].len() - next.len()];
+                out.push(lines[i].to_string());
+                out.push(format!("{indent}verbs: [{}]", kept.join(", ")));
+            }
+            i += 2;
+            continue;
+        }
+        out.push(lines[i].to_string());
+        i += 1;
+    }
+    assert!(removed, "no rule grants {verb} on {resource}:\n{rbac}");
+    out.join("\n") + "\n"
+}

@@ -46,10 +46,10 @@ Kept equal to KUBERNETES_PERMISSIONS in src/controller/mod.rs by tests/chart.rs.
 {{- define "sales-operator.watchRules" -}}
 - apiGroups: ["sales-operator.dev"]
   resources: ["salespipelines"]
-  verbs: ["get", "list", "watch", "patch", "update"]
+  verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["sales-operator.dev"]
   resources: ["salespipelines/status"]
-  verbs: ["get", "patch", "update"]
+  verbs: ["patch"]
 # OrderGenerators and the Deployment each one owns (garbage-collected with it: no delete).
 - apiGroups: ["sales-operator.dev"]
   resources: ["ordergenerators"]
@@ -70,5 +70,5 @@ Kept equal to KUBERNETES_PERMISSIONS in src/controller/mod.rs by tests/chart.rs.
 {{- define "sales-operator.leaseRules" -}}
 - apiGroups: ["coordination.k8s.io"]
   resources: ["leases"]
-  verbs: ["get", "create", "update", "patch"]
+  verbs: ["get", "create", "patch"]
 {{- end -}}
