@@ -281,11 +281,17 @@ fn metrics_expose_reconciles_aws_calls_and_pipelines_by_ready() {
     let op = Operator::start(&ns, &kubeconfig, &[]);
     apply(&ns, "m", "  {}\n");
     wait_ready(&ns, "m", &op);
+    // The gauge and the counter are updated just after the status write that `kubectl wait` saw.
+    let ready_gauge = "sales_operator_pipelines{ready=\"True\"} 1";
+    let reconciled = "sales_operator_reconciles_total{kind=\"SalesPipeline\",result=\"ok\"}";
+    assert!(wait_until(TIMEOUT, || op
+        .get("/metrics")
+        .is_some_and(|(_, b)| b.contains(ready_gauge) && b.contains(reconciled))));
     let (status, body) = op.get("/metrics").unwrap();
     assert_eq!(status, 200);
-    assert!(body.contains("sales_operator_reconciles_total{kind=\"SalesPipeline\",result=\"ok\"}"), "{body}");
+    assert!(body.contains(reconciled), "{body}");
     assert!(body.contains("sales_operator_reconcile_duration_seconds_bucket"), "{body}");
-    assert!(body.contains("sales_operator_pipelines{ready=\"True\"} 1"), "{body}");
+    assert!(body.contains(ready_gauge), "{body}");
     assert!(
         op.aws_calls("service=\"DynamoDB\",operation=\"CreateTable\",kind=\"mutating\",outcome=\"ok\"") == 1,
         "{body}"
