@@ -297,8 +297,14 @@ fn print_report(args: &GenerateArgs, r: &Report, signal: Option<&str>) {
                 (StopReason::Error, _) => "Stopped by an error".to_string(),
             };
             println!(
-                "{why}: {} orders written to {} in {:.2} s ({:.1} orders/s); {} batches retried, {} SDK retries.",
-                r.written, args.table, r.elapsed_seconds, r.orders_per_second, r.retries, r.sdk_retries
+                "{why}: {} order{} written to {} in {:.2} s ({:.1} orders/s); {} batches retried, {} SDK retries.",
+                r.written,
+                if r.written == 1 { "" } else { "s" },
+                args.table,
+                r.elapsed_seconds,
+                r.orders_per_second,
+                r.retries,
+                r.sdk_retries
             );
             if r.unconfirmed > 0 || r.failed > 0 {
                 println!("{} orders not confirmed, {} not written.", r.unconfirmed, r.failed);

@@ -203,7 +203,8 @@ pub struct Report {
     /// [`MAX_BACKLOG_SECONDS`] behind.
     pub skipped_slots: u64,
     pub elapsed_seconds: f64,
-    /// `written / elapsed_seconds`.
+    /// `written / (elapsed_seconds + 1 / rate)`: each order owns one interval
+    /// of the schedule, so 3 orders at 1/s (sent at 0, 1 and 2 s) read as 1/s.
     pub orders_per_second: f64,
     /// How late new batches were sent after their first order was due (mean and worst), in ms.
     pub mean_send_delay_ms: f64,
@@ -532,9 +533,10 @@ pub async fn run<S: Sink>(
         }
 
         if progress.due(Instant::now()) {
-            let behind = if stopped.is_none() { pacer.pending(Instant::now(), r.generated) } else { 0 };
+            // Due but not sent yet: waiting to share a batch, or for a free request slot.
+            let pending = if stopped.is_none() { pacer.pending(Instant::now(), r.generated) } else { 0 };
             r.sdk_retries = sink.client_retries();
-            progress.log(&r, rate, in_flight.len(), behind);
+            progress.log(&r, rate, in_flight.len(), pending);
         }
     }
 
@@ -553,7 +555,9 @@ pub async fn run<S: Sink>(
     r.sdk_retries = sink.client_retries();
     r.stopped_by = stopped.unwrap_or(StopReason::Signal);
     r.elapsed_seconds = start.elapsed().as_secs_f64();
-    r.orders_per_second = if r.elapsed_seconds > 0.0 { r.written as f64 / r.elapsed_seconds } else { 0.0 };
+    // Each order owns one interval of the schedule: n orders at rate r span n/r, not (n-1)/r.
+    let span = r.elapsed_seconds + 1.0 / rate;
+    r.orders_per_second = if span > 0.0 { r.written as f64 / span } else { 0.0 };
     r.mean_send_delay_ms = if delay_batches > 0 { delay_sum / delay_batches as f64 } else { 0.0 };
     r
 }
@@ -576,19 +580,19 @@ impl Progress {
         self.next.is_some_and(|t| now >= t)
     }
 
-    fn log(&mut self, r: &Report, target: f64, in_flight: usize, behind: u64) {
+    fn log(&mut self, r: &Report, target: f64, in_flight: usize, pending: u64) {
         let now = Instant::now();
         let secs = now.saturating_duration_since(self.last_at).as_secs_f64();
         let current = if secs > 0.0 { (r.written - self.last_written) as f64 / secs } else { 0.0 };
         tracing::info!(
             written = r.written,
-            rate = format!("{current:.1}"),
-            target = target,
+            rate = (current * 10.0).round() / 10.0,
+            target,
             retries = r.retries,
             sdk_retries = r.sdk_retries,
             unprocessed = r.unprocessed_items,
             in_flight,
-            behind,
+            pending,
             "progress: {} orders written, {current:.1}/s",
             r.written
         );
