@@ -392,7 +392,7 @@ async fn sigterm_and_sigint_stop_cleanly_and_every_reported_order_is_in_the_tabl
         assert_eq!(report["signal"], format!("SIG{signal}"), "{report}");
         assert_eq!(report["unconfirmed"], 0, "{report}");
         let written = report["written"].as_u64().unwrap();
-        assert!(written > 100 && written < 1_000_000, "SIG{signal}: {report}");
+        assert!(written > 0 && written < 1_000_000, "SIG{signal}: {report}");
         assert_eq!(report["generated"], written, "every order made was written: {report}");
 
         let items = scan(&aws, &table).await;

@@ -434,7 +434,8 @@ pub async fn run<S: Sink>(
                     "writes cannot keep up with {rate} orders/s; dropping {skipped} schedule slots to stay at most {MAX_BACKLOG_SECONDS} s behind"
                 );
             }
-            while in_flight.len() < concurrency {
+            // Backpressure: while AWS refuses what was sent, make no new orders (the debt is capped above).
+            while in_flight.len() < concurrency && retries.len() < concurrency {
                 let n = pacer.batch(now, r.generated);
                 if n == 0 {
                     break;
@@ -468,7 +469,7 @@ pub async fn run<S: Sink>(
 
         // 3. Sleep until something can happen.
         let mut wake = now + Duration::from_secs(3600);
-        if stopped.is_none() && r.error.is_none() && in_flight.len() < concurrency {
+        if stopped.is_none() && r.error.is_none() && in_flight.len() < concurrency && retries.len() < concurrency {
             if let Some(t) = pacer.next_batch_at(r.generated) {
                 wake = wake.min(t);
             }
@@ -794,6 +795,24 @@ mod tests {
         assert_eq!(pacer.forgive(now, 1, 100), 500);
         assert_eq!(pacer.pending(now, 1), 100);
         assert_eq!(pacer.forgive(now, 1, 100), 0);
+    }
+
+    #[tokio::test]
+    async fn no_new_orders_are_made_while_writes_keep_failing() {
+        struct Throttled;
+        impl Sink for Throttled {
+            async fn write(&self, _: &[WriteRequest]) -> Result<Vec<WriteRequest>, SinkError> {
+                Err(SinkError { message: "ThrottlingException".into(), retryable: true })
+            }
+        }
+        let cfg = WriterConfig { count: None, shutdown_timeout: Duration::from_millis(100), ..fast(1e6, 0) };
+        let stop = tokio::time::sleep(Duration::from_millis(300));
+        let r = run(&cfg, &mut source(8), Arc::new(Throttled), stop).await;
+        // At most the batches in flight and those waiting to be retried: 2 x 4 x 25.
+        assert!(r.generated <= 200, "{r:?}");
+        assert!(r.failed_requests > 10, "{r:?}");
+        assert_eq!((r.written, r.unconfirmed), (0, r.generated), "{r:?}");
+        assert_eq!(r.stopped_by, StopReason::Signal);
     }
 
     #[tokio::test]
