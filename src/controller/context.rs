@@ -21,6 +21,8 @@ pub struct Context {
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     pub resync: Duration,
+    /// What OrderGenerator pods inherit from the operator.
+    pub pod_defaults: super::generator::PodDefaults,
     sdk: SdkConfig,
     calls: CallLog,
     clients: Mutex<HashMap<String, Clients>>,
@@ -40,7 +42,13 @@ const BACKOFF_CAP: Duration = Duration::from_secs(300);
 impl Context {
     pub async fn new(client: Client, aws: AwsSettings, args: &RunArgs, metrics: Arc<Metrics>, calls: CallLog) -> Self {
         let reporter = Reporter { controller: "sales-operator".into(), instance: args.identity.clone() };
+        let pod_defaults = super::generator::PodDefaults {
+            image: args.generator_image.clone(),
+            region: aws.region.clone(),
+            endpoint_url: aws.endpoint_url.clone(),
+        };
         Self {
+            pod_defaults,
             recorder: Recorder::new(client.clone(), reporter),
             sdk: sdk_config(&aws).await,
             client,

@@ -2,6 +2,7 @@
 //! reconcile core; knows how to talk to the API server, not to AWS.
 
 pub mod context;
+pub mod generator;
 pub mod pipeline;
 
 use std::net::SocketAddr;
@@ -16,10 +17,11 @@ use kube::runtime::watcher;
 use kube::{Api, Client};
 use kube_lease_manager::LeaseManagerBuilder;
 
-use crate::api::SalesPipeline;
+use crate::api::{OrderGenerator, SalesPipeline};
 use crate::aws::{AwsSettings, CallLog};
 use crate::telemetry::{self, Health, Metrics};
 pub use context::Context;
+use k8s_openapi::api::apps::v1::Deployment;
 
 /// Every Kubernetes permission the operator uses, as (API group, resource, verbs): the chart's
 /// RBAC (charts/sales-operator) grants exactly these, checked by tests/chart.rs. All but the
@@ -31,9 +33,10 @@ pub use context::Context;
 pub const KUBERNETES_PERMISSIONS: &[(&str, &str, &[&str])] = &[
     ("sales-operator.dev", "salespipelines", &["get", "list", "watch", "patch"]),
     ("sales-operator.dev", "salespipelines/status", &["patch"]),
-    ("sales-operator.dev", "ordergenerators", &["get", "list", "watch"]),
-    ("sales-operator.dev", "ordergenerators/status", &["get", "patch", "update"]),
-    ("apps", "deployments", &["get", "list", "watch", "create", "patch", "update"]),
+    ("sales-operator.dev", "ordergenerators", &["list", "watch"]),
+    ("sales-operator.dev", "ordergenerators/status", &["patch"]),
+    // Server-side apply of a Deployment that does not exist yet needs create besides patch.
+    ("apps", "deployments", &["list", "watch", "create", "patch"]),
     ("events.k8s.io", "events", &["create", "patch"]),
     ("coordination.k8s.io", "leases", &["get", "create", "patch"]),
 ];
@@ -65,6 +68,9 @@ pub struct RunArgs {
     /// This replica's identity in the Lease (default: the pod name / host name).
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
+    /// Image of the OrderGenerator pods (the same binary) when a generator names none.
+    #[arg(long, env = "SALES_OPERATOR_GENERATOR_IMAGE", default_value = concat!("ghcr.io/sales-operator/sales-operator:", env!("CARGO_PKG_VERSION")))]
+    pub generator_image: String,
     /// Lease duration in seconds; a replica that stops renewing loses leadership after it.
     #[arg(long, env = "SALES_OPERATOR_LEASE_SECONDS", default_value_t = 15)]
     pub lease_seconds: u64,
@@ -94,7 +100,7 @@ pub async fn run(args: RunArgs, aws: AwsSettings) -> Result<(), RunError> {
     let server = tokio::spawn(async move { telemetry::serve(addr, health).await });
 
     // Ready once the custom resources can be listed in every watched namespace (leader or not).
-    let probes = apis(&client, &args.namespaces);
+    let probes = apis::<SalesPipeline>(&client, &args.namespaces);
     let first = ListParams::default().limit(1);
     let mut delay = Duration::from_millis(500);
     loop {
@@ -150,13 +156,26 @@ pub async fn run(args: RunArgs, aws: AwsSettings) -> Result<(), RunError> {
     }
 
     let ctx = Arc::new(Context::new(client.clone(), aws, &args, metrics, calls).await);
-    let controllers = futures::stream::select_all(apis(&client, &args.namespaces).into_iter().map(|api| {
+    let pipelines = apis::<SalesPipeline>(&client, &args.namespaces).into_iter().map(|api| {
         Controller::new(api, watcher::Config::default())
             .with_config(controller::Config::default().concurrency(args.concurrency))
             .shutdown_on_signal()
             .run(pipeline::reconcile, pipeline::error_policy, ctx.clone())
+            .map(|r| r.map(|_| ()).map_err(|e| e.to_string()))
             .boxed()
-    }));
+    });
+    let deployments = apis::<Deployment>(&client, &args.namespaces);
+    let generators =
+        apis::<OrderGenerator>(&client, &args.namespaces).into_iter().zip(deployments).map(|(api, owned)| {
+            Controller::new(api, watcher::Config::default())
+                .owns(owned, watcher::Config::default().labels("app.kubernetes.io/managed-by=sales-operator"))
+                .with_config(controller::Config::default().concurrency(args.concurrency))
+                .shutdown_on_signal()
+                .run(generator::reconcile, generator::error_policy, ctx.clone())
+                .map(|r| r.map(|_| ()).map_err(|e| e.to_string()))
+                .boxed()
+        });
+    let controllers = futures::stream::select_all(pipelines.chain(generators));
     let drive = controllers.for_each(|result| async move {
         if let Err(e) = result {
             tracing::debug!(error = %e, "reconcile failed");
@@ -183,7 +202,13 @@ pub async fn run(args: RunArgs, aws: AwsSettings) -> Result<(), RunError> {
     }
 }
 
-fn apis(client: &Client, namespaces: &[String]) -> Vec<Api<SalesPipeline>> {
+fn apis<K>(client: &Client, namespaces: &[String]) -> Vec<Api<K>>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
     let namespaces: Vec<&String> = namespaces.iter().filter(|n| !n.is_empty()).collect();
     if namespaces.is_empty() {
         vec![Api::all(client.clone())]

@@ -53,13 +53,14 @@ Kept equal to KUBERNETES_PERMISSIONS in src/controller/mod.rs by tests/chart.rs.
 # OrderGenerators and the Deployment each one owns (garbage-collected with it: no delete).
 - apiGroups: ["sales-operator.dev"]
   resources: ["ordergenerators"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["list", "watch"]
 - apiGroups: ["sales-operator.dev"]
   resources: ["ordergenerators/status"]
-  verbs: ["get", "patch", "update"]
+  verbs: ["patch"]
+# Server-side apply of a Deployment that does not exist yet needs create besides patch.
 - apiGroups: ["apps"]
   resources: ["deployments"]
-  verbs: ["get", "list", "watch", "create", "patch", "update"]
+  verbs: ["list", "watch", "create", "patch"]
 # An Event on the custom resource for each AWS create/update/delete.
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]

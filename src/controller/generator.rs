@@ -1,0 +1,363 @@
+//! The OrderGenerator controller: one Deployment of `sales-operator generate`
+//! pods per OrderGenerator, writing into the referenced pipeline's table.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, EnvVar, EnvVarSource, ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec,
+    ResourceRequirements, SeccompProfile, SecurityContext,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::{Api, Resource, ResourceExt};
+use tracing::Instrument;
+
+use super::pipeline::MANAGER;
+use super::Context;
+use crate::api::conditions::{self, NewCondition, FALSE, READY, RECONCILING, STALLED, TRUE};
+use crate::api::{OrderGenerator, OrderGeneratorStatus, SalesPipeline};
+
+/// How soon a generator waiting for its pipeline or pods is looked at again.
+const WAITING_REQUEUE: Duration = Duration::from_secs(10);
+
+/// Why an OrderGenerator reconcile failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("object has no {0}")]
+    MissingKey(&'static str),
+    #[error("cannot serialize the catalogue: {0}")]
+    Catalog(#[from] serde_json::Error),
+}
+
+/// Where the generator pods write, or why they cannot yet.
+#[derive(Debug, PartialEq)]
+pub enum TableTarget {
+    Table { name: String, region: Option<String> },
+    Waiting { reason: &'static str, message: String },
+}
+
+/// Resolves the table from `spec.tableName` or the referenced pipeline's status.
+pub fn resolve_table(og: &OrderGenerator, pipeline: Option<&SalesPipeline>) -> TableTarget {
+    if let Some(table) = &og.spec.table_name {
+        return TableTarget::Table { name: table.clone(), region: None };
+    }
+    let name = og.spec.pipeline_ref.as_ref().map(|r| r.name.clone()).unwrap_or_default();
+    let Some(p) = pipeline else {
+        return TableTarget::Waiting {
+            reason: "PipelineNotFound",
+            message: format!("SalesPipeline {name} does not exist in this namespace"),
+        };
+    };
+    let status = p.status.clone().unwrap_or_default();
+    let table = status.table.as_ref().map(|t| t.name.clone());
+    match table {
+        Some(t) if conditions::is_true(&status.conditions, READY) => {
+            TableTarget::Table { name: t, region: p.spec.region.clone() }
+        }
+        _ => {
+            let why = conditions::find(&status.conditions, READY)
+                .map(|c| c.message.clone())
+                .unwrap_or_else(|| "not reconciled yet".into());
+            TableTarget::Waiting {
+                reason: "PipelineNotReady",
+                message: format!("waiting for SalesPipeline {name} to be Ready: {why}"),
+            }
+        }
+    }
+}
+
+/// Name of the Deployment of an OrderGenerator.
+pub fn deployment_name(og: &OrderGenerator) -> String {
+    format!("{}-generator", og.name_any())
+}
+
+/// Settings the pods inherit from the operator.
+#[derive(Clone, Debug, Default)]
+pub struct PodDefaults {
+    pub image: String,
+    pub region: Option<String>,
+    pub endpoint_url: Option<String>,
+}
+
+/// The Deployment that runs `og` (pure).
+pub fn desired_deployment(
+    og: &OrderGenerator,
+    table: &str,
+    region: Option<&str>,
+    defaults: &PodDefaults,
+) -> Result<Deployment, Error> {
+    let name = deployment_name(og);
+    let labels = BTreeMap::from([
+        ("app.kubernetes.io/name".to_string(), "sales-operator-generator".to_string()),
+        ("app.kubernetes.io/instance".to_string(), og.name_any()),
+        ("app.kubernetes.io/managed-by".to_string(), "sales-operator".to_string()),
+    ]);
+    let replicas = if og.spec.paused { 0 } else { og.spec.replicas };
+    // The total rate is split across the replicas.
+    let per_pod = og.spec.orders_per_second / f64::from(og.spec.replicas.max(1));
+    let mut args = vec![
+        "generate".to_string(),
+        "--table".into(),
+        table.to_string(),
+        "--orders-per-second".into(),
+        format!("{per_pod}"),
+    ];
+    if let Some(seed) = og.spec.seed {
+        args.extend(["--seed".into(), seed.to_string()]);
+    }
+    let env_var = |name: &str, value: String| EnvVar { name: name.into(), value: Some(value), ..Default::default() };
+    let mut env = vec![EnvVar {
+        name: "SALES_OPERATOR_REPLICA".into(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector { field_path: "metadata.name".into(), ..Default::default() }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }];
+    if let Some(region) = region.map(str::to_string).or_else(|| defaults.region.clone()) {
+        env.push(env_var("AWS_REGION", region));
+    }
+    if let Some(url) = &defaults.endpoint_url {
+        env.push(env_var("AWS_ENDPOINT_URL", url.clone()));
+    }
+    if let Some(catalog) = &og.spec.catalog {
+        env.push(env_var("SALES_OPERATOR_CATALOG", serde_json::to_string(catalog)?));
+    }
+    let quantity = |s: &str| Quantity(s.to_string());
+    let resources = og.spec.resources.clone().unwrap_or_else(|| ResourceRequirements {
+        requests: Some(BTreeMap::from([("cpu".into(), quantity("50m")), ("memory".into(), quantity("32Mi"))])),
+        limits: Some(BTreeMap::from([("cpu".into(), quantity("1")), ("memory".into(), quantity("128Mi"))])),
+        ..Default::default()
+    });
+    let container = Container {
+        name: "generator".into(),
+        image: Some(og.spec.image.clone().unwrap_or_else(|| defaults.image.clone())),
+        args: Some(args),
+        env: Some(env),
+        resources: Some(resources),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), ..Default::default() }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let owner = og.controller_owner_ref(&()).ok_or(Error::MissingKey("metadata.uid"))?;
+    Ok(Deployment {
+        metadata: ObjectMeta {
+            name: Some(name),
+            namespace: og.namespace(),
+            labels: Some(labels.clone()),
+            owner_references: Some(vec![owner]),
+            ..Default::default()
+        },
+        spec: DeploymentSpec {
+            replicas: Some(replicas),
+            selector: LabelSelector { match_labels: Some(labels.clone()), ..Default::default() },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta { labels: Some(labels), ..Default::default() }),
+                spec: Some(PodSpec {
+                    containers: vec![container],
+                    automount_service_account_token: Some(false),
+                    termination_grace_period_seconds: Some(30),
+                    security_context: Some(PodSecurityContext {
+                        run_as_non_root: Some(true),
+                        run_as_user: Some(65532),
+                        run_as_group: Some(65532),
+                        seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), ..Default::default() }),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+}
+
+/// Entry point of the controller for one OrderGenerator.
+pub async fn reconcile(og: Arc<OrderGenerator>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let namespace = og.namespace().ok_or(Error::MissingKey("metadata.namespace"))?;
+    let span = tracing::info_span!("reconcile", kind = "OrderGenerator", namespace = %namespace, name = %og.name_any());
+    async move {
+        let started = std::time::Instant::now();
+        let result = converge(&og, &ctx, &namespace).await;
+        ctx.metrics.reconciled("OrderGenerator", if result.is_ok() { "ok" } else { "error" }, started.elapsed());
+        result
+    }
+    .instrument(span)
+    .await
+}
+
+async fn converge(og: &OrderGenerator, ctx: &Context, namespace: &str) -> Result<Action, Error> {
+    let pipelines: Api<SalesPipeline> = Api::namespaced(ctx.client.clone(), namespace);
+    let pipeline = match &og.spec.pipeline_ref {
+        Some(r) => pipelines.get_opt(&r.name).await?,
+        None => None,
+    };
+    let api: Api<OrderGenerator> = Api::namespaced(ctx.client.clone(), namespace);
+    let previous = og.status.clone().unwrap_or_default();
+    let (table, region) = match resolve_table(og, pipeline.as_ref()) {
+        TableTarget::Table { name, region } => (name, region),
+        TableTarget::Waiting { reason, message } => {
+            let status = OrderGeneratorStatus { table_name: None, ..previous.clone() };
+            let computed = [
+                NewCondition::new(READY, FALSE, reason, message.clone()),
+                NewCondition::new(RECONCILING, TRUE, reason, message),
+                NewCondition::new(STALLED, FALSE, "NotStalled", ""),
+            ];
+            write_status(&api, og, status, &computed).await?;
+            return Ok(Action::requeue(WAITING_REQUEUE));
+        }
+    };
+    let deployment = desired_deployment(og, &table, region.as_deref(), &ctx.pod_defaults)?;
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), namespace);
+    let applied = deployments
+        .patch(&deployment_name(og), &PatchParams::apply(MANAGER).force(), &Patch::Apply(&deployment))
+        .await?;
+
+    let want = if og.spec.paused { 0 } else { og.spec.replicas };
+    let ready = applied.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0);
+    let status = OrderGeneratorStatus {
+        replicas: Some(want),
+        ready_replicas: Some(ready),
+        table_name: Some(table.clone()),
+        ..previous
+    };
+    let computed = if og.spec.paused {
+        vec![
+            NewCondition::new(READY, TRUE, "Paused", "paused: scaled to zero"),
+            NewCondition::new(RECONCILING, FALSE, "Paused", ""),
+            NewCondition::new(STALLED, FALSE, "NotStalled", ""),
+        ]
+    } else if ready >= want {
+        vec![
+            NewCondition::new(READY, TRUE, "Running", format!("{ready}/{want} generator pods writing into {table}")),
+            NewCondition::new(RECONCILING, FALSE, "InSync", ""),
+            NewCondition::new(STALLED, FALSE, "NotStalled", ""),
+        ]
+    } else {
+        let msg = format!("{ready}/{want} generator pods ready");
+        vec![
+            NewCondition::new(READY, FALSE, "PodsNotReady", msg.clone()),
+            NewCondition::new(RECONCILING, TRUE, "ScalingUp", msg),
+            NewCondition::new(STALLED, FALSE, "NotStalled", ""),
+        ]
+    };
+    write_status(&api, og, status, &computed).await?;
+    // Deployment changes wake the controller (it owns them); the pipeline may change its table.
+    Ok(Action::requeue(if ready >= want { ctx.resync } else { WAITING_REQUEUE }))
+}
+
+async fn write_status(
+    api: &Api<OrderGenerator>,
+    og: &OrderGenerator,
+    mut status: OrderGeneratorStatus,
+    computed: &[NewCondition],
+) -> Result<(), Error> {
+    let previous = og.status.clone().unwrap_or_default();
+    status.observed_generation = og.metadata.generation;
+    status.conditions =
+        conditions::merge(&previous.conditions, computed, og.metadata.generation, jiff::Timestamp::now());
+    if og.status.as_ref() == Some(&status) {
+        return Ok(());
+    }
+    let patch = serde_json::json!({
+        "apiVersion": OrderGenerator::api_version(&()),
+        "kind": OrderGenerator::kind(&()),
+        "status": status,
+    });
+    api.patch_status(&og.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch)).await?;
+    Ok(())
+}
+
+/// Retries after a failure with a short fixed delay (the Kubernetes API is the only dependency).
+pub fn error_policy(og: Arc<OrderGenerator>, err: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.failed("OrderGenerator", "kube");
+    tracing::warn!(namespace = og.namespace().unwrap_or_default(), name = %og.name_any(), error = %err, "reconcile failed");
+    Action::requeue(WAITING_REQUEUE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn og(spec: serde_json::Value) -> OrderGenerator {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "sales-operator.dev/v1alpha1",
+            "kind": "OrderGenerator",
+            "metadata": {"name": "load", "namespace": "shop", "uid": "u-1"},
+            "spec": spec,
+        }))
+        .unwrap()
+    }
+
+    fn defaults() -> PodDefaults {
+        PodDefaults { image: "sales-operator:test".into(), region: Some("eu-west-1".into()), endpoint_url: None }
+    }
+
+    #[test]
+    fn rate_is_split_across_replicas_and_pods_are_hardened() {
+        let d = desired_deployment(
+            &og(serde_json::json!({"tableName": "t", "ordersPerSecond": 300.0, "replicas": 3, "seed": 7})),
+            "t",
+            None,
+            &defaults(),
+        )
+        .unwrap();
+        let spec = d.spec;
+        assert_eq!(spec.replicas, Some(3));
+        let pod = spec.template.spec.unwrap();
+        let c = &pod.containers[0];
+        let args = c.args.clone().unwrap();
+        assert_eq!(args, ["generate", "--table", "t", "--orders-per-second", "100", "--seed", "7"]);
+        let sc = c.security_context.clone().unwrap();
+        assert_eq!(
+            (sc.read_only_root_filesystem, sc.allow_privilege_escalation, sc.run_as_non_root),
+            (Some(true), Some(false), Some(true))
+        );
+        assert!(c.resources.as_ref().unwrap().limits.is_some());
+        assert_eq!(d.metadata.owner_references.unwrap()[0].controller, Some(true));
+    }
+
+    #[test]
+    fn paused_scales_to_zero() {
+        let d = desired_deployment(
+            &og(serde_json::json!({"tableName": "t", "replicas": 4, "paused": true})),
+            "t",
+            None,
+            &defaults(),
+        )
+        .unwrap();
+        assert_eq!(d.spec.replicas, Some(0));
+    }
+
+    #[test]
+    fn a_missing_or_unready_pipeline_is_reported() {
+        let g = og(serde_json::json!({"pipelineRef": {"name": "sales"}}));
+        assert!(matches!(resolve_table(&g, None), TableTarget::Waiting { reason: "PipelineNotFound", .. }));
+        let p: SalesPipeline = serde_json::from_value(serde_json::json!({
+            "apiVersion": "sales-operator.dev/v1alpha1", "kind": "SalesPipeline",
+            "metadata": {"name": "sales"}, "spec": {},
+            "status": {"table": {"name": "shop-sales-orders"}, "conditions": [{"type": "Ready", "status": "False", "reason": "Creating", "message": "table: creating", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}
+        }))
+        .unwrap();
+        assert!(matches!(resolve_table(&g, Some(&p)), TableTarget::Waiting { reason: "PipelineNotReady", .. }));
+        let mut ready = p.clone();
+        ready.status.as_mut().unwrap().conditions[0].status = "True".into();
+        assert_eq!(
+            resolve_table(&g, Some(&ready)),
+            TableTarget::Table { name: "shop-sales-orders".into(), region: None }
+        );
+    }
+}
