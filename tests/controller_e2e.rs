@@ -364,3 +364,39 @@ fn with_two_replicas_only_the_leader_calls_aws() {
         second.log()
     );
 }
+
+#[test]
+fn a_status_written_over_by_another_client_is_restored() {
+    let (ns, kubeconfig) = namespace_with_operator_role("conflict");
+    let op = Operator::start(&ns, &kubeconfig, &["--resync-period", "10m"]);
+    apply(&ns, "contested", "  {}\n");
+    wait_ready(&ns, "contested", &op);
+    let rv = jsonpath(&ns, "sp/contested", "{.metadata.resourceVersion}");
+
+    // A stale write is refused by the API server (optimistic concurrency)...
+    let stale = format!(
+        r#"{{"metadata":{{"resourceVersion":"{}"}},"status":{{"conditions":[]}}}}"#,
+        rv.parse::<u64>().unwrap() - 1
+    );
+    let out =
+        env().kubectl(&["patch", "-n", &ns, "sp/contested", "--subresource=status", "--type=merge", "-p", &stale]);
+    assert!(!out.status.success(), "a patch with a stale resourceVersion must conflict");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Conflict")
+            || String::from_utf8_lossy(&out.stderr).contains("modified")
+    );
+
+    // ...and a current one that clobbers the operator's conditions is undone on the next reconcile.
+    let clobber = r#"{"status":{"conditions":[{"type":"Ready","status":"False","reason":"Clobbered","message":"someone else","lastTransitionTime":"2026-01-01T00:00:00Z"}]}}"#;
+    let out =
+        env().kubectl(&["patch", "-n", &ns, "sp/contested", "--subresource=status", "--type=merge", "-p", clobber]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        wait_until(TIMEOUT, || jsonpath(&ns, "sp/contested", "{.status.conditions[?(@.type==\"Ready\")].reason}")
+            == "Ready"),
+        "status not restored:\n{}\n{}",
+        kubectl(&ns, &["get", "sp", "contested", "-o", "yaml"]),
+        op.log()
+    );
+    assert_eq!(jsonpath(&ns, "sp/contested", "{.status.conditions[?(@.type==\"TableReady\")].status}"), "True");
+}
