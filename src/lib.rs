@@ -16,16 +16,13 @@ pub mod telemetry;
 
 use std::time::Duration;
 
-/// Parses `90s`, `10m`, `1h` or plain seconds.
+/// Parses `90s`, `10m`, `1h30m`, `250ms`, `1.5s` or plain seconds (`60`, `0.5`).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num.parse().map_err(|_| format!("invalid duration {s:?}: use e.g. 30s, 10m or 1h"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        _ => return Err(format!("invalid duration unit in {s:?}: use s, m or h")),
-    };
-    Ok(Duration::from_secs(secs))
+    if let Ok(secs) = s.parse::<f64>() {
+        return Duration::try_from_secs_f64(secs).map_err(|e| format!("invalid duration {s:?}: {e}"));
+    }
+    let d: jiff::SignedDuration =
+        s.parse().map_err(|_| format!("invalid duration {s:?}: use e.g. 250ms, 30s, 10m or 1h30m"))?;
+    Duration::try_from(d).map_err(|_| format!("invalid duration {s:?}: must not be negative"))
 }

@@ -5,7 +5,6 @@
 //! form (`--catalog-json`) are [`OrderCatalog`], the same type as an
 //! OrderGenerator's `spec.catalog`; every part left out takes the default.
 
-use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
 
@@ -73,19 +72,8 @@ const MAX_CUSTOMERS: u32 = 10_000_000;
 /// Highest price the CRD pattern allows: 8 integer digits.
 const MAX_CENTS: i64 = 9_999_999_999;
 
-/// One problem in a catalogue, named by its field path.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FieldError {
-    /// e.g. `products[2].maxPrice`
-    pub field: String,
-    pub message: String,
-}
-
-impl fmt::Display for FieldError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.field, self.message)
-    }
-}
+/// One problem in a catalogue, named by its field path (e.g. `products[2].maxPrice`).
+pub use crate::api::manifest::FieldError;
 
 /// Why a catalogue was refused.
 #[derive(Debug, thiserror::Error)]

@@ -25,6 +25,7 @@ use super::{GeneratorConfig, GeneratorError, MAX_RATE, MIN_RATE};
 use crate::api::order_generator::CatalogProduct;
 use crate::aws::{sdk_config, AwsError, AwsResultExt, AwsSettings, CallLog};
 use crate::order::KEY;
+use crate::parse_duration;
 
 /// Writes random orders into a DynamoDB table at a steady rate.
 #[derive(Args, Debug, Clone)]
@@ -87,17 +88,6 @@ pub struct GenerateArgs {
 pub enum ReportFormat {
     Text,
     Json,
-}
-
-/// `90s`, `10m`, `1h30m`, `250ms`, `1.5s` or plain seconds (`60`, `0.5`).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    if let Ok(secs) = s.parse::<f64>() {
-        return Duration::try_from_secs_f64(secs).map_err(|e| format!("invalid duration {s:?}: {e}"));
-    }
-    let d: jiff::SignedDuration =
-        s.parse().map_err(|_| format!("invalid duration {s:?}: use e.g. 250ms, 30s, 10m or 1h30m"))?;
-    Duration::try_from(d).map_err(|_| format!("invalid duration {s:?}: must not be negative"))
 }
 
 /// A positive rate: `50`, `0.5` or a fraction such as `1/3`.
@@ -238,7 +228,7 @@ async fn check_table(client: &aws_sdk_dynamodb::Client, table: &str) -> Result<(
 pub async fn run_cli(args: &GenerateArgs, aws: &AwsSettings) -> Result<Report, GeneratorError> {
     // Signals first: a SIGTERM during start-up must also stop cleanly.
     let received = Arc::new(OnceLock::new());
-    let signalled = listen_for_signals(Arc::clone(&received))?;
+    let mut signalled = listen_for_signals(Arc::clone(&received))?;
     let config = args.config()?;
 
     let sdk = sdk_config(aws).await;
@@ -249,7 +239,15 @@ pub async fn run_cli(args: &GenerateArgs, aws: &AwsSettings) -> Result<Report, G
     let client = aws_sdk_dynamodb::Client::from_conf(
         aws_sdk_dynamodb::config::Builder::from(&sdk).interceptor(calls.clone()).build(),
     );
-    check_table(&client, &args.table).await?;
+    // A signal while AWS is slow to answer (or unreachable) must not wait for the SDK's retries.
+    tokio::select! {
+        checked = check_table(&client, &args.table) => checked?,
+        _ = &mut signalled => {
+            let report = Report::empty(StopReason::Signal);
+            print_report(args, &report, received.get().copied());
+            return Ok(report);
+        }
+    }
     tracing::info!(
         table = %args.table,
         orders_per_second = config.writer.orders_per_second,
