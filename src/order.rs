@@ -125,6 +125,63 @@ pub fn pipe_input_template() -> String {
     format!("{{{}}}", parts.join(", "))
 }
 
+/// The text DynamoDB gives back for a number: leading and trailing zeros
+/// trimmed (`"10.50"` comes back as `"10.5"`, `"100.00"` as `"100"`).
+fn dynamodb_number_text(n: &str) -> String {
+    let (sign, digits) = n.strip_prefix('-').map_or(("", n), |d| ("-", d));
+    let digits = if digits.contains('.') { digits.trim_end_matches('0').trim_end_matches('.') } else { digits };
+    let digits = digits.trim_start_matches('0');
+    let digits = if digits.is_empty() || digits.starts_with('.') { format!("0{digits}") } else { digits.to_string() };
+    if digits == "0" {
+        digits
+    } else {
+        format!("{sign}{digits}")
+    }
+}
+
+/// Epoch seconds with millisecond precision, as the stream record's
+/// `ApproximateCreationDateTime` (e.g. `1795658750.653`).
+fn epoch_seconds_text(t: jiff::Timestamp) -> String {
+    let ms = t.as_millisecond();
+    let (secs, frac) = (ms.div_euclid(1000), ms.rem_euclid(1000));
+    if frac == 0 {
+        secs.to_string()
+    } else {
+        format!("{secs}.{}", format!("{frac:03}").trim_end_matches('0'))
+    }
+}
+
+/// The JSON line that lands in S3 for `order` when its stream record has
+/// `event_name` (`INSERT`, `MODIFY`) and `event_time`: exactly what
+/// [`pipe_input_template`] makes of the record (same keys, same order,
+/// strings quoted, numbers as DynamoDB's text), without Firehose's newline.
+///
+/// Built from [`EVENT_FIELDS`], [`FIELDS`] and [`Order::to_item`], so it
+/// follows the template when a field is added.
+pub fn delivered_line(order: &Order, event_name: &str, event_time: jiff::Timestamp) -> String {
+    let item = order.to_item();
+    let quote = |s: &str| serde_json::Value::String(s.to_string()).to_string();
+    let mut parts = Vec::with_capacity(EVENT_FIELDS.len() + FIELDS.len());
+    for f in EVENT_FIELDS {
+        let value = match f.name {
+            "event_name" => quote(event_name),
+            _ => epoch_seconds_text(event_time),
+        };
+        parts.push(format!("{}: {value}", quote(f.name)));
+    }
+    for f in FIELDS {
+        let value = match (item.get(f.name), f.item_type) {
+            (Some(AttributeValue::S(s)), ItemType::String) => quote(s),
+            (Some(AttributeValue::N(n)), ItemType::Number) => dynamodb_number_text(n),
+            // The template reads a path the item lacks; Pipes renders it empty.
+            (_, ItemType::String) => quote(""),
+            (_, ItemType::Number) => "null".to_string(),
+        };
+        parts.push(format!("{}: {value}", quote(f.name)));
+    }
+    format!("{{{}}}", parts.join(", "))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,5 +223,31 @@ mod tests {
         }
         assert!(t.contains(r#""price": <$.dynamodb.NewImage.price.N>"#));
         assert!(t.contains(r#""product_name": "<$.dynamodb.NewImage.product_name.S>""#));
+    }
+
+    #[test]
+    fn delivered_line_follows_the_template_key_order_and_types() {
+        let line = delivered_line(&order(), "INSERT", "2026-11-26T10:00:01.25Z".parse().unwrap());
+        assert_eq!(
+            line,
+            r#"{"event_name": "INSERT", "event_time": 1795687201.25, "orderid": "o-1", "order_ts": "2026-11-26T10:00:00.500Z", "product_name": "Laptop", "category": "Computers", "quantity": 3, "price": 182.21, "customer_id": "c-1", "store_id": "s-1", "region": "eu-west"}"#
+        );
+        // Same keys in the same order as the pipe's input template.
+        let keys = |s: &str| {
+            s.split(", ")
+                .map(|p| p.trim_start_matches('{').split(':').next().unwrap_or("").to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(keys(&line), keys(&pipe_input_template()));
+    }
+
+    #[test]
+    fn delivered_numbers_are_dynamodb_text_without_trailing_zeros() {
+        assert_eq!(dynamodb_number_text("10.50"), "10.5");
+        assert_eq!(dynamodb_number_text("100.00"), "100");
+        assert_eq!(dynamodb_number_text("0.10"), "0.1");
+        assert_eq!(dynamodb_number_text("5"), "5");
+        assert_eq!(epoch_seconds_text("2026-11-26T10:00:00Z".parse().unwrap()), "1795687200");
+        assert_eq!(epoch_seconds_text("2026-11-26T10:00:00.007Z".parse().unwrap()), "1795687200.007");
     }
 }
