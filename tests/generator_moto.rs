@@ -369,6 +369,22 @@ async fn missing_table_is_reported_before_any_order_is_made() {
 }
 
 #[tokio::test]
+async fn sigterm_while_aws_is_unreachable_exits_at_once() {
+    let mut child = operator()
+        .args(["generate", "--table", "orders", "--output", "json"])
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let sent = Instant::now();
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let status = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
+    assert!(sent.elapsed() < Duration::from_secs(3), "took {:?} to stop", sent.elapsed());
+    assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test]
 async fn sigterm_and_sigint_stop_cleanly_and_every_reported_order_is_in_the_table() {
     for signal in ["TERM", "INT"] {
         let aws = aws(4).await;

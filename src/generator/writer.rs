@@ -215,6 +215,30 @@ pub struct Report {
     pub error: Option<String>,
 }
 
+impl Report {
+    /// A run that wrote nothing (yet), e.g. one stopped before it started.
+    pub fn empty(stopped_by: StopReason) -> Self {
+        Self {
+            written: 0,
+            generated: 0,
+            unconfirmed: 0,
+            failed: 0,
+            requests: 0,
+            retries: 0,
+            unprocessed_items: 0,
+            failed_requests: 0,
+            sdk_retries: 0,
+            skipped_slots: 0,
+            elapsed_seconds: 0.0,
+            orders_per_second: 0.0,
+            mean_send_delay_ms: 0.0,
+            max_send_delay_ms: 0.0,
+            stopped_by,
+            error: None,
+        }
+    }
+}
+
 /// When order `k` is due: `origin + k / rate`.
 #[derive(Clone, Copy, Debug)]
 pub struct Schedule {
@@ -369,24 +393,7 @@ pub async fn run<S: Sink>(
 
     let mut in_flight: FuturesUnordered<InFlight> = FuturesUnordered::new();
     let mut retries: Vec<Retry> = Vec::new();
-    let mut r = Report {
-        written: 0,
-        generated: 0,
-        unconfirmed: 0,
-        failed: 0,
-        requests: 0,
-        retries: 0,
-        unprocessed_items: 0,
-        failed_requests: 0,
-        sdk_retries: 0,
-        skipped_slots: 0,
-        elapsed_seconds: 0.0,
-        orders_per_second: 0.0,
-        mean_send_delay_ms: 0.0,
-        max_send_delay_ms: 0.0,
-        stopped_by: StopReason::Count,
-        error: None,
-    };
+    let mut r = Report::empty(StopReason::Count);
     let (mut delay_sum, mut delay_batches) = (0.0f64, 0u64);
     let mut stopped: Option<StopReason> = None;
     let mut flush_deadline: Option<Instant> = None;
