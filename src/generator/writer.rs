@@ -528,12 +528,12 @@ pub async fn run<S: Sink>(
                         tracing::error!(error = %e, "permanent write error; stopping");
                         r.failed += batch.len() as u64;
                         r.error.get_or_insert(e.message);
-                        stopped.get_or_insert(StopReason::Error);
+                        stopped = Some(StopReason::Error);
                     }
                     Err(join) => {
                         r.unconfirmed += size as u64;
                         r.error.get_or_insert(format!("write task failed: {join}"));
-                        stopped.get_or_insert(StopReason::Error);
+                        stopped = Some(StopReason::Error);
                     }
                 }
             }
