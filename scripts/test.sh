@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 
 echo "==> local AWS emulator (moto)"
 scripts/moto.sh install
+echo "==> DuckDB (the Athena query tests run the named queries on it)"
+scripts/duckdb.sh install >/dev/null
 echo "==> Kubernetes test environment (etcd, kube-apiserver, controller-manager, scheduler, kwok, kubectl, helm)"
 bash scripts/kube-env/build.sh
 echo "==> cargo fmt --check"
