@@ -61,6 +61,8 @@ pub enum Command {
     Delete(DeleteArgs),
     /// Write random orders into a DynamoDB table at a steady rate (the OrderGenerator workload).
     Generate(sales_operator::generator::cli::GenerateArgs),
+    /// Run one of a pipeline's named Athena queries and print the result.
+    Query(sales_operator::query::QueryArgs),
     /// Run the controller: reconcile SalesPipelines in the cluster (leader election, /metrics, /healthz, /readyz).
     Run(sales_operator::controller::RunArgs),
 }
@@ -172,6 +174,12 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Delete(args) => delete(&cli.global, &args).await,
         Command::Generate(args) => {
             sales_operator::generator::cli::run_cli(&args, &aws_settings(&cli.global)).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Query(args) => {
+            sales_operator::query::main(&args, aws_settings(&cli.global))
+                .await
+                .map_err(|e| CliError::Output(e.to_string()))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Run(args) => {

@@ -11,6 +11,7 @@ pub mod generator;
 pub mod names;
 pub mod order;
 pub mod queries;
+pub mod query;
 pub mod reconcile;
 pub mod telemetry;
 

@@ -1,0 +1,377 @@
+//! `sales-operator query`: run one of a pipeline's named Athena queries and
+//! print its result.
+//!
+//! The workgroup, database, table and result location come from the same
+//! naming code the reconciler uses ([`PipelineCtx`], the analytics
+//! component's desired state), so the query runs where `apply` installed
+//! the named queries.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use aws_sdk_athena::types::{QueryExecutionContext, QueryExecutionState, ResultConfiguration};
+use kube::ResourceExt;
+
+use crate::api::manifest::{self, ManifestError};
+use crate::aws::analytics::Workgroups;
+use crate::aws::{self, AwsError, AwsResultExt, AwsSettings, CallLog, Clients, Component, PipelineCtx, Refs};
+use crate::queries;
+
+/// Arguments of `sales-operator query`.
+#[derive(clap::Args, Debug)]
+pub struct QueryArgs {
+    /// SalesPipeline manifest (YAML) whose workgroup and table to query.
+    #[arg(long)]
+    pub pipeline: String,
+    /// Built-in named query (revenue_by_product_hour, top_products, order_rate_per_minute,
+    /// average_order_value_by_region, sales_projection).
+    pub query: String,
+    /// Query parameter, e.g. --param hours=6 (repeatable).
+    #[arg(long = "param", value_parser = parse_param)]
+    pub params: Vec<(String, String)>,
+    /// Output format of the result.
+    #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
+    pub output: Format,
+    /// How often to ask Athena whether the query has finished.
+    #[arg(long, default_value = "1s", value_parser = crate::parse_duration)]
+    pub poll_interval: Duration,
+    /// Give up (and stop the query) after this long.
+    #[arg(long, default_value = "10m", value_parser = crate::parse_duration)]
+    pub timeout: Duration,
+}
+
+fn parse_param(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("{s:?} is not key=value")),
+    }
+}
+
+/// Result formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Csv,
+    Json,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error("unknown query {name:?}; the named queries are: {known}")]
+    UnknownQuery { name: String, known: String },
+    #[error("query {query} has no parameter {param:?}; its parameters are: {known}")]
+    UnknownParam { query: String, param: String, known: String },
+    #[error(transparent)]
+    Aws(#[from] AwsError),
+    #[error("athena query {id} {state}: {reason}")]
+    Finished { id: String, state: String, reason: String },
+    #[error("athena query {id} did not finish within {waited:?} (stopped it)")]
+    Timeout { id: String, waited: Duration },
+    #[error("writing the result: {0}")]
+    Output(String),
+}
+
+/// Where and what to run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueryRequest {
+    pub query: String,
+    pub workgroup: String,
+    pub database: String,
+    pub output_location: String,
+    pub sql: String,
+}
+
+/// The request for built-in query `name` of the pipeline `ctx`.
+pub fn request(ctx: &PipelineCtx, name: &str, params: &[(String, String)]) -> Result<QueryRequest, QueryError> {
+    let q = queries::find(name).ok_or_else(|| QueryError::UnknownQuery {
+        name: name.to_string(),
+        known: queries::BUILT_IN.iter().map(|q| q.name).collect::<Vec<_>>().join(", "),
+    })?;
+    if let Some((param, _)) = params.iter().find(|(k, _)| !q.params.iter().any(|(p, _)| p == k)) {
+        return Err(QueryError::UnknownParam {
+            query: name.to_string(),
+            param: param.clone(),
+            known: if q.params.is_empty() {
+                "none".to_string()
+            } else {
+                q.params.iter().map(|(p, d)| format!("{p} (default {d})")).collect::<Vec<_>>().join(", ")
+            },
+        });
+    }
+    let analytics = Workgroups::desired(ctx, &Refs::default());
+    Ok(QueryRequest {
+        query: name.to_string(),
+        workgroup: analytics.workgroup,
+        database: ctx.names.database.clone(),
+        output_location: analytics.result_location,
+        sql: q.render(&ctx.names.glue_table, params),
+    })
+}
+
+/// What a query's state means: `Ok(true)` done, `Ok(false)` still running,
+/// an error for FAILED/CANCELLED carrying Athena's reason.
+pub fn finished(id: &str, state: Option<&QueryExecutionState>, reason: Option<&str>) -> Result<bool, QueryError> {
+    match state {
+        Some(QueryExecutionState::Succeeded) => Ok(true),
+        Some(s @ (QueryExecutionState::Failed | QueryExecutionState::Cancelled)) => Err(QueryError::Finished {
+            id: id.to_string(),
+            state: s.as_str().to_string(),
+            reason: reason.filter(|r| !r.is_empty()).unwrap_or("Athena gave no reason").to_string(),
+        }),
+        _ => Ok(false),
+    }
+}
+
+/// A finished query's result.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct QueryResult {
+    pub id: String,
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<Option<String>>>,
+    pub data_scanned_bytes: Option<i64>,
+}
+
+/// Starts `req`, waits (reporting progress), and fetches every result page.
+pub async fn run(
+    athena: &aws_sdk_athena::Client,
+    req: &QueryRequest,
+    poll: Duration,
+    timeout: Duration,
+    mut progress: impl FnMut(&str),
+) -> Result<QueryResult, QueryError> {
+    let started = athena
+        .start_query_execution()
+        .query_string(&req.sql)
+        .work_group(&req.workgroup)
+        .query_execution_context(QueryExecutionContext::builder().database(&req.database).build())
+        .result_configuration(ResultConfiguration::builder().output_location(&req.output_location).build())
+        .send()
+        .await
+        .aws("StartQueryExecution")?;
+    let id = started
+        .query_execution_id
+        .ok_or_else(|| AwsError::permanent("StartQueryExecution", "Athena returned no query execution id"))?;
+    progress(&format!("query {} started in workgroup {} (id {id})", req.query, req.workgroup));
+    let begin = Instant::now();
+    let data_scanned_bytes = loop {
+        let out = athena.get_query_execution().query_execution_id(&id).send().await.aws("GetQueryExecution")?;
+        let execution = out.query_execution;
+        let status = execution.as_ref().and_then(|e| e.status.as_ref());
+        let state = status.and_then(|s| s.state.as_ref());
+        let reason = status.and_then(|s| s.state_change_reason.as_deref());
+        if finished(&id, state, reason)? {
+            break execution.and_then(|e| e.statistics).and_then(|s| s.data_scanned_in_bytes);
+        }
+        if begin.elapsed() >= timeout {
+            // Best effort: the timeout is the error that matters.
+            let _ = athena.stop_query_execution().query_execution_id(&id).send().await;
+            return Err(QueryError::Timeout { id, waited: begin.elapsed() });
+        }
+        progress(&format!(
+            "{} after {:.0?}",
+            state.map_or("UNKNOWN", |s| s.as_str()),
+            Duration::from_secs(begin.elapsed().as_secs())
+        ));
+        tokio::time::sleep(poll).await;
+    };
+    let mut result = QueryResult { id: id.clone(), data_scanned_bytes, ..Default::default() };
+    let mut token: Option<String> = None;
+    let mut first_page = true;
+    loop {
+        let out = athena
+            .get_query_results()
+            .query_execution_id(&id)
+            .set_next_token(token.take())
+            .send()
+            .await
+            .aws("GetQueryResults")?;
+        if let Some(set) = out.result_set {
+            if first_page {
+                result.columns = set
+                    .result_set_metadata
+                    .and_then(|m| m.column_info)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|c| c.label.unwrap_or(c.name))
+                    .collect();
+            }
+            for (i, row) in set.rows.unwrap_or_default().into_iter().enumerate() {
+                let values: Vec<Option<String>> =
+                    row.data.unwrap_or_default().into_iter().map(|d| d.var_char_value).collect();
+                // Athena repeats the column names as the first row of a SELECT's result.
+                let header = first_page
+                    && i == 0
+                    && !result.columns.is_empty()
+                    && values.iter().map(|v| v.as_deref()).eq(result.columns.iter().map(|c| Some(c.as_str())));
+                if !header {
+                    result.rows.push(values);
+                }
+            }
+        }
+        first_page = false;
+        match out.next_token {
+            Some(t) if !t.is_empty() => token = Some(t),
+            _ => break,
+        }
+    }
+    Ok(result)
+}
+
+fn csv_field(v: &str) -> String {
+    if v.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", v.replace('"', "\"\""))
+    } else {
+        v.to_string()
+    }
+}
+
+/// The result as text in `format`.
+pub fn render(result: &QueryResult, format: Format) -> String {
+    let cell = |v: &Option<String>| v.clone().unwrap_or_default();
+    match format {
+        Format::Csv => {
+            let mut out = result.columns.iter().map(|c| csv_field(c)).collect::<Vec<_>>().join(",") + "\n";
+            for row in &result.rows {
+                out += &(row.iter().map(|v| csv_field(&cell(v))).collect::<Vec<_>>().join(",") + "\n");
+            }
+            out
+        }
+        Format::Json => {
+            let rows: Vec<serde_json::Map<String, serde_json::Value>> = result
+                .rows
+                .iter()
+                .map(|row| {
+                    result
+                        .columns
+                        .iter()
+                        .zip(row.iter().map(Some).chain(std::iter::repeat(None)))
+                        .map(|(c, v)| {
+                            (
+                                c.clone(),
+                                v.and_then(|v| v.clone()).map_or(serde_json::Value::Null, serde_json::Value::String),
+                            )
+                        })
+                        .collect()
+                })
+                .collect();
+            serde_json::Value::Array(rows.into_iter().map(serde_json::Value::Object).collect()).to_string() + "\n"
+        }
+        Format::Table => {
+            let n = result.columns.len().max(result.rows.iter().map(Vec::len).max().unwrap_or(0));
+            let mut widths = vec![0; n];
+            let lines: Vec<Vec<String>> = std::iter::once(result.columns.clone())
+                .chain(result.rows.iter().map(|r| r.iter().map(cell).collect()))
+                .collect();
+            for line in &lines {
+                for (i, v) in line.iter().enumerate() {
+                    widths[i] = widths[i].max(v.chars().count());
+                }
+            }
+            let fmt_line = |line: &Vec<String>| {
+                let cells: Vec<String> = (0..n)
+                    .map(|i| {
+                        let v = line.get(i).map_or("", String::as_str);
+                        format!("{v:<w$}", w = widths[i])
+                    })
+                    .collect();
+                cells.join("  ").trim_end().to_string() + "\n"
+            };
+            let mut out = fmt_line(&lines[0]);
+            out += &(widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("  ") + "\n");
+            for line in &lines[1..] {
+                out += &fmt_line(line);
+            }
+            out
+        }
+    }
+}
+
+/// Human size of a byte count (`1.5 MiB`).
+pub fn human_bytes(n: i64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < units.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", units[u])
+    }
+}
+
+/// The whole command: read the manifest, run the query, print the result on
+/// stdout and progress and data scanned on stderr.
+pub async fn main(args: &QueryArgs, settings: AwsSettings) -> Result<(), QueryError> {
+    let pipeline = manifest::read_pipeline(&args.pipeline)?;
+    let sdk = aws::sdk_config(&settings).await;
+    let clients = Clients::new(&sdk, pipeline.spec.region.as_deref(), CallLog::default())?;
+    let namespace = pipeline.namespace().unwrap_or_else(|| "default".to_string());
+    let ctx = PipelineCtx::new(&namespace, &pipeline.name_any(), &pipeline.spec, &clients.region);
+    let req = request(&ctx, &args.query, &args.params)?;
+    let result = run(&clients.athena, &req, args.poll_interval, args.timeout, |p| eprintln!("{p}")).await?;
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(render(&result, args.output).as_bytes()).map_err(|e| QueryError::Output(e.to_string()))?;
+    stdout.flush().map_err(|e| QueryError::Output(e.to_string()))?;
+    eprintln!(
+        "{} rows; data scanned: {}",
+        result.rows.len(),
+        result.data_scanned_bytes.map_or("unknown".to_string(), human_bytes)
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_and_cancelled_queries_are_errors_with_athenas_reason() {
+        let e = finished("q1", Some(&QueryExecutionState::Failed), Some("TABLE_NOT_FOUND: line 1:15: Table x"))
+            .unwrap_err();
+        assert_eq!(e.to_string(), "athena query q1 FAILED: TABLE_NOT_FOUND: line 1:15: Table x");
+        let e = finished("q2", Some(&QueryExecutionState::Cancelled), None).unwrap_err();
+        assert_eq!(e.to_string(), "athena query q2 CANCELLED: Athena gave no reason");
+        assert!(finished("q3", Some(&QueryExecutionState::Succeeded), None).unwrap());
+        assert!(!finished("q4", Some(&QueryExecutionState::Running), None).unwrap());
+        assert!(!finished("q5", Some(&QueryExecutionState::Queued), None).unwrap());
+        assert!(!finished("q6", None, None).unwrap());
+    }
+
+    fn result() -> QueryResult {
+        QueryResult {
+            id: "q".into(),
+            columns: vec!["product_name".into(), "revenue".into()],
+            rows: vec![vec![Some("Laptop".into()), Some("1234.50".into())], vec![Some("a,\"b\"".into()), None]],
+            data_scanned_bytes: Some(2048),
+        }
+    }
+
+    #[test]
+    fn table_output_aligns_columns_under_a_header() {
+        assert_eq!(
+            render(&result(), Format::Table),
+            "product_name  revenue\n------------  -------\nLaptop        1234.50\na,\"b\"\n"
+        );
+    }
+
+    #[test]
+    fn csv_output_quotes_fields_and_json_output_keeps_nulls() {
+        assert_eq!(render(&result(), Format::Csv), "product_name,revenue\nLaptop,1234.50\n\"a,\"\"b\"\"\",\n");
+        let v: serde_json::Value = serde_json::from_str(&render(&result(), Format::Json)).unwrap();
+        assert_eq!(v[0]["revenue"], "1234.50");
+        assert_eq!(v[1]["revenue"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn params_are_key_value_and_sizes_are_human() {
+        assert_eq!(parse_param("hours=6").unwrap(), ("hours".to_string(), "6".to_string()));
+        assert!(parse_param("hours").is_err());
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+    }
+}
