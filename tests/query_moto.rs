@@ -1,0 +1,153 @@
+//! `sales-operator query` against the moto server: the query goes to the
+//! pipeline's workgroup, database and result location, and the result
+//! (canned through moto's `/moto-api/static/athena/query-results`, since
+//! moto runs no SQL) is printed as a table.
+
+#[path = "support/moto.rs"]
+mod moto;
+
+use std::io::{Read, Write};
+use std::process::Command;
+use std::time::Duration;
+
+use sales_operator::api::manifest::parse_pipeline;
+use sales_operator::aws::{sdk_config, AwsSettings, CallLog, Clients, PipelineCtx};
+use sales_operator::query::{self, Format};
+use sales_operator::reconcile::{reconcile, Mode};
+
+const REGION: &str = "eu-west-1";
+
+/// Tests here share moto's queue of canned results: one at a time.
+static CANNED: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+async fn clients() -> Clients {
+    moto::set_aws_env();
+    let settings = AwsSettings {
+        region: Some(REGION.into()),
+        endpoint_url: Some(moto::endpoint().to_string()),
+        max_attempts: Some(4),
+        initial_backoff: Some(Duration::from_millis(5)),
+    };
+    Clients::new(&sdk_config(&settings).await, None, CallLog::default()).unwrap()
+}
+
+/// An applied pipeline with a unique name; its manifest text and context.
+async fn applied_pipeline(c: &Clients) -> (String, PipelineCtx) {
+    let name = moto::unique("q");
+    let yaml = format!(
+        "apiVersion: sales-operator.dev/v1alpha1\nkind: SalesPipeline\nmetadata:\n  name: {name}\n  namespace: shop\nspec:\n  region: {REGION}\n"
+    );
+    let p = parse_pipeline(&yaml, "test").unwrap();
+    let ctx = PipelineCtx::new("shop", &name, &p.spec, REGION);
+    let out = reconcile(c, &ctx, Mode::Apply).await;
+    assert!(out.ready(), "{:#?}", out.components);
+    (yaml, ctx)
+}
+
+/// Queues one canned Athena result in moto: the header row, then `rows`.
+fn canned_result(columns: &[&str], rows: &[&[&str]]) {
+    let row = |values: &[&str]| serde_json::json!({"Data": values.iter().map(|v| serde_json::json!({"VarCharValue": v})).collect::<Vec<_>>()});
+    let body = serde_json::json!({
+        "region": REGION,
+        "results": [{
+            "rows": std::iter::once(row(columns)).chain(rows.iter().map(|r| row(r))).collect::<Vec<_>>(),
+            "column_info": columns.iter().map(|c| serde_json::json!({
+                "CatalogName": "hive", "SchemaName": "s", "TableName": "t", "Name": c, "Label": c,
+                "Type": "varchar", "Precision": 0, "Scale": 0, "Nullable": "UNKNOWN", "CaseSensitive": true
+            })).collect::<Vec<_>>(),
+        }],
+    })
+    .to_string();
+    let addr = moto::endpoint().trim_start_matches("http://").trim_end_matches('/').to_string();
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    write!(
+        s,
+        "POST /moto-api/static/athena/query-results HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    s.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 201") || response.starts_with("HTTP/1.0 201"), "{response}");
+}
+
+#[tokio::test]
+async fn query_runs_in_the_pipelines_workgroup_database_and_result_location() {
+    let _one = CANNED.lock().await;
+    let c = clients().await;
+    let (_, ctx) = applied_pipeline(&c).await;
+    let req = query::request(&ctx, "top_products", &[("hours".into(), "3".into())]).unwrap();
+    canned_result(&["product_name", "revenue"], &[&["Laptop", "50677.40"], &["Phone", "40258.30"]]);
+
+    let mut progress = Vec::new();
+    let result = query::run(&c.athena, &req, Duration::from_millis(10), Duration::from_secs(30), |p| {
+        progress.push(p.to_string())
+    })
+    .await
+    .unwrap();
+
+    let execution =
+        c.athena.get_query_execution().query_execution_id(&result.id).send().await.unwrap().query_execution.unwrap();
+    assert_eq!(execution.work_group.as_deref(), Some(ctx.names.workgroup.as_str()));
+    assert_eq!(execution.query.as_deref(), Some(req.sql.as_str()));
+    assert!(req.sql.contains(&format!("FROM {}", ctx.names.glue_table)) && req.sql.contains("(3 * INTERVAL"));
+    let database = execution.query_execution_context.and_then(|x| x.database);
+    assert_eq!(database.as_deref(), Some(ctx.names.database.as_str()));
+    let wg = c.athena.get_work_group().work_group(&ctx.names.workgroup).send().await.unwrap().work_group.unwrap();
+    let wg_location = wg.configuration.and_then(|x| x.result_configuration).and_then(|r| r.output_location);
+    let location = execution.result_configuration.and_then(|r| r.output_location);
+    let wg_location = wg_location.unwrap();
+    assert_eq!(req.output_location, wg_location);
+    // Athena (and moto) report the result object: `<result location><query id>.csv`.
+    assert_eq!(
+        location,
+        Some(format!("{wg_location}{}.csv", result.id)),
+        "the query writes where the workgroup keeps its results"
+    );
+    assert!(progress[0].contains(&ctx.names.workgroup), "{progress:?}");
+
+    assert_eq!(result.columns, ["product_name", "revenue"]);
+    assert_eq!(
+        query::render(&result, Format::Table),
+        "product_name  revenue\n------------  --------\nLaptop        50677.40\nPhone         40258.30\n"
+    );
+    assert_eq!(result.data_scanned_bytes, Some(0));
+}
+
+#[tokio::test]
+async fn query_command_prints_the_result_and_data_scanned_and_rejects_unknown_queries() {
+    let _one = CANNED.lock().await;
+    let c = clients().await;
+    let (yaml, _) = applied_pipeline(&c).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pipeline.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_sales-operator"))
+            .args(["query", "--pipeline", file.to_str().unwrap(), "--poll-interval", "10ms"])
+            .args(args)
+            .envs(moto::aws_env())
+            .output()
+            .unwrap()
+    };
+
+    canned_result(&["region", "store_id", "average_order_value"], &[&["eu-west", "store-paris", "612.5"]]);
+    let out = run(&["average_order_value_by_region", "-o", "csv"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "region,store_id,average_order_value\neu-west,store-paris,612.5\n"
+    );
+    assert!(stderr.contains("data scanned: 0 B"), "{stderr}");
+
+    let out = run(&["no_such_query"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("unknown query \"no_such_query\"") && stderr.contains("sales_projection"), "{stderr}");
+
+    let out = run(&["top_products", "--param", "days=2"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("no parameter \"days\"") && stderr.contains("hours (default 24)"), "{stderr}");
+}
