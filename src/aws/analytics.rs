@@ -15,6 +15,7 @@ use aws_sdk_athena::types::{
     WorkGroupConfiguration, WorkGroupConfigurationUpdates, WorkGroupState,
 };
 
+use super::error::build_error;
 use super::{compare, missing_tags, AwsError, AwsResultExt, Change, Component, ComponentKind, PipelineCtx, Refs};
 use crate::api::{AnalyticsStatus, Encryption, SalesPipelineStatus};
 use crate::queries;
@@ -161,10 +162,6 @@ fn unknown_queries_error(d: &DesiredAnalytics) -> Result<(), AwsError> {
         Some(change) => Err(AwsError::permanent("NamedQueriesSpec", change.to)),
         None => Ok(()),
     }
-}
-
-fn build_error(operation: &'static str) -> impl Fn(aws_smithy_types::error::operation::BuildError) -> AwsError {
-    move |e| AwsError::permanent(operation, e.to_string())
 }
 
 fn encryption(d: &DesiredAnalytics, operation: &'static str) -> Result<EncryptionConfiguration, AwsError> {

@@ -24,7 +24,7 @@ use aws_sdk_glue::types::{
     TableInput, UpdateBehavior,
 };
 
-use super::error::{absent_if_not_found, ok_if_not_found, ErrorKind};
+use super::error::{absent_if_not_found, build_error, ok_if_not_found, ErrorKind};
 use super::{
     missing_tags, AwsError, AwsResultExt, Change, Component, ComponentKind, PipelineCtx, Refs, TAG_MANAGED_BY, UNKNOWN,
 };
@@ -287,10 +287,6 @@ pub fn projection_table(name: &str, bucket: &str, layout: &PrefixLayout) -> Tabl
 fn glue_arn(ctx: &PipelineCtx, refs: &Refs, kind: &str, name: &str) -> Option<String> {
     let (partition, account) = (refs.partition.as_ref()?, refs.account.as_ref()?);
     Some(format!("arn:{partition}:glue:{}:{account}:{kind}/{name}", ctx.region))
-}
-
-fn build_error(operation: &'static str) -> impl Fn(aws_smithy_types::error::operation::BuildError) -> AwsError {
-    move |e| AwsError::permanent(operation, e.to_string())
 }
 
 /// Glue answers these while a crawler is busy: retry later rather than stall.

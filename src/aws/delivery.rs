@@ -14,9 +14,9 @@ use aws_sdk_firehose::types::{
     ProcessingConfiguration, Processor, ProcessorType, Tag,
 };
 
-use super::error::{absent_if_not_found, ok_if_not_found, ErrorKind};
+use super::error::{absent_if_not_found, build_error, ok_if_not_found, require_known};
 use super::{
-    compare, known, missing_tags, AwsError, AwsResultExt, Change, Component, ComponentKind, PipelineCtx, Refs, UNKNOWN,
+    compare, known, missing_tags, AwsError, AwsResultExt, Change, Component, ComponentKind, PipelineCtx, Refs,
 };
 use crate::api::{Compression, Encryption, NamedArn, SalesPipelineStatus};
 
@@ -85,24 +85,6 @@ fn compression_name(c: Compression) -> &'static str {
         Compression::Zip => "ZIP",
         Compression::HadoopSnappy => "HADOOP_SNAPPY",
     }
-}
-
-/// An ARN that upstream has not produced yet: wait, do not send it to AWS.
-fn require_known(operation: &'static str, what: &str, value: &str) -> Result<(), AwsError> {
-    if value == UNKNOWN {
-        return Err(AwsError {
-            operation,
-            code: None,
-            message: format!("{what} is not known yet (its component does not exist)"),
-            status: None,
-            kind: ErrorKind::Transient,
-        });
-    }
-    Ok(())
-}
-
-fn build_error(operation: &'static str) -> impl Fn(aws_smithy_types::error::operation::BuildError) -> AwsError {
-    move |e| AwsError::permanent(operation, e.to_string())
 }
 
 fn buffering(d: &DesiredDelivery) -> BufferingHints {

@@ -19,9 +19,9 @@ use aws_sdk_pipes::types::{
     UpdatePipeSourceDynamoDbStreamParameters, UpdatePipeSourceParameters,
 };
 
-use super::error::{absent_if_not_found, ok_if_not_found, ErrorKind};
+use super::error::{absent_if_not_found, build_error, ok_if_not_found, require_known};
 use super::{
-    compare, known, missing_tags, AwsError, AwsResultExt, Change, Component, ComponentKind, PipelineCtx, Refs, UNKNOWN,
+    compare, known, missing_tags, AwsError, AwsResultExt, Change, Component, ComponentKind, PipelineCtx, Refs,
 };
 use crate::api::{PipeStatus, SalesPipelineStatus, StartingPosition};
 
@@ -93,24 +93,6 @@ fn same_patterns(observed: &[String], desired: &Option<String>) -> bool {
     let observed: Vec<_> = observed.iter().map(|p| parse(p)).collect();
     let desired: Vec<_> = desired.iter().map(|p| parse(p)).collect();
     observed == desired
-}
-
-/// An ARN that upstream has not produced yet: wait, do not send it to AWS.
-fn require_known(operation: &'static str, what: &str, value: &str) -> Result<(), AwsError> {
-    if value == UNKNOWN {
-        return Err(AwsError {
-            operation,
-            code: None,
-            message: format!("{what} is not known yet (its component does not exist)"),
-            status: None,
-            kind: ErrorKind::Transient,
-        });
-    }
-    Ok(())
-}
-
-fn build_error(operation: &'static str) -> impl Fn(aws_smithy_types::error::operation::BuildError) -> AwsError {
-    move |e| AwsError::permanent(operation, e.to_string())
 }
 
 fn filter_criteria(d: &DesiredPipe) -> FilterCriteria {
@@ -361,6 +343,8 @@ impl Component for Pipes<'_> {
 mod tests {
     use super::*;
     use crate::api::{EventName, SalesPipelineSpec};
+    use crate::aws::error::ErrorKind;
+    use crate::aws::UNKNOWN;
 
     fn refs() -> Refs {
         Refs {
