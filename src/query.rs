@@ -374,4 +374,154 @@ mod tests {
         assert_eq!(human_bytes(512), "512 B");
         assert_eq!(human_bytes(1536), "1.5 KiB");
     }
+
+    mod mocked {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+
+        use aws_sdk_athena::operation::{
+            get_query_execution::GetQueryExecutionOutput, get_query_results::GetQueryResultsOutput,
+            start_query_execution::StartQueryExecutionOutput,
+        };
+        use aws_sdk_athena::types::{
+            ColumnInfo, Datum, QueryExecution, QueryExecutionStatistics, QueryExecutionStatus, ResultSet,
+            ResultSetMetadata, Row,
+        };
+        use aws_smithy_mocks::{create_mock_http_client, mock, MockResponseInterceptor, Rule, RuleMode};
+
+        use super::super::*;
+
+        fn athena(rules: &[&Rule]) -> aws_sdk_athena::Client {
+            let mut interceptor = MockResponseInterceptor::new().rule_mode(RuleMode::MatchAny);
+            for rule in rules {
+                interceptor = interceptor.with_rule(rule);
+            }
+            let config = aws_sdk_athena::Config::builder()
+                .behavior_version(aws_sdk_athena::config::BehaviorVersion::latest())
+                .region(aws_sdk_athena::config::Region::new("eu-west-1"))
+                .credentials_provider(aws_sdk_athena::config::Credentials::new("test", "test", None, None, "test"))
+                .http_client(create_mock_http_client())
+                .interceptor(interceptor)
+                .build();
+            aws_sdk_athena::Client::from_conf(config)
+        }
+
+        fn req() -> QueryRequest {
+            QueryRequest {
+                query: "top_products".into(),
+                workgroup: "wg".into(),
+                database: "db".into(),
+                output_location: "s3://b/athena-results/".into(),
+                sql: "SELECT 1".into(),
+            }
+        }
+
+        fn start() -> Rule {
+            mock!(aws_sdk_athena::Client::start_query_execution)
+                .match_requests(|r| {
+                    r.work_group() == Some("wg")
+                        && r.query_execution_context().and_then(|c| c.database()) == Some("db")
+                        && r.result_configuration().and_then(|c| c.output_location()) == Some("s3://b/athena-results/")
+                })
+                .then_output(|| StartQueryExecutionOutput::builder().query_execution_id("q-1").build())
+        }
+
+        /// GetQueryExecution answering `states` in turn (the last one from then on).
+        fn states(states: &'static [(QueryExecutionState, Option<&'static str>)]) -> Rule {
+            let calls = Arc::new(AtomicUsize::new(0));
+            mock!(aws_sdk_athena::Client::get_query_execution).then_output(move || {
+                let (state, reason) = &states[calls.fetch_add(1, Ordering::SeqCst).min(states.len() - 1)];
+                let status = QueryExecutionStatus::builder()
+                    .state(state.clone())
+                    .set_state_change_reason(reason.map(String::from));
+                GetQueryExecutionOutput::builder()
+                    .query_execution(
+                        QueryExecution::builder()
+                            .query_execution_id("q-1")
+                            .status(status.build())
+                            .statistics(QueryExecutionStatistics::builder().data_scanned_in_bytes(4096).build())
+                            .build(),
+                    )
+                    .build()
+            })
+        }
+
+        #[tokio::test]
+        async fn a_query_that_fails_after_running_reports_athenas_reason() {
+            let (start, get) = (
+                start(),
+                states(&[
+                    (QueryExecutionState::Queued, None),
+                    (QueryExecutionState::Running, None),
+                    (QueryExecutionState::Failed, Some("COLUMN_NOT_FOUND: line 3:8: Column 'x' cannot be resolved")),
+                ]),
+            );
+            let client = athena(&[&start, &get]);
+            let mut progress = Vec::new();
+            let e = run(&client, &req(), Duration::ZERO, Duration::from_secs(30), |p| progress.push(p.to_string()))
+                .await
+                .unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                "athena query q-1 FAILED: COLUMN_NOT_FOUND: line 3:8: Column 'x' cannot be resolved"
+            );
+            assert_eq!(start.num_calls(), 1);
+            assert_eq!(get.num_calls(), 3);
+            assert!(progress[1].starts_with("QUEUED") && progress[2].starts_with("RUNNING"), "{progress:?}");
+        }
+
+        #[tokio::test]
+        async fn a_cancelled_query_is_an_error() {
+            let (start, get) = (start(), states(&[(QueryExecutionState::Cancelled, Some("Query cancelled by user"))]));
+            let client = athena(&[&start, &get]);
+            let e = run(&client, &req(), Duration::ZERO, Duration::from_secs(30), |_| {}).await.unwrap_err();
+            assert_eq!(e.to_string(), "athena query q-1 CANCELLED: Query cancelled by user");
+        }
+
+        fn page(rows: &[&[&str]], next: Option<&str>) -> GetQueryResultsOutput {
+            let columns =
+                ["product_name", "revenue"].map(|c| ColumnInfo::builder().name(c).r#type("varchar").build().unwrap());
+            let rows = rows
+                .iter()
+                .map(|r| {
+                    Row::builder()
+                        .set_data(Some(r.iter().map(|v| Datum::builder().var_char_value(*v).build()).collect()))
+                        .build()
+                })
+                .collect();
+            GetQueryResultsOutput::builder()
+                .result_set(
+                    ResultSet::builder()
+                        .result_set_metadata(
+                            ResultSetMetadata::builder().set_column_info(Some(columns.to_vec())).build(),
+                        )
+                        .set_rows(Some(rows))
+                        .build(),
+                )
+                .set_next_token(next.map(String::from))
+                .build()
+        }
+
+        #[tokio::test]
+        async fn results_are_read_across_pages_without_the_header_row() {
+            let (start, get) = (start(), states(&[(QueryExecutionState::Succeeded, None)]));
+            let first = mock!(aws_sdk_athena::Client::get_query_results)
+                .match_requests(|r| r.next_token().is_none())
+                .then_output(|| page(&[&["product_name", "revenue"], &["Laptop", "10.00"]], Some("t2")));
+            let second = mock!(aws_sdk_athena::Client::get_query_results)
+                .match_requests(|r| r.next_token() == Some("t2"))
+                .then_output(|| page(&[&["Phone", "5.50"]], None));
+            let client = athena(&[&start, &get, &first, &second]);
+            let result = run(&client, &req(), Duration::ZERO, Duration::from_secs(30), |_| {}).await.unwrap();
+            assert_eq!(result.columns, ["product_name", "revenue"]);
+            assert_eq!(
+                result.rows,
+                vec![
+                    vec![Some("Laptop".to_string()), Some("10.00".to_string())],
+                    vec![Some("Phone".to_string()), Some("5.50".to_string())]
+                ]
+            );
+            assert_eq!(result.data_scanned_bytes, Some(4096));
+        }
+    }
 }
