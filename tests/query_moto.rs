@@ -151,3 +151,46 @@ async fn query_command_prints_the_result_and_data_scanned_and_rejects_unknown_qu
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("no parameter \"days\"") && stderr.contains("hours (default 24)"), "{stderr}");
 }
+
+#[tokio::test]
+async fn applied_workgroup_holds_every_named_query_with_its_database_and_sql_and_status_lists_them() {
+    let c = clients().await;
+    let (yaml, ctx) = applied_pipeline(&c).await;
+    let ids = c
+        .athena
+        .list_named_queries()
+        .work_group(&ctx.names.workgroup)
+        .send()
+        .await
+        .unwrap()
+        .named_query_ids
+        .unwrap_or_default();
+    let mut installed = std::collections::BTreeMap::new();
+    for id in ids {
+        let q = c.athena.get_named_query().named_query_id(&id).send().await.unwrap().named_query.unwrap();
+        installed.insert(q.name.clone(), q);
+    }
+    assert_eq!(installed.len(), sales_operator::queries::BUILT_IN.len());
+    for want in sales_operator::queries::BUILT_IN {
+        let q = &installed[want.name];
+        assert_eq!(q.database, ctx.names.database, "{}", want.name);
+        assert_eq!(q.query_string, want.render(&ctx.names.glue_table, &[]), "{}", want.name);
+        assert_eq!(q.work_group.as_deref(), Some(ctx.names.workgroup.as_str()), "{}", want.name);
+    }
+
+    // `apply` (in sync now) reports them in the status.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pipeline.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sales-operator"))
+        .args(["apply", "-f", file.to_str().unwrap(), "-o", "json", "--wait", "0"])
+        .envs(moto::aws_env())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut want: Vec<&str> = sales_operator::queries::BUILT_IN.iter().map(|q| q.name).collect();
+    want.sort();
+    assert_eq!(status["analytics"]["namedQueries"], serde_json::json!(want), "{status:#}");
+    assert_eq!(status["analytics"]["workgroup"], ctx.names.workgroup.as_str());
+}
