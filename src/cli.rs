@@ -177,9 +177,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Query(args) => {
-            sales_operator::query::main(&args, aws_settings(&cli.global))
-                .await
-                .map_err(|e| CliError::Output(e.to_string()))?;
+            sales_operator::query::main(&args, aws_settings(&cli.global)).await.map_err(|e| match e {
+                sales_operator::query::QueryError::Manifest(e) => CliError::Manifest(e),
+                e => CliError::Output(e.to_string()),
+            })?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Run(args) => {

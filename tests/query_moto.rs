@@ -115,7 +115,7 @@ async fn query_runs_in_the_pipelines_workgroup_database_and_result_location() {
 }
 
 #[tokio::test]
-async fn query_command_prints_the_result_and_data_scanned_and_rejects_unknown_queries() {
+async fn query_command_prints_the_result_and_data_scanned_and_rejects_unknown_queries_and_manifests() {
     let _one = CANNED.lock().await;
     let c = clients().await;
     let (yaml, _) = applied_pipeline(&c).await;
@@ -150,6 +150,13 @@ async fn query_command_prints_the_result_and_data_scanned_and_rejects_unknown_qu
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("no parameter \"days\"") && stderr.contains("hours (default 24)"), "{stderr}");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_sales-operator"))
+        .args(["query", "--pipeline", dir.path().join("missing.yaml").to_str().unwrap(), "top_products"])
+        .envs(moto::aws_env())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "an unreadable manifest is exit 2, as for apply");
 }
 
 #[tokio::test]
