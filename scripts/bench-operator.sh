@@ -41,8 +41,12 @@ hwm() { awk '/VmHWM/ {print $2}' "/proc/$op_pid/status"; }
 cpu() { awk '{print $14 + $15}' "/proc/$op_pid/stat"; }
 calls() { curl -s "127.0.0.1:$mport/metrics" | awk -v k="$1" '/^sales_operator_aws_calls_total/ && $0 ~ "kind=\""k"\"" {s+=$NF} END {print s+0}'; }
 
+# Firehose allows 50 delivery streams per region (moto enforces it too): spread the pipelines.
+regions=(us-east-1 us-east-2 us-west-1 us-west-2 eu-west-1 eu-west-2 eu-west-3 eu-central-1 eu-north-1 eu-south-1
+  ap-south-1 ap-northeast-1 ap-northeast-2 ap-northeast-3 ap-southeast-1 ap-southeast-2 ca-central-1 sa-east-1 me-south-1 af-south-1)
 for i in $(seq 1 "$n"); do
-  printf 'apiVersion: sales-operator.dev/v1alpha1\nkind: SalesPipeline\nmetadata:\n  name: p%d\n  namespace: bench\nspec: {}\n---\n' "$i"
+  region=${regions[$(( (i - 1) % ${#regions[@]} ))]}
+  printf 'apiVersion: sales-operator.dev/v1alpha1\nkind: SalesPipeline\nmetadata:\n  name: p%d\n  namespace: bench\nspec:\n  region: %s\n---\n' "$i" "$region"
 done >"$work/pipelines.yaml"
 t0=$(date +%s)
 kubectl apply -f "$work/pipelines.yaml" >/dev/null
