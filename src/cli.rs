@@ -192,7 +192,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
 
 /// Every CRD of the operator: (metadata.name, YAML).
 pub fn crd_documents() -> Result<Vec<(String, String)>, String> {
-    let crds = [SalesPipeline::crd(), sales_operator::api::OrderGenerator::crd()];
+    // In file-name order, so `crd` prints exactly `cat crds/*.yaml`.
+    let mut crds = [SalesPipeline::crd(), sales_operator::api::OrderGenerator::crd()];
+    crds.sort_by_key(|crd| crd.name_any());
     crds.iter()
         .map(|crd| {
             let value = sorted(serde_json::to_value(crd).map_err(|e| e.to_string())?);

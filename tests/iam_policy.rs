@@ -9,29 +9,17 @@ mod moto;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use sales_operator::api::manifest::parse_pipeline;
 use sales_operator::api::DeletionPolicy;
 use sales_operator::aws::operator_policy::{self, iam_actions, missing_actions, OPERATOR_ACTIONS};
-use sales_operator::aws::{sdk_config, AwsSettings, CallLog, Clients, PipelineCtx};
+use sales_operator::aws::{Clients, PipelineCtx};
 use sales_operator::reconcile::{reconcile, teardown, Mode};
 
-const REGION: &str = "eu-west-1";
+use moto::{clients, REGION};
 
 fn project_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-async fn clients() -> Clients {
-    moto::set_aws_env();
-    let settings = AwsSettings {
-        region: Some(REGION.into()),
-        endpoint_url: Some(moto::endpoint().to_string()),
-        max_attempts: Some(4),
-        initial_backoff: Some(Duration::from_millis(5)),
-    };
-    Clients::new(&sdk_config(&settings).await, None, CallLog::default()).unwrap()
 }
 
 fn pipeline(spec: &str) -> PipelineCtx {

@@ -4,27 +4,13 @@
 #[path = "support/moto.rs"]
 mod moto;
 
-use std::time::Duration;
-
 use sales_operator::api::manifest::parse_pipeline;
 use sales_operator::api::{DeletionPolicy, SalesPipeline};
 use sales_operator::aws::calls::{Fault, FaultPlan};
-use sales_operator::aws::{sdk_config, AwsSettings, CallLog, Clients, ComponentKind, PipelineCtx};
+use sales_operator::aws::{Clients, ComponentKind, PipelineCtx};
 use sales_operator::reconcile::{reconcile, teardown, Mode, Verb};
 
-const REGION: &str = "eu-west-1";
-
-async fn clients() -> Clients {
-    moto::set_aws_env();
-    let settings = AwsSettings {
-        region: Some(REGION.into()),
-        endpoint_url: Some(moto::endpoint().to_string()),
-        max_attempts: Some(4),
-        initial_backoff: Some(Duration::from_millis(5)),
-    };
-    let sdk = sdk_config(&settings).await;
-    Clients::new(&sdk, None, CallLog::default()).unwrap()
-}
+use moto::{clients, REGION};
 
 /// A pipeline with a name unique to this test, and `spec` (YAML, indented by 2).
 fn pipeline(spec: &str) -> (SalesPipeline, PipelineCtx) {

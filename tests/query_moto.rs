@@ -11,25 +11,14 @@ use std::process::Command;
 use std::time::Duration;
 
 use sales_operator::api::manifest::parse_pipeline;
-use sales_operator::aws::{sdk_config, AwsSettings, CallLog, Clients, PipelineCtx};
+use sales_operator::aws::{Clients, PipelineCtx};
 use sales_operator::query::{self, Format};
 use sales_operator::reconcile::{reconcile, Mode};
 
-const REGION: &str = "eu-west-1";
+use moto::{clients, REGION};
 
 /// Tests here share moto's queue of canned results: one at a time.
 static CANNED: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-async fn clients() -> Clients {
-    moto::set_aws_env();
-    let settings = AwsSettings {
-        region: Some(REGION.into()),
-        endpoint_url: Some(moto::endpoint().to_string()),
-        max_attempts: Some(4),
-        initial_backoff: Some(Duration::from_millis(5)),
-    };
-    Clients::new(&sdk_config(&settings).await, None, CallLog::default()).unwrap()
-}
 
 /// An applied pipeline with a unique name; its manifest text and context.
 async fn applied_pipeline(c: &Clients) -> (String, PipelineCtx) {

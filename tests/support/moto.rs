@@ -77,6 +77,22 @@ pub fn aws_env() -> Vec<(&'static str, String)> {
     ]
 }
 
+/// The region the tests use.
+pub const REGION: &str = "eu-west-1";
+
+/// In-process SDK clients for this moto server, retrying fast (tests inject faults).
+pub async fn clients() -> sales_operator::aws::Clients {
+    set_aws_env();
+    let settings = sales_operator::aws::AwsSettings {
+        region: Some(REGION.into()),
+        endpoint_url: Some(endpoint().to_string()),
+        max_attempts: Some(4),
+        initial_backoff: Some(Duration::from_millis(5)),
+    };
+    let sdk = sales_operator::aws::sdk_config(&settings).await;
+    sales_operator::aws::Clients::new(&sdk, None, Default::default()).expect("clients for moto")
+}
+
 /// Sets the dummy credentials in this process (for in-process SDK clients).
 pub fn set_aws_env() {
     for (k, v) in aws_env() {
