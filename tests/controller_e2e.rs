@@ -400,3 +400,34 @@ fn a_status_written_over_by_another_client_is_restored() {
     );
     assert_eq!(jsonpath(&ns, "sp/contested", "{.status.conditions[?(@.type==\"TableReady\")].status}"), "True");
 }
+
+#[test]
+fn a_stalled_pipeline_is_looked_at_again_each_resync_and_recovers_once_fixed_outside() {
+    let (ns, kubeconfig) = namespace_with_operator_role("recover");
+    let op = Operator::start(&ns, &kubeconfig, &["--resync-period", "3s"]);
+    let bucket = format!("{ns}-given-bucket");
+    apply(&ns, "later", &format!("  bucket:\n    create: false\n    name: {bucket}\n"));
+    assert!(
+        wait_until(TIMEOUT, || jsonpath(&ns, "sp/later", "{.status.conditions[?(@.type==\"Stalled\")].status}")
+            == "True"),
+        "not Stalled:\n{}",
+        op.log()
+    );
+    // The missing bucket is created outside Kubernetes: the next resync finds it.
+    let c = aws();
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(
+            c.s3.create_bucket()
+                .bucket(&bucket)
+                .create_bucket_configuration(
+                    aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                        .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::EuWest1)
+                        .build(),
+                )
+                .send(),
+        )
+        .unwrap();
+    wait_ready(&ns, "later", &op);
+    assert_eq!(jsonpath(&ns, "sp/later", "{.status.conditions[?(@.type==\"Stalled\")].status}"), "False");
+}

@@ -90,9 +90,17 @@ pub fn error_policy(sp: Arc<SalesPipeline>, err: &Error, ctx: Arc<Context>) -> A
 async fn apply(sp: &SalesPipeline, ctx: &Context, api: &Api<SalesPipeline>) -> Result<Action, Error> {
     let previous = sp.status.clone().unwrap_or_default();
     let generation = sp.metadata.generation;
-    if previous.observed_generation == generation && conditions::is_true(&previous.conditions, STALLED) {
-        // A permanent error on this generation: nothing changes until the spec does.
-        return Ok(Action::await_change());
+    if previous.observed_generation == generation {
+        if let Some(stalled) = conditions::find(&previous.conditions, STALLED).filter(|c| c.status == TRUE) {
+            // A permanent error on this generation: no AWS call until the spec changes, except one
+            // look per resync period (what AWS refused may have been fixed outside Kubernetes,
+            // e.g. an IAM role that had not propagated yet).
+            let since = jiff::Timestamp::now().duration_since(stalled.last_transition_time.0);
+            let since = std::time::Duration::try_from(since).unwrap_or_default();
+            if since < ctx.resync {
+                return Ok(Action::requeue(ctx.resync - since));
+            }
+        }
     }
     let clients = match ctx.clients(sp.spec.region.as_deref()) {
         Ok(c) => c,
@@ -128,7 +136,7 @@ async fn apply(sp: &SalesPipeline, ctx: &Context, api: &Api<SalesPipeline>) -> R
 
     match outcome.error {
         Some((component, source)) if !source.is_permanent() => Err(Error::Aws { component, source }),
-        _ if outcome.stalled() => Ok(Action::await_change()),
+        _ if outcome.stalled() => Ok(Action::requeue(ctx.resync)),
         _ if outcome.ready() || mode == Mode::Observe => {
             ctx.succeeded(&ObjectRef::from(sp));
             Ok(Action::requeue(ctx.resync))
