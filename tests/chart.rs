@@ -39,10 +39,7 @@ fn env_with_crds() -> &'static KubeEnv {
     static DONE: OnceLock<()> = OnceLock::new();
     let env = KubeEnv::shared();
     DONE.get_or_init(|| {
-        for dir in [chart_dir().join("crds"), project_dir().join("tests/manifests/servicemonitor-crd.yaml")] {
-            env.kubectl_ok(&["apply", "--server-side", "--force-conflicts", "-f", dir.to_str().unwrap()]);
-        }
-        env.kubectl_ok(&["wait", "--for=condition=Established", "--timeout=60s", "crd", "--all"]);
+        env.apply_crds(&[&chart_dir().join("crds"), &project_dir().join("tests/manifests/servicemonitor-crd.yaml")]);
     });
     env
 }

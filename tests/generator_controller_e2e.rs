@@ -21,8 +21,7 @@ fn env() -> &'static KubeEnv {
     static CRDS: OnceLock<()> = OnceLock::new();
     let env = KubeEnv::shared();
     CRDS.get_or_init(|| {
-        env.kubectl_ok(&["apply", "--server-side", "-f", project_dir().join("crds").to_str().unwrap()]);
-        env.kubectl_ok(&["wait", "--for=condition=Established", "--timeout=60s", "crd", "--all"]);
+        env.apply_crds(&[&project_dir().join("crds")]);
     });
     env
 }

@@ -38,10 +38,9 @@ fn crd_names() -> Vec<String> {
 fn ensure_crds(env: &KubeEnv) -> &'static str {
     static DONE: OnceLock<String> = OnceLock::new();
     DONE.get_or_init(|| {
-        for f in crd_files() {
-            let f = f.to_str().unwrap().to_string();
-            env.kubectl_ok(&["apply", "--server-side", "--force-conflicts", "-f", &f]);
-        }
+        let files = crd_files();
+        env.apply_crds(&files.iter().map(PathBuf::as_path).collect::<Vec<_>>());
+        // Established already: `kubectl wait` now reports each CRD's condition.
         let mut args = vec!["wait".to_string(), "--for=condition=Established".into(), "--timeout=60s".into()];
         args.extend(crd_names().into_iter().map(|n| format!("crd/{n}")));
         env.kubectl_ok(&args.iter().map(String::as_str).collect::<Vec<_>>())

@@ -17,8 +17,7 @@ fn ensure_crd(env: &KubeEnv) {
     static DONE: OnceLock<()> = OnceLock::new();
     DONE.get_or_init(|| {
         let file = project_dir().join("crds").join(format!("{CRD}.yaml"));
-        env.kubectl_ok(&["apply", "--server-side", "--force-conflicts", "-f", file.to_str().unwrap()]);
-        env.kubectl_ok(&["wait", "--for=condition=Established", "--timeout=60s", &format!("crd/{CRD}")]);
+        env.apply_crds(&[&file]);
     });
 }
 

@@ -214,6 +214,26 @@ impl KubeEnv {
         name
     }
 
+    /// Applies CRD manifests (files or directories) and waits until every CRD in
+    /// the cluster is Established. (`kubectl wait --for=condition=Established`
+    /// right after the apply fails outright while a new CRD has no conditions yet.)
+    pub fn apply_crds(&self, paths: &[&Path]) {
+        for p in paths {
+            self.kubectl_ok(&["apply", "--server-side", "--force-conflicts", "-f", &p.to_string_lossy()]);
+        }
+        let established = wait_until(Duration::from_secs(60), || {
+            let out = self.kubectl(&[
+                "get",
+                "crd",
+                "-o",
+                r#"jsonpath={range .items[*]}{.status.conditions[?(@.type=="Established")].status}{"\n"}{end}"#,
+            ]);
+            let text = String::from_utf8_lossy(&out.stdout);
+            out.status.success() && text.lines().count() > 0 && text.lines().all(|l| l.trim() == "True")
+        });
+        assert!(established, "CRDs not Established within 60 s");
+    }
+
     /// A bearer token for ServiceAccount `ns/sa` (`kubectl create token`, 1 h).
     pub fn service_account_token(&self, ns: &str, sa: &str) -> String {
         self.kubectl_ok(&["create", "token", sa, "-n", ns, "--duration=1h"]).trim().to_string()
