@@ -17,4 +17,4 @@ echo "==> cargo clippy"
 cargo clippy --all-targets --quiet -- -D warnings
 echo "==> crds/ is generated from the Rust types (checked by tests/cli.rs)"
 echo "==> cargo test"
-cargo test 2>&1
+cargo test --no-fail-fast 2>&1
