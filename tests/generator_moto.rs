@@ -148,12 +148,17 @@ async fn stream(aws: &Aws, table: &str) -> Vec<Change> {
             .await
             .unwrap()
             .shard_iterator;
+        // Every record once, by event id: a page that brings nothing new ends the shard
+        // (an iterator that does not advance would otherwise loop for ever).
+        let mut seen = std::collections::HashSet::new();
         while let Some(it) = iterator {
             let page = aws.streams.get_records().shard_iterator(it).limit(1000).send().await.unwrap();
-            if page.records().is_empty() {
+            let fresh: Vec<_> =
+                page.records().iter().filter(|r| seen.insert(r.event_id().unwrap_or_default().to_string())).collect();
+            if fresh.is_empty() {
                 break;
             }
-            for r in page.records() {
+            for r in fresh {
                 let d = r.dynamodb().unwrap();
                 let id = match d.keys().and_then(|k| k.get(KEY)) {
                     Some(aws_sdk_dynamodbstreams::types::AttributeValue::S(s)) => s.clone(),
