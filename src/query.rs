@@ -387,24 +387,11 @@ mod tests {
             ColumnInfo, Datum, QueryExecution, QueryExecutionStatistics, QueryExecutionStatus, ResultSet,
             ResultSetMetadata, Row,
         };
-        use aws_smithy_mocks::{create_mock_http_client, mock, MockResponseInterceptor, Rule, RuleMode};
+        use aws_smithy_mocks::{mock, Rule};
+
+        use crate::aws::analytics::tests::mock_athena as athena;
 
         use super::super::*;
-
-        fn athena(rules: &[&Rule]) -> aws_sdk_athena::Client {
-            let mut interceptor = MockResponseInterceptor::new().rule_mode(RuleMode::MatchAny);
-            for rule in rules {
-                interceptor = interceptor.with_rule(rule);
-            }
-            let config = aws_sdk_athena::Config::builder()
-                .behavior_version(aws_sdk_athena::config::BehaviorVersion::latest())
-                .region(aws_sdk_athena::config::Region::new("eu-west-1"))
-                .credentials_provider(aws_sdk_athena::config::Credentials::new("test", "test", None, None, "test"))
-                .http_client(create_mock_http_client())
-                .interceptor(interceptor)
-                .build();
-            aws_sdk_athena::Client::from_conf(config)
-        }
 
         fn req() -> QueryRequest {
             QueryRequest {

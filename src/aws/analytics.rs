@@ -518,7 +518,7 @@ impl Component for Workgroups<'_> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use aws_smithy_mocks::{create_mock_http_client, mock, MockResponseInterceptor, Rule, RuleMode};
 
     use super::*;
@@ -734,7 +734,8 @@ mod tests {
         assert_eq!(a.result_location, d.result_location);
     }
 
-    fn mock_athena(rules: &[&Rule]) -> aws_sdk_athena::Client {
+    /// An Athena client answered by aws-smithy-mocks `rules` (shared with the query tests).
+    pub(crate) fn mock_athena(rules: &[&Rule]) -> aws_sdk_athena::Client {
         let mut interceptor = MockResponseInterceptor::new().rule_mode(RuleMode::MatchAny);
         for rule in rules {
             interceptor = interceptor.with_rule(rule);
