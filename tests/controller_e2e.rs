@@ -425,3 +425,40 @@ fn a_stalled_pipeline_is_looked_at_again_each_resync_and_recovers_once_fixed_out
     wait_ready(&ns, "later", &op);
     assert_eq!(jsonpath(&ns, "sp/later", "{.status.conditions[?(@.type==\"Stalled\")].status}"), "False");
 }
+
+/// After a switch from Crawler to Projection mode the crawler and its role go; once that
+/// generation is Ready, resyncs stop looking for them (one read per resource, not one more).
+#[test]
+fn a_mode_switch_removes_the_crawler_and_later_resyncs_stop_looking_for_it() {
+    let (ns, kubeconfig) = namespace_with_operator_role("sweep");
+    let op = Operator::start(&ns, &kubeconfig, &["--resync-period", "3s"]);
+    apply(&ns, "crawl", "  catalog:\n    mode: Crawler\n");
+    wait_ready(&ns, "crawl", &op);
+    let crawler = jsonpath(&ns, "sp/crawl", "{.status.catalog.crawler}");
+    let glue_role = jsonpath(&ns, "sp/crawl", "{.status.roles.glue}");
+    assert!(!crawler.is_empty() && !glue_role.is_empty(), "Crawler mode reports the crawler and its role");
+
+    apply(&ns, "crawl", "  catalog:\n    mode: Projection\n");
+    assert!(
+        wait_until(TIMEOUT, || jsonpath(&ns, "sp/crawl", "{.status.observedGeneration}") == "2"
+            && jsonpath(&ns, "sp/crawl", "{.status.conditions[?(@.type==\"Ready\")].status}") == "True"),
+        "{}",
+        op.log()
+    );
+    let c = aws();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    assert!(rt.block_on(c.glue.get_crawler().name(&crawler).send()).is_err(), "crawler {crawler} removed");
+    let role_name = glue_role.rsplit('/').next().unwrap_or_default().to_string();
+    assert!(rt.block_on(c.iam.get_role().role_name(&role_name).send()).is_err(), "role {role_name} removed");
+
+    // The reconcile that follows the Ready status write is the first settled one.
+    std::thread::sleep(Duration::from_secs(1));
+    let passes = || op.aws_calls("operation=\"GetDatabase\"");
+    let (passes0, crawler0, roles0) =
+        (passes(), op.aws_calls("operation=\"GetCrawler\""), op.aws_calls("operation=\"GetRole\""));
+    assert!(wait_until(TIMEOUT, || passes() >= passes0 + 3), "three resyncs\n{}", op.log());
+    let done = passes() - passes0;
+    assert_eq!(op.aws_calls("operation=\"GetCrawler\""), crawler0, "no crawler lookups once settled");
+    let role_reads = op.aws_calls("operation=\"GetRole\"") - roles0;
+    assert!(role_reads <= 2 * (done + 1), "only the two live roles are read: {role_reads} GetRole in {done} passes");
+}

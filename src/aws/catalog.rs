@@ -93,6 +93,8 @@ pub struct DesiredCatalog {
     pub crawler: Option<CrawlerDef>,
     /// The crawler's name in either mode (to find one left over from the other mode).
     pub crawler_name: String,
+    /// Look for a crawler left over from Crawler mode ([`PipelineCtx::sweep`]).
+    pub sweep: bool,
     pub crawler_arn: Option<String>,
     /// Why the spec cannot be satisfied (e.g. a prefix that cannot be projected).
     pub problem: Option<String>,
@@ -572,6 +574,7 @@ impl Component for Catalogs<'_> {
             table,
             crawler,
             crawler_name: names.crawler.clone(),
+            sweep: ctx.sweep,
             crawler_arn: glue_arn(ctx, refs, "crawler", &names.crawler),
             problem,
             tags: ctx.tags.clone(),
@@ -621,8 +624,12 @@ impl Component for Catalogs<'_> {
             }
         });
 
-        let crawler = absent_if_not_found(self.0.get_crawler().name(&d.crawler_name).send().await.aws("GetCrawler"))?
-            .and_then(|o| o.crawler);
+        let crawler = if d.crawler.is_some() || d.sweep {
+            absent_if_not_found(self.0.get_crawler().name(&d.crawler_name).send().await.aws("GetCrawler"))?
+                .and_then(|o| o.crawler)
+        } else {
+            None
+        };
         let crawler = match crawler {
             None => None,
             Some(c) => {

@@ -414,7 +414,7 @@ impl Component for Roles<'_> {
         let mut retired = Vec::new();
         if glue {
             roles.push(glue_role);
-        } else {
+        } else if ctx.sweep {
             retired.push(glue_role);
         }
         DesiredRoles { roles, retired, given: None, glue }
@@ -729,6 +729,9 @@ mod tests {
             vec![RolePurpose::Pipe, RolePurpose::Firehose, RolePurpose::Glue]
         );
         assert!(crawler.retired.is_empty());
+        let mut settled = PipelineCtx::new("shop", "sales", &SalesPipelineSpec::default(), "eu-west-1");
+        settled.sweep = false;
+        assert!(Roles::desired(&settled, &refs()).retired.is_empty(), "no leftover lookup once settled");
     }
 
     #[test]

@@ -20,6 +20,10 @@ use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_smithy_http_client::proxy::ProxyConfig;
+use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
+use aws_smithy_http_client::ConnectorBuilder;
+use aws_smithy_runtime_api::client::http::SharedHttpClient;
 
 pub use calls::CallLog;
 pub use error::{AwsError, AwsResultExt};
@@ -46,7 +50,7 @@ pub async fn sdk_config(settings: &AwsSettings) -> SdkConfig {
         .with_max_attempts(settings.max_attempts.unwrap_or(6))
         .with_initial_backoff(settings.initial_backoff.unwrap_or(Duration::from_millis(200)))
         .with_max_backoff(Duration::from_secs(20));
-    let mut loader = aws_config::defaults(BehaviorVersion::latest()).retry_config(retry);
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).retry_config(retry).http_client(https_client());
     if let Some(region) = &settings.region {
         loader = loader.region(Region::new(region.clone()));
     }
@@ -54,6 +58,22 @@ pub async fn sdk_config(settings: &AwsSettings) -> SdkConfig {
         loader = loader.endpoint_url(url);
     }
     loader.load().await
+}
+
+/// The SDK's default HTTPS client (rustls on aws-lc, system roots, proxy from the environment),
+/// built once and shared by every service client in every region. Left unset, each SDK client
+/// builds its own, with its own TLS root store and connection pool: about 130 KiB per client,
+/// 20 MiB for the 160 clients of 20 regions.
+fn https_client() -> SharedHttpClient {
+    aws_smithy_http_client::Builder::new().build_with_connector_fn(|settings, components| {
+        let mut builder = ConnectorBuilder::default().tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc));
+        builder.set_connector_settings(settings.cloned());
+        if let Some(components) = components {
+            builder.set_sleep_impl(components.sleep_impl());
+        }
+        builder.set_proxy_config(Some(ProxyConfig::from_env()));
+        builder.build()
+    })
 }
 
 /// A client for each service the pipeline uses, all sharing one [`CallLog`].
@@ -227,6 +247,10 @@ pub struct PipelineCtx {
     pub region: String,
     /// The user's tags plus the ownership tags.
     pub tags: BTreeMap<String, String>,
+    /// Also look for resources an earlier spec needed and this one does not (the Glue crawler and
+    /// its role after a switch to Projection mode), to remove them. The controller turns it off
+    /// once the current generation has been reconciled to Ready: nothing can be left over then.
+    pub sweep: bool,
 }
 
 /// Ownership tag keys.
@@ -239,7 +263,7 @@ impl PipelineCtx {
         let mut tags = spec.tags.clone();
         tags.insert(TAG_MANAGED_BY.to_string(), "sales-operator".to_string());
         tags.insert(TAG_PIPELINE.to_string(), format!("{namespace}/{name}"));
-        Self { spec: spec.clone(), names, region: region.to_string(), tags }
+        Self { spec: spec.clone(), names, region: region.to_string(), tags, sweep: true }
     }
 }
 

@@ -116,7 +116,8 @@ async fn apply(sp: &SalesPipeline, ctx: &Context, api: &Api<SalesPipeline>) -> R
         }
     };
     let namespace = sp.namespace().ok_or(Error::MissingKey("metadata.namespace"))?;
-    let pctx = PipelineCtx::new(&namespace, &sp.name_any(), &sp.spec, &clients.region);
+    let mut pctx = PipelineCtx::new(&namespace, &sp.name_any(), &sp.spec, &clients.region);
+    pctx.sweep = !settled(sp);
     let mode = if sp.spec.paused { Mode::Observe } else { Mode::Apply };
     let outcome = reconcile::reconcile(&clients, &pctx, mode).await;
 
@@ -143,6 +144,15 @@ async fn apply(sp: &SalesPipeline, ctx: &Context, api: &Api<SalesPipeline>) -> R
         }
         _ => Ok(Action::requeue(CONVERGING_REQUEUE)),
     }
+}
+
+/// Whether the last reconcile brought this generation of the spec to Ready.
+fn settled(sp: &SalesPipeline) -> bool {
+    sp.status.as_ref().is_some_and(|status| {
+        status.observed_generation.is_some() && status.observed_generation == sp.metadata.generation && {
+            status.conditions.iter().any(|c| c.type_ == READY && c.status == TRUE)
+        }
+    })
 }
 
 async fn cleanup(sp: &SalesPipeline, ctx: &Context, api: &Api<SalesPipeline>) -> Result<Action, Error> {
