@@ -14,6 +14,7 @@ use crate::aws::iam::Roles;
 use crate::aws::pipe::Pipes;
 use crate::aws::stream::Streams;
 use crate::aws::table::Tables;
+use crate::aws::tagging::TagIndex;
 use crate::aws::{AwsError, Change, Clients, Component, ComponentKind, PipelineCtx, Refs};
 
 /// How far a pass may go.
@@ -306,14 +307,15 @@ impl Pass<'_> {
 /// One pass over every component in dependency order.
 pub async fn reconcile(clients: &Clients, ctx: &PipelineCtx, mode: Mode) -> Outcome {
     let mut pass = Pass { ctx, mode, refs: Refs::default(), outcome: Outcome::default() };
-    let _ = pass.step(&Tables(&clients.dynamodb)).await
-        && pass.step(&Streams(&clients.kinesis)).await
-        && pass.step(&Buckets(&clients.s3)).await
+    let tags = TagIndex::fetch_or_empty(&clients.tagging, ctx).await;
+    let _ = pass.step(&Tables(&clients.dynamodb, &tags)).await
+        && pass.step(&Streams(&clients.kinesis, &tags)).await
+        && pass.step(&Buckets(&clients.s3, &tags)).await
         && pass.step(&Roles(&clients.iam)).await
         && pass.step(&Pipes(&clients.pipes)).await
-        && pass.step(&Deliveries(&clients.firehose)).await
-        && pass.step(&Catalogs(&clients.glue)).await
-        && pass.step(&Workgroups(&clients.athena)).await;
+        && pass.step(&Deliveries(&clients.firehose, &tags)).await
+        && pass.step(&Catalogs(&clients.glue, &tags)).await
+        && pass.step(&Workgroups(&clients.athena, &tags)).await;
     pass.outcome
 }
 
@@ -374,13 +376,15 @@ impl Removal<'_> {
 /// `Retain` the table and the bucket (and their data) are kept.
 pub async fn teardown(clients: &Clients, ctx: &PipelineCtx, policy: DeletionPolicy, dry_run: bool) -> Teardown {
     let mut r = Removal { ctx, policy, dry_run, done: Teardown::default() };
-    let _ = r.remove(&Workgroups(&clients.athena)).await
-        && r.remove(&Catalogs(&clients.glue)).await
-        && r.remove(&Deliveries(&clients.firehose)).await
+    // Deleting compares no tags: every component reads its own.
+    let tags = TagIndex::default();
+    let _ = r.remove(&Workgroups(&clients.athena, &tags)).await
+        && r.remove(&Catalogs(&clients.glue, &tags)).await
+        && r.remove(&Deliveries(&clients.firehose, &tags)).await
         && r.remove(&Pipes(&clients.pipes)).await
         && r.remove(&Roles(&clients.iam)).await
-        && r.remove(&Buckets(&clients.s3)).await
-        && r.remove(&Streams(&clients.kinesis)).await
-        && r.remove(&Tables(&clients.dynamodb)).await;
+        && r.remove(&Buckets(&clients.s3, &tags)).await
+        && r.remove(&Streams(&clients.kinesis, &tags)).await
+        && r.remove(&Tables(&clients.dynamodb, &tags)).await;
     r.done
 }

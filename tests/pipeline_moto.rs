@@ -369,3 +369,55 @@ async fn paused_pipeline_is_observed_not_changed() {
     assert_eq!(c.calls.mutations(), 0);
     assert!(c.dynamodb.describe_table().table_name(&ctx.names.table).send().await.is_err());
 }
+
+/// A resync reads the tags of every resource the Tagging API lists in one GetResources (moto
+/// lists all but the Kinesis stream, whose tags are read from Kinesis); tags removed out of band,
+/// through the index or not, are still put back.
+#[tokio::test]
+async fn tags_come_from_one_tagging_api_read_and_tag_drift_is_repaired() {
+    let c = clients().await;
+    let (_, ctx) = pipeline("  tags:\n    team: sales\n");
+    assert!(reconcile(&c, &ctx, Mode::Apply).await.ready());
+    c.calls.reset();
+    let out = reconcile(&c, &ctx, Mode::Apply).await;
+    assert!(out.ready() && out.actions.is_empty(), "{:#?}", out.actions);
+    let count =
+        |op: &str| c.calls.counts().iter().filter(|((_, o), _)| o == op).map(|(_, n)| n.ok + n.error).sum::<u64>();
+    assert_eq!(count("GetResources"), 1);
+    for per_service in
+        ["ListTagsOfResource", "GetBucketTagging", "ListTagsForDeliveryStream", "GetTags", "ListTagsForResource"]
+    {
+        assert_eq!(count(per_service), 0, "{per_service}: the index covers it");
+    }
+    assert_eq!(count("ListTagsForStream"), 1, "moto's Tagging API does not list Kinesis streams");
+
+    let n = &ctx.names;
+    let table = c.dynamodb.describe_table().table_name(&n.table).send().await.unwrap().table.unwrap();
+    let table_arn = table.table_arn.unwrap();
+    c.dynamodb.untag_resource().resource_arn(&table_arn).tag_keys("team").send().await.unwrap();
+    c.s3.delete_bucket_tagging().bucket(&n.bucket).send().await.unwrap();
+    c.firehose.untag_delivery_stream().delivery_stream_name(&n.delivery).tag_keys("team").send().await.unwrap();
+    c.kinesis.remove_tags_from_stream().stream_name(&n.stream).tag_keys("team").send().await.unwrap();
+
+    let out = reconcile(&c, &ctx, Mode::Apply).await;
+    assert!(out.ready(), "{:#?}", out.components);
+    let mut retagged: Vec<ComponentKind> = out
+        .actions
+        .iter()
+        .filter(|a| a.verb == Verb::Update && a.changes.iter().any(|ch| ch.field == "tags"))
+        .map(|a| a.component)
+        .collect();
+    retagged.sort();
+    assert_eq!(
+        retagged,
+        [ComponentKind::Table, ComponentKind::Stream, ComponentKind::Bucket, ComponentKind::Delivery],
+        "{:#?}",
+        out.actions
+    );
+    let tags = c.dynamodb.list_tags_of_resource().resource_arn(&table_arn).send().await.unwrap().tags.unwrap();
+    assert!(tags.iter().any(|t| t.key == "team" && t.value == "sales"), "{tags:?}");
+    let tags = c.s3.get_bucket_tagging().bucket(&n.bucket).send().await.unwrap().tag_set;
+    assert!(tags.iter().any(|t| t.key == "team" && t.value == "sales"), "{tags:?}");
+    let again = reconcile(&c, &ctx, Mode::Apply).await;
+    assert!(again.actions.is_empty(), "{:#?}", again.actions);
+}

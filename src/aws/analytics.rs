@@ -16,6 +16,7 @@ use aws_sdk_athena::types::{
 };
 
 use super::error::build_error;
+use super::tagging::TagIndex;
 use super::{compare, missing_tags, AwsError, AwsResultExt, Change, Component, ComponentKind, PipelineCtx, Refs};
 use crate::api::{AnalyticsStatus, Encryption, SalesPipelineStatus};
 use crate::queries;
@@ -75,7 +76,7 @@ pub struct ObservedAnalytics {
 }
 
 /// Athena calls of this component.
-pub struct Workgroups<'a>(pub &'a aws_sdk_athena::Client);
+pub struct Workgroups<'a>(pub &'a aws_sdk_athena::Client, pub &'a TagIndex);
 
 /// One named-query call.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -380,7 +381,10 @@ impl Component for Workgroups<'_> {
             publish_metrics: config.and_then(|c| c.publish_cloud_watch_metrics_enabled),
             bytes_scanned_cutoff: config.and_then(|c| c.bytes_scanned_cutoff_per_query),
             queries: self.list_queries(&d.workgroup).await?,
-            tags: self.list_tags(&d.arn).await?,
+            tags: match self.1.covering_opt(d.arn.as_deref(), &d.tags) {
+                Some(tags) => Some(tags),
+                None => self.list_tags(&d.arn).await?,
+            },
         }))
     }
 
@@ -776,7 +780,7 @@ pub(crate) mod tests {
             })
             .then_output(|| aws_sdk_athena::operation::update_work_group::UpdateWorkGroupOutput::builder().build());
         let client = mock_athena(&[&rule]);
-        Workgroups(&client).update(&d, &o, &changes).await.unwrap();
+        Workgroups(&client, &TagIndex::default()).update(&d, &o, &changes).await.unwrap();
         assert_eq!(rule.num_calls(), 1);
     }
 
@@ -796,7 +800,7 @@ pub(crate) mod tests {
             })
             .then_output(|| aws_sdk_athena::operation::update_named_query::UpdateNamedQueryOutput::builder().build());
         let client = mock_athena(&[&rule]);
-        Workgroups(&client).update(&d, &o, &changes).await.unwrap();
+        Workgroups(&client, &TagIndex::default()).update(&d, &o, &changes).await.unwrap();
         assert_eq!(rule.num_calls(), 1);
     }
 
@@ -806,7 +810,7 @@ pub(crate) mod tests {
         let moto = mock!(aws_sdk_athena::Client::get_work_group)
             .then_output(|| aws_sdk_athena::operation::get_work_group::GetWorkGroupOutput::builder().build());
         let client = mock_athena(&[&moto]);
-        assert_eq!(Workgroups(&client).observe(&desired()).await.unwrap(), None);
+        assert_eq!(Workgroups(&client, &TagIndex::default()).observe(&desired()).await.unwrap(), None);
         // AWS: InvalidRequestException.
         let aws = mock!(aws_sdk_athena::Client::get_work_group).then_error(|| {
             aws_sdk_athena::operation::get_work_group::GetWorkGroupError::InvalidRequestException(
@@ -817,6 +821,6 @@ pub(crate) mod tests {
             )
         });
         let client = mock_athena(&[&aws]);
-        assert_eq!(Workgroups(&client).observe(&desired()).await.unwrap(), None);
+        assert_eq!(Workgroups(&client, &TagIndex::default()).observe(&desired()).await.unwrap(), None);
     }
 }

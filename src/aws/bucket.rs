@@ -15,6 +15,7 @@ use aws_sdk_s3::types::{
 };
 
 use super::error::{absent_if_not_found, built, ok_if_not_found};
+use super::tagging::TagIndex;
 use super::{AwsError, AwsResultExt, Change, Component, ComponentKind, PipelineCtx, Refs};
 use crate::api::{Encryption, SalesPipelineStatus};
 
@@ -103,7 +104,7 @@ impl ObservedBucket {
 }
 
 /// S3 calls of this component.
-pub struct Buckets<'a>(pub &'a aws_sdk_s3::Client);
+pub struct Buckets<'a>(pub &'a aws_sdk_s3::Client, pub &'a TagIndex);
 
 /// CreateBucket's location constraint: every region but us-east-1 names itself.
 pub fn location_constraint(region: &str) -> Option<BucketLocationConstraint> {
@@ -280,19 +281,27 @@ impl Component for Buckets<'_> {
         if !d.owned {
             return Ok(self.exists(&d.name).await?.then(|| ObservedBucket::bare(d)));
         }
-        let Some(tags) = self.tags(&d.name).await? else {
-            return Ok(None);
+        // GetBucketTagging doubles as the existence check; with the tags from the index, the
+        // public access block read does (the index may still list a bucket deleted moments ago).
+        let tags = match self.1.covering_bucket(&d.name, &d.tags) {
+            Some(tags) => tags,
+            None => match self.tags(&d.name).await? {
+                Some(tags) => tags,
+                None => return Ok(None),
+            },
         };
-        let public_access = absent_if_not_found(
-            self.0.get_public_access_block().bucket(&d.name).send().await.aws("GetPublicAccessBlock"),
-        )?
-        .and_then(|o| o.public_access_block_configuration)
-        .map(|c| PublicAccessBlock {
-            block_public_acls: c.block_public_acls.unwrap_or(false),
-            ignore_public_acls: c.ignore_public_acls.unwrap_or(false),
-            block_public_policy: c.block_public_policy.unwrap_or(false),
-            restrict_public_buckets: c.restrict_public_buckets.unwrap_or(false),
-        });
+        let public_access =
+            match self.0.get_public_access_block().bucket(&d.name).send().await.aws("GetPublicAccessBlock") {
+                Err(e) if e.code.as_deref() == Some("NoSuchBucket") => return Ok(None),
+                read => absent_if_not_found(read)?,
+            }
+            .and_then(|o| o.public_access_block_configuration)
+            .map(|c| PublicAccessBlock {
+                block_public_acls: c.block_public_acls.unwrap_or(false),
+                ignore_public_acls: c.ignore_public_acls.unwrap_or(false),
+                block_public_policy: c.block_public_policy.unwrap_or(false),
+                restrict_public_buckets: c.restrict_public_buckets.unwrap_or(false),
+            });
         let encryption = absent_if_not_found(
             self.0.get_bucket_encryption().bucket(&d.name).send().await.aws("GetBucketEncryption"),
         )?

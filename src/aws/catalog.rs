@@ -25,6 +25,7 @@ use aws_sdk_glue::types::{
 };
 
 use super::error::{absent_if_not_found, build_error, ok_if_not_found, ErrorKind};
+use super::tagging::TagIndex;
 use super::{
     missing_tags, AwsError, AwsResultExt, Change, Component, ComponentKind, PipelineCtx, Refs, TAG_MANAGED_BY, UNKNOWN,
 };
@@ -132,7 +133,7 @@ pub struct ObservedCatalog {
 }
 
 /// Glue calls of this component.
-pub struct Catalogs<'a>(pub &'a aws_sdk_glue::Client);
+pub struct Catalogs<'a>(pub &'a aws_sdk_glue::Client, pub &'a TagIndex);
 
 /// How a Firehose prefix lays out the date partition, for partition projection.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -423,8 +424,15 @@ fn tag_change(
 }
 
 impl Catalogs<'_> {
-    async fn tags(&self, arn: &Option<String>) -> Result<Option<BTreeMap<String, String>>, AwsError> {
+    async fn tags(
+        &self,
+        arn: &Option<String>,
+        desired: &BTreeMap<String, String>,
+    ) -> Result<Option<BTreeMap<String, String>>, AwsError> {
         let Some(arn) = arn else { return Ok(None) };
+        if let Some(tags) = self.1.covering(arn, desired) {
+            return Ok(Some(tags));
+        }
         let out = self.0.get_tags().resource_arn(arn).send().await.aws("GetTags")?;
         Ok(Some(out.tags.unwrap_or_default().into_iter().collect()))
     }
@@ -596,7 +604,7 @@ impl Component for Catalogs<'_> {
             return Ok(None);
         };
         let owned = db.parameters.as_ref().and_then(|p| p.get(MANAGED_MARKER)).is_some_and(|v| v == MANAGED_VALUE);
-        let database_tags = self.tags(&d.database_arn).await?;
+        let database_tags = self.tags(&d.database_arn, &d.tags).await?;
 
         let table = absent_if_not_found(
             self.0.get_table().database_name(&d.database).name(&d.table_name).send().await.aws("GetTable"),
@@ -655,7 +663,7 @@ impl Component for Catalogs<'_> {
                             .unwrap_or_default(),
                     },
                     state: c.state.as_ref().map(|s| s.as_str().to_string()).unwrap_or_default(),
-                    tags: self.tags(&d.crawler_arn).await?,
+                    tags: self.tags(&d.crawler_arn, &d.tags).await?,
                 })
             }
         };
@@ -1126,7 +1134,7 @@ mod tests {
             })
             .then_output(|| aws_sdk_glue::operation::update_crawler::UpdateCrawlerOutput::builder().build());
         let client = mock_glue(&[&rule]);
-        Catalogs(&client).update(&d, &o, &changes).await.unwrap();
+        Catalogs(&client, &TagIndex::default()).update(&d, &o, &changes).await.unwrap();
         assert_eq!(rule.num_calls(), 1);
     }
 
@@ -1157,7 +1165,7 @@ mod tests {
             })
             .then_output(|| aws_sdk_glue::operation::update_table::UpdateTableOutput::builder().build());
         let client = mock_glue(&[&rule]);
-        Catalogs(&client).update(&d, &o, &changes).await.unwrap();
+        Catalogs(&client, &TagIndex::default()).update(&d, &o, &changes).await.unwrap();
         assert_eq!(rule.num_calls(), 1);
     }
 }

@@ -15,6 +15,7 @@ use aws_sdk_firehose::types::{
 };
 
 use super::error::{absent_if_not_found, build_error, ok_if_not_found, require_known};
+use super::tagging::TagIndex;
 use super::{
     compare, known, missing_tags, AwsError, AwsResultExt, Change, Component, ComponentKind, PipelineCtx, Refs,
 };
@@ -75,7 +76,7 @@ pub struct ObservedDelivery {
 }
 
 /// Firehose calls of this component.
-pub struct Deliveries<'a>(pub &'a aws_sdk_firehose::Client);
+pub struct Deliveries<'a>(pub &'a aws_sdk_firehose::Client, pub &'a TagIndex);
 
 fn compression_name(c: Compression) -> &'static str {
     match c {
@@ -205,7 +206,10 @@ impl Component for Deliveries<'_> {
         if desc.delivery_stream_status.as_str() == "DELETING" {
             return Ok(None);
         }
-        let tags = self.list_tags(&d.name).await?;
+        let tags = match self.1.covering(&desc.delivery_stream_arn, &d.tags) {
+            Some(tags) => tags,
+            None => self.list_tags(&d.name).await?,
+        };
         let source = desc.source.as_ref().and_then(|s| s.kinesis_stream_source_description.as_ref());
         let destination = desc.destinations.iter().find(|dest| dest.extended_s3_destination_description.is_some());
         let s3 = destination.and_then(|dest| dest.extended_s3_destination_description.as_ref());

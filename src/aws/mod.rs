@@ -13,6 +13,7 @@ pub mod operator_policy;
 pub mod pipe;
 pub mod stream;
 pub mod table;
+pub mod tagging;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -88,6 +89,8 @@ pub struct Clients {
     pub firehose: aws_sdk_firehose::Client,
     pub glue: aws_sdk_glue::Client,
     pub athena: aws_sdk_athena::Client,
+    /// Resource Groups Tagging API: the tags of all of a pipeline's resources in one read.
+    pub tagging: aws_sdk_resourcegroupstagging::Client,
     pub calls: CallLog,
 }
 
@@ -123,6 +126,7 @@ impl Clients {
             firehose: client!(aws_sdk_firehose, sdk, region, calls),
             glue: client!(aws_sdk_glue, sdk, region, calls),
             athena: client!(aws_sdk_athena, sdk, region, calls),
+            tagging: client!(aws_sdk_resourcegroupstagging, sdk, region, calls),
             s3,
             region,
             calls,

@@ -85,6 +85,7 @@ pub const OPERATOR_ACTIONS: &[&str] = &[
     "s3:PutBucketTagging",
     "s3:PutEncryptionConfiguration",
     "s3:PutLifecycleConfiguration",
+    "tag:GetResources",
 ];
 
 /// The role the operator creates for each pipeline live under this IAM path
@@ -106,6 +107,7 @@ pub fn iam_prefix(sdk_service: &str) -> Option<&'static str> {
         "Glue" => "glue",
         "Athena" => "athena",
         "IAM" => "iam",
+        "Resource Groups Tagging API" => "tag",
         _ => return None,
     })
 }

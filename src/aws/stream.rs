@@ -7,6 +7,7 @@ use aws_sdk_kinesis::types::{
 };
 
 use super::error::{absent_if_not_found, ok_if_not_found};
+use super::tagging::TagIndex;
 use super::{compare, missing_tags, AwsError, AwsResultExt, Change, Component, ComponentKind, PipelineCtx, Refs};
 use crate::api::{NamedArn, SalesPipelineStatus, StreamMode};
 
@@ -36,7 +37,7 @@ pub struct ObservedStream {
 }
 
 /// Kinesis calls of this component.
-pub struct Streams<'a>(pub &'a aws_sdk_kinesis::Client);
+pub struct Streams<'a>(pub &'a aws_sdk_kinesis::Client, pub &'a TagIndex);
 
 fn aws_mode(mode: StreamMode) -> AwsStreamMode {
     match mode {
@@ -83,7 +84,13 @@ impl Component for Streams<'_> {
         if summary.stream_status == StreamStatus::Deleting {
             return Ok(None);
         }
-        let tags = self.0.list_tags_for_stream().stream_name(&d.name).send().await.aws("ListTagsForStream")?;
+        let tags = match self.1.covering(&summary.stream_arn, &d.tags) {
+            Some(tags) => tags,
+            None => {
+                let out = self.0.list_tags_for_stream().stream_name(&d.name).send().await.aws("ListTagsForStream")?;
+                out.tags.into_iter().map(|t| (t.key, t.value.unwrap_or_default())).collect()
+            }
+        };
         let mode = match summary.stream_mode_details.as_ref().map(|m| m.stream_mode()) {
             Some(AwsStreamMode::Provisioned) => StreamMode::Provisioned,
             _ => StreamMode::OnDemand,
@@ -96,7 +103,7 @@ impl Component for Streams<'_> {
             open_shards: summary.open_shard_count,
             retention_hours: summary.retention_period_hours,
             encrypted: summary.encryption_type == Some(EncryptionType::Kms),
-            tags: tags.tags.into_iter().map(|t| (t.key, t.value.unwrap_or_default())).collect(),
+            tags,
         }))
     }
 

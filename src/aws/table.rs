@@ -9,6 +9,7 @@ use aws_sdk_dynamodb::types::{
 };
 
 use super::error::{absent_if_not_found, built, ok_if_not_found};
+use super::tagging::TagIndex;
 use super::{compare, missing_tags, AwsError, AwsResultExt, Change, Component, ComponentKind, PipelineCtx, Refs};
 use crate::api::{BillingMode, SalesPipelineStatus, StreamViewType, TableStatus};
 use crate::order::KEY;
@@ -44,7 +45,7 @@ pub struct ObservedTable {
 }
 
 /// DynamoDB calls of this component.
-pub struct Tables<'a>(pub &'a aws_sdk_dynamodb::Client);
+pub struct Tables<'a>(pub &'a aws_sdk_dynamodb::Client, pub &'a TagIndex);
 
 fn aws_billing(mode: BillingMode) -> AwsBillingMode {
     match mode {
@@ -204,7 +205,10 @@ impl Component for Tables<'_> {
         }
         let mut observed = observed_from(&d.name, table)?;
         observed.point_in_time_recovery = self.point_in_time_recovery(&d.name).await?;
-        observed.tags = self.tags(&observed.arn).await?;
+        observed.tags = match self.1.covering(&observed.arn, &d.tags) {
+            Some(tags) => tags,
+            None => self.tags(&observed.arn).await?,
+        };
         Ok(Some(observed))
     }
 
