@@ -315,7 +315,7 @@ pub async fn reconcile(clients: &Clients, ctx: &PipelineCtx, mode: Mode) -> Outc
         && pass.step(&Pipes(&clients.pipes)).await
         && pass.step(&Deliveries(&clients.firehose, &tags)).await
         && pass.step(&Catalogs(&clients.glue, &tags)).await
-        && pass.step(&Workgroups(&clients.athena, &tags)).await;
+        && pass.step(&Workgroups(&clients.athena, &tags, &clients.athena_batch_gets)).await;
     pass.outcome
 }
 
@@ -378,7 +378,7 @@ pub async fn teardown(clients: &Clients, ctx: &PipelineCtx, policy: DeletionPoli
     let mut r = Removal { ctx, policy, dry_run, done: Teardown::default() };
     // Deleting compares no tags: every component reads its own.
     let tags = TagIndex::default();
-    let _ = r.remove(&Workgroups(&clients.athena, &tags)).await
+    let _ = r.remove(&Workgroups(&clients.athena, &tags, &clients.athena_batch_gets)).await
         && r.remove(&Catalogs(&clients.glue, &tags)).await
         && r.remove(&Deliveries(&clients.firehose, &tags)).await
         && r.remove(&Pipes(&clients.pipes)).await

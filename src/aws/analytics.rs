@@ -9,6 +9,10 @@
 //! database is a create of the new query followed by a delete of the old one.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use aws_config::retry::RetryConfig;
 
 use aws_sdk_athena::types::{
     EncryptionConfiguration, EncryptionOption, ResultConfiguration, ResultConfigurationUpdates, Tag,
@@ -76,7 +80,44 @@ pub struct ObservedAnalytics {
 }
 
 /// Athena calls of this component.
-pub struct Workgroups<'a>(pub &'a aws_sdk_athena::Client, pub &'a TagIndex);
+pub struct Workgroups<'a>(pub &'a aws_sdk_athena::Client, pub &'a TagIndex, pub &'a BatchGets);
+
+/// Whether the endpoint implements BatchGetNamedQuery: AWS does, a local emulator may not
+/// (moto answers an HTML 500). Shared by the clients of one region; once an answer without an
+/// AWS error code shows the call is missing, the queries are read one GetNamedQuery each.
+#[derive(Clone, Debug)]
+pub struct BatchGets(Arc<AtomicBool>);
+
+impl Default for BatchGets {
+    fn default() -> Self {
+        Self(Arc::new(AtomicBool::new(true)))
+    }
+}
+
+impl BatchGets {
+    pub fn available(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn unavailable(&self, e: &AwsError) {
+        if self.0.swap(false, Ordering::Relaxed) {
+            tracing::info!(error = %e, "BatchGetNamedQuery is not implemented by this endpoint; reading named queries one by one");
+        }
+    }
+}
+
+/// Most named query ids one BatchGetNamedQuery takes.
+const BATCH_GET_MAX: usize = 50;
+
+fn observed_query(q: aws_sdk_athena::types::NamedQuery, id: String) -> ObservedQuery {
+    ObservedQuery {
+        id: q.named_query_id.unwrap_or(id),
+        name: q.name,
+        description: q.description,
+        database: q.database,
+        sql: q.query_string,
+    }
+}
 
 /// One named-query call.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -246,20 +287,47 @@ impl Workgroups<'_> {
             }
         }
         let mut queries = Vec::new();
-        for id in ids {
+        let mut one_by_one = Vec::new();
+        if !self.2.available() {
+            one_by_one = ids;
+        } else {
+            for chunk in ids.chunks(BATCH_GET_MAX) {
+                // Not retried: any failure falls back to single reads, which are.
+                let batch = self
+                    .0
+                    .batch_get_named_query()
+                    .set_named_query_ids(Some(chunk.to_vec()))
+                    .customize()
+                    .config_override(aws_sdk_athena::config::Builder::default().retry_config(RetryConfig::disabled()))
+                    .send()
+                    .await
+                    .aws("BatchGetNamedQuery");
+                match batch {
+                    Ok(out) => {
+                        for q in out.named_queries.unwrap_or_default() {
+                            let id = q.named_query_id.clone().unwrap_or_default();
+                            queries.push(observed_query(q, id));
+                        }
+                        let unprocessed = out.unprocessed_named_query_ids.unwrap_or_default();
+                        one_by_one.extend(unprocessed.into_iter().filter_map(|u| u.named_query_id));
+                    }
+                    Err(e) => {
+                        if e.code.is_none() {
+                            self.2.unavailable(&e);
+                        }
+                        one_by_one.extend(chunk.iter().cloned());
+                    }
+                }
+            }
+        }
+        for id in one_by_one {
             let out = match self.0.get_named_query().named_query_id(&id).send().await.aws("GetNamedQuery") {
                 // Deleted since it was listed.
                 Err(e) if is_invalid_request(&e) => continue,
                 other => other?,
             };
             if let Some(q) = out.named_query {
-                queries.push(ObservedQuery {
-                    id: q.named_query_id.unwrap_or(id),
-                    name: q.name,
-                    description: q.description,
-                    database: q.database,
-                    sql: q.query_string,
-                });
+                queries.push(observed_query(q, id));
             }
         }
         Ok(queries)
@@ -754,6 +822,80 @@ pub(crate) mod tests {
         aws_sdk_athena::Client::from_conf(config)
     }
 
+    fn named_query(id: &str) -> aws_sdk_athena::types::NamedQuery {
+        aws_sdk_athena::types::NamedQuery::builder()
+            .named_query_id(id)
+            .name(format!("q-{id}"))
+            .database("d")
+            .query_string("SELECT 1")
+            .build()
+            .unwrap()
+    }
+
+    fn listed(ids: &'static [&'static str]) -> Rule {
+        mock!(aws_sdk_athena::Client::list_named_queries).then_output(move || {
+            aws_sdk_athena::operation::list_named_queries::ListNamedQueriesOutput::builder()
+                .set_named_query_ids(Some(ids.iter().map(|s| s.to_string()).collect()))
+                .build()
+        })
+    }
+
+    fn got_one() -> Rule {
+        mock!(aws_sdk_athena::Client::get_named_query).then_output(|| {
+            aws_sdk_athena::operation::get_named_query::GetNamedQueryOutput::builder()
+                .named_query(named_query("c"))
+                .build()
+        })
+    }
+
+    #[tokio::test]
+    async fn named_queries_are_read_with_one_batch_get_and_unprocessed_ones_one_by_one() {
+        let list = listed(&["a", "b", "c"]);
+        let batch = mock!(aws_sdk_athena::Client::batch_get_named_query)
+            .match_requests(|req| req.named_query_ids() == ["a", "b", "c"])
+            .then_output(|| {
+                aws_sdk_athena::operation::batch_get_named_query::BatchGetNamedQueryOutput::builder()
+                    .named_queries(named_query("a"))
+                    .named_queries(named_query("b"))
+                    .unprocessed_named_query_ids(
+                        aws_sdk_athena::types::UnprocessedNamedQueryId::builder()
+                            .named_query_id("c")
+                            .error_code("INTERNAL_FAILURE")
+                            .build(),
+                    )
+                    .build()
+            });
+        let single = got_one();
+        let client = mock_athena(&[&list, &batch, &single]);
+        let batch_gets = BatchGets::default();
+        let queries = Workgroups(&client, &TagIndex::default(), &batch_gets).list_queries("wg").await.unwrap();
+        assert_eq!(queries.iter().map(|q| q.id.as_str()).collect::<Vec<_>>(), ["a", "b", "c"]);
+        assert_eq!((batch.num_calls(), single.num_calls()), (1, 1));
+        assert!(batch_gets.available());
+    }
+
+    #[tokio::test]
+    async fn an_endpoint_without_batch_get_named_query_is_read_one_by_one_from_then_on() {
+        // moto's answer to an operation it does not implement: an HTML 500, no AWS error code.
+        let list = listed(&["c"]);
+        let batch = mock!(aws_sdk_athena::Client::batch_get_named_query).then_http_response(|| {
+            aws_smithy_runtime_api::http::Response::new(
+                aws_smithy_runtime_api::http::StatusCode::try_from(500u16).unwrap(),
+                aws_smithy_types::body::SdkBody::from("<!doctype html><title>500 Internal Server Error</title>"),
+            )
+        });
+        let single = got_one();
+        let client = mock_athena(&[&list, &batch, &single]);
+        let batch_gets = BatchGets::default();
+        let workgroups = Workgroups(&client, &TagIndex::default(), &batch_gets);
+        let first = workgroups.list_queries("wg").await.unwrap();
+        assert_eq!(first.iter().map(|q| q.id.as_str()).collect::<Vec<_>>(), ["c"]);
+        assert_eq!(batch.num_calls(), 1, "tried once, not retried");
+        assert!(!batch_gets.available());
+        workgroups.list_queries("wg").await.unwrap();
+        assert_eq!((batch.num_calls(), single.num_calls()), (1, 2), "not tried again");
+    }
+
     #[tokio::test]
     async fn cutoff_change_sends_update_work_group_with_the_full_configuration() {
         let d = desired();
@@ -780,7 +922,7 @@ pub(crate) mod tests {
             })
             .then_output(|| aws_sdk_athena::operation::update_work_group::UpdateWorkGroupOutput::builder().build());
         let client = mock_athena(&[&rule]);
-        Workgroups(&client, &TagIndex::default()).update(&d, &o, &changes).await.unwrap();
+        Workgroups(&client, &TagIndex::default(), &BatchGets::default()).update(&d, &o, &changes).await.unwrap();
         assert_eq!(rule.num_calls(), 1);
     }
 
@@ -800,7 +942,7 @@ pub(crate) mod tests {
             })
             .then_output(|| aws_sdk_athena::operation::update_named_query::UpdateNamedQueryOutput::builder().build());
         let client = mock_athena(&[&rule]);
-        Workgroups(&client, &TagIndex::default()).update(&d, &o, &changes).await.unwrap();
+        Workgroups(&client, &TagIndex::default(), &BatchGets::default()).update(&d, &o, &changes).await.unwrap();
         assert_eq!(rule.num_calls(), 1);
     }
 
@@ -810,7 +952,10 @@ pub(crate) mod tests {
         let moto = mock!(aws_sdk_athena::Client::get_work_group)
             .then_output(|| aws_sdk_athena::operation::get_work_group::GetWorkGroupOutput::builder().build());
         let client = mock_athena(&[&moto]);
-        assert_eq!(Workgroups(&client, &TagIndex::default()).observe(&desired()).await.unwrap(), None);
+        assert_eq!(
+            Workgroups(&client, &TagIndex::default(), &BatchGets::default()).observe(&desired()).await.unwrap(),
+            None
+        );
         // AWS: InvalidRequestException.
         let aws = mock!(aws_sdk_athena::Client::get_work_group).then_error(|| {
             aws_sdk_athena::operation::get_work_group::GetWorkGroupError::InvalidRequestException(
@@ -821,6 +966,9 @@ pub(crate) mod tests {
             )
         });
         let client = mock_athena(&[&aws]);
-        assert_eq!(Workgroups(&client, &TagIndex::default()).observe(&desired()).await.unwrap(), None);
+        assert_eq!(
+            Workgroups(&client, &TagIndex::default(), &BatchGets::default()).observe(&desired()).await.unwrap(),
+            None
+        );
     }
 }

@@ -89,6 +89,8 @@ pub struct Clients {
     pub firehose: aws_sdk_firehose::Client,
     pub glue: aws_sdk_glue::Client,
     pub athena: aws_sdk_athena::Client,
+    /// Whether this region's Athena endpoint implements BatchGetNamedQuery.
+    pub athena_batch_gets: analytics::BatchGets,
     /// Resource Groups Tagging API: the tags of all of a pipeline's resources in one read.
     pub tagging: aws_sdk_resourcegroupstagging::Client,
     pub calls: CallLog,
@@ -127,6 +129,7 @@ impl Clients {
             glue: client!(aws_sdk_glue, sdk, region, calls),
             athena: client!(aws_sdk_athena, sdk, region, calls),
             tagging: client!(aws_sdk_resourcegroupstagging, sdk, region, calls),
+            athena_batch_gets: analytics::BatchGets::default(),
             s3,
             region,
             calls,

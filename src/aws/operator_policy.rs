@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 
 /// Every AWS action the operator calls (sorted), besides `iam:PassRole`.
 pub const OPERATOR_ACTIONS: &[&str] = &[
+    "athena:BatchGetNamedQuery",
     "athena:CreateNamedQuery",
     "athena:CreateWorkGroup",
     "athena:DeleteNamedQuery",
