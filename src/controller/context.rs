@@ -18,7 +18,10 @@ use crate::telemetry::Metrics;
 /// Shared by every reconcile.
 pub struct Context {
     pub client: Client,
+    /// Publishes Warning events: repeats of one error fold into a series through its cache.
     pub recorder: Recorder,
+    /// Who publishes events (for the one-off recorders of Normal events).
+    pub reporter: Reporter,
     pub metrics: Arc<Metrics>,
     pub resync: Duration,
     /// What OrderGenerator pods inherit from the operator.
@@ -49,7 +52,8 @@ impl Context {
         };
         Self {
             pod_defaults,
-            recorder: Recorder::new(client.clone(), reporter),
+            recorder: Recorder::new(client.clone(), reporter.clone()),
+            reporter,
             sdk: sdk_config(&aws).await,
             client,
             metrics,

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::finalizer::{finalizer, Event as Finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
@@ -227,7 +227,7 @@ fn action_event(a: &AwsAction) -> Event {
         Verb::Blocked => (EventType::Warning, "UpdateBlocked"),
     };
     let action = if matches!(a.verb, Verb::Delete | Verb::Retain) { "Delete" } else { "Reconcile" };
-    // One reason per component: the recorder folds events of equal reason into one series.
+    // One reason per component and verb, for `kubectl get events --field-selector reason=...`.
     let reason = format!("{reason}{}", a.component.title());
     Event { type_, reason, note: Some(truncate(&a.to_string())), action: action.into(), secondary: None }
 }
@@ -251,7 +251,19 @@ fn truncate(s: &str) -> String {
 }
 
 async fn publish(ctx: &Context, sp: &SalesPipeline, event: Event) {
-    if let Err(e) = ctx.recorder.publish(&event, &sp.object_ref(&())).await {
+    // kube's Recorder caches each event it publishes for 6 minutes to fold repeats into a series.
+    // Normal events (one per component changed in AWS) are not repeats: each gets a one-off
+    // recorder, so creating 1,000 pipelines leaves no cache of ~8,000 events behind. Warnings
+    // share one recorder, so an error that repeats on every retry stays one series.
+    let one_off;
+    let recorder = match event.type_ {
+        EventType::Normal => {
+            one_off = Recorder::new(ctx.client.clone(), ctx.reporter.clone());
+            &one_off
+        }
+        EventType::Warning => &ctx.recorder,
+    };
+    if let Err(e) = recorder.publish(&event, &sp.object_ref(&())).await {
         tracing::warn!(error = %e, reason = %event.reason, "cannot publish event");
     }
 }
