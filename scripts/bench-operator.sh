@@ -2,9 +2,10 @@
 # Memory, CPU and AWS calls of `sales-operator run` holding N SalesPipelines in
 # sync, against a real kube-apiserver (scripts/kube-env) and moto.
 #   scripts/bench-operator.sh N [BINARY]     (default binary: target/release/sales-operator)
-# Prints one markdown table row: N, RSS after all are Ready, peak RSS, CPU seconds
-# of one steady-state resync, AWS calls per resync (read/mutating), and the
-# calls per hour at the default 5-minute resync.
+# Prints one markdown table row: N, RSS after all are Ready (and its anonymous / file-backed
+# parts: heap vs the binary's code), peak RSS, CPU seconds of one steady-state resync, AWS calls
+# per resync (read/mutating), and the calls per hour at the default 5-minute resync; then the
+# reads of that resync per pipeline, by operation.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:?usage: bench-operator.sh N [BINARY]}
@@ -36,10 +37,12 @@ AWS_ENDPOINT_URL=$endpoint AWS_REGION=eu-west-1 AWS_ACCESS_KEY_ID=testing AWS_SE
   --resync-period "${resync}s" --concurrency 8 >"$work/operator.log" 2>&1 &
 op_pid=$!
 
-rss() { awk '/VmRSS/ {print $2}' "/proc/$op_pid/status"; }
+rss() { awk -v k="${1:-VmRSS}:" '$1 == k {print $2}' "/proc/$op_pid/status"; }
 hwm() { awk '/VmHWM/ {print $2}' "/proc/$op_pid/status"; }
 cpu() { awk '{print $14 + $15}' "/proc/$op_pid/stat"; }
 calls() { curl -s "127.0.0.1:$mport/metrics" | awk -v k="$1" '/^sales_operator_aws_calls_total/ && $0 ~ "kind=\""k"\"" {s+=$NF} END {print s+0}'; }
+# "Service:Operation count" per read operation, summed over outcomes (spaces in service names become _).
+by_operation() { curl -s "127.0.0.1:$mport/metrics" | sed -n 's/^sales_operator_aws_calls_total{service="\([^"]*\)",operation="\([^"]*\)",kind="read".* \([0-9]*\)$/\1:\2 \3/p' | tr ' ' '_' | sed 's/_\([0-9]*\)$/ \1/' | awk '{s[$1]+=$2} END {for (k in s) print k, s[k]}' | sort; }
 
 # Firehose allows 50 delivery streams per region (moto enforces it too): spread the pipelines.
 regions=(us-east-1 us-east-2 us-west-1 us-west-2 eu-west-1 eu-west-2 eu-west-3 eu-central-1 eu-north-1 eu-south-1
@@ -56,13 +59,17 @@ until [[ $(kubectl get sp -n bench -o jsonpath='{range .items[*]}{.status.condit
 done
 ready_s=$(( $(date +%s) - t0 ))
 sleep 5
-rss_ready=$(rss)
+rss_ready=$(rss); anon=$(rss RssAnon); file=$(rss RssFile)
 # One full steady-state resync window.
-r0=$(calls read); m0=$(calls mutating); c0=$(cpu)
+r0=$(calls read); m0=$(calls mutating); c0=$(cpu); by_operation >"$work/ops0"
 sleep "$resync"
-r1=$(calls read); m1=$(calls mutating); c1=$(cpu)
+r1=$(calls read); m1=$(calls mutating); c1=$(cpu); by_operation >"$work/ops1"
 tick=$(getconf CLK_TCK)
 reads=$(( r1 - r0 )); muts=$(( m1 - m0 ))
-printf '| %d | %d s | %.1f MiB | %.1f MiB | %.2f s | %d / %d | %d |\n' "$n" "$ready_s" \
-  "$(echo "$rss_ready/1024" | bc -l)" "$(echo "$(hwm)/1024" | bc -l)" "$(echo "($c1-$c0)/$tick" | bc -l)" \
+printf '| %d | %d s | %.1f MiB (%.1f + %.1f) | %.1f MiB | %.2f s | %d / %d | %d |\n' "$n" "$ready_s" \
+  "$(echo "$rss_ready/1024" | bc -l)" "$(echo "$anon/1024" | bc -l)" "$(echo "$file/1024" | bc -l)" \
+  "$(echo "$(hwm)/1024" | bc -l)" "$(echo "($c1-$c0)/$tick" | bc -l)" \
   "$reads" "$muts" "$(( (reads + muts) * 3600 / 300 ))"
+echo "reads per pipeline in that resync, by operation:"
+join -j1 "$work/ops0" "$work/ops1" |
+  awk -v n="$n" '$3 > $2 {printf "  %s %.2f\n", $1, ($3 - $2) / n}'
