@@ -9,105 +9,15 @@ mod helm_chart;
 mod kube_env;
 #[path = "support/moto.rs"]
 mod moto;
+#[path = "support/operator.rs"]
+mod operator;
 
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use kube_env::{project_dir, wait_until, KubeEnv};
+use kube_env::wait_until;
+use operator::{apply_rbac, env, namespace_with_operator_role, Operator};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
-
-fn env() -> &'static KubeEnv {
-    static CRDS: OnceLock<()> = OnceLock::new();
-    let env = KubeEnv::shared();
-    CRDS.get_or_init(|| {
-        env.apply_crds(&[&project_dir().join("crds")]);
-    });
-    env
-}
-
-/// A namespace with the chart's ServiceAccount and Roles for an operator that
-/// watches it (`helm template --set watchNamespaces={ns}`), and a kubeconfig
-/// with that ServiceAccount's token.
-fn namespace_with_operator_role(prefix: &str) -> (String, PathBuf) {
-    let env = env();
-    let ns = env.create_namespace(prefix);
-    apply_rbac(&helm_chart::operator_rbac(env, &ns));
-    let token = env.service_account_token(&ns, "sales-operator");
-    (ns.clone(), env.kubeconfig_for_token(&token))
-}
-
-fn apply_rbac(rbac: &str) {
-    let out = env().kubectl_stdin(&["apply", "-f", "-"], rbac);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-}
-
-/// A running `sales-operator run`, killed on drop.
-struct Operator {
-    child: Child,
-    metrics: String,
-    log: PathBuf,
-}
-
-impl Operator {
-    fn start(ns: &str, kubeconfig: &PathBuf, extra: &[&str]) -> Operator {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let log = std::env::temp_dir().join(format!("sales-operator-e2e-{ns}-{port}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_sales-operator"))
-            .args([
-                "run",
-                "--namespace",
-                ns,
-                "--metrics-address",
-                &format!("127.0.0.1:{port}"),
-                "--lease-namespace",
-                ns,
-            ])
-            .args(extra)
-            .envs(moto::aws_env())
-            .env("KUBECONFIG", kubeconfig)
-            .env("RUST_LOG", "info,sales_operator=debug")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("start sales-operator run");
-        Operator { child, metrics: format!("127.0.0.1:{port}"), log }
-    }
-
-    fn get(&self, path: &str) -> Option<(u16, String)> {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(&self.metrics).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
-        let mut text = String::new();
-        s.read_to_string(&mut text).ok()?;
-        let status = text.split_whitespace().nth(1)?.parse().ok()?;
-        Some((status, text.split("\r\n\r\n").nth(1).unwrap_or("").to_string()))
-    }
-
-    /// Sum of the `sales_operator_aws_calls_total` samples matching `filter`.
-    fn aws_calls(&self, filter: &str) -> u64 {
-        let (_, body) = self.get("/metrics").unwrap_or_default();
-        body.lines()
-            .filter(|l| l.starts_with("sales_operator_aws_calls_total") && l.contains(filter))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-            .sum()
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn kubectl(ns: &str, args: &[&str]) -> String {
     let mut all = vec!["-n", ns];

@@ -7,59 +7,15 @@ mod helm_chart;
 mod kube_env;
 #[path = "support/moto.rs"]
 mod moto;
+#[path = "support/operator.rs"]
+mod operator;
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::Duration;
 
-use kube_env::{project_dir, wait_until, KubeEnv};
+use kube_env::wait_until;
+use operator::{env, operator_kubeconfig, Operator};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
-
-fn env() -> &'static KubeEnv {
-    static CRDS: OnceLock<()> = OnceLock::new();
-    let env = KubeEnv::shared();
-    CRDS.get_or_init(|| {
-        env.apply_crds(&[&project_dir().join("crds")]);
-    });
-    env
-}
-
-struct Operator(Child, PathBuf);
-
-impl Operator {
-    /// The operator under the chart's ServiceAccount and Role for `ns`.
-    fn start(ns: &str) -> Operator {
-        let env = env();
-        let rbac = helm_chart::operator_rbac(env, ns);
-        let out = env.kubectl_stdin(&["apply", "-f", "-"], &rbac);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let kubeconfig = env.kubeconfig_for_token(&env.service_account_token(ns, "sales-operator"));
-        let log = std::env::temp_dir().join(format!("sales-operator-og-{ns}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_sales-operator"))
-            .args(["run", "--namespace", ns, "--lease-namespace", ns, "--metrics-address", "127.0.0.1:0"])
-            .args(["--generator-image", "registry.example/sales-operator:test"])
-            .envs(moto::aws_env())
-            .env("KUBECONFIG", kubeconfig)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        Operator(child, log)
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.1).unwrap_or_default()
-    }
-}
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn get(ns: &str, what: &str, path: &str) -> String {
     let out = env().kubectl(&["get", "-n", ns, what, "-o", &format!("jsonpath={path}")]);
@@ -79,7 +35,8 @@ fn generator(name: &str, spec: &str) -> String {
 fn generator_follows_its_pipeline_and_manages_a_deployment() {
     let env = env();
     let ns = env.create_namespace("og");
-    let op = Operator::start(&ns);
+    let op =
+        Operator::start(&ns, &operator_kubeconfig(&ns), &["--generator-image", "registry.example/sales-operator:test"]);
 
     // The pipeline does not exist yet: a clear condition, no Deployment.
     apply(
