@@ -421,3 +421,28 @@ async fn tags_come_from_one_tagging_api_read_and_tag_drift_is_repaired() {
     let again = reconcile(&c, &ctx, Mode::Apply).await;
     assert!(again.actions.is_empty(), "{:#?}", again.actions);
 }
+
+/// Without tag:GetResources (or with the Tagging API failing) a pass reads each service's tags
+/// instead, and still changes nothing in a pipeline that is in sync.
+#[tokio::test]
+async fn a_denied_tagging_api_read_falls_back_to_per_service_tag_reads() {
+    let c = clients().await;
+    let (_, ctx) = pipeline("");
+    assert!(reconcile(&c, &ctx, Mode::Apply).await.ready());
+    c.calls.reset();
+    c.calls.set_faults(FaultPlan {
+        stop_after_mutations: None,
+        faults: vec![("GetResources".into(), Fault::AccessDenied, 1)],
+    });
+    let out = reconcile(&c, &ctx, Mode::Apply).await;
+    assert!(out.ready() && out.actions.is_empty(), "{:#?} {:?}", out.actions, out.error);
+    assert_eq!(c.calls.mutations(), 0);
+    let counts = c.calls.counts();
+    let called = |op: &str| counts.iter().filter(|((_, o), _)| o == op).map(|(_, n)| n.ok + n.error).sum::<u64>();
+    assert_eq!(called("GetResources"), 1);
+    for per_service in
+        ["ListTagsOfResource", "ListTagsForStream", "GetBucketTagging", "ListTagsForDeliveryStream", "GetTags"]
+    {
+        assert_eq!(called(per_service), 1, "{per_service}");
+    }
+}

@@ -9,6 +9,7 @@
 //! role without `tag:GetResources`) only costs those per-service reads.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use aws_sdk_resourcegroupstagging::types::TagFilter;
 
@@ -58,7 +59,13 @@ impl TagIndex {
         match Self::fetch(client, ctx).await {
             Ok(index) => index,
             Err(e) => {
-                tracing::warn!(error = %e, "cannot read tags through the Resource Groups Tagging API; reading them per service");
+                // Once per process at warning level: with a policy lacking tag:GetResources every pass fails.
+                static WARNED: AtomicBool = AtomicBool::new(false);
+                if WARNED.swap(true, Ordering::Relaxed) {
+                    tracing::debug!(error = %e, "cannot read tags through the Resource Groups Tagging API");
+                } else {
+                    tracing::warn!(error = %e, "cannot read tags through the Resource Groups Tagging API; reading them per service (is tag:GetResources allowed?)");
+                }
                 Self::default()
             }
         }
