@@ -20,6 +20,7 @@ use std::fmt;
 use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_smithy_http_client::proxy::ProxyConfig;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
@@ -51,7 +52,17 @@ pub async fn sdk_config(settings: &AwsSettings) -> SdkConfig {
         .with_max_attempts(settings.max_attempts.unwrap_or(6))
         .with_initial_backoff(settings.initial_backoff.unwrap_or(Duration::from_millis(200)))
         .with_max_backoff(Duration::from_secs(20));
-    let mut loader = aws_config::defaults(BehaviorVersion::latest()).retry_config(retry).http_client(https_client());
+    // A call that hangs (a dropped connection, a stalled endpoint) must not hold its pipeline's
+    // reconcile forever: each attempt gets 30 s, retries included 2 min.
+    let timeouts = TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .operation_attempt_timeout(Duration::from_secs(30))
+        .operation_timeout(Duration::from_secs(120))
+        .build();
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(retry)
+        .timeout_config(timeouts)
+        .http_client(https_client());
     if let Some(region) = &settings.region {
         loader = loader.region(Region::new(region.clone()));
     }

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aws_config::SdkConfig;
 use kube::runtime::events::{Recorder, Reporter};
@@ -31,6 +31,8 @@ pub struct Context {
     clients: Mutex<HashMap<String, Clients>>,
     failures: Mutex<HashMap<ObjectRef<SalesPipeline>, u32>>,
     ready: Mutex<HashMap<ObjectRef<SalesPipeline>, &'static str>>,
+    /// The watch events of our own status writes, to tell them from real changes.
+    pub echoes: Echoes,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -62,6 +64,7 @@ impl Context {
             clients: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
             ready: Mutex::new(HashMap::new()),
+            echoes: Echoes::default(),
         }
     }
 
@@ -108,5 +111,76 @@ impl Context {
             ("False", count("False")),
             ("Unknown", count("Unknown")),
         ]);
+    }
+}
+
+/// Per pipeline: the resourceVersion our last status write gave it and when its next pass is due.
+#[derive(Debug, Default)]
+pub struct Echoes(Mutex<HashMap<ObjectRef<SalesPipeline>, Echo>>);
+
+#[derive(Debug)]
+struct Echo {
+    version: String,
+    generation: Option<i64>,
+    due: Instant,
+}
+
+impl Echoes {
+    /// Remembers that our status write gave `obj` resourceVersion `version`, after a pass over
+    /// spec `generation`, and that its next pass is due in `next`.
+    pub fn expect(&self, obj: ObjectRef<SalesPipeline>, version: String, generation: Option<i64>, next: Duration) {
+        lock(&self.0).insert(obj, Echo { version, generation, due: Instant::now() + next });
+    }
+
+    /// Whether a trigger for `obj` at `version` and `generation` is only the watch event of our
+    /// last status write: same resourceVersion, same spec generation (a spec changed between
+    /// our read and our write also ends at our write's resourceVersion) and its next pass not
+    /// due yet. Then the time left until that pass. A remembered write answers once; any other
+    /// trigger (spec or status changed by someone else, the resync) reconciles.
+    pub fn own(
+        &self,
+        obj: &ObjectRef<SalesPipeline>,
+        version: Option<&str>,
+        generation: Option<i64>,
+    ) -> Option<Duration> {
+        let echo = lock(&self.0).remove(obj)?;
+        if version != Some(echo.version.as_str()) || generation != echo.generation {
+            return None;
+        }
+        Some(echo.due.saturating_duration_since(Instant::now())).filter(|left| !left.is_zero())
+    }
+
+    /// Forgets `obj` (deleted).
+    pub fn forget(&self, obj: &ObjectRef<SalesPipeline>) {
+        lock(&self.0).remove(obj);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pipeline() -> ObjectRef<SalesPipeline> {
+        ObjectRef::new("sales").within("shop")
+    }
+
+    #[test]
+    fn only_the_echo_of_our_own_write_is_skipped_and_only_once() {
+        let echoes = Echoes::default();
+        let five_minutes = Duration::from_secs(300);
+        echoes.expect(pipeline(), "42".into(), Some(1), five_minutes);
+        let left = echoes.own(&pipeline(), Some("42"), Some(1)).expect("our own write");
+        assert!(left > Duration::from_secs(290) && left <= five_minutes, "{left:?}");
+        assert_eq!(echoes.own(&pipeline(), Some("42"), Some(1)), None, "answers once: the resync reconciles");
+
+        echoes.expect(pipeline(), "43".into(), Some(1), five_minutes);
+        assert_eq!(echoes.own(&pipeline(), Some("44"), Some(1)), None, "changed by someone else");
+        echoes.expect(pipeline(), "44".into(), Some(1), five_minutes);
+        assert_eq!(echoes.own(&pipeline(), Some("44"), Some(2)), None, "spec changed before our write");
+        echoes.expect(pipeline(), "45".into(), Some(1), Duration::ZERO);
+        assert_eq!(echoes.own(&pipeline(), Some("45"), Some(1)), None, "its next pass is due");
+        echoes.expect(pipeline(), "46".into(), Some(1), five_minutes);
+        echoes.forget(&pipeline());
+        assert_eq!(echoes.own(&pipeline(), Some("46"), Some(1)), None);
     }
 }

@@ -62,6 +62,16 @@ pub async fn reconcile(sp: Arc<SalesPipeline>, ctx: Arc<Context>) -> Result<Acti
     let span = tracing::info_span!("reconcile", namespace = %namespace, name = %sp.name_any());
     async move {
         let started = Instant::now();
+        let live = sp.meta().deletion_timestamp.is_none() && sp.finalizers().iter().any(|f| f == FINALIZER);
+        if let Some(left) = ctx
+            .echoes
+            .own(&ObjectRef::from(sp.as_ref()), sp.meta().resource_version.as_deref(), sp.meta().generation)
+            .filter(|_| live)
+        {
+            // The watch event of our own status write: nothing changed since that pass.
+            ctx.metrics.reconciled("SalesPipeline", "unchanged", started.elapsed());
+            return Ok(Action::requeue(left));
+        }
         let api: Api<SalesPipeline> = Api::namespaced(ctx.client.clone(), &namespace);
         let result = finalizer(&api, FINALIZER, sp, |event| async {
             match event {
@@ -131,19 +141,23 @@ async fn apply(sp: &SalesPipeline, ctx: &Context, api: &Api<SalesPipeline>) -> R
     }
     let status = SalesPipelineStatus { observed_generation: generation, ..outcome.status.clone() };
     let computed = outcome.conditions(mode);
-    write_status(api, sp, status, &computed).await?;
+    let written = write_status(api, sp, status, &computed).await?;
     let ready = computed.iter().find(|c| c.type_ == READY).map_or("Unknown", |c| c.status);
     ctx.record_ready(ObjectRef::from(sp), Some(ready));
 
-    match outcome.error {
-        Some((component, source)) if !source.is_permanent() => Err(Error::Aws { component, source }),
-        _ if outcome.stalled() => Ok(Action::requeue(ctx.resync)),
+    let next = match outcome.error {
+        Some((component, source)) if !source.is_permanent() => return Err(Error::Aws { component, source }),
+        _ if outcome.stalled() => ctx.resync,
         _ if outcome.ready() || mode == Mode::Observe => {
             ctx.succeeded(&ObjectRef::from(sp));
-            Ok(Action::requeue(ctx.resync))
+            ctx.resync
         }
-        _ => Ok(Action::requeue(CONVERGING_REQUEUE)),
+        _ => CONVERGING_REQUEUE,
+    };
+    if let Some(version) = written {
+        ctx.echoes.expect(ObjectRef::from(sp), version, generation, next);
     }
+    Ok(Action::requeue(next))
 }
 
 /// Whether the last reconcile brought this generation of the spec to Ready.
@@ -177,6 +191,7 @@ async fn cleanup(sp: &SalesPipeline, ctx: &Context, api: &Api<SalesPipeline>) ->
         return Err(Error::Aws { component, source });
     }
     ctx.record_ready(ObjectRef::from(sp), None);
+    ctx.echoes.forget(&ObjectRef::from(sp));
     Ok(Action::await_change())
 }
 
@@ -188,7 +203,7 @@ async fn write_status(
     sp: &SalesPipeline,
     mut status: SalesPipelineStatus,
     computed: &[NewCondition],
-) -> Result<(), Error> {
+) -> Result<Option<String>, Error> {
     let previous = sp.status.clone().unwrap_or_default();
     let merged = conditions::merge(&previous.conditions, computed, status.observed_generation, jiff::Timestamp::now());
     let mut all: Vec<Condition> =
@@ -197,15 +212,15 @@ async fn write_status(
     all.sort_by(|a, b| condition_rank(&a.type_).cmp(&condition_rank(&b.type_)).then(a.type_.cmp(&b.type_)));
     status.conditions = all;
     if sp.status.as_ref() == Some(&status) {
-        return Ok(());
+        return Ok(None);
     }
     let patch = serde_json::json!({
         "apiVersion": SalesPipeline::api_version(&()),
         "kind": SalesPipeline::kind(&()),
         "status": status,
     });
-    api.patch_status(&sp.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch)).await?;
-    Ok(())
+    let written = api.patch_status(&sp.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch)).await?;
+    Ok(written.resource_version())
 }
 
 fn condition_rank(type_: &str) -> u8 {
