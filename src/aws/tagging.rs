@@ -59,9 +59,11 @@ impl TagIndex {
         match Self::fetch(client, ctx).await {
             Ok(index) => index,
             Err(e) => {
-                // Once per process at warning level: with a policy lacking tag:GetResources every pass fails.
+                // A transient failure (unreachable endpoint, throttling) shows again in the reads
+                // that follow, under the component they belong to. A permanent one (a policy without
+                // tag:GetResources) would fail every pass: a warning once per process.
                 static WARNED: AtomicBool = AtomicBool::new(false);
-                if WARNED.swap(true, Ordering::Relaxed) {
+                if !e.is_permanent() || WARNED.swap(true, Ordering::Relaxed) {
                     tracing::debug!(error = %e, "cannot read tags through the Resource Groups Tagging API");
                 } else {
                     tracing::warn!(error = %e, "cannot read tags through the Resource Groups Tagging API; reading them per service (is tag:GetResources allowed?)");
