@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Memory, CPU and AWS calls of `sales-operator run` holding N SalesPipelines in
 # sync, against a real kube-apiserver (scripts/kube-env) and moto.
-#   scripts/bench-operator.sh N [BINARY]     (default binary: target/release/sales-operator)
+#   [RESYNC=seconds] scripts/bench-operator.sh N [BINARY]   (default binary: target/release/sales-operator)
 # Prints one markdown table row: N, RSS after all are Ready (and its anonymous / file-backed
 # parts: heap vs the binary's code), peak RSS, CPU seconds of one steady-state resync, AWS calls
 # per resync (read/mutating), and the calls per hour at the default 5-minute resync; then the
@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:?usage: bench-operator.sh N [BINARY]}
 bin=${2:-target/release/sales-operator}
-resync=300  # seconds: the default resync period; the steady-state window is one period
+resync=${RESYNC:-300}  # seconds (default: the operator's default); the steady-state window is one period
 [[ -x "$bin" ]] || { echo "build $bin first (cargo build --release)" >&2; exit 1; }
 
 work=$(mktemp -d)
@@ -69,7 +69,7 @@ reads=$(( r1 - r0 )); muts=$(( m1 - m0 ))
 printf '| %d | %d s | %.1f MiB (%.1f + %.1f) | %.1f MiB | %.2f s | %d / %d | %d |\n' "$n" "$ready_s" \
   "$(echo "$rss_ready/1024" | bc -l)" "$(echo "$anon/1024" | bc -l)" "$(echo "$file/1024" | bc -l)" \
   "$(echo "$(hwm)/1024" | bc -l)" "$(echo "($c1-$c0)/$tick" | bc -l)" \
-  "$reads" "$muts" "$(( (reads + muts) * 3600 / resync ))"
+  "$reads" "$muts" "$(( (reads + muts) * 12 ))"
 echo "reads per pipeline in that resync, by operation:"
 join -j1 "$work/ops0" "$work/ops1" |
   awk -v n="$n" '$3 > $2 {printf "  %s %.2f\n", $1, ($3 - $2) / n}'
