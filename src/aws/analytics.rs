@@ -101,7 +101,7 @@ impl BatchGets {
 
     fn unavailable(&self, e: &AwsError) {
         if self.0.swap(false, Ordering::Relaxed) {
-            tracing::info!(error = %e, "BatchGetNamedQuery is not implemented by this endpoint; reading named queries one by one");
+            tracing::debug!(error = %e, "BatchGetNamedQuery is not implemented by this endpoint; reading named queries one by one");
         }
     }
 }
