@@ -20,7 +20,7 @@ use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
     StreamSpecification, StreamViewType, WriteRequest,
 };
-use sales_operator::aws::{sdk_config, AwsSettings, CallLog};
+use sales_operator::aws::CallLog;
 use sales_operator::generator::writer::{self, put_request, Sink, SinkError, WriterConfig};
 use sales_operator::generator::{Catalog, DynamoDbSink, NullSink, OrderSource, Report};
 
@@ -111,13 +111,7 @@ struct Aws {
 }
 
 async fn aws() -> Aws {
-    moto::set_aws_env();
-    let settings = AwsSettings {
-        region: Some("eu-west-1".into()),
-        endpoint_url: Some(moto::endpoint().into()),
-        ..Default::default()
-    };
-    let sdk = sdk_config(&settings).await;
+    let sdk = moto::sdk(&moto::settings()).await;
     let calls = CallLog::default();
     let dynamodb = aws_sdk_dynamodb::Client::from_conf(
         aws_sdk_dynamodb::config::Builder::from(&sdk).interceptor(calls.clone()).build(),

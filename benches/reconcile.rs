@@ -8,7 +8,7 @@ mod moto;
 use std::time::{Duration, Instant};
 
 use sales_operator::api::manifest::parse_pipeline;
-use sales_operator::aws::{sdk_config, AwsSettings, CallLog, Clients, PipelineCtx};
+use sales_operator::aws::{CallLog, Clients, PipelineCtx};
 use sales_operator::reconcile::{reconcile, Mode};
 
 const RUNS: usize = 20;
@@ -20,13 +20,7 @@ fn median(mut v: Vec<Duration>) -> Duration {
 
 #[tokio::main]
 async fn main() {
-    moto::set_aws_env();
-    let settings = AwsSettings {
-        region: Some("eu-west-1".into()),
-        endpoint_url: Some(moto::endpoint().into()),
-        ..Default::default()
-    };
-    let sdk = sdk_config(&settings).await;
+    let sdk = moto::sdk(&moto::settings()).await;
     let clients = Clients::new(&sdk, None, CallLog::default()).expect("clients");
 
     let (mut first, mut first_wait, mut steady, mut steady_wait) = (vec![], vec![], vec![], vec![]);

@@ -78,13 +78,7 @@ fn invalid_manifests_are_refused_naming_the_field_and_create_nothing() {
     // Nothing reached AWS: the moto server has no table, stream or bucket at all for "bad".
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        moto::set_aws_env();
-        let sdk = sales_operator::aws::sdk_config(&sales_operator::aws::AwsSettings {
-            endpoint_url: Some(moto::endpoint().into()),
-            region: Some("eu-west-1".into()),
-            ..Default::default()
-        })
-        .await;
+        let sdk = moto::sdk(&moto::settings()).await;
         let c = sales_operator::aws::Clients::new(&sdk, None, Default::default()).unwrap();
         let tables = c.dynamodb.list_tables().send().await.unwrap().table_names.unwrap_or_default();
         assert!(!tables.iter().any(|t| t.contains("-bad")), "{tables:?}");

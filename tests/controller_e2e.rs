@@ -49,17 +49,9 @@ fn wait_ready(ns: &str, name: &str, op: &Operator) {
 }
 
 fn aws() -> sales_operator::aws::Clients {
-    moto::set_aws_env();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let sdk = sales_operator::aws::sdk_config(&sales_operator::aws::AwsSettings {
-            endpoint_url: Some(moto::endpoint().into()),
-            region: Some("eu-west-1".into()),
-            ..Default::default()
-        })
-        .await;
-        sales_operator::aws::Clients::new(&sdk, None, Default::default()).unwrap()
-    })
+    let sdk = rt.block_on(moto::sdk(&moto::settings()));
+    sales_operator::aws::Clients::new(&sdk, None, Default::default()).unwrap()
 }
 
 fn table_exists(c: &sales_operator::aws::Clients, name: &str) -> bool {

@@ -18,13 +18,11 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_dynamodbstreams::types::{OperationType, ShardIteratorType};
 use rust_decimal::Decimal;
 use sales_operator::aws::calls::{Fault, FaultPlan};
-use sales_operator::aws::{sdk_config, AwsSettings, CallLog};
+use sales_operator::aws::{AwsSettings, CallLog};
 use sales_operator::generator::{
     run, Catalog, DynamoDbSink, GeneratorConfig, OrderSource, Report, StopReason, WriterConfig,
 };
 use sales_operator::order::{ItemType, Order, FIELDS, KEY};
-
-const REGION: &str = "eu-west-1";
 
 struct Aws {
     dynamodb: aws_sdk_dynamodb::Client,
@@ -33,14 +31,12 @@ struct Aws {
 }
 
 async fn aws(max_attempts: u32) -> Aws {
-    moto::set_aws_env();
     let settings = AwsSettings {
-        region: Some(REGION.into()),
-        endpoint_url: Some(moto::endpoint().to_string()),
         max_attempts: Some(max_attempts),
         initial_backoff: Some(Duration::from_millis(5)),
+        ..moto::settings()
     };
-    let sdk = sdk_config(&settings).await;
+    let sdk = moto::sdk(&settings).await;
     let calls = CallLog::default();
     let dynamodb = aws_sdk_dynamodb::Client::from_conf(
         aws_sdk_dynamodb::config::Builder::from(&sdk).interceptor(calls.clone()).build(),

@@ -80,17 +80,30 @@ pub fn aws_env() -> Vec<(&'static str, String)> {
 /// The region the tests use.
 pub const REGION: &str = "eu-west-1";
 
-/// In-process SDK clients for this moto server, retrying fast (tests inject faults).
-pub async fn clients() -> sales_operator::aws::Clients {
-    set_aws_env();
-    let settings = sales_operator::aws::AwsSettings {
+/// This moto server in [`REGION`], with the operator's default retries (override fields with
+/// `AwsSettings { max_attempts: .., ..settings() }`).
+pub fn settings() -> sales_operator::aws::AwsSettings {
+    sales_operator::aws::AwsSettings {
         region: Some(REGION.into()),
         endpoint_url: Some(endpoint().to_string()),
+        ..Default::default()
+    }
+}
+
+/// The SDK configuration for `settings`, with this process holding the dummy credentials.
+pub async fn sdk(settings: &sales_operator::aws::AwsSettings) -> aws_config::SdkConfig {
+    set_aws_env();
+    sales_operator::aws::sdk_config(settings).await
+}
+
+/// In-process SDK clients for this moto server, retrying fast (tests inject faults).
+pub async fn clients() -> sales_operator::aws::Clients {
+    let fast = sales_operator::aws::AwsSettings {
         max_attempts: Some(4),
         initial_backoff: Some(Duration::from_millis(5)),
+        ..settings()
     };
-    let sdk = sales_operator::aws::sdk_config(&settings).await;
-    sales_operator::aws::Clients::new(&sdk, None, Default::default()).expect("clients for moto")
+    sales_operator::aws::Clients::new(&sdk(&fast).await, None, Default::default()).expect("clients for moto")
 }
 
 /// Sets the dummy credentials in this process (for in-process SDK clients).
