@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use aws_sdk_resourcegroupstagging::types::TagFilter;
 
 use super::error::AwsResultExt;
-use super::{AwsError, PipelineCtx, TAG_PIPELINE};
+use super::{missing_tags, AwsError, PipelineCtx, TAG_PIPELINE};
 
 /// Tags by ARN of the resources carrying the pipeline's ownership tag.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -73,19 +73,11 @@ impl TagIndex {
         }
     }
 
-    /// `arn`'s tags when the index lists it with every `desired` tag; `None`: ask its service.
+    /// `arn`'s tags when the index lists it with every `desired` tag (nothing for the diff to
+    /// put back); `None`: ask its service.
     pub fn covering(&self, arn: &str, desired: &BTreeMap<String, String>) -> Option<BTreeMap<String, String>> {
         let tags = self.by_arn.get(arn)?;
-        desired.iter().all(|(k, v)| tags.get(k) == Some(v)).then(|| tags.clone())
-    }
-
-    /// Like [`TagIndex::covering`] for an ARN only known after the read that returns the resource.
-    pub fn covering_opt(
-        &self,
-        arn: Option<&str>,
-        desired: &BTreeMap<String, String>,
-    ) -> Option<BTreeMap<String, String>> {
-        arn.and_then(|arn| self.covering(arn, desired))
+        missing_tags(desired, tags).is_empty().then(|| tags.clone())
     }
 
     /// The tags of bucket `name` (S3 ARNs carry neither region nor account), as [`TagIndex::covering`].
@@ -94,17 +86,18 @@ impl TagIndex {
         let arn = self.by_arn.keys().find(|arn| arn.starts_with("arn:") && arn.ends_with(&suffix))?;
         self.covering(arn, desired)
     }
-
-    /// An index holding `tags` for `arn` (tests).
-    pub fn with(mut self, arn: &str, tags: BTreeMap<String, String>) -> Self {
-        self.by_arn.insert(arn.to_string(), tags);
-        self
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl TagIndex {
+        fn with(mut self, arn: &str, tags: BTreeMap<String, String>) -> Self {
+            self.by_arn.insert(arn.to_string(), tags);
+            self
+        }
+    }
 
     fn tags(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
@@ -119,6 +112,5 @@ mod tests {
         assert_eq!(index.covering("arn:a", &desired), Some(index.by_arn["arn:a"].clone()), "extra tags are fine");
         assert_eq!(index.covering("arn:b", &desired), None, "a differing value is read from the service");
         assert_eq!(index.covering("arn:c", &desired), None, "an unlisted resource is read from the service");
-        assert_eq!(index.covering_opt(None, &desired), None);
     }
 }

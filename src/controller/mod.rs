@@ -222,7 +222,7 @@ where
 }
 
 /// Drops the parts of an object the operator never reads.
-pub fn slim<K: Resource>(obj: &mut K) {
+fn slim<K: Resource>(obj: &mut K) {
     obj.managed_fields_mut().clear();
     obj.annotations_mut().remove("kubectl.kubernetes.io/last-applied-configuration");
 }
