@@ -269,15 +269,7 @@ async fn write_status(
     status.observed_generation = og.metadata.generation;
     status.conditions =
         conditions::merge(&previous.conditions, computed, og.metadata.generation, jiff::Timestamp::now());
-    if og.status.as_ref() == Some(&status) {
-        return Ok(());
-    }
-    let patch = serde_json::json!({
-        "apiVersion": OrderGenerator::api_version(&()),
-        "kind": OrderGenerator::kind(&()),
-        "status": status,
-    });
-    api.patch_status(&og.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch)).await?;
+    super::apply_status(api, og, og.status.as_ref(), &status).await?;
     Ok(())
 }
 

@@ -205,6 +205,32 @@ pub async fn run(args: RunArgs, aws: AwsSettings) -> Result<(), RunError> {
     }
 }
 
+/// Server-side applies `status` to `obj`'s status subresource (field manager
+/// [`pipeline::MANAGER`]) unless `current` already equals it, so a steady state writes nothing.
+/// Returns the resourceVersion the write produced, `None` when nothing was written.
+pub async fn apply_status<K, S>(
+    api: &Api<K>,
+    obj: &K,
+    current: Option<&S>,
+    status: &S,
+) -> Result<Option<String>, kube::Error>
+where
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    S: serde::Serialize + PartialEq,
+{
+    if current == Some(status) {
+        return Ok(None);
+    }
+    let patch = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    let params = kube::api::PatchParams::apply(pipeline::MANAGER).force();
+    let written = api.patch_status(&obj.name_any(), &params, &kube::api::Patch::Apply(&patch)).await?;
+    Ok(written.resource_version())
+}
+
 /// Watches `api` into a cache that keeps only what the reconcilers read: managed fields and the
 /// last-applied annotation (together most of a small object) are dropped before caching, so the
 /// operator's memory grows by a few KiB per custom resource, not tens.

@@ -4,7 +4,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::finalizer::{finalizer, Event as Finalizer};
@@ -211,16 +210,7 @@ async fn write_status(
     all.extend(merged);
     all.sort_by(|a, b| condition_rank(&a.type_).cmp(&condition_rank(&b.type_)).then(a.type_.cmp(&b.type_)));
     status.conditions = all;
-    if sp.status.as_ref() == Some(&status) {
-        return Ok(None);
-    }
-    let patch = serde_json::json!({
-        "apiVersion": SalesPipeline::api_version(&()),
-        "kind": SalesPipeline::kind(&()),
-        "status": status,
-    });
-    let written = api.patch_status(&sp.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch)).await?;
-    Ok(written.resource_version())
+    Ok(super::apply_status(api, sp, sp.status.as_ref(), &status).await?)
 }
 
 fn condition_rank(type_: &str) -> u8 {
