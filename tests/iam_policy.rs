@@ -103,11 +103,26 @@ async fn every_aws_call_of_a_pipeline_lifecycle_is_allowed_by_the_operator_polic
     );
 }
 
+/// The host's target triple, as `rustc -vV` reports it.
+fn host_triple() -> String {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let out = std::process::Command::new(rustc).arg("-vV").output().expect("rustc -vV");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.lines()
+        .find_map(|l| l.strip_prefix("host: "))
+        .map(str::to_owned)
+        .unwrap_or_else(|| panic!("no host line in rustc -vV: {text}"))
+}
+
 /// The SDK's operation names per service crate (`src/operation/<snake_case>/`), via `cargo metadata`.
+///
+/// `--filter-platform` keeps it to the packages this host builds: without it cargo resolves
+/// every target platform's packages, which a fresh machine has not downloaded (and `--offline`
+/// keeps the test from fetching anything the build did not).
 fn sdk_operations() -> BTreeMap<&'static str, BTreeSet<String>> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = std::process::Command::new(cargo)
-        .args(["metadata", "--format-version", "1", "--offline"])
+        .args(["metadata", "--format-version", "1", "--offline", "--filter-platform", &host_triple()])
         .current_dir(project_dir())
         .output()
         .expect("cargo metadata");
