@@ -1,4 +1,4 @@
-//! Command-line interface: `crd`, `plan`, `apply`, `delete`.
+//! Command-line interface: `crd`, `validate`, `plan`, `apply`, `delete`, ...
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -53,6 +53,8 @@ pub enum Command {
     },
     /// Print the IAM policy (JSON) the operator's own AWS role needs (docs/iam.md).
     IamPolicy,
+    /// Check a SalesPipeline manifest as the API server would (schema, CEL, names); no AWS call.
+    Validate(FileArgs),
     /// Show what `apply` would create, update or replace; changes nothing.
     Plan(FileArgs),
     /// Reconcile a SalesPipeline manifest once against AWS and print its status.
@@ -167,6 +169,11 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         }
         Command::IamPolicy => {
             print!("{}", aws::operator_policy::policy_json());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Validate(args) => {
+            let pipeline = manifest::read_pipeline(&args.file)?;
+            println!("{} is a valid SalesPipeline", pipeline.name_any());
             Ok(ExitCode::SUCCESS)
         }
         Command::Plan(args) => plan(&cli.global, &args).await,

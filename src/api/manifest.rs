@@ -60,14 +60,25 @@ pub fn parse_pipeline(text: &str, source_name: &str) -> Result<SalesPipeline, Ma
     if !errors.is_empty() {
         return Err(invalid(errors));
     }
-    let pipeline: SalesPipeline = match typed(value) {
-        Ok(p) => p,
-        Err(e) => return Err(invalid(e)),
+    // As the API server does: every schema error at once, then CEL on a well-typed object.
+    if let (Some(spec), Some(spec_schema)) = (value.get("spec"), pipeline_schema().pointer("/properties/spec")) {
+        check_schema(spec, spec_schema, "spec", &mut errors);
+    }
+    let pipeline = match typed::<SalesPipeline>(value) {
+        Ok(p) if errors.is_empty() => p,
+        Ok(_) => return Err(invalid(errors)),
+        Err(typing) => {
+            for e in typing {
+                if !errors.iter().any(|known| known.field == e.field) {
+                    errors.push(e);
+                }
+            }
+            return Err(invalid(errors));
+        }
     };
     if let Err(cel) = pipeline.validate_cel() {
         errors.extend(cel.into_vec().into_iter().map(|e| field(&e.field_path, e.message)));
     }
-    errors.extend(check_lists(&pipeline));
     if errors.is_empty() {
         Ok(pipeline)
     } else {
@@ -75,28 +86,114 @@ pub fn parse_pipeline(text: &str, source_name: &str) -> Result<SalesPipeline, Ma
     }
 }
 
-/// The list constraints the schema states without CEL (sets, enum items).
-fn check_lists(pipeline: &SalesPipeline) -> Vec<FieldError> {
-    let mut errors = Vec::new();
-    let events = &pipeline.spec.pipe.event_names;
-    for (i, e) in events.iter().enumerate() {
-        if events[..i].contains(e) {
-            errors.push(field(&format!("spec.pipe.eventNames[{i}]"), format!("duplicate value {:?}", e.as_str())));
-        }
+/// The SalesPipeline CRD's `openAPIV3Schema`, as `sales-operator crd` prints it.
+fn pipeline_schema() -> &'static serde_json::Value {
+    static SCHEMA: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
+    SCHEMA.get_or_init(|| {
+        let crd = <SalesPipeline as kube::CustomResourceExt>::crd();
+        crd.spec
+            .versions
+            .first()
+            .and_then(|v| v.schema.as_ref())
+            .and_then(|s| s.open_api_v3_schema.as_ref())
+            .and_then(|s| serde_json::to_value(s).ok())
+            .unwrap_or_default()
+    })
+}
+
+/// A scalar as the API server quotes it in messages (`"INSERT"`, `7`).
+fn scalar_text(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => format!("{s:?}"),
+        other => other.to_string(),
     }
-    let queries = &pipeline.spec.analytics.named_queries;
-    let allowed: Vec<&str> = crate::queries::BUILT_IN.iter().map(|q| q.name).collect();
-    for (i, q) in queries.iter().enumerate() {
-        if !allowed.contains(&q.as_str()) {
-            errors.push(field(
-                &format!("spec.analytics.namedQueries[{i}]"),
-                format!("unsupported value {q:?}: supported values: {}", allowed.join(", ")),
-            ));
-        } else if queries[..i].contains(q) {
-            errors.push(field(&format!("spec.analytics.namedQueries[{i}]"), format!("duplicate value {q:?}")));
+}
+
+/// The structural-schema checks the API server makes beyond types and unknown fields (which
+/// the typed deserialisation reports): `enum`, `maxItems`/`minItems`, `maxLength`/`minLength`,
+/// `minimum`/`maximum`, and unique items in `x-kubernetes-list-type: set` and `map` lists,
+/// with the API server's field paths.
+fn check_schema(value: &serde_json::Value, schema: &serde_json::Value, path: &str, errors: &mut Vec<FieldError>) {
+    use serde_json::Value;
+    let limit = |key: &str| schema.get(key).and_then(Value::as_f64);
+    match value {
+        Value::String(s) => {
+            if let Some(allowed) = schema.get("enum").and_then(Value::as_array) {
+                if !allowed.contains(value) {
+                    let list: Vec<String> = allowed.iter().map(scalar_text).collect();
+                    errors.push(field(
+                        path,
+                        format!("Unsupported value: {}: supported values: {}", scalar_text(value), list.join(", ")),
+                    ));
+                }
+            }
+            let len = s.chars().count() as f64;
+            if limit("maxLength").is_some_and(|max| len > max) {
+                errors.push(field(
+                    path,
+                    format!("Too long: may not be more than {} bytes", limit("maxLength").unwrap_or_default()),
+                ));
+            }
+            if limit("minLength").is_some_and(|min| len < min) {
+                errors.push(field(
+                    path,
+                    format!("Invalid value: should be at least {} chars long", limit("minLength").unwrap_or_default()),
+                ));
+            }
         }
+        Value::Number(n) => {
+            let n = n.as_f64().unwrap_or_default();
+            if let Some(max) = limit("maximum").filter(|max| n > *max) {
+                errors.push(field(path, format!("Invalid value: {value}: should be less than or equal to {max}")));
+            }
+            if let Some(min) = limit("minimum").filter(|min| n < *min) {
+                errors.push(field(path, format!("Invalid value: {value}: should be greater than or equal to {min}")));
+            }
+        }
+        Value::Object(map) => {
+            let properties = schema.get("properties").and_then(Value::as_object);
+            let additional = schema.get("additionalProperties").filter(|a| a.is_object());
+            for (key, v) in map {
+                if let Some(child) = properties.and_then(|p| p.get(key)).or(additional) {
+                    check_schema(v, child, &format!("{path}.{key}"), errors);
+                }
+            }
+        }
+        Value::Array(items) => {
+            let count = items.len() as f64;
+            if let Some(max) = limit("maxItems").filter(|max| count > *max) {
+                errors.push(field(path, format!("Too many: {}: must have at most {max} items", items.len())));
+            }
+            if let Some(min) = limit("minItems").filter(|min| count < *min) {
+                errors.push(field(
+                    path,
+                    format!("Invalid value: {} items: should have at least {min} items", items.len()),
+                ));
+            }
+            let list_type = schema.get("x-kubernetes-list-type").and_then(Value::as_str);
+            let map_keys: Vec<&str> = schema
+                .get("x-kubernetes-list-map-keys")
+                .and_then(Value::as_array)
+                .map(|k| k.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            let key = |v: &Value| map_keys.iter().map(|k| v.get(*k).cloned()).collect::<Vec<_>>();
+            for (i, item) in items.iter().enumerate() {
+                let item_path = format!("{path}[{i}]");
+                let duplicate = match list_type {
+                    Some("set") => items[..i].contains(item),
+                    Some("map") => items[..i].iter().any(|earlier| key(earlier) == key(item)),
+                    _ => false,
+                };
+                if duplicate {
+                    errors.push(field(&item_path, format!("Duplicate value: {}", scalar_text(item))));
+                }
+                if let Some(item_schema) = schema.get("items") {
+                    check_schema(item, item_schema, &item_path, errors);
+                }
+            }
+        }
+        Value::Null | Value::Bool(_) => {}
     }
-    errors
 }
 
 /// apiVersion, kind and metadata.name, as the API server requires them.
@@ -113,18 +210,18 @@ fn check_header<K: Resource<DynamicType = ()>>(value: &serde_json::Value) -> Vec
     if obj.get("kind").and_then(|v| v.as_str()) != Some(&*kind) {
         errors.push(field("kind", format!("must be {kind}")));
     }
-    match obj.get("metadata").and_then(|m| m.get("name")).and_then(|n| n.as_str()) {
-        None => errors.push(field("metadata.name", "is required")),
-        Some(name) if !is_dns_subdomain(name) => errors.push(field(
-            "metadata.name",
-            "must be a DNS subdomain: at most 253 lowercase letters, digits, '-' or '.', starting and ending with a letter or digit",
-        )),
-        Some(_) => {}
+    let metadata = obj.get("metadata");
+    match metadata.and_then(|m| m.get("name")) {
+        None => errors.push(field("metadata.name", "Required value: name or generateName is required")),
+        Some(name) => {
+            for problem in name.as_str().map_or_else(|| vec!["must be a string".to_string()], dns1123_subdomain) {
+                errors.push(field("metadata.name", problem));
+            }
+        }
     }
-    if let Some(ns) = obj.get("metadata").and_then(|m| m.get("namespace")) {
-        if !ns.as_str().is_some_and(is_dns_label) {
-            errors
-                .push(field("metadata.namespace", "must be a DNS label: at most 63 lowercase letters, digits or '-'"));
+    if let Some(ns) = metadata.and_then(|m| m.get("namespace")) {
+        for problem in ns.as_str().map_or_else(|| vec!["must be a string".to_string()], dns1123_label) {
+            errors.push(field("metadata.namespace", problem));
         }
     }
     if !obj.get("spec").is_some_and(|s| s.is_object()) {
@@ -158,16 +255,49 @@ fn typed<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, Vec<FieldEr
     }
 }
 
-fn is_dns_label(s: &str) -> bool {
+const DNS1123_LABEL_MAX: usize = 63;
+const DNS1123_SUBDOMAIN_MAX: usize = 253;
+
+/// `[a-z0-9]([-a-z0-9]*[a-z0-9])?`
+fn is_dns1123_label_shape(s: &str) -> bool {
     !s.is_empty()
-        && s.len() <= 63
         && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
 
-fn is_dns_subdomain(s: &str) -> bool {
-    s.len() <= 253 && s.split('.').all(is_dns_label)
+/// What Kubernetes's `IsDNS1123Label` reports (namespaces): at most 63 characters of the label shape.
+pub fn dns1123_label(s: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    if s.len() > DNS1123_LABEL_MAX {
+        problems.push(format!("must be no more than {DNS1123_LABEL_MAX} characters"));
+    }
+    if !is_dns1123_label_shape(s) {
+        problems.push(
+            "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', \
+             and must start and end with an alphanumeric character"
+                .to_string(),
+        );
+    }
+    problems
+}
+
+/// What Kubernetes's `IsDNS1123Subdomain` reports (names of custom resources): at most 253
+/// characters in all, dot-separated labels of the label shape. Unlike a DNS name, a part may be
+/// longer than 63 characters: the API server limits only the whole.
+pub fn dns1123_subdomain(s: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    if s.len() > DNS1123_SUBDOMAIN_MAX {
+        problems.push(format!("must be no more than {DNS1123_SUBDOMAIN_MAX} characters"));
+    }
+    if !s.split('.').all(is_dns1123_label_shape) {
+        problems.push(
+            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', \
+             and must start and end with an alphanumeric character"
+                .to_string(),
+        );
+    }
+    problems
 }
 
 #[cfg(test)]
@@ -220,13 +350,40 @@ mod tests {
     #[test]
     fn duplicate_event_names_are_refused() {
         let e = errors(&format!("{HEADER}spec:\n  pipe:\n    eventNames: [INSERT, MODIFY, INSERT]\n"));
-        assert_eq!(e, vec![field("spec.pipe.eventNames[2]", "duplicate value \"INSERT\"")]);
+        assert_eq!(e, vec![field("spec.pipe.eventNames[2]", "Duplicate value: \"INSERT\"")]);
     }
 
     #[test]
     fn unknown_field_is_refused() {
         let e = errors(&format!("{HEADER}spec:\n  stream:\n    shards: 2\n"));
         assert_eq!(e, vec![field("spec.stream.shards", "unknown field")]);
+    }
+
+    fn named(name: &str) -> String {
+        format!("apiVersion: sales-operator.dev/v1alpha1\nkind: SalesPipeline\nmetadata:\n  name: {name}\nspec: {{}}\n")
+    }
+
+    #[test]
+    fn names_follow_the_api_servers_dns_subdomain_rule() {
+        // A part may exceed 63 characters: Kubernetes limits only the whole name to 253.
+        for ok in ["a".repeat(111), "a".repeat(253), format!("{}.{}", "b".repeat(120), "c".repeat(132)), "1.2.3".into()]
+        {
+            assert!(parse_pipeline(&named(&ok), "t").is_ok(), "{} characters", ok.len());
+        }
+        let too_long = errors(&named(&"a".repeat(254)));
+        assert_eq!(too_long, vec![field("metadata.name", "must be no more than 253 characters")]);
+        for bad in ["Shop", "-shop", "shop.", "a..b", "shop_1"] {
+            let e = errors(&named(bad));
+            assert_eq!(e.len(), 1, "{bad}: {e:?}");
+            assert!(e[0].field == "metadata.name" && e[0].message.contains("RFC 1123 subdomain"), "{bad}: {e:?}");
+        }
+    }
+
+    #[test]
+    fn too_many_list_items_are_refused_as_the_schema_says() {
+        let e = errors(&format!("{HEADER}spec:\n  pipe:\n    eventNames: [INSERT, MODIFY, REMOVE, INSERT]\n"));
+        let fields: Vec<_> = e.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, vec!["spec.pipe.eventNames", "spec.pipe.eventNames[3]"], "{e:?}");
     }
 
     #[test]
