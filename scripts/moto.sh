@@ -5,12 +5,15 @@
 #   scripts/moto.sh start [PORT]     start on 127.0.0.1:PORT (default 5000) in the
 #                                    background; prints the endpoint URL
 #   scripts/moto.sh stop [PORT]      stop the server started on PORT
-#   scripts/moto.sh bin              print the moto_server path (installs first)
+#   scripts/moto.sh bin              print the server's path (installs first): scripts/moto-server,
+#                                    moto_server plus the AWS behaviours of scripts/moto_aws.py
+#   scripts/moto.sh venv             print the venv's path (installs first)
 set -euo pipefail
 
 MOTO_VERSION="${MOTO_VERSION:-5.2.5}"
 CACHE="${SALES_OPERATOR_CACHE:-$HOME/.cache/sales-operator}"
 VENV="$CACHE/moto-$MOTO_VERSION"
+HERE="$(cd "$(dirname "$0")" && pwd)"
 STATE="${SALES_OPERATOR_STATE:-${TMPDIR:-/tmp}/sales-operator-moto}"
 
 install() {
@@ -30,7 +33,7 @@ start() {
     echo "http://127.0.0.1:$port"
     return 0
   fi
-  nohup "$VENV/bin/moto_server" -H 127.0.0.1 -p "$port" >"$STATE/moto-$port.log" 2>&1 &
+  nohup "$HERE/moto-server" -H 127.0.0.1 -p "$port" >"$STATE/moto-$port.log" 2>&1 &
   echo $! >"$STATE/moto-$port.pid"
   for _ in $(seq 1 100); do
     if curl -fsS "http://127.0.0.1:$port/moto-api/" >/dev/null 2>&1; then
@@ -55,6 +58,7 @@ case "${1:-}" in
   install) install ;;
   start) shift; start "$@" ;;
   stop) shift; stop "$@" ;;
-  bin) install; echo "$VENV/bin/moto_server" ;;
-  *) echo "usage: $0 install|start [PORT]|stop [PORT]|bin" >&2; exit 2 ;;
+  bin) install; echo "$HERE/moto-server" ;;
+  venv) install; echo "$VENV" ;;
+  *) echo "usage: $0 install|start [PORT]|stop [PORT]|bin|venv" >&2; exit 2 ;;
 esac
