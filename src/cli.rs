@@ -266,12 +266,18 @@ async fn plan(global: &Global, args: &FileArgs) -> Result<ExitCode, CliError> {
                 Verb::Replace => "-/+",
                 Verb::Delete => "-",
                 Verb::Retain => "=",
-                Verb::Blocked => "!",
+                Verb::Blocked | Verb::Conflict => "!",
+                Verb::Adopt => "&",
             };
             let _ = writeln!(out, "{sign} {a}");
         }
-        let creates = outcome.actions.iter().filter(|a| a.verb == Verb::Create).count();
-        let _ = writeln!(out, "\nPlan: {creates} to create, {} to change.", outcome.actions.len() - creates);
+        let count = |verb: Verb| outcome.actions.iter().filter(|a| a.verb == verb).count();
+        let (creates, conflicts) = (count(Verb::Create), count(Verb::Conflict));
+        let _ = write!(out, "\nPlan: {creates} to create, {} to change", outcome.actions.len() - creates - conflicts);
+        let _ = match conflicts {
+            0 => writeln!(out, "."),
+            n => writeln!(out, ", {n} in conflict: apply would stop there and change nothing of it."),
+        };
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -15,7 +15,7 @@ use crate::aws::pipe::Pipes;
 use crate::aws::stream::Streams;
 use crate::aws::table::Tables;
 use crate::aws::tagging::TagIndex;
-use crate::aws::{AwsError, Change, Clients, Component, ComponentKind, PipelineCtx, Refs};
+use crate::aws::{AwsError, Change, Claim, Clients, Component, ComponentKind, Owner, PipelineCtx, Refs};
 
 /// How far a pass may go.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,6 +35,8 @@ pub struct Action {
     pub resource: String,
     pub verb: Verb,
     pub changes: Vec<Change>,
+    /// Why, for a conflict or a retained resource (shown after the resource).
+    pub note: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,10 +46,14 @@ pub enum Verb {
     /// Deleted and created again: an immutable field changed on a resource that holds no data.
     Replace,
     Delete,
-    /// Kept: under `deletionPolicy: Retain`, or not owned by the pipeline.
+    /// Kept: under `deletionPolicy: Retain`, adopted and holding data, or not the pipeline's.
     Retain,
     /// AWS cannot apply these changes in place and the resource holds data: nothing is done.
     Blocked,
+    /// An existing, untagged resource taken under management (`spec.adopt`): tagged and converged.
+    Adopt,
+    /// It exists but is not the pipeline's (untagged, or another pipeline's): nothing is done.
+    Conflict,
 }
 
 impl fmt::Display for Action {
@@ -59,11 +65,16 @@ impl fmt::Display for Action {
             Verb::Delete => "delete",
             Verb::Retain => "retain",
             Verb::Blocked => "blocked",
+            Verb::Adopt => "adopt",
+            Verb::Conflict => "conflict",
         };
         write!(f, "{verb:<8} {}", self.resource)?;
         if !self.changes.is_empty() {
             let changes: Vec<String> = self.changes.iter().map(ToString::to_string).collect();
             write!(f, " ({})", changes.join("; "))?;
+        }
+        if let Some(note) = &self.note {
+            write!(f, ": {note}")?;
         }
         Ok(())
     }
@@ -99,12 +110,21 @@ impl Outcome {
     /// Whether the pass stopped on something retrying will not fix.
     pub fn stalled(&self) -> bool {
         self.error.as_ref().is_some_and(|(_, e)| e.is_permanent())
-            || self.actions.iter().any(|a| a.verb == Verb::Blocked)
+            || self.actions.iter().any(|a| matches!(a.verb, Verb::Blocked | Verb::Conflict))
+    }
+
+    /// The first ownership conflict of the pass: (reason, message).
+    pub fn conflict(&self) -> Option<(&str, String)> {
+        let a = self.actions.iter().find(|a| a.verb == Verb::Conflict)?;
+        let c = self.components.iter().find(|c| c.kind == a.component)?;
+        Some((c.reason.as_str(), format!("{}: {}", c.kind, c.message)))
     }
 
     /// Whether this pass changed anything in AWS.
     pub fn changed(&self) -> bool {
-        self.actions.iter().any(|a| matches!(a.verb, Verb::Create | Verb::Update | Verb::Replace | Verb::Delete))
+        self.actions
+            .iter()
+            .any(|a| matches!(a.verb, Verb::Create | Verb::Update | Verb::Replace | Verb::Delete | Verb::Adopt))
     }
 
     /// `Ready`, `Reconciling`, `Stalled` and one condition per component.
@@ -120,7 +140,10 @@ impl Outcome {
         } else {
             out.push(NewCondition::new(READY, UNKNOWN, "Pending", "not reconciled yet"));
         }
-        if self.stalled() {
+        if let Some((reason, message)) = self.conflict() {
+            out.push(NewCondition::new(STALLED, TRUE, reason, message));
+            out.push(NewCondition::new(RECONCILING, FALSE, "Stalled", "waiting for a spec change"));
+        } else if self.stalled() {
             let msg = match &self.error {
                 Some((kind, e)) => format!("{kind}: {e}"),
                 None => self
@@ -166,6 +189,15 @@ fn join(changes: &[Change]) -> String {
     changes.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
 }
 
+/// What the ownership check allows.
+enum Ownership {
+    Ours,
+    /// Take these untagged resources under management (`spec.adopt`).
+    Adopt(Vec<String>),
+    /// Not the pipeline's: reported, nothing changed.
+    Refused,
+}
+
 struct Pass<'a> {
     ctx: &'a PipelineCtx,
     mode: Mode,
@@ -177,61 +209,72 @@ impl Pass<'_> {
     /// Observe → diff → create/update one component. `Ok(false)` stops the walk
     /// (the component is absent in a read-only pass, or not usable yet).
     async fn converge<C: Component>(&mut self, c: &C) -> Result<bool, AwsError> {
-        let desired = C::desired(self.ctx, &self.refs);
+        let mut desired = C::desired(self.ctx, &self.refs);
         let resource = C::resource_name(&desired);
         let mut observed = c.observe(&desired).await?;
         let mut verb = None;
         let mut applied = Vec::new();
+        let mut created = false;
         if observed.is_none() {
-            self.outcome.actions.push(Action {
-                component: C::KIND,
-                resource: resource.clone(),
-                verb: Verb::Create,
-                changes: vec![],
-            });
+            self.act(C::KIND, &resource, Verb::Create, vec![]);
             if self.mode != Mode::Apply {
                 let reason = if self.mode == Mode::Observe { "Paused" } else { "Absent" };
                 self.state(C::KIND, false, reason, format!("{resource} does not exist"));
                 return Ok(false);
             }
-            c.create(&desired).await?;
-            verb = Some("Created");
+            match c.create(&desired).await {
+                Ok(()) => {
+                    created = true;
+                    verb = Some("Created");
+                }
+                // It appeared since the observe (someone else's, or read-after-create lag):
+                // judged below like any resource that was there before.
+                Err(e) if e.is_conflict() => {
+                    self.outcome.actions.pop();
+                }
+                Err(e) => return Err(e),
+            }
             observed = c.observe(&desired).await?;
+        }
+        // Nothing that exists is changed before its ownership is known (SPEC §8); what this pass
+        // created is ours whatever tags AWS reports for it yet.
+        if let (Some(o), false) = (&observed, created) {
+            match self.ownership::<C>(o, &resource) {
+                Ownership::Ours => {}
+                Ownership::Adopt(claimed) => {
+                    desired = C::desired(&self.ctx.adopting(), &self.refs);
+                    let changes = C::diff(&desired, o);
+                    self.outcome.actions.push(Action {
+                        component: C::KIND,
+                        resource: resource.clone(),
+                        verb: Verb::Adopt,
+                        changes: changes.clone(),
+                        note: Some(format!("existing, untagged: {}", claimed.join(", "))),
+                    });
+                    verb = Some("Adopted");
+                }
+                Ownership::Refused => return Ok(false),
+            }
         }
         // After a create too: what the create call cannot set (encryption, backups) is set by an update.
         if let Some(o) = &observed {
             let changes = C::diff(&desired, o);
             let (immutable, mutable): (Vec<Change>, Vec<Change>) = changes.into_iter().partition(|ch| ch.immutable);
-            if !immutable.is_empty() && verb.is_none() {
+            if !immutable.is_empty() && !created {
                 if C::KIND.holds_data() || self.mode != Mode::Apply {
                     let v = if C::KIND.holds_data() { Verb::Blocked } else { Verb::Replace };
-                    self.outcome.actions.push(Action {
-                        component: C::KIND,
-                        resource: resource.clone(),
-                        verb: v,
-                        changes: immutable.clone(),
-                    });
+                    self.act(C::KIND, &resource, v, immutable.clone());
                 } else {
                     c.delete(o).await?;
                     c.create(&desired).await?;
-                    self.outcome.actions.push(Action {
-                        component: C::KIND,
-                        resource: resource.clone(),
-                        verb: Verb::Replace,
-                        changes: immutable.clone(),
-                    });
+                    self.act(C::KIND, &resource, Verb::Replace, immutable.clone());
                     verb = Some("Replaced");
                     observed = c.observe(&desired).await?;
                 }
             }
             if !mutable.is_empty() && verb != Some("Replaced") {
                 if verb.is_none() {
-                    self.outcome.actions.push(Action {
-                        component: C::KIND,
-                        resource: resource.clone(),
-                        verb: Verb::Update,
-                        changes: mutable.clone(),
-                    });
+                    self.act(C::KIND, &resource, Verb::Update, mutable.clone());
                 }
                 match self.mode {
                     Mode::Apply => {
@@ -259,6 +302,9 @@ impl Pass<'_> {
         };
         C::publish(&o, &mut self.refs);
         C::report(&o, &mut self.outcome.status);
+        for claim in C::claims(&o).iter().filter(|claim| claim.adopted()) {
+            self.outcome.status.adopted.push(claim.resource.clone());
+        }
         let blocked =
             self.outcome.actions.iter().rev().find(|a| a.component == C::KIND && a.verb == Verb::Blocked).cloned();
         match (C::readiness(&o), blocked) {
@@ -285,6 +331,61 @@ impl Pass<'_> {
                 Ok(true)
             }
         }
+    }
+
+    fn act(&mut self, component: ComponentKind, resource: &str, verb: Verb, changes: Vec<Change>) {
+        self.outcome.actions.push(Action { component, resource: resource.to_string(), verb, changes, note: None });
+    }
+
+    /// The ownership check of an existing component: every resource it has must carry this
+    /// pipeline's tags, or be untagged and listed in `spec.adopt`. Anything else is refused,
+    /// with the component's state and a `Conflict` action saying why.
+    fn ownership<C: Component>(&mut self, o: &C::Observed, resource: &str) -> Ownership {
+        if !C::managed(o) {
+            return Ownership::Ours;
+        }
+        let identity = self.ctx.identity().to_string();
+        let claims = C::claims(o);
+        let owners: Vec<(&Claim<'_>, Owner)> = claims.iter().map(|c| (c, Owner::of(c.tags, &identity))).collect();
+        if let Some((claim, Owner::Pipeline(other))) = owners.iter().find(|(_, o)| matches!(o, Owner::Pipeline(_))) {
+            let message = format!(
+                "{} belongs to SalesPipeline {other}: two pipelines cannot manage one resource; \
+                 give this pipeline other names (spec.namePrefix or the component's name)",
+                claim.resource
+            );
+            let note = format!("belongs to SalesPipeline {other}");
+            self.refuse(C::KIND, resource, "NameConflict", note, message);
+            return Ownership::Refused;
+        }
+        let untagged: Vec<String> =
+            owners.iter().filter(|(_, o)| *o == Owner::Nobody).map(|(c, _)| c.resource.clone()).collect();
+        if untagged.is_empty() {
+            return Ownership::Ours;
+        }
+        if self.ctx.adopts(C::KIND) {
+            return Ownership::Adopt(untagged);
+        }
+        let message = format!(
+            "{} exists but was not created by this pipeline (no {} tag for {identity}); it is left untouched: \
+             list \"{}\" in spec.adopt to take it under management, or choose another name",
+            untagged.join(", "),
+            crate::aws::TAG_PIPELINE,
+            C::KIND
+        );
+        let note = format!("exists, not created by this pipeline (spec.adopt: [{}] takes it over)", C::KIND);
+        self.refuse(C::KIND, resource, "NotOwned", note, message);
+        Ownership::Refused
+    }
+
+    fn refuse(&mut self, kind: ComponentKind, resource: &str, reason: &str, note: String, message: String) {
+        self.outcome.actions.push(Action {
+            component: kind,
+            resource: resource.to_string(),
+            verb: Verb::Conflict,
+            changes: vec![],
+            note: Some(note),
+        });
+        self.state(kind, false, reason, message);
     }
 
     fn state(&mut self, kind: ComponentKind, ready: bool, reason: &str, message: String) {
@@ -336,31 +437,53 @@ struct Removal<'a> {
     ctx: &'a PipelineCtx,
     policy: DeletionPolicy,
     dry_run: bool,
+    refs: Refs,
     done: Teardown,
 }
 
 impl Removal<'_> {
     async fn remove<C: Component>(&mut self, c: &C) -> bool {
-        let desired = C::desired(self.ctx, &Refs::default());
+        let desired = C::desired(self.ctx, &self.refs);
         let resource = C::resource_name(&desired);
         if C::KIND.holds_data() && self.policy == DeletionPolicy::Retain {
-            self.done.actions.push(Action { component: C::KIND, resource, verb: Verb::Retain, changes: vec![] });
+            self.keep(C::KIND, resource, None);
             return true;
         }
+        let identity = self.ctx.identity();
         let result = async {
             let Some(observed) = c.observe(&desired).await? else { return Ok(None) };
-            if !C::owned(&observed) {
-                return Ok(Some(Verb::Retain));
+            if !C::managed(&observed) {
+                return Ok(Some((Verb::Retain, Some("not managed by the pipeline".to_string()))));
+            }
+            let claims = C::claims(&observed);
+            // Never delete what is not ours, whatever the deletion policy.
+            let foreign: Vec<String> = claims
+                .iter()
+                .filter_map(|claim| match Owner::of(claim.tags, identity) {
+                    Owner::This => None,
+                    Owner::Nobody => Some(format!("{} is not tagged as this pipeline's", claim.resource)),
+                    Owner::Pipeline(other) => Some(format!("{} belongs to SalesPipeline {other}", claim.resource)),
+                })
+                .collect();
+            if !foreign.is_empty() {
+                return Ok(Some((Verb::Retain, Some(foreign.join("; ")))));
+            }
+            if C::KIND.holds_data() && claims.iter().any(|claim| claim.adopted()) {
+                return Ok(Some((Verb::Retain, Some("adopted: an adopted table or bucket is never deleted".into()))));
             }
             if !self.dry_run {
                 c.delete(&observed).await?;
             }
-            Ok(Some(Verb::Delete))
+            Ok(Some((Verb::Delete, None)))
         }
         .await;
         match result {
-            Ok(Some(verb)) => {
-                self.done.actions.push(Action { component: C::KIND, resource, verb, changes: vec![] });
+            Ok(Some((Verb::Retain, note))) => {
+                self.keep(C::KIND, resource, note);
+                true
+            }
+            Ok(Some((verb, note))) => {
+                self.done.actions.push(Action { component: C::KIND, resource, verb, changes: vec![], note });
                 true
             }
             Ok(None) => true,
@@ -370,14 +493,40 @@ impl Removal<'_> {
             }
         }
     }
+
+    fn keep(&mut self, component: ComponentKind, resource: String, note: Option<String>) {
+        self.done.actions.push(Action { component, resource, verb: Verb::Retain, changes: vec![], note });
+    }
+}
+
+/// What the teardown needs to know before it walks: the account and partition, for the ARNs
+/// by which the Glue and Athena resources' tags are read. From the first of the table, the
+/// stream or the roles that still exists; unknown, those tags read as absent and the resources
+/// are kept (never deleted unverified).
+async fn account_refs(clients: &Clients, ctx: &PipelineCtx, tags: &TagIndex) -> Refs {
+    async fn learn<C: Component>(c: &C, ctx: &PipelineCtx, refs: &mut Refs) {
+        if refs.account.is_some() {
+            return;
+        }
+        if let Ok(Some(o)) = c.observe(&C::desired(ctx, refs)).await {
+            C::publish(&o, refs);
+        }
+    }
+    let mut refs = Refs::default();
+    learn(&Tables(&clients.dynamodb, tags), ctx, &mut refs).await;
+    learn(&Streams(&clients.kinesis, tags), ctx, &mut refs).await;
+    learn(&Roles(&clients.iam), ctx, &mut refs).await;
+    refs
 }
 
 /// Removes the pipeline's resources in reverse dependency order; under
-/// `Retain` the table and the bucket (and their data) are kept.
+/// `Retain` the table and the bucket (and their data) are kept, and nothing that is not the
+/// pipeline's (untagged, another pipeline's, or an adopted table or bucket) is ever deleted.
 pub async fn teardown(clients: &Clients, ctx: &PipelineCtx, policy: DeletionPolicy, dry_run: bool) -> Teardown {
-    let mut r = Removal { ctx, policy, dry_run, done: Teardown::default() };
-    // Deleting compares no tags: every component reads its own.
+    // Every component reads its own tags: a deletion rests on nothing cached.
     let tags = TagIndex::default();
+    let refs = account_refs(clients, ctx, &tags).await;
+    let mut r = Removal { ctx, policy, dry_run, refs, done: Teardown::default() };
     let _ = r.remove(&Workgroups(&clients.athena, &tags, &clients.athena_batch_gets)).await
         && r.remove(&Catalogs(&clients.glue, &tags)).await
         && r.remove(&Deliveries(&clients.firehose, &tags)).await

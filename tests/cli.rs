@@ -133,3 +133,55 @@ fn an_unreachable_endpoint_is_a_clear_error_not_a_panic() {
     assert!(stderr.starts_with("error: table: DescribeTable failed"), "{stderr}");
     assert!(!stderr.contains("panicked"));
 }
+
+#[test]
+fn the_longest_legal_name_and_namespace_give_aws_names_within_every_limit() {
+    let name = format!("{}.{}", "n".repeat(126), "m".repeat(126));
+    let namespace = "s".repeat(63);
+    assert_eq!(name.len(), 253);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("longest.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "apiVersion: sales-operator.dev/v1alpha1\nkind: SalesPipeline\nmetadata:\n  name: {name}\n  namespace: {namespace}\nspec:\n  deletionPolicy: Delete\n"
+        ),
+    )
+    .unwrap();
+    let file = file.to_str().unwrap();
+    let apply = operator(&["apply", "-f", file, "-o", "json"]);
+    assert!(apply.status.success(), "{}", text(&apply.stderr));
+    let status: serde_json::Value = serde_json::from_slice(&apply.stdout).unwrap();
+    let limits = [
+        ("/table/name", 255),
+        ("/stream/name", 128),
+        ("/pipe/name", 64),
+        ("/delivery/name", 64),
+        ("/bucket", 63),
+        ("/catalog/database", 255),
+        ("/analytics/workgroup", 128),
+    ];
+    for (pointer, limit) in limits {
+        let value = status.pointer(pointer).and_then(|v| v.as_str()).unwrap_or_else(|| panic!("{pointer}: {status:#}"));
+        assert!(value.len() <= limit, "{pointer} = {value} ({} > {limit})", value.len());
+    }
+    for role in ["pipe", "firehose"] {
+        let arn = status["roles"][role].as_str().unwrap();
+        let role_name = arn.rsplit('/').next().unwrap();
+        assert!(role_name.len() <= 64, "{role_name}");
+    }
+    // The ownership tag value fits AWS's 256 characters and still names this pipeline.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let tags = rt.block_on(async {
+        let sdk = moto::sdk(&moto::settings()).await;
+        let c = sales_operator::aws::Clients::new(&sdk, None, Default::default()).unwrap();
+        let arn = status["table"]["arn"].as_str().unwrap().to_string();
+        c.dynamodb.list_tags_of_resource().resource_arn(arn).send().await.unwrap().tags.unwrap_or_default()
+    });
+    let owner = tags.iter().find(|t| t.key == sales_operator::aws::TAG_PIPELINE).expect("ownership tag");
+    assert!(owner.value.len() <= 256 && owner.value.starts_with(&format!("{namespace}/nnn")), "{}", owner.value);
+    assert_eq!(owner.value, sales_operator::aws::pipeline_identity(&namespace, &name));
+
+    let delete = operator(&["delete", "-f", file]);
+    assert!(delete.status.success(), "{}", text(&delete.stderr));
+}

@@ -370,3 +370,72 @@ fn a_mode_switch_removes_the_crawler_and_later_resyncs_stop_looking_for_it() {
     let role_reads = op.aws_calls("operation=\"GetRole\"") - roles0;
     assert!(role_reads <= 2 * (done + 1), "only the two live roles are read: {role_reads} GetRole in {done} passes");
 }
+
+fn condition(ns: &str, name: &str, type_: &str, field: &str) -> String {
+    jsonpath(ns, &format!("sp/{name}"), &format!("{{.status.conditions[?(@.type==\"{type_}\")].{field}}}"))
+}
+
+#[test]
+fn two_namespaces_claiming_the_same_names_the_second_is_refused_before_any_aws_call() {
+    let env = env();
+    let team_a = env.create_namespace("team-a");
+    let team_b = env.create_namespace("team-b");
+    // One operator watching both namespaces, under the chart's RBAC for both.
+    apply_rbac(&helm_chart::template(
+        env,
+        &team_a,
+        &[
+            "--set",
+            &format!("watchNamespaces={{{team_a},{team_b}}}"),
+            "--show-only",
+            "templates/serviceaccount.yaml",
+            "--show-only",
+            "templates/rbac.yaml",
+        ],
+    ));
+    let kubeconfig = env.kubeconfig_for_token(&env.service_account_token(&team_a, "sales-operator"));
+    let op = Operator::start(&team_a, &kubeconfig, &["--namespace", &team_b]);
+    let prefix = moto::unique("shared");
+    let spec = format!("  namePrefix: {prefix}\n  deletionPolicy: Delete\n");
+    apply(&team_a, "sales", &spec);
+    wait_ready(&team_a, "sales", &op);
+    let table = jsonpath(&team_a, "sp/sales", "{.status.table.name}");
+    let stream = jsonpath(&team_a, "sp/sales", "{.status.stream.name}");
+    let bucket = jsonpath(&team_a, "sp/sales", "{.status.bucket}");
+    let c = aws();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let tags_of_a = || {
+        let arn = rt.block_on(c.dynamodb.describe_table().table_name(&table).send()).unwrap().table.unwrap().table_arn;
+        let tags = rt.block_on(c.dynamodb.list_tags_of_resource().set_resource_arn(arn).send()).unwrap().tags;
+        format!("{tags:?}")
+    };
+    let before = tags_of_a();
+    assert!(before.contains(&format!("{team_a}/sales")), "{before}");
+    let mutations = op.aws_calls("kind=\"mutating\"");
+
+    apply(&team_b, "sales", &spec);
+    assert!(
+        wait_until(TIMEOUT, || condition(&team_b, "sales", "Stalled", "reason") == "NameConflict"),
+        "team-b is not Stalled with NameConflict:\n{}\n{}",
+        kubectl(&team_b, &["get", "sp", "sales", "-o", "yaml"]),
+        op.log()
+    );
+    let message = condition(&team_b, "sales", "Stalled", "message");
+    assert!(message.contains(&format!("SalesPipeline {team_a}/sales already uses")), "{message}");
+    assert_eq!(condition(&team_b, "sales", "Ready", "status"), "False");
+    let events = kubectl(&team_b, &["get", "events", "-o", "jsonpath={range .items[*]}{.reason} {end}"]);
+    assert!(events.contains("NameConflict"), "{events}");
+    assert_eq!(op.aws_calls("kind=\"mutating\""), mutations, "team-b changed AWS:\n{}", op.log());
+    assert_eq!(tags_of_a(), before);
+
+    // Deleting team-b's pipeline deletes nothing of team-a's.
+    let out = env.kubectl(&["delete", "-n", &team_b, "sp/sales", "--timeout=60s"]);
+    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stderr), op.log());
+    assert!(table_exists(&c, &table) && stream_exists(&c, &stream) && bucket_exists(&c, &bucket));
+    assert_eq!(tags_of_a(), before);
+    assert_eq!(condition(&team_a, "sales", "Ready", "status"), "True");
+
+    let out = env.kubectl(&["delete", "-n", &team_a, "sp/sales", "--timeout=60s"]);
+    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stderr), op.log());
+    assert!(!table_exists(&c, &table) && !bucket_exists(&c, &bucket), "team-a's own Delete policy still applies");
+}

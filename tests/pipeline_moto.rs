@@ -395,7 +395,16 @@ async fn tags_come_from_one_tagging_api_read_and_tag_drift_is_repaired() {
     let table = c.dynamodb.describe_table().table_name(&n.table).send().await.unwrap().table.unwrap();
     let table_arn = table.table_arn.unwrap();
     c.dynamodb.untag_resource().resource_arn(&table_arn).tag_keys("team").send().await.unwrap();
-    c.s3.delete_bucket_tagging().bucket(&n.bucket).send().await.unwrap();
+    // The bucket's tag set without `team` (S3 replaces the whole set); the ownership tags stay,
+    // or the bucket would no longer be the pipeline's to repair.
+    let kept: Vec<aws_sdk_s3::types::Tag> = ctx
+        .tags
+        .iter()
+        .filter(|(k, _)| *k != "team")
+        .map(|(k, v)| aws_sdk_s3::types::Tag::builder().key(k).value(v).build().unwrap())
+        .collect();
+    let tagging = aws_sdk_s3::types::Tagging::builder().set_tag_set(Some(kept)).build().unwrap();
+    c.s3.put_bucket_tagging().bucket(&n.bucket).tagging(tagging).send().await.unwrap();
     c.firehose.untag_delivery_stream().delivery_stream_name(&n.delivery).tag_keys("team").send().await.unwrap();
     c.kinesis.remove_tags_from_stream().stream_name(&n.stream).tag_keys("team").send().await.unwrap();
 

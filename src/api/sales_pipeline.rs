@@ -67,6 +67,28 @@ pub struct SalesPipelineSpec {
     /// Observe and report only; change nothing in AWS.
     #[serde(default)]
     pub paused: bool,
+    /// Components whose existing, untagged AWS resources the pipeline may take under
+    /// management. Without it, a resource that exists but does not carry this pipeline's
+    /// ownership tags is never modified or deleted (the pipeline stalls with `NotOwned`). An
+    /// adopted table or bucket is never deleted, whatever the deletion policy. A resource
+    /// tagged for another pipeline cannot be adopted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
+    pub adopt: Vec<Adoptable>,
+}
+
+/// A component whose pre-existing resources `spec.adopt` lets the pipeline manage.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Adoptable {
+    Table,
+    Stream,
+    Bucket,
+    Iam,
+    Pipe,
+    Delivery,
+    Catalog,
+    Analytics,
 }
 
 /// The DynamoDB table the orders are written to.
@@ -541,6 +563,9 @@ pub struct SalesPipelineStatus {
     pub analytics: Option<AnalyticsStatus>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub roles: Option<RolesStatus>,
+    /// The resources taken under management through `spec.adopt` (never deleted if they hold data).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adopted: Vec<String>,
 }
 
 /// A managed resource's name and ARN.

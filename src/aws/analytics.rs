@@ -21,7 +21,9 @@ use aws_sdk_athena::types::{
 
 use super::error::build_error;
 use super::tagging::TagIndex;
-use super::{compare, missing_tags, AwsError, AwsResultExt, Change, Component, ComponentKind, PipelineCtx, Refs};
+use super::{
+    compare, missing_tags, AwsError, AwsResultExt, Change, Claim, Component, ComponentKind, PipelineCtx, Refs,
+};
 use crate::api::{AnalyticsStatus, Encryption, SalesPipelineStatus};
 use crate::queries;
 
@@ -508,9 +510,12 @@ impl Component for Workgroups<'_> {
             .aws("CreateWorkGroup");
         // Athena answers InvalidRequestException "... is already created" for an
         // existing workgroup.
-        let exists = |e: &AwsError| e.is_conflict() || (is_invalid_request(e) && e.message.contains("already"));
+        // (judged by the reconciler, as any conflict: it appeared since the observe).
         match result {
-            Err(e) if exists(&e) => {}
+            Err(mut e) if is_invalid_request(&e) && e.message.contains("already") => {
+                e.kind = super::error::ErrorKind::Conflict;
+                return Err(e);
+            }
             other => {
                 other?;
             }
@@ -569,6 +574,10 @@ impl Component for Workgroups<'_> {
             Err(e) if e.is_not_found() || is_invalid_request(&e) => Ok(()),
             other => other.map(|_| ()),
         }
+    }
+
+    fn claims(o: &ObservedAnalytics) -> Vec<Claim<'_>> {
+        vec![Claim::new(format!("athena workgroup {}", o.workgroup), o.tags.as_ref().unwrap_or(&super::NO_TAGS))]
     }
 
     fn publish(_o: &ObservedAnalytics, _refs: &mut Refs) {}

@@ -16,7 +16,7 @@ use aws_sdk_s3::types::{
 
 use super::error::{absent_if_not_found, built, ok_if_not_found};
 use super::tagging::TagIndex;
-use super::{AwsError, AwsResultExt, Change, Component, ComponentKind, PipelineCtx, Refs};
+use super::{AwsError, AwsResultExt, Change, Claim, Component, ComponentKind, PipelineCtx, Refs};
 use crate::api::{Encryption, SalesPipelineStatus};
 
 /// Id of the lifecycle rule the operator manages (other rules are kept).
@@ -66,7 +66,7 @@ pub struct Lifecycle {
 pub struct DesiredBucket {
     pub name: String,
     /// Created and managed by the operator (`spec.bucket.create`); else only used.
-    pub owned: bool,
+    pub managed: bool,
     /// Region the bucket is created in.
     pub region: String,
     pub encryption: DefaultEncryption,
@@ -78,7 +78,7 @@ pub struct DesiredBucket {
 pub struct ObservedBucket {
     pub name: String,
     /// Whether the operator manages it; the rest is only read when it does.
-    pub owned: bool,
+    pub managed: bool,
     pub public_access: Option<PublicAccessBlock>,
     pub encryption: Option<DefaultEncryption>,
     /// The operator's rule (by id).
@@ -93,7 +93,7 @@ impl ObservedBucket {
     fn bare(d: &DesiredBucket) -> Self {
         Self {
             name: d.name.clone(),
-            owned: d.owned,
+            managed: d.managed,
             public_access: None,
             encryption: None,
             lifecycle: None,
@@ -257,7 +257,7 @@ impl Component for Buckets<'_> {
         let b = &ctx.spec.bucket;
         DesiredBucket {
             name: ctx.names.bucket.clone(),
-            owned: b.create,
+            managed: b.create,
             region: ctx.region.clone(),
             encryption: desired_encryption(b.encryption, b.kms_key_arn.as_ref()),
             lifecycle: Lifecycle {
@@ -270,7 +270,7 @@ impl Component for Buckets<'_> {
     }
 
     fn resource_name(d: &DesiredBucket) -> String {
-        if d.owned {
+        if d.managed {
             format!("s3 bucket {}", d.name)
         } else {
             format!("s3 bucket {} (existing, not managed)", d.name)
@@ -278,7 +278,7 @@ impl Component for Buckets<'_> {
     }
 
     async fn observe(&self, d: &DesiredBucket) -> Result<Option<ObservedBucket>, AwsError> {
-        if !d.owned {
+        if !d.managed {
             return Ok(self.exists(&d.name).await?.then(|| ObservedBucket::bare(d)));
         }
         // GetBucketTagging doubles as the existence check; with the tags from the index, the
@@ -321,7 +321,7 @@ impl Component for Buckets<'_> {
             rules.into_iter().partition(|r| r.id.as_deref() == Some(LIFECYCLE_RULE_ID));
         Ok(Some(ObservedBucket {
             name: d.name.clone(),
-            owned: true,
+            managed: true,
             public_access,
             encryption,
             lifecycle: ours.first().map(observed_lifecycle),
@@ -332,7 +332,7 @@ impl Component for Buckets<'_> {
 
     fn diff(d: &DesiredBucket, o: &ObservedBucket) -> Vec<Change> {
         let mut changes = Vec::new();
-        if !d.owned {
+        if !d.managed {
             return changes;
         }
         if o.public_access != Some(PublicAccessBlock::ALL) {
@@ -352,46 +352,38 @@ impl Component for Buckets<'_> {
     }
 
     async fn create(&self, d: &DesiredBucket) -> Result<(), AwsError> {
-        if !d.owned {
+        if !d.managed {
             return Err(AwsError::permanent(
                 "CreateBucket",
                 format!("bucket {} does not exist (spec.bucket.create is false)", d.name),
             ));
         }
-        let config =
-            location_constraint(&d.region).map(|c| CreateBucketConfiguration::builder().location_constraint(c).build());
-        match self
-            .0
-            .create_bucket()
-            .bucket(&d.name)
-            .set_create_bucket_configuration(config)
-            .send()
-            .await
-            .aws("CreateBucket")
-        {
-            // Ours already (a crash between this create and the next reconcile).
-            Err(e) if e.code.as_deref() == Some("BucketAlreadyOwnedByYou") => {}
-            Err(e) if e.code.as_deref() == Some("BucketAlreadyExists") => {
-                return Err(AwsError::permanent(
-                    "CreateBucket",
-                    format!(
-                        "bucket name {} is taken by another AWS account: set spec.bucket.name to a free name",
-                        d.name
-                    ),
-                ));
-            }
-            other => {
-                other?;
-            }
+        // Tagged in the create call (CreateBucketConfiguration.Tags), so a crash right after it
+        // leaves a bucket that is already ours; the rest of its configuration is converged by
+        // the update that follows every create.
+        const OP: &str = "CreateBucket";
+        let tags = d
+            .tags
+            .iter()
+            .map(|(k, v)| built(OP, Tag::builder().key(k).value(v).build()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let config = CreateBucketConfiguration::builder()
+            .set_location_constraint(location_constraint(&d.region))
+            .set_tags(Some(tags))
+            .build();
+        match self.0.create_bucket().bucket(&d.name).create_bucket_configuration(config).send().await.aws(OP) {
+            // BucketAlreadyOwnedByYou (a conflict): it appeared since the observe; the reconciler
+            // judges its ownership before touching it.
+            Err(e) if e.code.as_deref() == Some("BucketAlreadyExists") => Err(AwsError::permanent(
+                OP,
+                format!("bucket name {} is taken by another AWS account: set spec.bucket.name to a free name", d.name),
+            )),
+            other => other.map(|_| ()),
         }
-        // Configure it like a drifted bucket: observing first keeps the tags and lifecycle
-        // rules of a bucket that existed already.
-        let o = self.observe(d).await?.unwrap_or_else(|| ObservedBucket::bare(d));
-        self.update(d, &o, &Self::diff(d, &o)).await
     }
 
     async fn update(&self, d: &DesiredBucket, o: &ObservedBucket, changes: &[Change]) -> Result<(), AwsError> {
-        if !d.owned || !o.owned {
+        if !d.managed || !o.managed {
             return Ok(());
         }
         for change in changes {
@@ -464,7 +456,7 @@ impl Component for Buckets<'_> {
 
     /// Empties and deletes the operator's own bucket; a bucket it does not own is never touched.
     async fn delete(&self, o: &ObservedBucket) -> Result<(), AwsError> {
-        if !o.owned {
+        if !o.managed {
             return Ok(());
         }
         let deleted = async {
@@ -476,8 +468,16 @@ impl Component for Buckets<'_> {
         ok_if_not_found(deleted)
     }
 
-    fn owned(o: &ObservedBucket) -> bool {
-        o.owned
+    fn managed(o: &ObservedBucket) -> bool {
+        o.managed
+    }
+
+    fn claims(o: &ObservedBucket) -> Vec<Claim<'_>> {
+        if o.managed {
+            vec![Claim::new(format!("s3 bucket {}", o.name), &o.tags)]
+        } else {
+            Vec::new()
+        }
     }
 
     fn publish(o: &ObservedBucket, refs: &mut Refs) {
@@ -508,7 +508,7 @@ mod tests {
     fn observed(d: &DesiredBucket) -> ObservedBucket {
         ObservedBucket {
             name: d.name.clone(),
-            owned: d.owned,
+            managed: d.managed,
             public_access: Some(PublicAccessBlock::ALL),
             encryption: Some(d.encryption.clone()),
             lifecycle: Some(d.lifecycle),
@@ -537,7 +537,7 @@ mod tests {
         let c = ctx(&spec, "eu-west-1");
         let d = Buckets::desired(&c, &Refs::default());
         assert_eq!(d.name, c.names.bucket);
-        assert!(d.owned);
+        assert!(d.managed);
         assert_eq!(
             d.encryption,
             DefaultEncryption { algorithm: "AES256".into(), kms_key_id: None, bucket_key_enabled: false }
@@ -636,10 +636,10 @@ mod tests {
         spec.bucket.create = false;
         spec.bucket.name = Some("their-bucket".into());
         let d = Buckets::desired(&ctx(&spec, "eu-west-1"), &Refs::default());
-        assert!(!d.owned);
+        assert!(!d.managed);
         assert_eq!(d.name, "their-bucket");
         let o = ObservedBucket::bare(&d);
-        assert!(!o.owned);
+        assert!(!o.managed);
         assert!(Buckets::diff(&d, &o).is_empty());
         assert!(Buckets::resource_name(&d).contains("not managed"));
     }

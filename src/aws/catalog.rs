@@ -27,7 +27,8 @@ use aws_sdk_glue::types::{
 use super::error::{absent_if_not_found, build_error, ok_if_not_found, ErrorKind};
 use super::tagging::TagIndex;
 use super::{
-    missing_tags, AwsError, AwsResultExt, Change, Component, ComponentKind, PipelineCtx, Refs, TAG_MANAGED_BY, UNKNOWN,
+    missing_tags, AwsError, AwsResultExt, Change, Claim, Component, ComponentKind, PipelineCtx, Refs, TAG_MANAGED_BY,
+    UNKNOWN,
 };
 use crate::api::{CatalogMode, CatalogStatus, SalesPipelineStatus};
 use crate::order::{EVENT_FIELDS, FIELDS};
@@ -303,13 +304,6 @@ fn busy_is_transient(mut e: AwsError) -> AwsError {
     e
 }
 
-fn ok_if_conflict<T>(r: Result<T, AwsError>) -> Result<(), AwsError> {
-    match r {
-        Err(e) if e.is_conflict() => Ok(()),
-        other => other.map(|_| ()),
-    }
-}
-
 fn glue_column(c: &GlueColumn, operation: &'static str) -> Result<Column, AwsError> {
     Column::builder().name(&c.name).r#type(&c.glue_type).comment(&c.comment).build().map_err(build_error(operation))
 }
@@ -493,7 +487,7 @@ impl Catalogs<'_> {
         if let Some(schedule) = &c.schedule {
             req = req.schedule(schedule);
         }
-        ok_if_conflict(req.send().await.aws("CreateCrawler"))
+        req.send().await.aws("CreateCrawler").map(|_| ())
     }
 
     /// UpdateCrawler with the full definition (schedule included).
@@ -723,7 +717,8 @@ impl Component for Catalogs<'_> {
             .send()
             .await
             .aws("CreateDatabase");
-        ok_if_conflict(result)?;
+        // A conflict (it appeared since the observe) is judged by the reconciler.
+        result?;
         if let Some(table) = &d.table {
             self.create_table(d, table).await?;
         }
@@ -793,6 +788,17 @@ impl Component for Catalogs<'_> {
             ok_if_not_found(self.0.delete_database().name(&o.database).send().await.aws("DeleteDatabase"))?;
         }
         Ok(())
+    }
+
+    fn claims(o: &ObservedCatalog) -> Vec<Claim<'_>> {
+        let mut claims = vec![Claim::new(
+            format!("glue database {}", o.database),
+            o.database_tags.as_ref().unwrap_or(&super::NO_TAGS),
+        )];
+        if let Some(c) = &o.crawler {
+            claims.push(Claim::new(format!("glue crawler {}", c.def.name), c.tags.as_ref().unwrap_or(&super::NO_TAGS)));
+        }
+        claims
     }
 
     fn publish(_o: &ObservedCatalog, _refs: &mut Refs) {}

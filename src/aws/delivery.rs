@@ -17,7 +17,7 @@ use aws_sdk_firehose::types::{
 use super::error::{absent_if_not_found, build_error, ok_if_not_found, require_known};
 use super::tagging::TagIndex;
 use super::{
-    compare, known, missing_tags, AwsError, AwsResultExt, Change, Component, ComponentKind, PipelineCtx, Refs,
+    compare, known, missing_tags, AwsError, AwsResultExt, Change, Claim, Component, ComponentKind, PipelineCtx, Refs,
 };
 use crate::api::{Compression, Encryption, NamedArn, SalesPipelineStatus};
 
@@ -307,10 +307,8 @@ impl Component for Deliveries<'_> {
             .send()
             .await
             .aws(op);
-        match result {
-            Err(e) if e.is_conflict() => Ok(()),
-            other => other.map(|_| ()),
-        }
+        // A conflict (it appeared since the observe) is judged by the reconciler.
+        result.map(|_| ())
     }
 
     async fn update(&self, d: &DesiredDelivery, o: &ObservedDelivery, changes: &[Change]) -> Result<(), AwsError> {
@@ -347,6 +345,10 @@ impl Component for Deliveries<'_> {
         ok_if_not_found(
             self.0.delete_delivery_stream().delivery_stream_name(&o.name).send().await.aws("DeleteDeliveryStream"),
         )
+    }
+
+    fn claims(o: &ObservedDelivery) -> Vec<Claim<'_>> {
+        vec![Claim::new(format!("firehose delivery stream {}", o.name), &o.tags)]
     }
 
     fn publish(o: &ObservedDelivery, refs: &mut Refs) {

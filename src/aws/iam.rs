@@ -11,7 +11,8 @@ use serde_json::{json, Value};
 
 use super::error::{absent_if_not_found, ok_if_not_found};
 use super::{
-    known, missing_tags, AwsError, AwsResultExt, Change, Component, ComponentKind, PipelineCtx, Refs, TAG_PIPELINE,
+    known, missing_tags, AwsError, AwsResultExt, Change, Claim, Component, ComponentKind, PipelineCtx, Refs,
+    TAG_PIPELINE,
 };
 use crate::api::{CatalogMode, Encryption, RolesStatus, SalesPipelineStatus};
 use crate::names::ROLE_PATH;
@@ -330,16 +331,10 @@ impl Roles<'_> {
             .send()
             .await
             .aws("CreateRole");
-        match created {
-            // It exists already (a crash between this create and the next reconcile).
-            Err(e) if e.code.as_deref() == Some("EntityAlreadyExists") => {
-                self.put_trust_policy(r).await?;
-                self.tag_role(&r.name, &r.tags).await?;
-            }
-            other => {
-                other?;
-            }
-        }
+        // EntityAlreadyExists: a role of that name appeared since the observe; the reconciler
+        // judges its ownership before changing anything (a crash after an earlier CreateRole
+        // leaves a role the observe finds, tagged as ours in the create call).
+        created?;
         self.put_policy(r).await
     }
 
@@ -523,6 +518,10 @@ impl Component for Roles<'_> {
             self.delete_role(&r.name, &r.policy_name).await?;
         }
         Ok(())
+    }
+
+    fn claims(o: &ObservedRoles) -> Vec<Claim<'_>> {
+        o.roles.iter().chain(&o.retired).map(|r| Claim::new(format!("iam role {}", r.name), &r.tags)).collect()
     }
 
     fn publish(o: &ObservedRoles, refs: &mut Refs) {

@@ -273,15 +273,112 @@ pub struct PipelineCtx {
 
 /// Ownership tag keys.
 pub const TAG_MANAGED_BY: &str = "sales-operator.dev/managed-by";
+/// The one pipeline a resource belongs to: [`pipeline_identity`].
 pub const TAG_PIPELINE: &str = "sales-operator.dev/pipeline";
+/// Set on a resource that existed before the pipeline took it under management (`spec.adopt`).
+pub const TAG_ADOPTED: &str = "sales-operator.dev/adopted";
+
+/// Longest tag value every service of the pipeline accepts.
+const MAX_TAG_VALUE: usize = 256;
+
+/// The value of [`TAG_PIPELINE`]: `<namespace>/<name>`, stable for the same manifest (the CLI
+/// and the controller agree; a pipeline deleted under `Retain` and applied again finds its
+/// table and bucket). The longest Kubernetes names (63 + 1 + 253) exceed AWS's 256-character tag
+/// values: those keep their first characters and end in `+` and a hash of the whole identity
+/// (`+` is in every service's tag value alphabet; Kubernetes names never contain it).
+pub fn pipeline_identity(namespace: &str, name: &str) -> String {
+    let full = format!("{namespace}/{name}");
+    if full.len() <= MAX_TAG_VALUE {
+        return full;
+    }
+    let hash = crate::names::short_hash(&full, 16);
+    format!("{}+{hash}", &full[..MAX_TAG_VALUE - hash.len() - 1])
+}
+
+/// The tags of a resource whose tags could not be read (no ARN known yet): owned by nobody.
+pub static NO_TAGS: BTreeMap<String, String> = BTreeMap::new();
+
+/// Whose a resource is, by its ownership tags.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Owner {
+    /// Tagged for this pipeline.
+    This,
+    /// No ownership tag: made by hand or by another tool.
+    Nobody,
+    /// Tagged for another pipeline (its `namespace/name`).
+    Pipeline(String),
+}
+
+impl Owner {
+    /// The owner `tags` name, seen from the pipeline `identity`.
+    pub fn of(tags: &BTreeMap<String, String>, identity: &str) -> Owner {
+        match tags.get(TAG_PIPELINE) {
+            Some(owner) if owner == identity => Owner::This,
+            Some(owner) => Owner::Pipeline(owner.clone()),
+            None => Owner::Nobody,
+        }
+    }
+}
+
+/// One existing AWS resource of a component and the tags it carries (for the ownership check).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Claim<'a> {
+    pub resource: String,
+    pub tags: &'a BTreeMap<String, String>,
+}
+
+impl Claim<'_> {
+    pub fn new(resource: impl Into<String>, tags: &BTreeMap<String, String>) -> Claim<'_> {
+        Claim { resource: resource.into(), tags }
+    }
+
+    /// Whether it was adopted (existed before the pipeline took it).
+    pub fn adopted(&self) -> bool {
+        self.tags.get(TAG_ADOPTED).is_some_and(|v| v == "true")
+    }
+}
 
 impl PipelineCtx {
     pub fn new(namespace: &str, name: &str, spec: &SalesPipelineSpec, region: &str) -> Self {
         let names = Names::derive(namespace, name, spec, region);
         let mut tags = spec.tags.clone();
         tags.insert(TAG_MANAGED_BY.to_string(), "sales-operator".to_string());
-        tags.insert(TAG_PIPELINE.to_string(), format!("{namespace}/{name}"));
+        tags.insert(TAG_PIPELINE.to_string(), pipeline_identity(namespace, name));
         Self { spec: spec.clone(), names, region: region.to_string(), tags, sweep: true }
+    }
+
+    /// The value of this pipeline's [`TAG_PIPELINE`].
+    pub fn identity(&self) -> &str {
+        self.tags.get(TAG_PIPELINE).map(String::as_str).unwrap_or_default()
+    }
+
+    /// Whether `spec.adopt` lists `kind`.
+    pub fn adopts(&self, kind: ComponentKind) -> bool {
+        self.spec.adopt.iter().any(|a| ComponentKind::from(*a) == kind)
+    }
+
+    /// This context with the [`TAG_ADOPTED`] tag added to the desired tags, for taking an
+    /// existing resource under management.
+    pub fn adopting(&self) -> Self {
+        let mut ctx = self.clone();
+        ctx.tags.insert(TAG_ADOPTED.to_string(), "true".to_string());
+        ctx
+    }
+}
+
+impl From<crate::api::Adoptable> for ComponentKind {
+    fn from(a: crate::api::Adoptable) -> Self {
+        use crate::api::Adoptable;
+        match a {
+            Adoptable::Table => ComponentKind::Table,
+            Adoptable::Stream => ComponentKind::Stream,
+            Adoptable::Bucket => ComponentKind::Bucket,
+            Adoptable::Iam => ComponentKind::Iam,
+            Adoptable::Pipe => ComponentKind::Pipe,
+            Adoptable::Delivery => ComponentKind::Delivery,
+            Adoptable::Catalog => ComponentKind::Catalog,
+            Adoptable::Analytics => ComponentKind::Analytics,
+        }
     }
 }
 
@@ -359,8 +456,13 @@ pub trait Component {
     /// Writes the identifiers of what it manages into the pipeline's status.
     fn report(observed: &Self::Observed, status: &mut SalesPipelineStatus);
 
-    /// Whether the pipeline owns it and may delete it (a bucket given by name is not ours).
-    fn owned(observed: &Self::Observed) -> bool {
+    /// Every existing resource of the component that carries tags, with its tags: what the
+    /// ownership check reads before any change or delete. (What AWS cannot tag, such as Glue
+    /// tables and named queries, lives inside a resource that is: a database, a workgroup.)
+    fn claims(observed: &Self::Observed) -> Vec<Claim<'_>>;
+
+    /// Whether the pipeline manages it at all (a bucket used with `create: false` is only read).
+    fn managed(observed: &Self::Observed) -> bool {
         let _ = observed;
         true
     }
@@ -383,4 +485,33 @@ pub fn missing_tags(
     observed: &BTreeMap<String, String>,
 ) -> BTreeMap<String, String> {
     desired.iter().filter(|(k, v)| observed.get(*k) != Some(v)).map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tags(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn the_pipeline_tag_says_whose_a_resource_is() {
+        assert_eq!(Owner::of(&tags(&[(TAG_PIPELINE, "shop/sales")]), "shop/sales"), Owner::This);
+        assert_eq!(Owner::of(&tags(&[(TAG_PIPELINE, "a/sales")]), "b/sales"), Owner::Pipeline("a/sales".into()));
+        // managed-by alone is not ownership: it does not say which pipeline.
+        assert_eq!(Owner::of(&tags(&[(TAG_MANAGED_BY, "sales-operator")]), "shop/sales"), Owner::Nobody);
+        assert_eq!(Owner::of(&BTreeMap::new(), "shop/sales"), Owner::Nobody);
+    }
+
+    #[test]
+    fn identity_is_namespace_and_name_within_the_aws_tag_value_limit() {
+        assert_eq!(pipeline_identity("shop", "sales"), "shop/sales");
+        let (ns, long, other) = ("s".repeat(63), "n".repeat(253), format!("{}x", "n".repeat(252)));
+        let id = pipeline_identity(&ns, &long);
+        assert_eq!(id.len(), MAX_TAG_VALUE);
+        assert!(id.starts_with(&format!("{ns}/nnn")));
+        assert_ne!(id, pipeline_identity(&ns, &other), "names differing past the cut stay distinct");
+        assert_eq!(id, pipeline_identity(&ns, &long), "stable");
+    }
 }

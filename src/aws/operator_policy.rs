@@ -86,6 +86,7 @@ pub const OPERATOR_ACTIONS: &[&str] = &[
     "s3:PutBucketTagging",
     "s3:PutEncryptionConfiguration",
     "s3:PutLifecycleConfiguration",
+    "s3:TagResource",
     "tag:GetResources",
 ];
 
@@ -129,6 +130,9 @@ pub fn iam_actions(sdk_service: &str, operation: &str) -> Option<Vec<String>> {
         ("s3", "ListObjectVersions") => &["s3:ListBucketVersions"],
         ("s3", "DeleteObjects") => &["s3:DeleteObject", "s3:DeleteObjectVersion"],
         ("s3", "HeadObject") => &["s3:GetObject"],
+        // Tags in the create call need the tagging permission too.
+        ("s3", "CreateBucket") => &["s3:CreateBucket", "s3:TagResource"],
+        ("kinesis", "CreateStream") => &["kinesis:CreateStream", "kinesis:AddTagsToStream"],
         _ => &[],
     };
     if renamed.is_empty() {

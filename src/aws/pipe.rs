@@ -21,7 +21,7 @@ use aws_sdk_pipes::types::{
 
 use super::error::{absent_if_not_found, build_error, ok_if_not_found, require_known};
 use super::{
-    compare, known, missing_tags, AwsError, AwsResultExt, Change, Component, ComponentKind, PipelineCtx, Refs,
+    compare, known, missing_tags, AwsError, AwsResultExt, Change, Claim, Component, ComponentKind, PipelineCtx, Refs,
 };
 use crate::api::{PipeStatus, SalesPipelineStatus, StartingPosition};
 
@@ -268,12 +268,9 @@ impl Component for Pipes<'_> {
             .send()
             .await
             .aws("CreatePipe");
-        // AWS answers ConflictException for an existing pipe (moto silently overwrites):
-        // the reconciler observes first, so a conflict is a pipe created by an earlier attempt.
-        match result {
-            Err(e) if e.is_conflict() => Ok(()),
-            other => other.map(|_| ()),
-        }
+        // AWS answers ConflictException for an existing pipe (moto silently overwrites): the
+        // reconciler observed none, so it appeared since; it judges its ownership before any change.
+        result.map(|_| ())
     }
 
     async fn update(&self, d: &DesiredPipe, o: &ObservedPipe, changes: &[Change]) -> Result<(), AwsError> {
@@ -312,6 +309,10 @@ impl Component for Pipes<'_> {
 
     async fn delete(&self, o: &ObservedPipe) -> Result<(), AwsError> {
         ok_if_not_found(self.0.delete_pipe().name(&o.name).send().await.aws("DeletePipe"))
+    }
+
+    fn claims(o: &ObservedPipe) -> Vec<Claim<'_>> {
+        vec![Claim::new(format!("pipe {}", o.name), &o.tags)]
     }
 
     fn publish(o: &ObservedPipe, refs: &mut Refs) {

@@ -8,7 +8,9 @@ use aws_sdk_kinesis::types::{
 
 use super::error::{absent_if_not_found, ok_if_not_found};
 use super::tagging::TagIndex;
-use super::{compare, missing_tags, AwsError, AwsResultExt, Change, Component, ComponentKind, PipelineCtx, Refs};
+use super::{
+    compare, missing_tags, AwsError, AwsResultExt, Change, Claim, Component, ComponentKind, PipelineCtx, Refs,
+};
 use crate::api::{NamedArn, SalesPipelineStatus, StreamMode};
 
 /// KMS key of server-side encryption (the AWS-managed key for Kinesis).
@@ -123,24 +125,18 @@ impl Component for Streams<'_> {
     }
 
     async fn create(&self, d: &DesiredStream) -> Result<(), AwsError> {
-        let mut req = self.0.create_stream().stream_name(&d.name).stream_mode_details(mode_details(d.mode)?);
+        // Tagged in the create call: a crash right after it leaves a stream that is already ours.
+        // (A stream that exists already answers ResourceInUseException, judged by the reconciler.)
+        let mut req = self
+            .0
+            .create_stream()
+            .stream_name(&d.name)
+            .stream_mode_details(mode_details(d.mode)?)
+            .set_tags(Some(d.tags.clone().into_iter().collect()));
         if let Some(shards) = d.shard_count {
             req = req.shard_count(shards);
         }
-        match req.send().await.aws("CreateStream") {
-            Err(e) if e.is_conflict() => {}
-            other => {
-                other?;
-            }
-        }
-        // Tags are applied separately: CreateStream's tags are not honoured everywhere.
-        self.0
-            .add_tags_to_stream()
-            .stream_name(&d.name)
-            .set_tags(Some(d.tags.clone().into_iter().collect()))
-            .send()
-            .await
-            .aws("AddTagsToStream")?;
+        req.send().await.aws("CreateStream")?;
         Ok(())
     }
 
@@ -222,6 +218,10 @@ impl Component for Streams<'_> {
                 .await
                 .aws("DeleteStream"),
         )
+    }
+
+    fn claims(o: &ObservedStream) -> Vec<Claim<'_>> {
+        vec![Claim::new(format!("kinesis stream {}", o.name), &o.tags)]
     }
 
     fn publish(o: &ObservedStream, refs: &mut Refs) {

@@ -10,7 +10,9 @@ use aws_sdk_dynamodb::types::{
 
 use super::error::{absent_if_not_found, built, ok_if_not_found};
 use super::tagging::TagIndex;
-use super::{compare, missing_tags, AwsError, AwsResultExt, Change, Component, ComponentKind, PipelineCtx, Refs};
+use super::{
+    compare, missing_tags, AwsError, AwsResultExt, Change, Claim, Component, ComponentKind, PipelineCtx, Refs,
+};
 use crate::api::{BillingMode, SalesPipelineStatus, StreamViewType, TableStatus};
 use crate::order::KEY;
 
@@ -268,11 +270,7 @@ impl Component for Tables<'_> {
                 }
                 Ok(())
             }
-            // It exists already (a crash between this create and the next reconcile): converge it.
-            Err(e) if e.is_conflict() => match self.observe(d).await? {
-                Some(o) => self.update(d, &o, &Self::diff(d, &o)).await,
-                None => Ok(()),
-            },
+            // It appeared since the observe: the reconciler judges its ownership before touching it.
             Err(e) => Err(e),
         }
     }
@@ -315,6 +313,10 @@ impl Component for Tables<'_> {
 
     async fn delete(&self, o: &ObservedTable) -> Result<(), AwsError> {
         ok_if_not_found(self.0.delete_table().table_name(&o.name).send().await.aws("DeleteTable"))
+    }
+
+    fn claims(o: &ObservedTable) -> Vec<Claim<'_>> {
+        vec![Claim::new(format!("dynamodb table {}", o.name), &o.tags)]
     }
 
     fn publish(o: &ObservedTable, refs: &mut Refs) {

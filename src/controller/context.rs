@@ -7,12 +7,13 @@ use std::time::{Duration, Instant};
 
 use aws_config::SdkConfig;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::ObjectRef;
-use kube::Client;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Client, ResourceExt};
 
 use super::RunArgs;
 use crate::api::SalesPipeline;
 use crate::aws::{sdk_config, AwsError, AwsSettings, CallLog, Clients};
+use crate::names::Names;
 use crate::telemetry::Metrics;
 
 /// Shared by every reconcile.
@@ -33,6 +34,8 @@ pub struct Context {
     ready: Mutex<HashMap<ObjectRef<SalesPipeline>, &'static str>>,
     /// The watch events of our own status writes, to tell them from real changes.
     pub echoes: Echoes,
+    /// The watch caches of every watched namespace's SalesPipelines.
+    pipelines: Vec<Store<SalesPipeline>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -45,7 +48,14 @@ const BACKOFF_START: Duration = Duration::from_secs(5);
 const BACKOFF_CAP: Duration = Duration::from_secs(300);
 
 impl Context {
-    pub async fn new(client: Client, aws: AwsSettings, args: &RunArgs, metrics: Arc<Metrics>, calls: CallLog) -> Self {
+    pub async fn new(
+        client: Client,
+        aws: AwsSettings,
+        args: &RunArgs,
+        metrics: Arc<Metrics>,
+        calls: CallLog,
+        pipelines: Vec<Store<SalesPipeline>>,
+    ) -> Self {
         let reporter = Reporter { controller: "sales-operator".into(), instance: args.identity.clone() };
         let pod_defaults = super::generator::PodDefaults {
             image: args.generator_image.clone(),
@@ -65,7 +75,35 @@ impl Context {
             failures: Mutex::new(HashMap::new()),
             ready: Mutex::new(HashMap::new()),
             echoes: Echoes::default(),
+            pipelines,
         }
+    }
+
+    /// The region a pipeline's resources live in: its own, else the operator's.
+    pub fn region_of<'a>(&'a self, sp: &'a SalesPipeline) -> Option<&'a str> {
+        sp.spec.region.as_deref().or_else(|| self.sdk.region().map(|r| r.as_ref()))
+    }
+
+    /// The SalesPipeline that claimed one of `sp`'s AWS names first (older, or first by
+    /// namespace/name when created in the same second), and the names they share. Seen in the
+    /// watch caches, before any AWS call: AWS's ownership tags decide in any case, this only
+    /// says it sooner and names the other pipeline.
+    pub fn name_conflict(&self, sp: &SalesPipeline) -> Option<(String, Vec<String>)> {
+        let key = |p: &SalesPipeline| (p.creation_timestamp(), p.namespace(), p.name_any());
+        let region = self.region_of(sp)?;
+        let names = Names::derive(&sp.namespace()?, &sp.name_any(), &sp.spec, region);
+        self.pipelines
+            .iter()
+            .flat_map(|store| store.state())
+            .filter(|other| key(other) < key(sp))
+            .filter_map(|other| {
+                let other_region = self.region_of(&other)?;
+                let other_namespace = other.namespace()?;
+                let theirs = Names::derive(&other_namespace, &other.name_any(), &other.spec, other_region);
+                let shared = names.shared_with(region, &theirs, other_region);
+                (!shared.is_empty()).then(|| (format!("{other_namespace}/{}", other.name_any()), shared))
+            })
+            .min()
     }
 
     /// AWS clients for `region` (the pipeline's, else the operator's), created once.

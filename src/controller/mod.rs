@@ -156,9 +156,11 @@ pub async fn run(args: RunArgs, aws: AwsSettings) -> Result<(), RunError> {
         leadership = Some((is_leader, task));
     }
 
-    let ctx = Arc::new(Context::new(client.clone(), aws, &args, metrics, calls).await);
-    let pipelines = apis::<SalesPipeline>(&client, &args.namespaces).into_iter().map(|api| {
-        let (trigger, store) = slim_watch(api);
+    let watches: Vec<_> = apis::<SalesPipeline>(&client, &args.namespaces).into_iter().map(slim_watch).collect();
+    // Every watched SalesPipeline, for the in-cluster name-conflict check.
+    let stores = watches.iter().map(|(_, store)| store.clone()).collect();
+    let ctx = Arc::new(Context::new(client.clone(), aws, &args, metrics, calls, stores).await);
+    let pipelines = watches.into_iter().map(|(trigger, store)| {
         Controller::for_stream(trigger, store)
             .with_config(controller::Config::default().concurrency(args.concurrency))
             .shutdown_on_signal()

@@ -111,6 +111,24 @@ async fn apply(sp: &SalesPipeline, ctx: &Context, api: &Api<SalesPipeline>) -> R
             }
         }
     }
+    if let Some((other, shared)) = ctx.name_conflict(sp) {
+        // Another pipeline in the cluster claimed these names first: not a single AWS call.
+        let message = format!(
+            "SalesPipeline {other} already uses {}: two pipelines cannot manage one resource; \
+             give this one other names (spec.namePrefix or the component's name)",
+            shared.join(", ")
+        );
+        publish(ctx, sp, warning("NameConflict", "Reconcile", message.clone())).await;
+        let stalled = [
+            NewCondition::new(READY, FALSE, "NameConflict", message.clone()),
+            NewCondition::new(STALLED, TRUE, "NameConflict", message),
+            NewCondition::new(RECONCILING, FALSE, "Stalled", "waiting for a spec change"),
+        ];
+        let status = SalesPipelineStatus { observed_generation: generation, ..previous.clone() };
+        write_status(api, sp, status, &stalled).await?;
+        ctx.record_ready(ObjectRef::from(sp), Some(FALSE));
+        return Ok(Action::requeue(ctx.resync));
+    }
     let clients = match ctx.clients(sp.spec.region.as_deref()) {
         Ok(c) => c,
         Err(e) => {
@@ -230,6 +248,8 @@ fn action_event(a: &AwsAction) -> Event {
         Verb::Delete => (EventType::Normal, "Deleted"),
         Verb::Retain => (EventType::Normal, "Retained"),
         Verb::Blocked => (EventType::Warning, "UpdateBlocked"),
+        Verb::Adopt => (EventType::Normal, "Adopted"),
+        Verb::Conflict => (EventType::Warning, "Conflict"),
     };
     let action = if matches!(a.verb, Verb::Delete | Verb::Retain) { "Delete" } else { "Reconcile" };
     // One reason per component and verb, for `kubectl get events --field-selector reason=...`.
