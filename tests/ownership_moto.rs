@@ -60,7 +60,12 @@ async fn snapshot(c: &Clients, ctx: &PipelineCtx) -> Vec<String> {
     vec![
         format!("table tags {:?}", table_tags(c, &n.table).await),
         format!("stream tags {stream_tags:?}"),
-        format!("pipe {:?} {:?} {:?}", pipe.target, pipe.role_arn, pipe.tags),
+        format!(
+            "pipe {:?} {:?} {:?}",
+            pipe.target,
+            pipe.role_arn,
+            pipe.tags.map(|t| t.into_iter().collect::<BTreeMap<_, _>>())
+        ),
         format!("delivery {destination}"),
         format!("roles {policies:?}"),
         format!("database {:?}", database.database.map(|d| d.parameters)),
