@@ -9,6 +9,8 @@ echo "==> local AWS emulator (moto)"
 scripts/moto.sh install
 echo "==> DuckDB (the Athena query tests run the named queries on it)"
 scripts/duckdb.sh install >/dev/null
+echo "==> checkov (tests/chart.rs checks the rendered chart with it)"
+scripts/checkov.sh install >/dev/null
 echo "==> Kubernetes test environment (etcd, kube-apiserver, controller-manager, scheduler, kwok, kubectl, helm)"
 bash scripts/kube-env/build.sh
 echo "==> cargo fmt --check"
