@@ -11,6 +11,8 @@ echo "==> DuckDB (the Athena query tests run the named queries on it)"
 scripts/duckdb.sh install >/dev/null
 echo "==> checkov (tests/chart.rs checks the rendered chart with it)"
 scripts/checkov.sh install >/dev/null
+echo "==> parliament (tests/iam_policy.rs checks the generated IAM policies with it)"
+scripts/iam-lint.sh install
 echo "==> Kubernetes test environment (etcd, kube-apiserver, controller-manager, scheduler, kwok, kubectl, helm)"
 bash scripts/kube-env/build.sh
 echo "==> cargo fmt --check"

@@ -249,3 +249,119 @@ fn iam_policy_subcommand_prints_the_policy_json() {
         .collect();
     assert!(actions.contains("iam:PassRole") && actions.contains("dynamodb:CreateTable"), "{actions:?}");
 }
+
+/// parliament's findings (scripts/iam-lint.sh) on `policies` (name, document).
+fn lint(policies: &[(String, serde_json::Value)]) -> Vec<serde_json::Value> {
+    use std::io::Write;
+    let mut child = std::process::Command::new("bash")
+        .args([project_dir().join("scripts/iam-lint.sh").to_str().unwrap(), "check"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("scripts/iam-lint.sh");
+    let mut stdin = child.stdin.take().unwrap();
+    for (name, policy) in policies {
+        writeln!(stdin, "{}", serde_json::json!({ "name": name, "policy": policy })).unwrap();
+    }
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "scripts/iam-lint.sh check failed");
+    serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout).expect("findings JSON")
+}
+
+/// Findings at LOW or above: what fails the check.
+fn serious(findings: Vec<serde_json::Value>) -> Vec<serde_json::Value> {
+    findings
+        .into_iter()
+        .filter(|f| ["LOW", "MEDIUM", "HIGH", "CRITICAL"].contains(&f["severity"].as_str().unwrap_or("")))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_pipeline_roles_inline_policies_pass_the_authorization_reference() {
+    let c = clients().await;
+    let mut policies = Vec::new();
+    for spec in ["  deletionPolicy: Delete\n", "  catalog:\n    mode: Crawler\n  deletionPolicy: Delete\n"] {
+        let ctx = pipeline(spec);
+        apply_ready(&c, &ctx).await;
+        let n = &ctx.names;
+        let mut roles = vec![(&n.pipe_role, &n.pipe_policy), (&n.firehose_role, &n.firehose_policy)];
+        if spec.contains("Crawler") {
+            roles.push((&n.glue_role, &n.glue_policy));
+        }
+        for (role, name) in roles {
+            let doc = c.iam.get_role_policy().role_name(role).policy_name(name).send().await.unwrap().policy_document;
+            // IAM returns the document URL-encoded.
+            let doc = sales_operator::aws::iam::percent_decode(&doc).expect("a URL-encoded policy document");
+            policies.push((format!("{name} of {role}"), serde_json::from_str(&doc).unwrap()));
+        }
+        delete(&c, &ctx).await;
+    }
+    assert_eq!(policies.len(), 5);
+    let accepted = accepted_findings();
+    let findings: Vec<_> = serious(lint(&policies)).into_iter().filter(|f| !is_accepted(f, &accepted)).collect();
+    assert!(findings.is_empty(), "parliament findings at LOW or above, not accepted in docs/iam.md: {findings:#?}");
+}
+
+/// The "Accepted findings" table of docs/iam.md: (policy name, issue, actions).
+fn accepted_findings() -> Vec<(String, String, BTreeSet<String>)> {
+    let doc = std::fs::read_to_string(project_dir().join("docs/iam.md")).unwrap();
+    let table = doc.split("Accepted findings").nth(1).expect("docs/iam.md has an Accepted findings table");
+    table
+        .lines()
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .skip(2)
+        .map(|row| {
+            let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+            assert!(cells.len() >= 5 && cells[4].len() > 40, "every accepted finding has a reason: {row}");
+            (cells[1].to_string(), cells[2].to_string(), cells[3].split(", ").map(str::to_string).collect())
+        })
+        .collect()
+}
+
+fn is_accepted(finding: &serde_json::Value, accepted: &[(String, String, BTreeSet<String>)]) -> bool {
+    let policy = finding["policy"].as_str().unwrap_or("");
+    let actions: BTreeSet<String> = finding["detail"]
+        .as_array()
+        .map(|d| d.iter().filter_map(|a| a["action"].as_str().map(str::to_string)).collect())
+        .unwrap_or_default();
+    accepted.iter().any(|(name, issue, listed)| {
+        policy.starts_with(&format!("{name} of ")) && finding["issue"] == issue.as_str() && actions.is_subset(listed)
+    })
+}
+
+#[test]
+fn the_accepted_stream_arn_finding_is_parliaments_colon_split_not_a_wrong_resource() {
+    let statement = |label: &str| {
+        serde_json::json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+            "Action": ["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"],
+            "Resource": format!("arn:aws:dynamodb:eu-west-1:123456789012:table/orders/stream/{label}")}]})
+    };
+    let with_colons = serious(lint(&[("with".into(), statement("2026-12-01T20:09:29.684"))]));
+    assert_eq!(with_colons.len(), 1, "{with_colons:#?}");
+    assert_eq!(with_colons[0]["issue"], "RESOURCE_MISMATCH");
+    assert!(serious(lint(&[("without".into(), statement("2026-12-01T200929.684"))])).is_empty());
+}
+
+#[test]
+fn the_authorization_reference_check_fails_a_broad_or_void_grant() {
+    let broad = serde_json::json!({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "dynamodb:DeleteTable", "Resource": "*"}
+    ]});
+    let void = serde_json::json!({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "dynamodb:ListStreams",
+         "Resource": "arn:aws:dynamodb:eu-west-1:123456789012:table/t/stream/2026-01-01T00:00:00.000"}
+    ]});
+    let unknown = serde_json::json!({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "dynamodb:DescribeTables", "Resource": "*"}
+    ]});
+    let findings = serious(lint(&[("broad".into(), broad), ("void".into(), void), ("unknown".into(), unknown)]));
+    let issues: BTreeSet<(String, String)> = findings
+        .iter()
+        .map(|f| (f["policy"].as_str().unwrap_or("").to_string(), f["issue"].as_str().unwrap_or("").to_string()))
+        .collect();
+    for (policy, issue) in [("broad", "RESOURCE_STAR"), ("void", "RESOURCE_MISMATCH"), ("unknown", "UNKNOWN_ACTION")] {
+        assert!(issues.contains(&(policy.to_string(), issue.to_string())), "{policy}: no {issue} in {findings:#?}");
+    }
+}

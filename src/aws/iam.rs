@@ -156,9 +156,11 @@ fn pipe_policy(refs: &Refs) -> Value {
     policy(vec![
         allow(
             "ReadTableStream",
-            &["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator", "dynamodb:ListStreams"],
+            &["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"],
             vec![known(&refs.table_stream_arn)],
         ),
+        // ListStreams supports no resource type: granted on a stream ARN it is void.
+        allow("ListTableStreams", &["dynamodb:ListStreams"], vec!["*".to_string()]),
         allow("WriteKinesis", &["kinesis:PutRecord", "kinesis:PutRecords"], vec![known(&refs.stream_arn)]),
     ])
 }
@@ -634,7 +636,11 @@ mod tests {
     #[test]
     fn policy_is_scoped_to_this_pipelines_arns() {
         let d = desired_for(&crawler_spec());
-        assert_eq!(resources(&role(&d, RolePurpose::Pipe).policy), vec![TABLE_STREAM.to_string(), STREAM.to_string()]);
+        // "*" only for dynamodb:ListStreams, which supports no resource type.
+        assert_eq!(
+            resources(&role(&d, RolePurpose::Pipe).policy),
+            vec!["*".to_string(), TABLE_STREAM.to_string(), STREAM.to_string()]
+        );
         assert_eq!(
             resources(&role(&d, RolePurpose::Firehose).policy),
             vec![STREAM.to_string(), BUCKET.to_string(), format!("{BUCKET}/*")]
@@ -652,7 +658,13 @@ mod tests {
             ]
         );
         for r in &d.roles {
-            assert!(grants(&r.policy).iter().all(|(a, res)| !a.contains('*') && res != "*"), "{}", r.name);
+            assert!(
+                grants(&r.policy)
+                    .iter()
+                    .all(|(a, res)| !a.contains('*') && (res != "*" || a == "dynamodb:ListStreams")),
+                "{}",
+                r.name
+            );
         }
     }
 
@@ -672,7 +684,10 @@ mod tests {
             &PipelineCtx::new("shop", "sales", &SalesPipelineSpec::default(), "eu-west-1"),
             &Refs::default(),
         );
-        assert_eq!(resources(&role(&d, RolePurpose::Pipe).policy), vec![super::super::UNKNOWN.to_string()]);
+        assert_eq!(
+            resources(&role(&d, RolePurpose::Pipe).policy),
+            vec![super::super::UNKNOWN.to_string(), "*".to_string()]
+        );
         assert!(role(&d, RolePurpose::Pipe).trust_policy["Statement"][0].get("Condition").is_none());
     }
 
