@@ -63,6 +63,8 @@ pub enum QueryError {
     UnknownQuery { name: String, known: String },
     #[error("query {query} has no parameter {param:?}; its parameters are: {known}")]
     UnknownParam { query: String, param: String, known: String },
+    #[error("parameter {param} must be a positive whole number, not \"{value}\"")]
+    InvalidParam { param: String, value: String },
     #[error(transparent)]
     Aws(#[from] AwsError),
     #[error("athena query {id} {state}: {reason}")]
@@ -100,13 +102,17 @@ pub fn request(ctx: &PipelineCtx, name: &str, params: &[(String, String)]) -> Re
             },
         });
     }
+    // Values go into the SQL text: only whole numbers of hours / rows.
+    if let Some((param, value)) = params.iter().find(|(_, v)| !v.parse::<u32>().is_ok_and(|n| n > 0)) {
+        return Err(QueryError::InvalidParam { param: param.clone(), value: value.clone() });
+    }
     let analytics = Workgroups::desired(ctx, &Refs::default());
     Ok(QueryRequest {
         query: name.to_string(),
         workgroup: analytics.workgroup,
         database: ctx.names.database.clone(),
         output_location: analytics.result_location,
-        sql: q.render(&ctx.names.glue_table, params),
+        sql: q.render(&queries::QueryTarget::for_pipeline(ctx), params),
     })
 }
 

@@ -170,7 +170,9 @@ async fn applied_workgroup_holds_every_named_query_with_its_database_and_sql_and
     for want in sales_operator::queries::BUILT_IN {
         let q = &installed[want.name];
         assert_eq!(q.database, ctx.names.database, "{}", want.name);
-        assert_eq!(q.query_string, want.render(&ctx.names.glue_table, &[]), "{}", want.name);
+        let target = sales_operator::queries::QueryTarget::for_pipeline(&ctx);
+        assert_eq!(q.query_string, want.render(&target, &[]), "{}", want.name);
+        assert!(q.query_string.contains("dt >= format_datetime("), "{}: pruned", want.name);
         assert_eq!(q.work_group.as_deref(), Some(ctx.names.workgroup.as_str()), "{}", want.name);
     }
 
