@@ -153,7 +153,7 @@ fn setup() -> World {
         delivery::put(&c.s3, &links, &objects).await.unwrap();
         let mut objects_per_dt: BTreeMap<String, usize> = BTreeMap::new();
         for o in &objects {
-            let dt = o.key.trim_start_matches("orders/").rsplitn(2, '/').nth(1).unwrap().to_string();
+            let dt = o.key.trim_start_matches("orders/").rsplit_once('/').unwrap().0.to_string();
             *objects_per_dt.entry(dt).or_default() += 1;
         }
         assert!(objects.iter().any(|o| o.records > 1), "some objects hold several records");
