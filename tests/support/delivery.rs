@@ -90,7 +90,8 @@ pub fn attribute_json(v: &AttributeValue) -> Value {
         AttributeValue::L(l) => json!({ "L": l.iter().map(attribute_json).collect::<Vec<_>>() }),
         AttributeValue::Ss(s) => json!({ "SS": s }),
         AttributeValue::Ns(n) => json!({ "NS": n }),
-        other => json!({ "S": format!("{other:?}") }),
+        // Binary types: the order item has none.
+        _ => Value::Null,
     }
 }
 
@@ -301,5 +302,40 @@ mod tests {
             apply_template(t, &e).unwrap(),
             r#"{"a": "x\"y", "n": 10.5, "t": 17.25, "o": {"k":1}, "m": "", "q": null}"#
         );
+    }
+
+    fn links(buffer_seconds: i64, compression: &str) -> Links {
+        Links {
+            template: String::new(),
+            delivery_name: "d".into(),
+            delivery_version: "1".into(),
+            bucket: "b".into(),
+            prefix: "orders/!{timestamp:yyyy}/!{timestamp:MM}/!{timestamp:dd}/!{timestamp:HH}/".into(),
+            compression: compression.into(),
+            append_newline: true,
+            buffer_seconds,
+            buffer_bytes: 5 << 20,
+            stream_arn: String::new(),
+            region: "eu-west-1".into(),
+        }
+    }
+
+    #[test]
+    fn firehose_batches_by_buffer_interval_and_names_objects_after_the_oldest_record() {
+        let t = |s: &str| s.parse::<jiff::Timestamp>().unwrap();
+        let records = vec![
+            (t("2026-12-01T05:59:30Z"), "a".to_string()),
+            (t("2026-12-01T06:00:20Z"), "b".to_string()),
+            (t("2026-12-01T06:00:40Z"), "c".to_string()),
+        ];
+        let objects = firehose(&links(60, "UNCOMPRESSED"), &records).unwrap();
+        assert_eq!(objects.len(), 2);
+        // b arrived after 06:00 but sits under hour 05: dt can be a buffer interval early.
+        assert!(objects[0].key.starts_with("orders/2026/12/01/05/d-1-2026-12-01-05-59-30-"), "{}", objects[0].key);
+        assert_eq!(objects[0].body, b"a\nb\n");
+        assert!(objects[1].key.starts_with("orders/2026/12/01/06/d-1-2026-12-01-06-00-40-"), "{}", objects[1].key);
+        let gz = firehose(&links(60, "GZIP"), &records).unwrap();
+        assert!(gz[0].key.ends_with(".gz") && gz[0].body.starts_with(&[0x1f, 0x8b]));
+        assert!(firehose(&links(60, "Snappy"), &records).is_err());
     }
 }
