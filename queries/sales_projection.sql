@@ -6,6 +6,7 @@ WITH hourly AS (
          sum(quantity * price) AS revenue
   FROM {table}
   WHERE event_name = 'INSERT'
+    AND {dt_filter}
     AND order_ts >= current_timestamp - ({hours} * INTERVAL '1' HOUR)
   GROUP BY 1, 2
 ),

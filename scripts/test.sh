@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: installs what the tests need (the
-# moto venv, the Kubernetes test binaries built from Go modules; both cached
+# moto venv, Trino, the Kubernetes test binaries built from Go modules; all cached
 # under ~/.cache/sales-operator), checks formatting, lints, and runs every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 echo "==> local AWS emulator (moto)"
 scripts/moto.sh install
-echo "==> DuckDB (the Athena query tests run the named queries on it)"
-scripts/duckdb.sh install >/dev/null
+echo "==> Trino (the engine Athena v3 is built on; the query tests run the named queries on it)"
+scripts/trino.sh install
 echo "==> checkov (tests/chart.rs checks the rendered chart with it)"
 scripts/checkov.sh install >/dev/null
 echo "==> parliament (tests/iam_policy.rs checks the generated IAM policies with it)"

@@ -127,7 +127,7 @@ pub fn pipe_input_template() -> String {
 
 /// The text DynamoDB gives back for a number: leading and trailing zeros
 /// trimmed (`"10.50"` comes back as `"10.5"`, `"100.00"` as `"100"`).
-fn dynamodb_number_text(n: &str) -> String {
+pub fn dynamodb_number_text(n: &str) -> String {
     let (sign, digits) = n.strip_prefix('-').map_or(("", n), |d| ("-", d));
     let digits = if digits.contains('.') { digits.trim_end_matches('0').trim_end_matches('.') } else { digits };
     let digits = digits.trim_start_matches('0');

@@ -20,9 +20,16 @@ use crate::queries;
 /// Arguments of `sales-operator query`.
 #[derive(clap::Args, Debug)]
 pub struct QueryArgs {
-    /// SalesPipeline manifest (YAML) whose workgroup and table to query.
+    /// The pipeline whose workgroup and table to query: a SalesPipeline manifest
+    /// (YAML file), or the name of a SalesPipeline in the cluster.
     #[arg(long)]
     pub pipeline: String,
+    /// Namespace of a pipeline looked up in the cluster (default: the kubeconfig context's).
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+    /// Kubeconfig for the cluster lookup (default: KUBECONFIG, ~/.kube/config, or in-cluster).
+    #[arg(long)]
+    pub kubeconfig: Option<std::path::PathBuf>,
     /// Built-in named query (revenue_by_product_hour, top_products, order_rate_per_minute,
     /// average_order_value_by_region, sales_projection).
     pub query: String,
@@ -63,6 +70,12 @@ pub enum QueryError {
     UnknownQuery { name: String, known: String },
     #[error("query {query} has no parameter {param:?}; its parameters are: {known}")]
     UnknownParam { query: String, param: String, known: String },
+    #[error("no SalesPipeline {name} in namespace {namespace}")]
+    NotFound { name: String, namespace: String },
+    #[error("reading SalesPipeline {name} from the cluster: {reason}")]
+    Cluster { name: String, reason: String },
+    #[error("parameter {param} must be a positive whole number, not \"{value}\"")]
+    InvalidParam { param: String, value: String },
     #[error(transparent)]
     Aws(#[from] AwsError),
     #[error("athena query {id} {state}: {reason}")]
@@ -100,13 +113,17 @@ pub fn request(ctx: &PipelineCtx, name: &str, params: &[(String, String)]) -> Re
             },
         });
     }
+    // Values go into the SQL text: only whole numbers of hours / rows.
+    if let Some((param, value)) = params.iter().find(|(_, v)| !v.parse::<u32>().is_ok_and(|n| n > 0)) {
+        return Err(QueryError::InvalidParam { param: param.clone(), value: value.clone() });
+    }
     let analytics = Workgroups::desired(ctx, &Refs::default());
     Ok(QueryRequest {
         query: name.to_string(),
         workgroup: analytics.workgroup,
         database: ctx.names.database.clone(),
         output_location: analytics.result_location,
-        sql: q.render(&ctx.names.glue_table, params),
+        sql: q.render(&queries::QueryTarget::for_pipeline(ctx), params),
     })
 }
 
@@ -304,10 +321,57 @@ pub fn human_bytes(n: i64) -> String {
     }
 }
 
-/// The whole command: read the manifest, run the query, print the result on
+/// Whether `--pipeline` names a SalesPipeline in the cluster rather than a
+/// file: no such file, and the text is a Kubernetes object name (lowercase
+/// letters, digits, `-` and `.`) without a manifest's extension.
+pub fn names_a_cluster_object(pipeline: &str) -> bool {
+    let name_like = !pipeline.is_empty()
+        && pipeline.len() <= 253
+        && pipeline.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && pipeline.starts_with(|c: char| c.is_ascii_alphanumeric());
+    let manifest_like = [".yaml", ".yml", ".json"].iter().any(|e| pipeline.ends_with(e));
+    name_like && !manifest_like && !std::path::Path::new(pipeline).exists()
+}
+
+/// Reads SalesPipeline `name` from the cluster of `kubeconfig` (or the default one).
+async fn from_cluster(
+    name: &str,
+    namespace: Option<&str>,
+    kubeconfig: Option<&std::path::Path>,
+) -> Result<crate::api::SalesPipeline, QueryError> {
+    let cluster = |reason: String| QueryError::Cluster { name: name.to_string(), reason };
+    let config = match kubeconfig {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(path)
+                .map_err(|e| cluster(format!("kubeconfig {}: {e}", path.display())))?;
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                .await
+                .map_err(|e| cluster(format!("kubeconfig {}: {e}", path.display())))?
+        }
+        None => kube::Config::infer().await.map_err(|e| cluster(e.to_string()))?,
+    };
+    let namespace = namespace.map_or_else(|| config.default_namespace.clone(), str::to_string);
+    let client = kube::Client::try_from(config).map_err(|e| cluster(e.to_string()))?;
+    let api: kube::Api<crate::api::SalesPipeline> = kube::Api::namespaced(client, &namespace);
+    match api.get_opt(name).await {
+        Ok(Some(mut p)) => {
+            // The object as the cluster has it names its namespace; make sure of it.
+            p.metadata.namespace = Some(namespace);
+            Ok(p)
+        }
+        Ok(None) => Err(QueryError::NotFound { name: name.to_string(), namespace }),
+        Err(e) => Err(cluster(e.to_string())),
+    }
+}
+
+/// The whole command: read the manifest (or the cluster's object), run the query, print the result on
 /// stdout and progress and data scanned on stderr.
 pub async fn main(args: &QueryArgs, settings: AwsSettings) -> Result<(), QueryError> {
-    let pipeline = manifest::read_pipeline(&args.pipeline)?;
+    let pipeline = if names_a_cluster_object(&args.pipeline) {
+        from_cluster(&args.pipeline, args.namespace.as_deref(), args.kubeconfig.as_deref()).await?
+    } else {
+        manifest::read_pipeline(&args.pipeline)?
+    };
     let sdk = aws::sdk_config(&settings).await;
     let clients = Clients::new(&sdk, pipeline.spec.region.as_deref(), CallLog::default())?;
     let namespace = pipeline.namespace().unwrap_or_else(|| "default".to_string());
@@ -328,6 +392,17 @@ pub async fn main(args: &QueryArgs, settings: AwsSettings) -> Result<(), QueryEr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pipeline_argument_is_a_cluster_name_unless_it_is_a_file() {
+        assert!(names_a_cluster_object("shop-orders"));
+        assert!(names_a_cluster_object("orders.v2"));
+        assert!(!names_a_cluster_object("pipeline.yaml"));
+        assert!(!names_a_cluster_object("examples/pipeline.yaml"));
+        assert!(!names_a_cluster_object("Shop"));
+        assert!(!names_a_cluster_object(""));
+        assert!(!names_a_cluster_object("src"), "an existing path is a file");
+    }
 
     #[test]
     fn failed_and_cancelled_queries_are_errors_with_athenas_reason() {

@@ -3,6 +3,8 @@
 //! (canned through moto's `/moto-api/static/athena/query-results`, since
 //! moto runs no SQL) is printed as a table.
 
+#[path = "support/kube_env.rs"]
+mod kube_env;
 #[path = "support/moto.rs"]
 mod moto;
 
@@ -170,7 +172,9 @@ async fn applied_workgroup_holds_every_named_query_with_its_database_and_sql_and
     for want in sales_operator::queries::BUILT_IN {
         let q = &installed[want.name];
         assert_eq!(q.database, ctx.names.database, "{}", want.name);
-        assert_eq!(q.query_string, want.render(&ctx.names.glue_table, &[]), "{}", want.name);
+        let target = sales_operator::queries::QueryTarget::for_pipeline(&ctx);
+        assert_eq!(q.query_string, want.render(&target, &[]), "{}", want.name);
+        assert!(q.query_string.contains("dt >= format_datetime("), "{}: pruned", want.name);
         assert_eq!(q.work_group.as_deref(), Some(ctx.names.workgroup.as_str()), "{}", want.name);
     }
 
@@ -189,4 +193,42 @@ async fn applied_workgroup_holds_every_named_query_with_its_database_and_sql_and
     want.sort();
     assert_eq!(status["analytics"]["namedQueries"], serde_json::json!(want), "{status:#}");
     assert_eq!(status["analytics"]["workgroup"], ctx.names.workgroup.as_str());
+}
+
+#[tokio::test]
+async fn query_command_looks_a_pipeline_up_by_name_in_the_cluster() {
+    let env = kube_env::KubeEnv::shared();
+    env.apply_crds(&[&kube_env::project_dir().join("crds")]);
+    let ns = env.create_namespace("query");
+    let _one = CANNED.lock().await;
+    let c = clients().await;
+    let name = moto::unique("k");
+    let yaml = format!(
+        "apiVersion: sales-operator.dev/v1alpha1\nkind: SalesPipeline\nmetadata:\n  name: {name}\n  namespace: {ns}\nspec:\n  region: {REGION}\n"
+    );
+    let p = parse_pipeline(&yaml, "test").unwrap();
+    let ctx = PipelineCtx::new(&ns, &name, &p.spec, REGION);
+    assert!(reconcile(&c, &ctx, Mode::Apply).await.ready());
+    let applied = env.kubectl_stdin(&["apply", "-f", "-"], &yaml);
+    assert!(applied.status.success(), "{}", String::from_utf8_lossy(&applied.stderr));
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_sales-operator"))
+            .args(["query", "--kubeconfig", env.kubeconfig().to_str().unwrap(), "--poll-interval", "10ms"])
+            .args(args)
+            .envs(moto::aws_env())
+            .output()
+            .unwrap()
+    };
+
+    canned_result(&["product_name", "revenue"], &[&["Laptop", "10.00"]]);
+    let out = run(&["--pipeline", &name, "-n", &ns, "top_products", "-o", "csv"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "product_name,revenue\nLaptop,10.00\n");
+    assert!(stderr.contains(&ctx.names.workgroup), "ran in the cluster pipeline's workgroup: {stderr}");
+
+    let out = run(&["--pipeline", "no-such-pipeline", "-n", &ns, "top_products"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&format!("no SalesPipeline no-such-pipeline in namespace {ns}")), "{stderr}");
 }

@@ -394,6 +394,7 @@ impl Component for Workgroups<'_> {
                 wanted.push(name);
             }
         }
+        let target = queries::QueryTarget::for_pipeline(ctx);
         let queries = wanted
             .iter()
             .filter_map(|name| queries::find(name))
@@ -401,7 +402,7 @@ impl Component for Workgroups<'_> {
                 name: q.name.to_string(),
                 description: q.description.to_string(),
                 database: names.database.clone(),
-                sql: q.render(&names.glue_table, &[]),
+                sql: q.render(&target, &[]),
             })
             .collect();
         let (encryption, kms_key) = match ctx.spec.bucket.encryption {
