@@ -74,13 +74,13 @@ pub struct SalesPipelineSpec {
     /// tagged for another pipeline cannot be adopted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "set"))]
-    pub adopt: Vec<Adoptable>,
+    pub adopt: Vec<ComponentKind>,
 }
 
-/// A component whose pre-existing resources `spec.adopt` lets the pipeline manage.
+/// The components of a pipeline, in dependency (creation) order; `spec.adopt` names them.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[serde(rename_all = "lowercase")]
-pub enum Adoptable {
+pub enum ComponentKind {
     Table,
     Stream,
     Bucket,

@@ -148,18 +148,7 @@ impl Clients {
     }
 }
 
-/// The components of a pipeline, in dependency (creation) order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum ComponentKind {
-    Table,
-    Stream,
-    Bucket,
-    Iam,
-    Pipe,
-    Delivery,
-    Catalog,
-    Analytics,
-}
+pub use crate::api::ComponentKind;
 
 impl ComponentKind {
     pub const ALL: [ComponentKind; 8] = [
@@ -354,7 +343,7 @@ impl PipelineCtx {
 
     /// Whether `spec.adopt` lists `kind`.
     pub fn adopts(&self, kind: ComponentKind) -> bool {
-        self.spec.adopt.iter().any(|a| ComponentKind::from(*a) == kind)
+        self.spec.adopt.contains(&kind)
     }
 
     /// This context with the [`TAG_ADOPTED`] tag added to the desired tags, for taking an
@@ -363,22 +352,6 @@ impl PipelineCtx {
         let mut ctx = self.clone();
         ctx.tags.insert(TAG_ADOPTED.to_string(), "true".to_string());
         ctx
-    }
-}
-
-impl From<crate::api::Adoptable> for ComponentKind {
-    fn from(a: crate::api::Adoptable) -> Self {
-        use crate::api::Adoptable;
-        match a {
-            Adoptable::Table => ComponentKind::Table,
-            Adoptable::Stream => ComponentKind::Stream,
-            Adoptable::Bucket => ComponentKind::Bucket,
-            Adoptable::Iam => ComponentKind::Iam,
-            Adoptable::Pipe => ComponentKind::Pipe,
-            Adoptable::Delivery => ComponentKind::Delivery,
-            Adoptable::Catalog => ComponentKind::Catalog,
-            Adoptable::Analytics => ComponentKind::Analytics,
-        }
     }
 }
 
