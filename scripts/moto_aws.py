@@ -1,19 +1,25 @@
-"""The moto server with the AWS behaviours the operator's ownership model rests on.
+"""The moto server with AWS behaviours that moto 5.2.5 lacks and the operator rests on.
 
-AWS tags a Kinesis stream given `Tags` in CreateStream, and a general purpose S3
-bucket given `CreateBucketConfiguration/Tags` in CreateBucket, in the create call
-itself; moto 5.2.5 drops both. Without them a crash between the create and a
-separate tagging call would leave an untagged resource with the pipeline's name,
-which the operator must (and does) refuse to touch. docs/aws-behaviour.md cites
-the AWS references. Everything else is moto as released.
+- AWS tags a Kinesis stream given `Tags` in CreateStream, and a general purpose S3
+  bucket given `CreateBucketConfiguration/Tags` in CreateBucket, in the create call
+  itself; moto drops both. Without them a crash between the create and a separate
+  tagging call would leave an untagged resource with the pipeline's name, which the
+  operator must (and does) refuse to touch.
+- Athena's UpdateNamedQuery changes a named query in place; moto does not implement
+  it (HTML 500), so a pipeline whose queries change (a new buffer interval, a catalog
+  mode switch) could never converge on it.
+
+docs/aws-behaviour.md cites the AWS references. Everything else is moto as released.
 
 Usage: the same arguments as moto_server (`-H HOST -p PORT`).
 """
 
+import json
 import re
 import sys
 import xml.etree.ElementTree as ElementTree
 
+from moto.athena.responses import AthenaResponse
 from moto.kinesis.responses import KinesisResponse
 from moto.s3.responses import S3Response
 from moto.server import main
@@ -58,6 +64,20 @@ def bucket_response_put(self, request, bucket_name, querystring):
 
 
 S3Response._bucket_response_put = bucket_response_put
+
+
+def update_named_query(self):
+    """UpdateNamedQuery: Name, Description and QueryString of an existing named query."""
+    query = self.athena_backend.get_named_query(self._get_param("NamedQueryId"))
+    if query is None:
+        return self.error("NamedQuery does not exist", 400)
+    query.name = self._get_param("Name")
+    query.description = self._get_param("Description") or ""
+    query.query_string = self._get_param("QueryString")
+    return json.dumps({})
+
+
+AthenaResponse.update_named_query = update_named_query
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
