@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: installs what the tests need (the
-# moto venv, the Kubernetes test binaries built from Go modules; both cached
+# moto venv, the Kubernetes test binaries and the status judge built from Go modules; all cached
 # under ~/.cache/sales-operator), checks formatting, lints, and runs every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +11,8 @@ echo "==> DuckDB (the Athena query tests run the named queries on it)"
 scripts/duckdb.sh install >/dev/null
 echo "==> Kubernetes test environment (etcd, kube-apiserver, controller-manager, scheduler, kwok, kubectl, helm)"
 bash scripts/kube-env/build.sh
+echo "==> status judge (Flux's kstatus and Argo CD's Lua runtime, for tests/status_judged_e2e.rs)"
+bash scripts/status-judge.sh
 echo "==> cargo fmt --check"
 cargo fmt --check
 echo "==> cargo clippy"
