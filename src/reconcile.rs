@@ -107,6 +107,12 @@ impl Outcome {
             && self.components.iter().all(|c| c.ready)
     }
 
+    /// Whether the operator's work for this pass is done: Ready, or paused (`Mode::Observe`) and
+    /// observed without an error or a stop that needs a person (README "Paused").
+    pub fn settled(&self, mode: Mode) -> bool {
+        self.ready() || (mode == Mode::Observe && self.error.is_none() && !self.stalled())
+    }
+
     /// Whether the pass stopped on something retrying will not fix.
     pub fn stalled(&self) -> bool {
         self.error.as_ref().is_some_and(|(_, e)| e.is_permanent())
@@ -135,7 +141,7 @@ impl Outcome {
         // done once it has looked. Ready=True with reason `Paused` (kstatus Current, Argo CD
         // Suspended); what differs from the spec is in the message and the component conditions.
         // A stop that needs a person (Stalled) or an error that a retry may clear still shows.
-        let paused = mode == Mode::Observe && self.error.is_none() && !self.stalled();
+        let paused = mode == Mode::Observe && self.settled(mode);
         if paused {
             let message = match first_bad {
                 None if self.ready() => {
@@ -588,6 +594,8 @@ mod tests {
         let ready = drifted.iter().find(|c| c.type_ == READY).unwrap();
         assert!(ready.message.contains("stream: x differs: retentionHours: 24 -> 48"), "{}", ready.message);
         assert_eq!(status_of(&drifted, "StreamReady"), (FALSE, "Paused"));
+        assert!(paused_outcome(&[true, false]).settled(Mode::Observe));
+        assert!(!paused_outcome(&[true, false]).settled(Mode::Apply));
     }
 
     #[test]
@@ -595,6 +603,7 @@ mod tests {
         let mut transient = paused_outcome(&[true]);
         transient.error =
             Some((ComponentKind::Stream, AwsError::new("DescribeStreamSummary", None, "timeout".into(), Some(503))));
+        assert!(!transient.settled(Mode::Observe));
         let conditions = transient.conditions(Mode::Observe);
         assert_eq!(status_of(&conditions, READY).0, FALSE);
         assert_eq!(status_of(&conditions, RECONCILING).0, TRUE);
