@@ -263,6 +263,22 @@ mod tests {
     }
 
     #[test]
+    fn a_new_objects_status_says_not_observed_yet_in_both_crds() {
+        for crd in [OrderGenerator::crd(), crate::api::SalesPipeline::crd()] {
+            let schema = serde_json::to_value(&crd.spec.versions[0].schema).unwrap();
+            let status = &schema["openAPIV3Schema"]["properties"]["status"];
+            assert_eq!(status["default"], serde_json::json!({"observedGeneration": -1}), "{}", crd.spec.names.kind);
+        }
+    }
+
+    #[test]
+    fn progress_deadline_is_bounded() {
+        let deadline = |s: i64| cel_errors(serde_json::json!({"tableName": "orders", "progressDeadlineSeconds": s}));
+        assert_eq!(deadline(5), Vec::<String>::new());
+        assert!(deadline(0).iter().any(|e| e.contains("between 1 and 86400")), "{:?}", deadline(0));
+    }
+
+    #[test]
     fn minimal_spec_takes_the_defaults() {
         let og = generator(serde_json::json!({"pipelineRef": {"name": "sales"}}));
         assert_eq!(og.spec.orders_per_second, 1.0);
