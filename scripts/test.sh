@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The whole test suite, as CI runs it: installs what the tests need (the
-# moto venv, Trino, the Kubernetes test binaries built from Go modules; all cached
-# under ~/.cache/sales-operator), checks formatting, lints, and runs every test.
+# The whole test suite, as CI runs it: installs what the tests need (the moto
+# venv, Trino, checkov, parliament, the Kubernetes test binaries and the status
+# judge built from Go modules; all cached under ~/.cache/sales-operator),
+# checks formatting, lints, and runs every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +16,8 @@ echo "==> parliament (tests/iam_policy.rs checks the generated IAM policies with
 scripts/iam-lint.sh install
 echo "==> Kubernetes test environment (etcd, kube-apiserver, controller-manager, scheduler, kwok, kubectl, helm)"
 bash scripts/kube-env/build.sh
+echo "==> status judge (Flux's kstatus and Argo CD's Lua runtime, for tests/status_judged_e2e.rs)"
+bash scripts/status-judge.sh
 echo "==> cargo fmt --check"
 cargo fmt --check
 echo "==> cargo clippy"

@@ -298,7 +298,8 @@ async fn apply(global: &Global, args: &ApplyArgs) -> Result<ExitCode, CliError> 
         tokio::time::sleep(Duration::from_secs(5)).await;
     };
     print_status(&t.pipeline, &outcome, mode, args.output)?;
-    let code = if outcome.ready() {
+    // A paused pipeline, once observed, is as done as a Ready one (its status says Ready=True).
+    let code = if outcome.settled(mode) {
         0
     } else if outcome.stalled() || outcome.error.is_some() {
         1

@@ -107,6 +107,12 @@ impl Outcome {
             && self.components.iter().all(|c| c.ready)
     }
 
+    /// Whether the operator's work for this pass is done: Ready, or paused (`Mode::Observe`) and
+    /// observed without an error or a stop that needs a person (README "Paused").
+    pub fn settled(&self, mode: Mode) -> bool {
+        self.ready() || (mode == Mode::Observe && self.error.is_none() && !self.stalled())
+    }
+
     /// Whether the pass stopped on something retrying will not fix.
     pub fn stalled(&self) -> bool {
         self.error.as_ref().is_some_and(|(_, e)| e.is_permanent())
@@ -131,7 +137,21 @@ impl Outcome {
     pub fn conditions(&self, mode: Mode) -> Vec<NewCondition> {
         let mut out = Vec::new();
         let first_bad = self.components.iter().find(|c| !c.ready);
-        if self.ready() {
+        // Paused (SPEC §2, README "Paused"): the operator's work is to change nothing, and it is
+        // done once it has looked. Ready=True with reason `Paused` (kstatus Current, Argo CD
+        // Suspended); what differs from the spec is in the message and the component conditions.
+        // A stop that needs a person (Stalled) or an error that a retry may clear still shows.
+        let paused = mode == Mode::Observe && self.settled(mode);
+        if paused {
+            let message = match first_bad {
+                None if self.ready() => {
+                    "paused (spec.paused): nothing is changed; every component matches the spec".into()
+                }
+                None => "paused (spec.paused): nothing is changed".to_string(),
+                Some(c) => format!("paused (spec.paused): nothing is changed; {}: {}", c.kind, c.message),
+            };
+            out.push(NewCondition::new(READY, TRUE, "Paused", message));
+        } else if self.ready() {
             out.push(NewCondition::new(READY, TRUE, "Ready", "every component exists and matches the spec"));
         } else if let Some((kind, e)) = &self.error {
             out.push(NewCondition::new(READY, FALSE, "AwsError", format!("{kind}: {e}")));
@@ -159,9 +179,10 @@ impl Outcome {
             out.push(NewCondition::new(RECONCILING, FALSE, "Stalled", "waiting for a spec change"));
         } else {
             out.push(NewCondition::new(STALLED, FALSE, "NotStalled", ""));
-            if self.ready() || mode == Mode::Observe {
-                let reason = if mode == Mode::Observe { "Paused" } else { "InSync" };
-                out.push(NewCondition::new(RECONCILING, FALSE, reason, ""));
+            if paused {
+                out.push(NewCondition::new(RECONCILING, FALSE, "Paused", ""));
+            } else if self.ready() {
+                out.push(NewCondition::new(RECONCILING, FALSE, "InSync", ""));
             } else {
                 let msg = match (&self.error, first_bad) {
                     (Some((kind, e)), _) => format!("retrying after {kind}: {e}"),
@@ -536,4 +557,68 @@ pub async fn teardown(clients: &Clients, ctx: &PipelineCtx, policy: DeletionPoli
         && r.remove(&Streams(&clients.kinesis, &tags)).await
         && r.remove(&Tables(&clients.dynamodb, &tags)).await;
     r.done
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn paused_outcome(ready: &[bool]) -> Outcome {
+        let components = ComponentKind::ALL
+            .iter()
+            .zip(ready)
+            .map(|(&kind, &ready)| ComponentState {
+                kind,
+                ready,
+                reason: if ready { "InSync" } else { "Paused" }.into(),
+                message: if ready { "in sync".into() } else { "x differs: retentionHours: 24 -> 48".into() },
+            })
+            .collect();
+        Outcome { components, ..Outcome::default() }
+    }
+
+    fn status_of<'a>(conditions: &'a [NewCondition], type_: &str) -> (&'static str, &'a str) {
+        let c = conditions.iter().find(|c| c.type_ == type_).unwrap();
+        (c.status, c.reason.as_str())
+    }
+
+    #[test]
+    fn a_paused_pipeline_is_settled_whatever_differs() {
+        for ready in [vec![true; 8], vec![true, false], vec![false]] {
+            let conditions = paused_outcome(&ready).conditions(Mode::Observe);
+            assert_eq!(status_of(&conditions, READY), (TRUE, "Paused"), "{ready:?}");
+            assert_eq!(status_of(&conditions, RECONCILING), (FALSE, "Paused"));
+            assert_eq!(status_of(&conditions, STALLED), (FALSE, "NotStalled"));
+        }
+        let drifted = paused_outcome(&[true, false]).conditions(Mode::Observe);
+        let ready = drifted.iter().find(|c| c.type_ == READY).unwrap();
+        assert!(ready.message.contains("stream: x differs: retentionHours: 24 -> 48"), "{}", ready.message);
+        assert_eq!(status_of(&drifted, "StreamReady"), (FALSE, "Paused"));
+        assert!(paused_outcome(&[true, false]).settled(Mode::Observe));
+        assert!(!paused_outcome(&[true, false]).settled(Mode::Apply));
+    }
+
+    #[test]
+    fn a_paused_pipeline_that_cannot_be_observed_is_not_settled() {
+        let mut transient = paused_outcome(&[true]);
+        transient.error =
+            Some((ComponentKind::Stream, AwsError::new("DescribeStreamSummary", None, "timeout".into(), Some(503))));
+        assert!(!transient.settled(Mode::Observe));
+        let conditions = transient.conditions(Mode::Observe);
+        assert_eq!(status_of(&conditions, READY).0, FALSE);
+        assert_eq!(status_of(&conditions, RECONCILING).0, TRUE);
+
+        let mut permanent = paused_outcome(&[true]);
+        permanent.error = Some((ComponentKind::Stream, AwsError::permanent("DescribeStreamSummary", "denied")));
+        let conditions = permanent.conditions(Mode::Observe);
+        assert_eq!(status_of(&conditions, READY).0, FALSE);
+        assert_eq!(status_of(&conditions, STALLED), (TRUE, "PermanentError"));
+    }
+
+    #[test]
+    fn an_unpaused_pipeline_with_drift_is_not_ready() {
+        let conditions = paused_outcome(&[true, false]).conditions(Mode::Apply);
+        assert_eq!(status_of(&conditions, READY), (FALSE, "Paused"));
+        assert_eq!(status_of(&conditions, RECONCILING).0, TRUE);
+    }
 }

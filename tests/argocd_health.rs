@@ -1,11 +1,16 @@
 //! The Argo CD health check (charts/sales-operator/argocd/health.lua) run by a
 //! real Lua interpreter against SalesPipeline and OrderGenerator objects, the
 //! way Argo CD runs it: the live object as the global table `obj`, the script's
-//! return value `{ status, message }` as the health.
+//! return value `{ status, message }` as the health, with only the libraries Argo CD's
+//! sandbox opens (base, package, table; its safe `os` has only time and date, which the script
+//! does not use, so none here), and an object with a deletionTimestamp "Pending deletion"
+//! before the script runs. These are fast unit cases on hand-made objects (Lua 5.4 through
+//! mlua); tests/status_judged_e2e.rs runs the same script in gopher-lua, Argo CD's own
+//! runtime, on every version of real objects.
 
 use std::path::PathBuf;
 
-use mlua::{Lua, Table, Value};
+use mlua::{Lua, LuaOptions, StdLib, Table, Value};
 use sales_operator::api::conditions::{self, NewCondition, FALSE, READY, RECONCILING, STALLED, TRUE};
 use sales_operator::api::manifest::parse_pipeline;
 use sales_operator::api::SalesPipelineStatus;
@@ -49,7 +54,11 @@ fn to_lua(lua: &Lua, json: &serde_json::Value) -> mlua::Result<Value> {
 
 /// Runs `lua_source` on `obj`; returns (status, message).
 fn health_with(lua_source: &str, obj: &serde_json::Value) -> (String, String) {
-    let lua = Lua::new();
+    // gitops-engine's GetResourceHealth: before any health check.
+    if !obj["metadata"]["deletionTimestamp"].is_null() {
+        return ("Progressing".into(), "Pending deletion".into());
+    }
+    let lua = Lua::new_with(StdLib::TABLE | StdLib::PACKAGE, LuaOptions::default()).unwrap();
     let value = to_lua(&lua, obj).unwrap();
     lua.globals().set("obj", value).unwrap();
     let hs: Table = lua.load(lua_source).set_name("health.lua").eval().unwrap();
@@ -143,10 +152,50 @@ fn stalled_on_an_older_generation_is_progressing_after_a_spec_fix() {
 }
 
 #[test]
-fn a_paused_pipeline_is_suspended() {
-    let mut obj = pipeline(2, Some(2), &ready());
+fn a_paused_pipeline_is_suspended_once_the_operator_says_so() {
+    let paused = [
+        NewCondition::new(READY, TRUE, "Paused", "paused (spec.paused): nothing is changed; stream: differs"),
+        NewCondition::new(RECONCILING, FALSE, "Paused", ""),
+        NewCondition::new(STALLED, FALSE, "NotStalled", ""),
+    ];
+    let mut obj = pipeline(2, Some(2), &paused);
     obj["spec"]["paused"] = serde_json::json!(true);
-    assert_eq!(health(&obj), ("Suspended".to_string(), "Paused: spec.paused is true".to_string()));
+    assert_eq!(
+        health(&obj),
+        ("Suspended".to_string(), "paused (spec.paused): nothing is changed; stream: differs".to_string())
+    );
+    // Paused in the spec but not yet observed: Progressing, as for any spec change.
+    let mut unobserved = pipeline(3, Some(2), &paused);
+    unobserved["spec"]["paused"] = serde_json::json!(true);
+    assert_eq!(health(&unobserved).0, "Progressing");
+}
+
+#[test]
+fn a_paused_generator_whose_pods_are_still_stopping_is_progressing() {
+    let pausing = [
+        NewCondition::new(READY, FALSE, "Pausing", "pausing: stopping the generator pods"),
+        NewCondition::new(RECONCILING, TRUE, "Pausing", "pausing: stopping the generator pods"),
+        NewCondition::new(STALLED, FALSE, "NotStalled", ""),
+    ];
+    let mut obj = pipeline(2, Some(2), &pausing);
+    obj["kind"] = serde_json::json!("OrderGenerator");
+    obj["spec"] = serde_json::json!({"tableName": "t", "paused": true});
+    assert_eq!(health(&obj), ("Progressing".to_string(), "pausing: stopping the generator pods".to_string()));
+}
+
+#[test]
+fn a_not_observed_yet_status_is_progressing() {
+    let mut obj = pipeline(1, None, &[]);
+    obj["status"] = serde_json::json!({"observedGeneration": -1});
+    assert_eq!(health(&obj).0, "Progressing");
+}
+
+#[test]
+fn the_script_needs_no_library_outside_argo_cds_sandbox() {
+    // The harness itself: a script using the string library fails here, as in Argo CD.
+    let lua = Lua::new_with(StdLib::TABLE | StdLib::PACKAGE, LuaOptions::default()).unwrap();
+    assert!(lua.load("return string.format('%d', 1)").eval::<String>().is_err());
+    assert!(lua.load("return os.getenv('HOME')").eval::<Option<String>>().is_err());
 }
 
 #[test]

@@ -463,3 +463,36 @@ async fn a_denied_tagging_api_read_falls_back_to_per_service_tag_reads() {
         assert_eq!(called(per_service), 1, "{per_service}");
     }
 }
+
+/// Plan lines, component messages and conditions show values as a user writes them: no
+/// `Some(120)`, no `PublicAccessBlock { .. }` (issue #14).
+#[tokio::test]
+async fn plan_lines_and_conditions_show_values_not_rust_debug_forms() {
+    let c = clients().await;
+    let (_, ctx) = pipeline("  stream:\n    mode: PROVISIONED\n    shardCount: 1\n");
+    assert!(reconcile(&c, &ctx, Mode::Apply).await.ready());
+    // Drift made outside the operator, and spec changes.
+    c.s3.delete_public_access_block().bucket(&ctx.names.bucket).send().await.unwrap();
+    let mut changed = ctx.clone();
+    changed.spec.stream.shard_count = Some(2);
+    changed.spec.delivery.buffer_seconds = 120;
+    changed.spec.pipe.batch_size = 500;
+
+    let plan = reconcile(&c, &changed, Mode::Plan).await;
+    let lines: Vec<String> = plan.actions.iter().map(ToString::to_string).collect();
+    let mut texts = lines.clone();
+    texts.extend(plan.components.iter().map(|s| s.message.clone()));
+    texts.extend(plan.conditions(Mode::Plan).into_iter().map(|c| c.message));
+    for t in &texts {
+        assert!(!t.contains("Some(") && !t.contains(" { "), "Debug formatting: {t}");
+    }
+    let all = lines.join("\n");
+    for expected in [
+        "shardCount: 1 -> 2",
+        "bufferSeconds: 60 -> 120",
+        "batchSize: 100 -> 500",
+        "publicAccessBlock: (unset) -> blockPublicAcls, ignorePublicAcls, blockPublicPolicy, restrictPublicBuckets",
+    ] {
+        assert!(all.contains(expected), "{expected:?} not in the plan:\n{all}");
+    }
+}

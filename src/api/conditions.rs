@@ -6,6 +6,10 @@ pub const READY: &str = "Ready";
 pub const RECONCILING: &str = "Reconciling";
 pub const STALLED: &str = "Stalled";
 
+/// `status.observedGeneration` of an object the operator has not looked at yet: the schema
+/// default of both CRDs' status, never equal to a generation (which starts at 1).
+pub const NOT_OBSERVED: i64 = -1;
+
 /// Condition status values.
 pub const TRUE: &str = "True";
 pub const FALSE: &str = "False";

@@ -9,6 +9,8 @@
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
+
+use crate::api::conditions::NOT_OBSERVED;
 use serde::{Deserialize, Serialize};
 
 /// Lowest and highest `ordersPerSecond` the CRD accepts (the original wrote one order every 3 s).
@@ -80,6 +82,12 @@ pub struct OrderGeneratorSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 512))]
     pub image: Option<String>,
+    /// Seconds a rollout may make no progress (e.g. a pod that cannot be scheduled) before the
+    /// generator is Stalled with the Deployment's `ProgressDeadlineExceeded` message. Default:
+    /// the Deployment default, 600.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 86400").message("must be between 1 and 86400 seconds"))]
+    pub progress_deadline_seconds: Option<i32>,
     /// CPU and memory of each generator pod (`requests` and `limits`, as in a
     /// container). Default: the operator's defaults.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -98,6 +106,7 @@ impl Default for OrderGeneratorSpec {
             catalog: None,
             seed: None,
             image: None,
+            progress_deadline_seconds: None,
             resources: None,
         }
     }
@@ -208,7 +217,12 @@ pub struct CatalogStore {
 /// Observed state, kstatus-compatible.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
+// The API server fills this in on a new object, so that before the operator has looked at it
+// the object says "not observed yet" (kstatus: InProgress, Argo CD: Progressing) instead of
+// nothing, which kstatus reads as Current.
+#[schemars(extend("default" = {"observedGeneration": NOT_OBSERVED}))]
 pub struct OrderGeneratorStatus {
+    /// The generation the conditions describe; -1 until the operator has looked at the object.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     /// Ready, Reconciling and Stalled.
@@ -246,6 +260,22 @@ mod tests {
             Ok(()) => vec![],
             Err(e) => e.into_vec().into_iter().map(|e| format!("{}: {}", e.field_path, e.message)).collect(),
         }
+    }
+
+    #[test]
+    fn a_new_objects_status_says_not_observed_yet_in_both_crds() {
+        for crd in [OrderGenerator::crd(), crate::api::SalesPipeline::crd()] {
+            let schema = serde_json::to_value(&crd.spec.versions[0].schema).unwrap();
+            let status = &schema["openAPIV3Schema"]["properties"]["status"];
+            assert_eq!(status["default"], serde_json::json!({"observedGeneration": -1}), "{}", crd.spec.names.kind);
+        }
+    }
+
+    #[test]
+    fn progress_deadline_is_bounded() {
+        let deadline = |s: i64| cel_errors(serde_json::json!({"tableName": "orders", "progressDeadlineSeconds": s}));
+        assert_eq!(deadline(5), Vec::<String>::new());
+        assert!(deadline(0).iter().any(|e| e.contains("between 1 and 86400")), "{:?}", deadline(0));
     }
 
     #[test]

@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
+
+use crate::api::conditions::NOT_OBSERVED;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -540,7 +542,12 @@ pub enum DeletionPolicy {
 /// Observed state, kstatus-compatible.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+// The API server fills this in on a new object, so that before the operator has looked at it
+// the object says "not observed yet" (kstatus: InProgress, Argo CD: Progressing) instead of
+// nothing, which kstatus reads as Current.
+#[schemars(extend("default" = {"observedGeneration": NOT_OBSERVED}))]
 pub struct SalesPipelineStatus {
+    /// The generation the conditions describe; -1 until the operator has looked at the object.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     /// Ready, Reconciling, Stalled and one condition per component.

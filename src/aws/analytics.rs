@@ -194,8 +194,9 @@ fn unknown_queries_change(d: &DesiredAnalytics) -> Option<Change> {
         field: "namedQueries".into(),
         from: String::new(),
         to: format!(
-            "spec.analytics.namedQueries names unknown queries {:?}; the built-in queries are {:?}",
-            d.unknown_queries, known
+            "spec.analytics.namedQueries names unknown queries {}; the built-in queries are {}",
+            d.unknown_queries.join(", "),
+            known.join(", ")
         ),
         immutable: false,
     })
@@ -782,7 +783,7 @@ pub(crate) mod tests {
         let o = observed(&all);
         let plan = plan_queries(&d, &o);
         assert_eq!(plan.len(), queries::BUILT_IN.len() - 1);
-        assert!(plan.iter().all(|(c, a)| c.to == "\"absent\"" && matches!(a[..], [QueryAction::Delete { .. }])));
+        assert!(plan.iter().all(|(c, a)| c.to == "absent" && matches!(a[..], [QueryAction::Delete { .. }])));
         assert!(plan.iter().all(|(c, _)| c.field != "namedQuery.top_products"));
     }
 

@@ -54,12 +54,67 @@ impl PublicAccessBlock {
     };
 }
 
+impl super::Shown for PublicAccessBlock {
+    /// `blockPublicAcls, ignorePublicAcls, ...` (the settings that are on), or `off`.
+    fn shown(&self) -> String {
+        let on: Vec<&str> = [
+            (self.block_public_acls, "blockPublicAcls"),
+            (self.ignore_public_acls, "ignorePublicAcls"),
+            (self.block_public_policy, "blockPublicPolicy"),
+            (self.restrict_public_buckets, "restrictPublicBuckets"),
+        ]
+        .into_iter()
+        .filter_map(|(set, name)| set.then_some(name))
+        .collect();
+        if on.is_empty() {
+            "off".to_string()
+        } else {
+            on.join(", ")
+        }
+    }
+}
+
+impl super::Shown for DefaultEncryption {
+    /// `AES256`, or `aws:kms key <id>, bucket key`.
+    fn shown(&self) -> String {
+        let mut s = self.algorithm.clone();
+        if let Some(key) = &self.kms_key_id {
+            s.push_str(&format!(" key {key}"));
+        }
+        if self.bucket_key_enabled {
+            s.push_str(", bucket key");
+        }
+        s
+    }
+}
+
 /// The operator's lifecycle rule.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Lifecycle {
     pub enabled: bool,
     pub expiration_days: Option<i32>,
     pub abort_incomplete_upload_days: Option<i32>,
+}
+
+impl super::Shown for Lifecycle {
+    /// `expire after 30 days, abort incomplete uploads after 7 days`, or `disabled`.
+    fn shown(&self) -> String {
+        if !self.enabled {
+            return "disabled".to_string();
+        }
+        let mut parts = Vec::new();
+        if let Some(days) = self.expiration_days {
+            parts.push(format!("expire after {days} days"));
+        }
+        if let Some(days) = self.abort_incomplete_upload_days {
+            parts.push(format!("abort incomplete uploads after {days} days"));
+        }
+        if parts.is_empty() {
+            "enabled".to_string()
+        } else {
+            parts.join(", ")
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -519,6 +574,20 @@ mod tests {
 
     fn fields(changes: Vec<Change>) -> Vec<String> {
         changes.into_iter().map(|c| c.field).collect()
+    }
+
+    #[test]
+    fn bucket_settings_read_as_settings_not_structs() {
+        use super::super::Shown;
+        let partial = PublicAccessBlock { block_public_acls: true, ..PublicAccessBlock::default() };
+        assert_eq!(Change::new("publicAccessBlock", Some(partial), PublicAccessBlock::ALL).to_string(),
+            "publicAccessBlock: blockPublicAcls -> blockPublicAcls, ignorePublicAcls, blockPublicPolicy, restrictPublicBuckets");
+        assert_eq!(None::<PublicAccessBlock>.shown(), "(unset)");
+        let kms =
+            DefaultEncryption { algorithm: "aws:kms".into(), kms_key_id: Some("k".into()), bucket_key_enabled: true };
+        assert_eq!(kms.shown(), "aws:kms key k, bucket key");
+        let rule = Lifecycle { enabled: true, expiration_days: Some(30), abort_incomplete_upload_days: Some(7) };
+        assert_eq!(rule.shown(), "expire after 30 days, abort incomplete uploads after 7 days");
     }
 
     #[test]

@@ -27,8 +27,8 @@ use aws_sdk_glue::types::{
 use super::error::{absent_if_not_found, build_error, ok_if_not_found, ErrorKind};
 use super::tagging::TagIndex;
 use super::{
-    missing_tags, AwsError, AwsResultExt, Change, Claim, Component, ComponentKind, PipelineCtx, Refs, TAG_MANAGED_BY,
-    UNKNOWN,
+    missing_tags, AwsError, AwsResultExt, Change, Claim, Component, ComponentKind, PipelineCtx, Refs, Shown,
+    TAG_MANAGED_BY, UNKNOWN,
 };
 use crate::api::{CatalogMode, CatalogStatus, SalesPipelineStatus};
 use crate::order::{EVENT_FIELDS, FIELDS};
@@ -355,7 +355,7 @@ fn crawler_description(c: &CrawlerDef) -> String {
 }
 
 fn table_changes(d: &TableDef, o: &TableDef, changes: &mut Vec<Change>) {
-    let mut field = |name: &str, differs: bool, from: &dyn std::fmt::Debug, to: &dyn std::fmt::Debug| {
+    let mut field = |name: &str, differs: bool, from: &dyn Shown, to: &dyn Shown| {
         if differs {
             changes.push(Change::new(name, from, to));
         }
@@ -377,7 +377,7 @@ fn table_changes(d: &TableDef, o: &TableDef, changes: &mut Vec<Change>) {
     field(
         "table.parameters",
         !missing.is_empty(),
-        &missing.keys().map(|k| (k, o.parameters.get(k))).collect::<Vec<_>>(),
+        &missing.keys().map(|k| (k, o.parameters.get(k))).collect::<BTreeMap<_, _>>(),
         &missing,
     );
 }

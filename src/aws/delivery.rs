@@ -474,6 +474,24 @@ mod tests {
     }
 
     #[test]
+    fn changes_read_as_values_a_user_writes() {
+        let d = desired();
+        let mut o = observed(&d);
+        o.buffer_seconds = Some(120);
+        o.bucket_arn = None;
+        o.processors.clear();
+        let text: Vec<String> = Deliveries::diff(&d, &o).iter().map(ToString::to_string).collect();
+        assert_eq!(
+            text,
+            [
+                "bucketArn: (unset) -> arn:aws:s3:::b",
+                "bufferSeconds: 120 -> 60",
+                "processing: [] -> [AppendDelimiterToRecord]"
+            ]
+        );
+    }
+
+    #[test]
     fn source_changes_are_immutable() {
         let d = desired();
         let mut o = observed(&d);

@@ -826,7 +826,7 @@ mod tests {
         });
         let changes = Roles::diff(&d, &o);
         assert_eq!(fields(&changes), vec!["glueRole"]);
-        assert_eq!((changes[0].from.as_str(), changes[0].to.as_str()), ("\"present\"", "\"absent\""));
+        assert_eq!((changes[0].from.as_str(), changes[0].to.as_str()), ("present", "absent"));
     }
 
     #[test]

@@ -224,11 +224,13 @@ pub struct Change {
 }
 
 impl Change {
-    pub fn new(field: &str, from: impl fmt::Debug, to: impl fmt::Debug) -> Self {
-        Self { field: field.to_string(), from: format!("{from:?}"), to: format!("{to:?}"), immutable: false }
+    /// A change of `field` from `from` to `to`, both shown as a user writes them ([`Shown`]).
+    pub fn new(field: &str, from: impl Shown, to: impl Shown) -> Self {
+        Self { field: field.to_string(), from: from.shown(), to: to.shown(), immutable: false }
     }
 
-    pub fn immutable(field: &str, from: impl fmt::Debug, to: impl fmt::Debug) -> Self {
+    /// A change AWS cannot make in place.
+    pub fn immutable(field: &str, from: impl Shown, to: impl Shown) -> Self {
         Self { immutable: true, ..Self::new(field, from, to) }
     }
 }
@@ -240,11 +242,91 @@ impl fmt::Display for Change {
 }
 
 /// Compares one field, pushing a [`Change`] when it differs.
-pub fn compare<T: PartialEq + fmt::Debug>(changes: &mut Vec<Change>, field: &str, observed: T, desired: T) {
+pub fn compare<T: PartialEq + Shown>(changes: &mut Vec<Change>, field: &str, observed: T, desired: T) {
     if observed != desired {
         changes.push(Change::new(field, observed, desired));
     }
 }
+
+/// What an absent value reads as in a change (`(unset) -> 120`).
+pub const UNSET: &str = "(unset)";
+
+/// A value as a user writes it in a spec or reads it in the AWS console (`60`, `true`,
+/// `PAY_PER_REQUEST`, `arn:aws:s3:::bucket`, `(unset)`), never Rust's `Debug` form: this is
+/// what conditions, events and `plan` show of a [`Change`].
+pub trait Shown {
+    fn shown(&self) -> String;
+}
+
+impl<T: Shown + ?Sized> Shown for &T {
+    fn shown(&self) -> String {
+        (**self).shown()
+    }
+}
+
+macro_rules! shown_as_display {
+    ($($t:ty),*) => {$(
+        impl Shown for $t {
+            fn shown(&self) -> String {
+                self.to_string()
+            }
+        }
+    )*};
+}
+shown_as_display!(str, String, bool, i32, i64, u32, u64, usize, f64);
+
+impl<T: Shown> Shown for Option<T> {
+    fn shown(&self) -> String {
+        match self {
+            Some(v) => v.shown(),
+            None => UNSET.to_string(),
+        }
+    }
+}
+
+/// A list: `[a, b]`.
+impl<T: Shown> Shown for [T] {
+    fn shown(&self) -> String {
+        format!("[{}]", self.iter().map(Shown::shown).collect::<Vec<_>>().join(", "))
+    }
+}
+
+impl<T: Shown> Shown for Vec<T> {
+    fn shown(&self) -> String {
+        self.as_slice().shown()
+    }
+}
+
+/// Two settings changed together: `a, b`.
+impl<A: Shown, B: Shown> Shown for (A, B) {
+    fn shown(&self) -> String {
+        format!("{}, {}", self.0.shown(), self.1.shown())
+    }
+}
+
+/// A map: `{key=value, ...}`.
+impl<K: Shown, V: Shown> Shown for std::collections::BTreeMap<K, V> {
+    fn shown(&self) -> String {
+        let pairs: Vec<String> = self.iter().map(|(k, v)| format!("{}={}", k.shown(), v.shown())).collect();
+        format!("{{{}}}", pairs.join(", "))
+    }
+}
+
+/// Spec enums read as they are written in the manifest (`PAY_PER_REQUEST`).
+macro_rules! shown_as_serialized {
+    ($($t:ty),*) => {$(
+        impl Shown for $t {
+            fn shown(&self) -> String {
+                match serde_json::to_value(self) {
+                    Ok(serde_json::Value::String(s)) => s,
+                    Ok(other) => other.to_string(),
+                    Err(_) => UNSET.to_string(),
+                }
+            }
+        }
+    )*};
+}
+shown_as_serialized!(crate::api::BillingMode, crate::api::StreamMode, crate::api::StreamViewType);
 
 /// What every component's desired state is built from.
 #[derive(Clone, Debug)]
@@ -463,6 +545,23 @@ pub fn missing_tags(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn changes_show_values_not_rust_debug_forms() {
+        let show = |c: Change| c.to_string();
+        assert_eq!(show(Change::new("bufferSeconds", Some(60), Some(120))), "bufferSeconds: 60 -> 120");
+        assert_eq!(show(Change::new("bufferSeconds", None::<i32>, Some(120))), "bufferSeconds: (unset) -> 120");
+        assert_eq!(show(Change::new("prefix", Some("a/"), "b/")), "prefix: a/ -> b/");
+        let modes = (crate::api::BillingMode::Provisioned, crate::api::BillingMode::PayPerRequest);
+        assert_eq!(show(Change::new("billingMode", modes.0, modes.1)), "billingMode: PROVISIONED -> PAY_PER_REQUEST");
+        assert_eq!(show(Change::new("tags", vec!["env", "team"], "set")), "tags: [env, team] -> set");
+        assert_eq!(
+            show(Change::new("enc", (Some("SSE_KMS"), None::<&str>), ("SSE_S3", "k"))),
+            "enc: SSE_KMS, (unset) -> SSE_S3, k"
+        );
+        let map = BTreeMap::from([("a", Some("1")), ("b", None)]);
+        assert_eq!(show(Change::new("parameters", map, "x")), "parameters: {a=1, b=(unset)} -> x");
+    }
 
     fn tags(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()

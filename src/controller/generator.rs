@@ -14,6 +14,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Resource, ResourceExt};
 use tracing::Instrument;
 
@@ -22,8 +23,8 @@ use super::Context;
 use crate::api::conditions::{self, NewCondition, FALSE, READY, RECONCILING, STALLED, TRUE};
 use crate::api::{OrderGenerator, OrderGeneratorStatus, SalesPipeline};
 
-/// How soon a generator waiting for its pipeline or pods is looked at again.
-const WAITING_REQUEUE: Duration = Duration::from_secs(10);
+/// How soon a generator is retried after a failed reconcile.
+const RETRY: Duration = Duration::from_secs(10);
 
 /// Why an OrderGenerator reconcile failed.
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +72,17 @@ pub fn resolve_table(og: &OrderGenerator, pipeline: Option<&SalesPipeline>) -> T
             }
         }
     }
+}
+
+/// The OrderGenerators (known to `store`) whose `pipelineRef` names `pipeline`.
+pub fn users_of(store: &Store<OrderGenerator>, pipeline: &SalesPipeline) -> Vec<ObjectRef<OrderGenerator>> {
+    let (name, namespace) = (pipeline.name_any(), pipeline.namespace());
+    store
+        .state()
+        .iter()
+        .filter(|og| og.namespace() == namespace && og.spec.pipeline_ref.as_ref().is_some_and(|r| r.name == name))
+        .map(|og| ObjectRef::from(og.as_ref()))
+        .collect()
 }
 
 /// Name of the Deployment of an OrderGenerator.
@@ -162,6 +174,7 @@ pub fn desired_deployment(
         },
         spec: DeploymentSpec {
             replicas: Some(replicas),
+            progress_deadline_seconds: og.spec.progress_deadline_seconds,
             selector: LabelSelector { match_labels: Some(labels.clone()), ..Default::default() },
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta { labels: Some(labels), ..Default::default() }),
@@ -217,7 +230,8 @@ async fn converge(og: &OrderGenerator, ctx: &Context, namespace: &str) -> Result
                 NewCondition::new(STALLED, FALSE, "NotStalled", ""),
             ];
             write_status(&api, og, status, &computed).await?;
-            return Ok(Action::requeue(WAITING_REQUEUE));
+            // The pipeline's changes wake the controller (it watches SalesPipelines).
+            return Ok(Action::requeue(ctx.resync));
         }
     };
     let deployment = desired_deployment(og, &table, region.as_deref(), &ctx.pod_defaults)?;
@@ -227,36 +241,126 @@ async fn converge(og: &OrderGenerator, ctx: &Context, namespace: &str) -> Result
         .await?;
 
     let want = if og.spec.paused { 0 } else { og.spec.replicas };
-    let ready = applied.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0);
+    let rollout = Rollout::of(&applied);
     let status = OrderGeneratorStatus {
         replicas: Some(want),
-        ready_replicas: Some(ready),
+        ready_replicas: Some(rollout.ready),
         table_name: Some(table.clone()),
         ..previous
     };
-    let computed = if og.spec.paused {
-        vec![
-            NewCondition::new(READY, TRUE, "Paused", "paused: scaled to zero"),
-            NewCondition::new(RECONCILING, FALSE, "Paused", ""),
-            NewCondition::new(STALLED, FALSE, "NotStalled", ""),
-        ]
-    } else if ready >= want {
-        vec![
-            NewCondition::new(READY, TRUE, "Running", format!("{ready}/{want} generator pods writing into {table}")),
-            NewCondition::new(RECONCILING, FALSE, "InSync", ""),
-            NewCondition::new(STALLED, FALSE, "NotStalled", ""),
-        ]
-    } else {
-        let msg = format!("{ready}/{want} generator pods ready");
-        vec![
-            NewCondition::new(READY, FALSE, "PodsNotReady", msg.clone()),
-            NewCondition::new(RECONCILING, TRUE, "ScalingUp", msg),
-            NewCondition::new(STALLED, FALSE, "NotStalled", ""),
-        ]
-    };
+    let computed = rollout_conditions(og, &rollout, &table);
     write_status(&api, og, status, &computed).await?;
-    // Deployment changes wake the controller (it owns them); the pipeline may change its table.
-    Ok(Action::requeue(if ready >= want { ctx.resync } else { WAITING_REQUEUE }))
+    // The Deployment's changes and the pipeline's wake the controller (it watches both): no
+    // polling while a rollout or the pipeline is under way.
+    Ok(Action::requeue(ctx.resync))
+}
+
+/// What a Deployment's status says of its rollout.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Rollout {
+    /// `metadata.generation` and `status.observedGeneration`.
+    pub generation: Option<i64>,
+    pub observed_generation: Option<i64>,
+    /// Pods wanted (`spec.replicas`), all pods, pods of the current template, available and ready pods.
+    pub wanted: i32,
+    pub total: i32,
+    pub updated: i32,
+    pub available: i32,
+    pub ready: i32,
+    /// The message of `Progressing=False` with reason `ProgressDeadlineExceeded`, if any.
+    pub deadline_exceeded: Option<String>,
+}
+
+impl Rollout {
+    /// From a Deployment as the API server returned it.
+    pub fn of(d: &Deployment) -> Self {
+        let status = d.status.clone().unwrap_or_default();
+        let deadline_exceeded = status.conditions.unwrap_or_default().into_iter().find_map(|c| {
+            (c.type_.as_deref() == Some("Progressing")
+                && c.status.as_deref() == Some("False")
+                && c.reason.as_deref() == Some("ProgressDeadlineExceeded"))
+            .then(|| c.message.unwrap_or_else(|| "ProgressDeadlineExceeded".into()))
+        });
+        Self {
+            generation: d.metadata.generation,
+            observed_generation: status.observed_generation,
+            wanted: d.spec.replicas.unwrap_or(1),
+            total: status.replicas.unwrap_or(0),
+            updated: status.updated_replicas.unwrap_or(0),
+            available: status.available_replicas.unwrap_or(0),
+            ready: status.ready_replicas.unwrap_or(0),
+            deadline_exceeded,
+        }
+    }
+
+    /// The Deployment controller has seen the current spec, and every pod wanted runs the
+    /// current template and is available, with no old pod left (what `kubectl rollout status` waits for).
+    pub fn complete(&self) -> bool {
+        self.generation.is_some()
+            && self.observed_generation >= self.generation
+            && self.updated == self.wanted
+            && self.available == self.wanted
+            && self.total == self.wanted
+    }
+}
+
+/// `Ready`, `Reconciling` and `Stalled` of an OrderGenerator whose Deployment is in `rollout`
+/// (pure). Ready only once the rollout is complete; a rollout past its progress deadline is
+/// Stalled with the Deployment's message; paused is Ready (reason `Paused`) once no pod is left.
+pub fn rollout_conditions(og: &OrderGenerator, rollout: &Rollout, table: &str) -> Vec<NewCondition> {
+    let counts = format!(
+        "{} updated, {} available, {} total of {} wanted",
+        rollout.updated, rollout.available, rollout.total, rollout.wanted
+    );
+    if let (Some(message), false) = (&rollout.deadline_exceeded, rollout.complete()) {
+        let message = format!("Deployment {}: {message} ({counts})", deployment_name(og));
+        return vec![
+            NewCondition::new(READY, FALSE, "ProgressDeadlineExceeded", message.clone()),
+            NewCondition::new(RECONCILING, FALSE, "Stalled", "waiting for a spec change or the cluster to make room"),
+            NewCondition::new(STALLED, TRUE, "ProgressDeadlineExceeded", message),
+        ];
+    }
+    let not_stalled = NewCondition::new(STALLED, FALSE, "NotStalled", "");
+    match (og.spec.paused, rollout.complete()) {
+        (true, true) => vec![
+            NewCondition::new(READY, TRUE, "Paused", "paused (spec.paused): scaled to zero, no orders are written"),
+            NewCondition::new(RECONCILING, FALSE, "Paused", ""),
+            not_stalled,
+        ],
+        (true, false) => {
+            let message = format!("pausing: stopping the generator pods ({counts})");
+            vec![
+                NewCondition::new(READY, FALSE, "Pausing", message.clone()),
+                NewCondition::new(RECONCILING, TRUE, "Pausing", message),
+                not_stalled,
+            ]
+        }
+        (false, true) => vec![
+            NewCondition::new(
+                READY,
+                TRUE,
+                "Running",
+                format!("{}/{} generator pods writing into {table}", rollout.available, rollout.wanted),
+            ),
+            NewCondition::new(RECONCILING, FALSE, "InSync", ""),
+            not_stalled,
+        ],
+        (false, false) => {
+            let message = if rollout.observed_generation < rollout.generation {
+                format!(
+                    "waiting for the Deployment controller to observe generation {}",
+                    rollout.generation.unwrap_or(0)
+                )
+            } else {
+                format!("rolling out: {counts}")
+            };
+            vec![
+                NewCondition::new(READY, FALSE, "RollingOut", message.clone()),
+                NewCondition::new(RECONCILING, TRUE, "RollingOut", message),
+                not_stalled,
+            ]
+        }
+    }
 }
 
 async fn write_status(
@@ -277,7 +381,7 @@ async fn write_status(
 pub fn error_policy(og: Arc<OrderGenerator>, err: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics.failed("OrderGenerator", "kube");
     tracing::warn!(namespace = og.namespace().unwrap_or_default(), name = %og.name_any(), error = %err, "reconcile failed");
-    Action::requeue(WAITING_REQUEUE)
+    Action::requeue(RETRY)
 }
 
 #[cfg(test)]
@@ -320,6 +424,75 @@ mod tests {
         );
         assert!(c.resources.as_ref().unwrap().limits.is_some());
         assert_eq!(d.metadata.owner_references.unwrap()[0].controller, Some(true));
+    }
+
+    fn rollout(generation: i64, observed: i64, wanted: i32, counts: (i32, i32, i32)) -> Rollout {
+        let (total, updated, available) = counts;
+        Rollout {
+            generation: Some(generation),
+            observed_generation: Some(observed),
+            wanted,
+            total,
+            updated,
+            available,
+            ready: available,
+            deadline_exceeded: None,
+        }
+    }
+
+    fn ready_of(og: &OrderGenerator, r: &Rollout) -> (&'static str, String, &'static str) {
+        let c = rollout_conditions(og, r, "t");
+        let find = |t: &str| c.iter().find(|c| c.type_ == t).unwrap().clone();
+        (find(READY).status, find(READY).reason, find(STALLED).status)
+    }
+
+    #[test]
+    fn ready_only_when_the_rollout_is_complete() {
+        let g = og(serde_json::json!({"tableName": "t", "replicas": 2}));
+        assert_eq!(ready_of(&g, &rollout(2, 2, 2, (2, 2, 2))), (TRUE, "Running".into(), FALSE));
+        // 50 -> 80 orders/s: one of two pods updated, three running (the measured case).
+        assert_eq!(ready_of(&g, &rollout(2, 2, 2, (3, 1, 2))).0, FALSE);
+        // Ready replicas of the old generation, before the Deployment controller looked.
+        assert_eq!(ready_of(&g, &rollout(3, 2, 2, (2, 2, 2))).0, FALSE);
+        assert_eq!(ready_of(&g, &rollout(2, 2, 2, (2, 2, 1))).0, FALSE);
+        assert_eq!(ready_of(&g, &rollout(2, 2, 2, (1, 1, 1))).0, FALSE);
+    }
+
+    #[test]
+    fn a_rollout_past_its_deadline_is_stalled_with_the_deployments_message() {
+        let g = og(serde_json::json!({"tableName": "t", "replicas": 1}));
+        let mut r = rollout(1, 1, 1, (1, 1, 0));
+        r.deadline_exceeded = Some(r#"ReplicaSet "load-generator-5d" has timed out progressing."#.into());
+        let c = rollout_conditions(&g, &r, "t");
+        let stalled = c.iter().find(|c| c.type_ == STALLED).unwrap();
+        assert_eq!((stalled.status, stalled.reason.as_str()), (TRUE, "ProgressDeadlineExceeded"));
+        assert!(stalled.message.contains("has timed out progressing"), "{}", stalled.message);
+        assert_eq!(ready_of(&g, &r).0, FALSE);
+    }
+
+    #[test]
+    fn paused_is_ready_once_no_pod_is_left() {
+        let g = og(serde_json::json!({"tableName": "t", "replicas": 2, "paused": true}));
+        assert_eq!(ready_of(&g, &rollout(3, 3, 0, (2, 0, 2))), (FALSE, "Pausing".into(), FALSE));
+        assert_eq!(ready_of(&g, &rollout(3, 3, 0, (0, 0, 0))), (TRUE, "Paused".into(), FALSE));
+    }
+
+    #[test]
+    fn a_deployment_status_reads_as_a_rollout() {
+        let d: Deployment = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "load-generator", "generation": 4},
+            "spec": {"replicas": 2, "selector": {}, "template": {}},
+            "status": {"observedGeneration": 4, "replicas": 3, "updatedReplicas": 1, "availableReplicas": 2, "readyReplicas": 3,
+                "conditions": [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded", "message": "timed out"}]}
+        }))
+        .unwrap();
+        let r = Rollout::of(&d);
+        assert_eq!(
+            (r.generation, r.observed_generation, r.wanted, r.total, r.updated, r.available),
+            (Some(4), Some(4), 2, 3, 1, 2)
+        );
+        assert_eq!(r.deadline_exceeded.as_deref(), Some("timed out"));
+        assert!(!r.complete());
     }
 
     #[test]

@@ -169,17 +169,23 @@ pub async fn run(args: RunArgs, aws: AwsSettings) -> Result<(), RunError> {
             .boxed()
     });
     let deployments = apis::<Deployment>(&client, &args.namespaces);
+    // A pipeline that becomes Ready (or changes its table) wakes the generators that use it.
+    let referenced = apis::<SalesPipeline>(&client, &args.namespaces);
     let generators =
-        apis::<OrderGenerator>(&client, &args.namespaces).into_iter().zip(deployments).map(|(api, owned)| {
-            let (trigger, store) = slim_watch(api);
-            Controller::for_stream(trigger, store)
-                .owns(owned, watcher::Config::default().labels("app.kubernetes.io/managed-by=sales-operator"))
-                .with_config(controller::Config::default().concurrency(args.concurrency))
-                .shutdown_on_signal()
-                .run(generator::reconcile, generator::error_policy, ctx.clone())
-                .map(|r| r.map(|_| ()).map_err(|e| e.to_string()))
-                .boxed()
-        });
+        apis::<OrderGenerator>(&client, &args.namespaces).into_iter().zip(deployments).zip(referenced).map(
+            |((api, owned), pipelines)| {
+                let (trigger, store) = slim_watch(api);
+                let generators = store.clone();
+                Controller::for_stream(trigger, store)
+                    .owns(owned, watcher::Config::default().labels("app.kubernetes.io/managed-by=sales-operator"))
+                    .watches(pipelines, watcher::Config::default(), move |sp| generator::users_of(&generators, &sp))
+                    .with_config(controller::Config::default().concurrency(args.concurrency))
+                    .shutdown_on_signal()
+                    .run(generator::reconcile, generator::error_policy, ctx.clone())
+                    .map(|r| r.map(|_| ()).map_err(|e| e.to_string()))
+                    .boxed()
+            },
+        );
     let controllers = futures::stream::select_all(pipelines.chain(generators));
     let drive = controllers.for_each(|result| async move {
         if let Err(e) = result {

@@ -2,7 +2,9 @@
 -- (SalesPipeline and OrderGenerator), from their kstatus conditions:
 --   resource.customizations.health.sales-operator.dev_SalesPipeline
 --   resource.customizations.health.sales-operator.dev_OrderGenerator
--- Argo CD runs it with gopher-lua (Lua 5.1): only Lua 5.1 syntax here.
+-- Argo CD runs it with gopher-lua (Lua 5.1) in a sandbox with only the base, package,
+-- table and a safe os library: no string library (no string.format, no s:sub()).
+-- Objects with a deletionTimestamp never reach this script ("Pending deletion").
 -- `obj` is the live object; the result is { status = ..., message = ... }.
 local function condition(conditions, type)
   if conditions == nil then
@@ -51,12 +53,14 @@ if stalled ~= nil and stalled.status == "True" then
   hs.message = text(stalled, "Stalled")
   return hs
 end
-if obj.spec ~= nil and obj.spec.paused == true then
+local ready = condition(status.conditions, "Ready")
+-- Paused (README "Paused"): Suspended once the operator has done what pausing asks
+-- (Ready=True, reason Paused); until then (pods still stopping, AWS not readable) Progressing.
+if obj.spec ~= nil and obj.spec.paused == true and ready ~= nil and ready.status == "True" then
   hs.status = "Suspended"
-  hs.message = "Paused: spec.paused is true"
+  hs.message = text(ready, "Paused: spec.paused is true")
   return hs
 end
-local ready = condition(status.conditions, "Ready")
 if ready ~= nil and ready.status == "True" then
   hs.status = "Healthy"
   hs.message = text(ready, "Ready")
