@@ -46,7 +46,7 @@ print(s)' "$1" <<<"$status"; }
   echo
   trino_port="${TRINO_PORT:-8080}"
   echo "==> starting Trino on 127.0.0.1:$trino_port (Glue and S3: the emulator)"
-  moto_python="$(dirname "$(scripts/moto.sh bin)")/python"
+  moto_python="$(scripts/moto.sh venv)/bin/python"
   "$moto_python" scripts/named_query.py --map-range "$database" "$glue_table"
   trino=$(scripts/trino.sh start "$endpoint" "$trino_port")
   for q in sales_projection top_products; do
