@@ -52,7 +52,11 @@ pub enum Command {
         output_dir: Option<std::path::PathBuf>,
     },
     /// Print the IAM policy (JSON) the operator's own AWS role needs (docs/iam.md).
-    IamPolicy,
+    IamPolicy {
+        /// Print instead the policy of a role for OrderGenerator pods writing into this table.
+        #[arg(long, value_name = "TABLE_ARN")]
+        generator_table_arn: Option<String>,
+    },
     /// Check a SalesPipeline manifest as the API server would (schema, CEL, names); no AWS call.
     Validate(FileArgs),
     /// Show what `apply` would create, update or replace; changes nothing.
@@ -124,6 +128,9 @@ pub enum CliError {
     Reconcile { component: ComponentKind, source: AwsError },
     #[error("{0}")]
     Output(String),
+    /// A flag's value is not usable.
+    #[error("{0}")]
+    Usage(String),
     #[error("{0}")]
     Generate(#[from] sales_operator::generator::GeneratorError),
     #[error("{0}")]
@@ -134,7 +141,7 @@ impl CliError {
     /// 2: bad input; 1: AWS or other failure.
     pub fn exit_code(&self) -> u8 {
         match self {
-            CliError::Manifest(_) => 2,
+            CliError::Manifest(_) | CliError::Usage(_) => 2,
             CliError::Generate(e) => e.exit_code(),
             CliError::Aws(_) | CliError::Reconcile { .. } | CliError::Output(_) | CliError::Controller(_) => 1,
         }
@@ -167,8 +174,18 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::IamPolicy => {
+        Command::IamPolicy { generator_table_arn: None } => {
             print!("{}", aws::operator_policy::policy_json());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::IamPolicy { generator_table_arn: Some(arn) } => {
+            if !(arn.starts_with("arn:") && arn.contains(":dynamodb:") && arn.contains(":table/")) {
+                return Err(CliError::Usage(format!(
+                    "--generator-table-arn: {arn} is not a DynamoDB table ARN (arn:aws:dynamodb:REGION:ACCOUNT:table/NAME)"
+                )));
+            }
+            let policy = aws::operator_policy::generator_policy_document(&arn);
+            println!("{}", serde_json::to_string_pretty(&policy).map_err(|e| CliError::Output(e.to_string()))?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Validate(args) => {

@@ -174,21 +174,25 @@ fn pascal_case(snake: &str) -> String {
 
 /// `(service, Operation)` for every `.sdk_operation(` in the non-test code of src/aws/<component>.rs.
 fn operations_in_source() -> BTreeSet<(&'static str, String)> {
-    let files = [
-        ("table", "DynamoDB"),
-        ("stream", "Kinesis"),
-        ("pipe", "Pipes"),
-        ("bucket", "S3"),
-        ("delivery", "Firehose"),
-        ("catalog", "Glue"),
-        ("analytics", "Athena"),
-        ("iam", "IAM"),
-        ("tagging", "Resource Groups Tagging API"),
-    ];
+    operations_in(&[
+        ("src/aws/table.rs", "DynamoDB"),
+        ("src/aws/stream.rs", "Kinesis"),
+        ("src/aws/pipe.rs", "Pipes"),
+        ("src/aws/bucket.rs", "S3"),
+        ("src/aws/delivery.rs", "Firehose"),
+        ("src/aws/catalog.rs", "Glue"),
+        ("src/aws/analytics.rs", "Athena"),
+        ("src/aws/iam.rs", "IAM"),
+        ("src/aws/tagging.rs", "Resource Groups Tagging API"),
+    ])
+}
+
+/// `(service, Operation)` for every `.sdk_operation(` in the non-test code of `files`.
+fn operations_in(files: &[(&str, &'static str)]) -> BTreeSet<(&'static str, String)> {
     let sdk = sdk_operations();
     let mut found = BTreeSet::new();
-    for (file, service) in files {
-        let source = std::fs::read_to_string(project_dir().join(format!("src/aws/{file}.rs"))).unwrap();
+    for &(file, service) in files {
+        let source = std::fs::read_to_string(project_dir().join(file)).unwrap();
         let code = source.split("#[cfg(test)]").next().unwrap_or_default();
         for (i, _) in code.match_indices('.') {
             let rest = &code[i + 1..];
@@ -364,4 +368,36 @@ fn the_authorization_reference_check_fails_a_broad_or_void_grant() {
     for (policy, issue) in [("broad", "RESOURCE_STAR"), ("void", "RESOURCE_MISMATCH"), ("unknown", "UNKNOWN_ACTION")] {
         assert!(issues.contains(&(policy.to_string(), issue.to_string())), "{policy}: no {issue} in {findings:#?}");
     }
+}
+
+#[test]
+fn the_generator_policy_allows_exactly_what_the_generator_calls_on_its_table_and_passes_the_reference() {
+    let files: Vec<String> = std::fs::read_dir(project_dir().join("src/generator"))
+        .unwrap()
+        .map(|e| format!("src/generator/{}", e.unwrap().file_name().to_string_lossy()))
+        .collect();
+    let files: Vec<(&str, &'static str)> = files.iter().map(|f| (f.as_str(), "DynamoDB")).collect();
+    let ops = operations_in(&files);
+    let needed: BTreeSet<String> = ops.iter().flat_map(|(s, o)| iam_actions(s, o).unwrap()).collect();
+    let granted: BTreeSet<String> = operator_policy::GENERATOR_ACTIONS.iter().map(|a| a.to_string()).collect();
+    assert_eq!(needed, granted, "src/generator/ calls {ops:?}");
+
+    let table = "arn:aws:dynamodb:eu-west-1:123456789012:table/shop-sales-orders";
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sales-operator"))
+        .args(["iam-policy", "--generator-table-arn", table])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(printed, operator_policy::generator_policy_document(table));
+    assert_eq!(printed["Statement"][0]["Resource"], table, "the one table only");
+    let findings = serious(lint(&[("generator".into(), printed)]));
+    assert!(findings.is_empty(), "{findings:#?}");
+
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_sales-operator"))
+        .args(["iam-policy", "--generator-table-arn", "orders"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--generator-table-arn"));
 }

@@ -82,6 +82,12 @@ pub struct OrderGeneratorSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 512))]
     pub image: Option<String>,
+    /// ServiceAccount of the generator pods, e.g. one with an IAM role for `dynamodb:BatchWriteItem`
+    /// on the table (IRSA annotation or EKS Pod Identity association; the policy:
+    /// `sales-operator iam-policy --generator-table-arn ARN`). Default: the namespace's `default`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.size() <= 253 && self.matches('^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$')").message("must be a ServiceAccount name: lowercase letters, digits, '-' or '.', at most 253"))]
+    pub service_account_name: Option<String>,
     /// Seconds a rollout may make no progress (e.g. a pod that cannot be scheduled) before the
     /// generator is Stalled with the Deployment's `ProgressDeadlineExceeded` message. Default:
     /// the Deployment default, 600.
@@ -106,6 +112,7 @@ impl Default for OrderGeneratorSpec {
             catalog: None,
             seed: None,
             image: None,
+            service_account_name: None,
             progress_deadline_seconds: None,
             resources: None,
         }

@@ -90,6 +90,22 @@ pub const OPERATOR_ACTIONS: &[&str] = &[
     "tag:GetResources",
 ];
 
+/// Every AWS action the OrderGenerator workload (`sales-operator generate`) calls, on its table.
+pub const GENERATOR_ACTIONS: &[&str] = &["dynamodb:BatchWriteItem", "dynamodb:DescribeTable"];
+
+/// The IAM policy of a role for the OrderGenerator pods writing into the table `table_arn`.
+pub fn generator_policy_document(table_arn: &str) -> serde_json::Value {
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "WriteOrders",
+            "Effect": "Allow",
+            "Action": GENERATOR_ACTIONS,
+            "Resource": table_arn
+        }]
+    })
+}
+
 /// The role the operator creates for each pipeline live under this IAM path
 /// ([`crate::names::ROLE_PATH`]), so its IAM rights are scoped to them.
 pub const ROLE_RESOURCE: &str = "arn:aws:iam::*:role/sales-operator/*";

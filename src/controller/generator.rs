@@ -180,6 +180,9 @@ pub fn desired_deployment(
                 metadata: Some(ObjectMeta { labels: Some(labels), ..Default::default() }),
                 spec: Some(PodSpec {
                     containers: vec![container],
+                    // IRSA and EKS Pod Identity inject their own token volumes: the pods need no
+                    // Kubernetes API token.
+                    service_account_name: og.spec.service_account_name.clone(),
                     automount_service_account_token: Some(false),
                     termination_grace_period_seconds: Some(30),
                     security_context: Some(PodSecurityContext {
@@ -424,6 +427,17 @@ mod tests {
         );
         assert!(c.resources.as_ref().unwrap().limits.is_some());
         assert_eq!(d.metadata.owner_references.unwrap()[0].controller, Some(true));
+    }
+
+    #[test]
+    fn pods_run_under_the_named_service_account_without_an_api_token() {
+        let named = og(serde_json::json!({"tableName": "t", "serviceAccountName": "order-writer"}));
+        let pod = desired_deployment(&named, "t", None, &defaults()).unwrap().spec.template.spec.unwrap();
+        assert_eq!(pod.service_account_name.as_deref(), Some("order-writer"));
+        assert_eq!(pod.automount_service_account_token, Some(false));
+        let unnamed = og(serde_json::json!({"tableName": "t"}));
+        let pod = desired_deployment(&unnamed, "t", None, &defaults()).unwrap().spec.template.spec.unwrap();
+        assert_eq!(pod.service_account_name, None, "the namespace's default");
     }
 
     fn rollout(generation: i64, observed: i64, wanted: i32, counts: (i32, i32, i32)) -> Rollout {
