@@ -5,9 +5,11 @@
   itself; moto drops both. Without them a crash between the create and a separate
   tagging call would leave an untagged resource with the pipeline's name, which the
   operator must (and does) refuse to touch.
-- Athena's UpdateNamedQuery changes a named query in place; moto does not implement
-  it (HTML 500), so a pipeline whose queries change (a new buffer interval, a catalog
-  mode switch) could never converge on it.
+- Athena's UpdateNamedQuery changes a named query in place and DeleteNamedQuery
+  deletes one; moto implements neither (HTML 500), so a pipeline whose queries change
+  (a new buffer interval, a catalog mode switch) could never converge on it.
+- Athena's DeleteWorkGroup with RecursiveDeleteOption deletes the workgroup's named
+  queries; moto keeps them, and they reappear in a new workgroup of the same name.
 
 docs/aws-behaviour.md cites the AWS references. Everything else is moto as released.
 
@@ -78,6 +80,31 @@ def update_named_query(self):
 
 
 AthenaResponse.update_named_query = update_named_query
+
+
+def delete_named_query(self):
+    """DeleteNamedQuery."""
+    self.athena_backend.named_queries.pop(self._get_param("NamedQueryId"), None)
+    return json.dumps({})
+
+
+AthenaResponse.delete_named_query = delete_named_query
+
+_delete_work_group = AthenaResponse.delete_work_group
+
+
+def delete_work_group(self):
+    """DeleteWorkGroup; with RecursiveDeleteOption its named queries go too."""
+    name = self._get_param("WorkGroup")
+    result = _delete_work_group(self)
+    if self._get_param("RecursiveDeleteOption"):
+        queries = self.athena_backend.named_queries
+        for query_id in [i for i, q in queries.items() if q.workgroup.name == name]:
+            del queries[query_id]
+    return result
+
+
+AthenaResponse.delete_work_group = delete_work_group
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

@@ -244,3 +244,26 @@ async fn a_resource_of_another_pipeline_cannot_be_adopted() {
     assert_eq!((component.as_str(), reason.as_str()), ("NameConflict", "NameConflict"), "{message}");
     assert_eq!(table_tags(&c, &owner.names.table).await, tags);
 }
+
+#[tokio::test]
+async fn a_pipeline_deleted_under_retain_and_applied_again_gets_its_table_and_bucket_back() {
+    let c = clients().await;
+    let name = moto::unique("again");
+    let ctx = pipeline_in("shop", &name, "  {}\n");
+    assert!(reconcile(&c, &ctx, Mode::Apply).await.ready());
+    let n = &ctx.names;
+    c.s3.put_object().bucket(&n.bucket).key("orders/kept.json").body(b"{}\n".to_vec().into()).send().await.unwrap();
+    let arn = |t: Option<aws_sdk_dynamodb::types::TableDescription>| t.and_then(|t| t.table_arn);
+    let before = arn(c.dynamodb.describe_table().table_name(&n.table).send().await.unwrap().table);
+
+    let done = teardown(&c, &ctx, DeletionPolicy::Retain, false).await;
+    assert!(done.complete(), "{:?}", done.error);
+    // The same manifest again: the same identity, so the retained table and bucket are its own.
+    let again = reconcile(&c, &pipeline_in("shop", &name, "  {}\n"), Mode::Apply).await;
+    assert!(again.ready(), "{:#?}", again.components);
+    assert!(!again.actions.iter().any(|a| a.verb == Verb::Conflict), "{:?}", again.actions);
+    let created: Vec<_> = again.actions.iter().filter(|a| a.verb == Verb::Create).map(|a| a.component).collect();
+    assert!(!created.contains(&ComponentKind::Table) && !created.contains(&ComponentKind::Bucket), "{created:?}");
+    assert_eq!(arn(c.dynamodb.describe_table().table_name(&n.table).send().await.unwrap().table), before);
+    assert!(c.s3.head_object().bucket(&n.bucket).key("orders/kept.json").send().await.is_ok());
+}
