@@ -8,11 +8,7 @@ CHECKOV_VERSION="${CHECKOV_VERSION:-3.3.30}"
 CACHE="${SALES_OPERATOR_CACHE:-$HOME/.cache/sales-operator}"
 VENV="$CACHE/checkov-$CHECKOV_VERSION"
 
-if [ ! -f "$VENV/.installed" ]; then
-  rm -rf "$VENV"
-  mkdir -p "$CACHE"
-  python3 -m venv "$VENV" >&2
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check "checkov==$CHECKOV_VERSION" >&2
-  touch "$VENV/.installed"
-fi
+# shellcheck source=common.sh
+. "$(dirname "$0")/common.sh"
+pip_venv "$VENV" "checkov==$CHECKOV_VERSION"
 echo "$VENV/bin/checkov"

@@ -11,14 +11,10 @@ CACHE="${SALES_OPERATOR_CACHE:-$HOME/.cache/sales-operator}"
 VENV="$CACHE/parliament-$PARLIAMENT_VERSION"
 HERE="$(cd "$(dirname "$0")" && pwd)"
 
-install() {
-  if [ -f "$VENV/.installed" ]; then return 0; fi
-  rm -rf "$VENV"
-  mkdir -p "$CACHE"
-  python3 -m venv "$VENV" >&2
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check "parliament==$PARLIAMENT_VERSION" >&2
-  touch "$VENV/.installed"
-}
+# shellcheck source=common.sh
+. "$HERE/common.sh"
+
+install() { pip_venv "$VENV" "parliament==$PARLIAMENT_VERSION"; }
 
 case "${1:-}" in
   install) install ;;

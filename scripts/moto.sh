@@ -16,14 +16,10 @@ VENV="$CACHE/moto-$MOTO_VERSION"
 HERE="$(cd "$(dirname "$0")" && pwd)"
 STATE="${SALES_OPERATOR_STATE:-${TMPDIR:-/tmp}/sales-operator-moto}"
 
-install() {
-  if [ -f "$VENV/.installed" ]; then return 0; fi
-  rm -rf "$VENV"
-  mkdir -p "$CACHE"
-  python3 -m venv "$VENV" >&2
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION" >&2
-  touch "$VENV/.installed"
-}
+# shellcheck source=common.sh
+. "$HERE/common.sh"
+
+install() { pip_venv "$VENV" "moto[server]==$MOTO_VERSION"; }
 
 start() {
   local port="${1:-5000}"
@@ -46,13 +42,7 @@ start() {
   return 1
 }
 
-stop() {
-  local port="${1:-5000}" pidfile="$STATE/moto-${1:-5000}.pid"
-  if [ -f "$pidfile" ]; then
-    kill "$(cat "$pidfile")" 2>/dev/null || true
-    rm -f "$pidfile"
-  fi
-}
+stop() { stop_pidfile "$STATE/moto-${1:-5000}.pid"; }
 
 case "${1:-}" in
   install) install ;;

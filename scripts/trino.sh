@@ -139,13 +139,10 @@ start() {
   wait_ready "$port" "$!"
 }
 
-stop() {
-  local port="${1:-8080}" pidfile="$STATE/${1:-8080}/trino.pid"
-  if [ -f "$pidfile" ]; then
-    kill "$(cat "$pidfile")" 2>/dev/null || true
-    rm -f "$pidfile"
-  fi
-}
+# shellcheck source=common.sh
+. "$(dirname "$0")/common.sh"
+
+stop() { stop_pidfile "$STATE/${1:-8080}/trino.pid"; }
 
 case "${1:-}" in
   install) install ;;

@@ -1,0 +1,22 @@
+# Shell helpers the install/start scripts share (sourced, not run).
+
+# pip_venv VENV SPEC...: a Python venv at VENV with the pinned SPECs installed, once
+# (VENV/.installed marks a complete install; a partial one is redone).
+pip_venv() {
+  local venv="$1"
+  shift
+  if [ -f "$venv/.installed" ]; then return 0; fi
+  rm -rf "$venv"
+  mkdir -p "$(dirname "$venv")"
+  python3 -m venv "$venv" >&2
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "$@" >&2
+  touch "$venv/.installed"
+}
+
+# stop_pidfile FILE: stops the process whose pid FILE holds, if any, and removes FILE.
+stop_pidfile() {
+  if [ -f "$1" ]; then
+    kill "$(cat "$1")" 2>/dev/null || true
+    rm -f "$1"
+  fi
+}
