@@ -75,6 +75,9 @@ http-server.http.port=$port
 discovery.uri=http://127.0.0.1:$port
 query.max-memory=512MB
 query.max-memory-per-node=512MB
+# One node, its own coordinator: a missed heartbeat on a loaded machine must not take the only
+# node out of scheduling (NO_NODES_AVAILABLE).
+failure-detector.enabled=false
 PROPS
   cat >"$etc/log.properties" <<PROPS
 io.trino=WARN

@@ -57,6 +57,20 @@ pub struct Answer {
 
 /// Runs `sql` on `url` in catalog `awsdatacatalog`, schema `schema`.
 pub fn query(url: &str, schema: &str, sql: &str) -> Result<Answer, String> {
+    // A single-node Trino briefly has no active node when its discovery announcement lapses on a
+    // loaded machine; the query never started, so it is tried again.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        match query_once(url, schema, sql) {
+            Err(e) if e.contains("NO_NODES_AVAILABLE") && std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_secs(2));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn query_once(url: &str, schema: &str, sql: &str) -> Result<Answer, String> {
     use std::io::Write;
     let mut child = Command::new("python3")
         .arg(project_dir().join("scripts/trino_query.py"))
