@@ -15,7 +15,7 @@ use crate::aws::pipe::Pipes;
 use crate::aws::stream::Streams;
 use crate::aws::table::Tables;
 use crate::aws::tagging::TagIndex;
-use crate::aws::{AwsError, Change, Claim, Clients, Component, ComponentKind, Owner, PipelineCtx, Refs};
+use crate::aws::{not_ours, AwsError, Change, Clients, Component, ComponentKind, Owner, PipelineCtx, Refs};
 
 /// How far a pass may go.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -160,21 +160,22 @@ impl Outcome {
         } else {
             out.push(NewCondition::new(READY, UNKNOWN, "Pending", "not reconciled yet"));
         }
-        if let Some((reason, message)) = self.conflict() {
-            out.push(NewCondition::new(STALLED, TRUE, reason, message));
-            out.push(NewCondition::new(RECONCILING, FALSE, "Stalled", "waiting for a spec change"));
-        } else if self.stalled() {
-            let msg = match &self.error {
-                Some((kind, e)) => format!("{kind}: {e}"),
-                None => self
-                    .actions
-                    .iter()
-                    .filter(|a| a.verb == Verb::Blocked)
-                    .map(|a| format!("{} cannot be changed in place and holds data: {}", a.resource, join(&a.changes)))
-                    .collect::<Vec<_>>()
-                    .join("; "),
+        if self.stalled() {
+            let (reason, msg) = match (self.conflict(), &self.error) {
+                (Some((reason, message)), _) => (reason, message),
+                (None, Some((kind, e))) => ("PermanentError", format!("{kind}: {e}")),
+                (None, None) => (
+                    "ImmutableFieldChanged",
+                    self.actions
+                        .iter()
+                        .filter(|a| a.verb == Verb::Blocked)
+                        .map(|a| {
+                            format!("{} cannot be changed in place and holds data: {}", a.resource, join(&a.changes))
+                        })
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                ),
             };
-            let reason = if self.error.is_some() { "PermanentError" } else { "ImmutableFieldChanged" };
             out.push(NewCondition::new(STALLED, TRUE, reason, msg));
             out.push(NewCondition::new(RECONCILING, FALSE, "Stalled", "waiting for a spec change"));
         } else {
@@ -264,14 +265,8 @@ impl Pass<'_> {
                 Ownership::Ours => {}
                 Ownership::Adopt(claimed) => {
                     desired = C::desired(&self.ctx.adopting(), &self.refs);
-                    let changes = C::diff(&desired, o);
-                    self.outcome.actions.push(Action {
-                        component: C::KIND,
-                        resource: resource.clone(),
-                        verb: Verb::Adopt,
-                        changes: changes.clone(),
-                        note: Some(format!("existing, untagged: {}", claimed.join(", "))),
-                    });
+                    let note = Some(format!("existing, untagged: {}", claimed.join(", ")));
+                    self.act_noted(C::KIND, &resource, Verb::Adopt, C::diff(&desired, o), note);
                     verb = Some("Adopted");
                 }
                 Ownership::Refused => return Ok(false),
@@ -355,7 +350,18 @@ impl Pass<'_> {
     }
 
     fn act(&mut self, component: ComponentKind, resource: &str, verb: Verb, changes: Vec<Change>) {
-        self.outcome.actions.push(Action { component, resource: resource.to_string(), verb, changes, note: None });
+        self.act_noted(component, resource, verb, changes, None);
+    }
+
+    fn act_noted(
+        &mut self,
+        component: ComponentKind,
+        resource: &str,
+        verb: Verb,
+        changes: Vec<Change>,
+        note: Option<String>,
+    ) {
+        self.outcome.actions.push(Action { component, resource: resource.to_string(), verb, changes, note });
     }
 
     /// The ownership check of an existing component: every resource it has must carry this
@@ -367,8 +373,8 @@ impl Pass<'_> {
         }
         let identity = self.ctx.identity().to_string();
         let claims = C::claims(o);
-        let owners: Vec<(&Claim<'_>, Owner)> = claims.iter().map(|c| (c, Owner::of(c.tags, &identity))).collect();
-        if let Some((claim, Owner::Pipeline(other))) = owners.iter().find(|(_, o)| matches!(o, Owner::Pipeline(_))) {
+        let strangers = not_ours(&claims, &identity);
+        if let Some((claim, Owner::Pipeline(other))) = strangers.iter().find(|(_, o)| matches!(o, Owner::Pipeline(_))) {
             let message = format!(
                 "{} belongs to SalesPipeline {other}: two pipelines cannot manage one resource; \
                  give this pipeline other names (spec.namePrefix or the component's name)",
@@ -378,8 +384,8 @@ impl Pass<'_> {
             self.refuse(C::KIND, resource, "NameConflict", note, message);
             return Ownership::Refused;
         }
-        let untagged: Vec<String> =
-            owners.iter().filter(|(_, o)| *o == Owner::Nobody).map(|(c, _)| c.resource.clone()).collect();
+        // What is left is untagged.
+        let untagged: Vec<String> = strangers.iter().map(|(c, _)| c.resource.clone()).collect();
         if untagged.is_empty() {
             return Ownership::Ours;
         }
@@ -399,13 +405,7 @@ impl Pass<'_> {
     }
 
     fn refuse(&mut self, kind: ComponentKind, resource: &str, reason: &str, note: String, message: String) {
-        self.outcome.actions.push(Action {
-            component: kind,
-            resource: resource.to_string(),
-            verb: Verb::Conflict,
-            changes: vec![],
-            note: Some(note),
-        });
+        self.act_noted(kind, resource, Verb::Conflict, vec![], Some(note));
         self.state(kind, false, reason, message);
     }
 
@@ -467,7 +467,7 @@ impl Removal<'_> {
         let desired = C::desired(self.ctx, &self.refs);
         let resource = C::resource_name(&desired);
         if C::KIND.holds_data() && self.policy == DeletionPolicy::Retain {
-            self.keep(C::KIND, resource, None);
+            self.record(C::KIND, resource, Verb::Retain, None);
             return true;
         }
         let identity = self.ctx.identity();
@@ -478,12 +478,11 @@ impl Removal<'_> {
             }
             let claims = C::claims(&observed);
             // Never delete what is not ours, whatever the deletion policy.
-            let foreign: Vec<String> = claims
-                .iter()
-                .filter_map(|claim| match Owner::of(claim.tags, identity) {
-                    Owner::This => None,
-                    Owner::Nobody => Some(format!("{} is not tagged as this pipeline's", claim.resource)),
-                    Owner::Pipeline(other) => Some(format!("{} belongs to SalesPipeline {other}", claim.resource)),
+            let foreign: Vec<String> = not_ours(&claims, identity)
+                .into_iter()
+                .map(|(claim, owner)| match owner {
+                    Owner::Pipeline(other) => format!("{} belongs to SalesPipeline {other}", claim.resource),
+                    _ => format!("{} is not tagged as this pipeline's", claim.resource),
                 })
                 .collect();
             if !foreign.is_empty() {
@@ -499,12 +498,8 @@ impl Removal<'_> {
         }
         .await;
         match result {
-            Ok(Some((Verb::Retain, note))) => {
-                self.keep(C::KIND, resource, note);
-                true
-            }
             Ok(Some((verb, note))) => {
-                self.done.actions.push(Action { component: C::KIND, resource, verb, changes: vec![], note });
+                self.record(C::KIND, resource, verb, note);
                 true
             }
             Ok(None) => true,
@@ -515,8 +510,8 @@ impl Removal<'_> {
         }
     }
 
-    fn keep(&mut self, component: ComponentKind, resource: String, note: Option<String>) {
-        self.done.actions.push(Action { component, resource, verb: Verb::Retain, changes: vec![], note });
+    fn record(&mut self, component: ComponentKind, resource: String, verb: Verb, note: Option<String>) {
+        self.done.actions.push(Action { component, resource, verb, changes: vec![], note });
     }
 }
 

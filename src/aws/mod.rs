@@ -409,6 +409,16 @@ impl Claim<'_> {
     }
 }
 
+/// The claims that are not the pipeline `identity`'s, with whose they are instead: what the
+/// reconciler refuses to change and the teardown refuses to delete.
+pub fn not_ours<'c, 'a>(claims: &'c [Claim<'a>], identity: &str) -> Vec<(&'c Claim<'a>, Owner)> {
+    claims
+        .iter()
+        .map(|claim| (claim, Owner::of(claim.tags, identity)))
+        .filter(|(_, owner)| *owner != Owner::This)
+        .collect()
+}
+
 impl PipelineCtx {
     pub fn new(namespace: &str, name: &str, spec: &SalesPipelineSpec, region: &str) -> Self {
         let names = Names::derive(namespace, name, spec, region);
