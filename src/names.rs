@@ -103,9 +103,7 @@ impl Names {
             prefix,
         }
     }
-}
 
-impl Names {
     /// The AWS names this pipeline (in `region`) would share with `other` (in `other_region`)
     /// in one account: bucket and IAM role names are global, the others regional. Role names
     /// are compared case-insensitively, as IAM does.

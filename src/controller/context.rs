@@ -101,9 +101,10 @@ impl Context {
                 let other_namespace = other.namespace()?;
                 let theirs = Names::derive(&other_namespace, &other.name_any(), &other.spec, other_region);
                 let shared = names.shared_with(region, &theirs, other_region);
-                (!shared.is_empty()).then(|| (format!("{other_namespace}/{}", other.name_any()), shared))
+                (!shared.is_empty()).then(|| (key(&other), format!("{other_namespace}/{}", other.name_any()), shared))
             })
-            .min()
+            .min_by(|a, b| a.0.cmp(&b.0))
+            .map(|(_, other, shared)| (other, shared))
     }
 
     /// AWS clients for `region` (the pipeline's, else the operator's), created once.

@@ -119,26 +119,16 @@ async fn apply(sp: &SalesPipeline, ctx: &Context, api: &Api<SalesPipeline>) -> R
             shared.join(", ")
         );
         publish(ctx, sp, warning("NameConflict", "Reconcile", message.clone())).await;
-        let stalled = [
-            NewCondition::new(READY, FALSE, "NameConflict", message.clone()),
-            NewCondition::new(STALLED, TRUE, "NameConflict", message),
-            NewCondition::new(RECONCILING, FALSE, "Stalled", "waiting for a spec change"),
-        ];
         let status = SalesPipelineStatus { observed_generation: generation, ..previous.clone() };
-        write_status(api, sp, status, &stalled).await?;
+        write_status(api, sp, status, &stalled("NameConflict", message)).await?;
         ctx.record_ready(ObjectRef::from(sp), Some(FALSE));
         return Ok(Action::requeue(ctx.resync));
     }
     let clients = match ctx.clients(sp.spec.region.as_deref()) {
         Ok(c) => c,
         Err(e) => {
-            let stalled = [
-                NewCondition::new(READY, FALSE, "InvalidConfiguration", e.to_string()),
-                NewCondition::new(STALLED, TRUE, "InvalidConfiguration", e.to_string()),
-                NewCondition::new(RECONCILING, FALSE, "Stalled", "waiting for a spec change"),
-            ];
             let status = SalesPipelineStatus { observed_generation: generation, ..previous.clone() };
-            write_status(api, sp, status, &stalled).await?;
+            write_status(api, sp, status, &stalled("InvalidConfiguration", e.to_string())).await?;
             return Ok(Action::await_change());
         }
     };
@@ -175,6 +165,16 @@ async fn apply(sp: &SalesPipeline, ctx: &Context, api: &Api<SalesPipeline>) -> R
         ctx.echoes.expect(ObjectRef::from(sp), version, generation, next);
     }
     Ok(Action::requeue(next))
+}
+
+/// Ready=False and Stalled=True for `reason`, found before any AWS call: nothing to retry
+/// until the spec changes.
+fn stalled(reason: &str, message: String) -> [NewCondition; 3] {
+    [
+        NewCondition::new(READY, FALSE, reason, message.clone()),
+        NewCondition::new(STALLED, TRUE, reason, message),
+        NewCondition::new(RECONCILING, FALSE, "Stalled", "waiting for a spec change"),
+    ]
 }
 
 /// Whether the last reconcile brought this generation of the spec to Ready.
