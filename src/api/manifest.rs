@@ -128,17 +128,11 @@ fn check_schema(value: &serde_json::Value, schema: &serde_json::Value, path: &st
                 }
             }
             let len = s.chars().count() as f64;
-            if limit("maxLength").is_some_and(|max| len > max) {
-                errors.push(field(
-                    path,
-                    format!("Too long: may not be more than {} bytes", limit("maxLength").unwrap_or_default()),
-                ));
+            if let Some(max) = limit("maxLength").filter(|max| len > *max) {
+                errors.push(field(path, format!("Too long: may not be more than {max} bytes")));
             }
-            if limit("minLength").is_some_and(|min| len < min) {
-                errors.push(field(
-                    path,
-                    format!("Invalid value: should be at least {} chars long", limit("minLength").unwrap_or_default()),
-                ));
+            if let Some(min) = limit("minLength").filter(|min| len < *min) {
+                errors.push(field(path, format!("Invalid value: should be at least {min} chars long")));
             }
         }
         Value::Number(n) => {

@@ -228,6 +228,11 @@ fn merged_tags(desired: &BTreeMap<String, String>, observed: &BTreeMap<String, S
     tags
 }
 
+/// `tags` as S3's tag list, for `operation`.
+fn s3_tags(tags: &BTreeMap<String, String>, operation: &'static str) -> Result<Vec<Tag>, AwsError> {
+    tags.iter().map(|(k, v)| built(operation, Tag::builder().key(k).value(v).build())).collect()
+}
+
 impl Buckets<'_> {
     async fn exists(&self, name: &str) -> Result<bool, AwsError> {
         Ok(absent_if_not_found(self.0.head_bucket().bucket(name).send().await.aws("HeadBucket"))?.is_some())
@@ -417,14 +422,9 @@ impl Component for Buckets<'_> {
         // leaves a bucket that is already ours; the rest of its configuration is converged by
         // the update that follows every create.
         const OP: &str = "CreateBucket";
-        let tags = d
-            .tags
-            .iter()
-            .map(|(k, v)| built(OP, Tag::builder().key(k).value(v).build()))
-            .collect::<Result<Vec<_>, _>>()?;
         let config = CreateBucketConfiguration::builder()
             .set_location_constraint(location_constraint(&d.region))
-            .set_tags(Some(tags))
+            .set_tags(Some(s3_tags(&d.tags, OP)?))
             .build();
         match self.0.create_bucket().bucket(&d.name).create_bucket_configuration(config).send().await.aws(OP) {
             // BucketAlreadyOwnedByYou (a conflict): it appeared since the observe; the reconciler
@@ -496,10 +496,7 @@ impl Component for Buckets<'_> {
                 }
                 "tags" => {
                     const OP: &str = "PutBucketTagging";
-                    let tag_set = merged_tags(&d.tags, &o.tags)
-                        .into_iter()
-                        .map(|(k, v)| built(OP, Tag::builder().key(k).value(v).build()))
-                        .collect::<Result<Vec<_>, _>>()?;
+                    let tag_set = s3_tags(&merged_tags(&d.tags, &o.tags), OP)?;
                     let tagging = built(OP, Tagging::builder().set_tag_set(Some(tag_set)).build())?;
                     self.0.put_bucket_tagging().bucket(&d.name).tagging(tagging).send().await.aws(OP)?;
                 }
