@@ -39,21 +39,7 @@ fn start() -> String {
     let bin = String::from_utf8_lossy(&out.stdout).trim().to_string();
     let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
     let log = std::env::temp_dir().join(format!("sales-operator-test-moto-{port}.log"));
-    // The watchdog stops moto as soon as this test process is gone.
-    let script = format!(
-        "\"{bin}\" -H 127.0.0.1 -p {port} >\"{log}\" 2>&1 & child=$!; \
-         while kill -0 {parent} 2>/dev/null && kill -0 $child 2>/dev/null; do sleep 1; done; kill $child 2>/dev/null",
-        log = log.display(),
-        parent = std::process::id()
-    );
-    // Detached: the outer shell returns at once, the watchdog lives on until this process exits.
-    let started = Command::new("bash")
-        .arg("-c")
-        .arg(format!("({script}) >/dev/null 2>&1 &"))
-        .stdin(Stdio::null())
-        .status()
-        .expect("start moto");
-    assert!(started.success());
+    spawn_watched(&format!("\"{bin}\" -H 127.0.0.1 -p {port}"), &log);
     let url = format!("http://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
@@ -64,6 +50,24 @@ fn start() -> String {
         std::thread::sleep(Duration::from_millis(100));
     }
     panic!("moto did not start on {url}; log: {}", log.display());
+}
+
+/// Starts the shell `command` in the background, its output into `log`, under a watchdog that
+/// stops it as soon as this test process is gone. Detached: returns at once.
+pub fn spawn_watched(command: &str, log: &std::path::Path) {
+    let script = format!(
+        "{command} >\"{log}\" 2>&1 & child=$!; \
+         while kill -0 {parent} 2>/dev/null && kill -0 $child 2>/dev/null; do sleep 1; done; kill $child 2>/dev/null",
+        log = log.display(),
+        parent = std::process::id()
+    );
+    let started = Command::new("bash")
+        .arg("-c")
+        .arg(format!("({script}) >/dev/null 2>&1 &"))
+        .stdin(Stdio::null())
+        .status()
+        .expect("start a watched server");
+    assert!(started.success(), "could not start {command}");
 }
 
 /// Environment for running the `sales-operator` binary against this moto.

@@ -1,7 +1,7 @@
 //! A Trino server per test binary (the engine Athena v3 is built on), started
 //! through `scripts/trino.sh run` (pinned version, cached install) on a free
 //! loopback port against the given Glue and S3 endpoints, and stopped by a
-//! watchdog when the test process exits. Queries go through
+//! watchdog when the test process exits (`moto::spawn_watched`: include support/moto.rs too). Queries go through
 //! `scripts/trino_query.py` (Trino's REST protocol, session time zone UTC).
 #![allow(dead_code)]
 
@@ -20,20 +20,8 @@ pub fn start(glue: &str, s3: &str) -> String {
     assert!(out.success(), "scripts/trino.sh install failed");
     let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).unwrap().port();
     let log = std::env::temp_dir().join(format!("sales-operator-test-trino-{port}.log"));
-    let script = format!(
-        "\"{sh}\" run {glue} {port} {s3} >\"{log}\" 2>&1 & child=$!; \
-         while kill -0 {parent} 2>/dev/null && kill -0 $child 2>/dev/null; do sleep 1; done; kill $child 2>/dev/null",
-        sh = project_dir().join("scripts/trino.sh").display(),
-        log = log.display(),
-        parent = std::process::id()
-    );
-    let started = Command::new("bash")
-        .arg("-c")
-        .arg(format!("({script}) >/dev/null 2>&1 &"))
-        .stdin(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(started.success());
+    let sh = project_dir().join("scripts/trino.sh");
+    super::moto::spawn_watched(&format!("\"{}\" run {glue} {port} {s3}", sh.display()), &log);
     let url = format!("http://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(180);
     while Instant::now() < deadline {
@@ -44,6 +32,12 @@ pub fn start(glue: &str, s3: &str) -> String {
         std::thread::sleep(Duration::from_millis(250));
     }
     panic!("trino did not start on {url}; log: {}", log.display());
+}
+
+/// Whether a failed query never ran: a single-node Trino briefly has no active node when its
+/// discovery announcement lapses on a loaded machine (it may have listed partitions already).
+pub fn found_no_node(error: &str) -> bool {
+    error.contains("NO_NODES_AVAILABLE")
 }
 
 /// A query's answer: column names, rows (Trino's JSON values), and Trino's statistics.
@@ -57,20 +51,6 @@ pub struct Answer {
 
 /// Runs `sql` on `url` in catalog `awsdatacatalog`, schema `schema`.
 pub fn query(url: &str, schema: &str, sql: &str) -> Result<Answer, String> {
-    // A single-node Trino briefly has no active node when its discovery announcement lapses on a
-    // loaded machine; the query never started, so it is tried again.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        match query_once(url, schema, sql) {
-            Err(e) if e.contains("NO_NODES_AVAILABLE") && std::time::Instant::now() < deadline => {
-                std::thread::sleep(std::time::Duration::from_secs(2));
-            }
-            other => return other,
-        }
-    }
-}
-
-fn query_once(url: &str, schema: &str, sql: &str) -> Result<Answer, String> {
     use std::io::Write;
     let mut child = Command::new("python3")
         .arg(project_dir().join("scripts/trino_query.py"))
