@@ -35,6 +35,10 @@ pub struct Global {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "SALES_OPERATOR_LOG_FORMAT")]
     pub log_format: LogFormat,
+    /// Wait this long after the operator creates or changes an IAM role before a pipe, Firehose
+    /// stream or crawler is made to assume it (IAM propagates changes in seconds, not at once).
+    #[arg(long, global = true, default_value = "10s", env = "SALES_OPERATOR_IAM_SETTLE", value_parser = sales_operator::parse_duration)]
+    pub iam_settle: Duration,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -241,7 +245,12 @@ fn sorted(value: serde_json::Value) -> serde_json::Value {
 }
 
 fn aws_settings(global: &Global) -> AwsSettings {
-    AwsSettings { region: global.region.clone(), endpoint_url: global.aws_endpoint_url.clone(), ..Default::default() }
+    AwsSettings {
+        region: global.region.clone(),
+        endpoint_url: global.aws_endpoint_url.clone(),
+        iam_settle: Some(global.iam_settle),
+        ..Default::default()
+    }
 }
 
 struct Target {
@@ -253,7 +262,8 @@ struct Target {
 async fn target(global: &Global, file: &str) -> Result<Target, CliError> {
     let pipeline = manifest::read_pipeline(file)?;
     let sdk = aws::sdk_config(&aws_settings(global)).await;
-    let clients = Clients::new(&sdk, pipeline.spec.region.as_deref(), CallLog::default())?;
+    let mut clients = Clients::new(&sdk, pipeline.spec.region.as_deref(), CallLog::default())?;
+    clients.memory.iam_settle = Some(global.iam_settle);
     let namespace = pipeline.namespace().unwrap_or_else(|| "default".to_string());
     let ctx = PipelineCtx::new(&namespace, &pipeline.name_any(), &pipeline.spec, &clients.region);
     Ok(Target { pipeline, ctx, clients })
@@ -285,6 +295,7 @@ async fn plan(global: &Global, args: &FileArgs) -> Result<ExitCode, CliError> {
                 Verb::Retain => "=",
                 Verb::Blocked | Verb::Conflict => "!",
                 Verb::Adopt => "&",
+                Verb::Recover => "-/+",
             };
             let _ = writeln!(out, "{sign} {a}");
         }
@@ -309,10 +320,12 @@ async fn apply(global: &Global, args: &ApplyArgs) -> Result<ExitCode, CliError> 
         if outcome.ready() || outcome.stalled() || mode == Mode::Observe || Instant::now() >= deadline {
             break outcome;
         }
+        let pause =
+            outcome.wait.unwrap_or(Duration::from_secs(5)).min(deadline.saturating_duration_since(Instant::now()));
         if let Some(c) = outcome.components.iter().find(|c| !c.ready) {
-            tracing::info!(component = %c.kind, reason = %c.reason, "{}; retrying in 5s", c.message);
+            tracing::info!(component = %c.kind, reason = %c.reason, "{}; looking again in {} s", c.message, pause.as_secs_f32());
         }
-        tokio::time::sleep(Duration::from_secs(5)).await;
+        tokio::time::sleep(pause).await;
     };
     print_status(&t.pipeline, &outcome, mode, args.output)?;
     // A paused pipeline, once observed, is as done as a Ready one (its status says Ready=True).

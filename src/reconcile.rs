@@ -2,7 +2,14 @@
 //! dependency order, and tears it down in reverse. Knows nothing about
 //! Kubernetes: the CLI and the controller share it unchanged.
 
+use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
 
 use crate::api::conditions::{NewCondition, FALSE, READY, RECONCILING, STALLED, TRUE, UNKNOWN};
 use crate::api::{DeletionPolicy, SalesPipelineStatus};
@@ -10,12 +17,15 @@ use crate::aws::analytics::Workgroups;
 use crate::aws::bucket::Buckets;
 use crate::aws::catalog::Catalogs;
 use crate::aws::delivery::Deliveries;
+use crate::aws::error::ErrorKind;
 use crate::aws::iam::Roles;
 use crate::aws::pipe::Pipes;
 use crate::aws::stream::Streams;
 use crate::aws::table::Tables;
 use crate::aws::tagging::TagIndex;
-use crate::aws::{not_ours, AwsError, Change, Clients, Component, ComponentKind, Owner, PipelineCtx, Refs};
+use crate::aws::{
+    not_ours, AwsError, Change, Clients, Component, ComponentKind, Failure, Owner, PipelineCtx, Recovery, Refs,
+};
 
 /// How far a pass may go.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,6 +64,9 @@ pub enum Verb {
     Adopt,
     /// It exists but is not the pipeline's (untagged, or another pipeline's): nothing is done.
     Conflict,
+    /// In a failed state AWS does not leave by itself (`CREATE_FAILED`): deleted to be created
+    /// again, or restarted. Only what holds no data (a pipe, a Firehose stream).
+    Recover,
 }
 
 impl fmt::Display for Action {
@@ -67,6 +80,7 @@ impl fmt::Display for Action {
             Verb::Blocked => "blocked",
             Verb::Adopt => "adopt",
             Verb::Conflict => "conflict",
+            Verb::Recover => "recover",
         };
         write!(f, "{verb:<8} {}", self.resource)?;
         if !self.changes.is_empty() {
@@ -98,6 +112,11 @@ pub struct Outcome {
     pub status: SalesPipelineStatus,
     /// The error that stopped the pass, with the component it happened in.
     pub error: Option<(ComponentKind, AwsError)>,
+    /// How soon to look again while AWS is still at work (a resource CREATING, a role
+    /// propagating, a refusal to retry); `None` when nothing is awaited.
+    pub wait: Option<Duration>,
+    /// The components this pass did not reach, with what they wait for.
+    pub waiting: BTreeMap<ComponentKind, String>,
 }
 
 impl Outcome {
@@ -128,9 +147,9 @@ impl Outcome {
 
     /// Whether this pass changed anything in AWS.
     pub fn changed(&self) -> bool {
-        self.actions
-            .iter()
-            .any(|a| matches!(a.verb, Verb::Create | Verb::Update | Verb::Replace | Verb::Delete | Verb::Adopt))
+        self.actions.iter().any(|a| {
+            matches!(a.verb, Verb::Create | Verb::Update | Verb::Replace | Verb::Delete | Verb::Adopt | Verb::Recover)
+        })
     }
 
     /// `Ready`, `Reconciling`, `Stalled` and one condition per component.
@@ -199,7 +218,8 @@ impl Outcome {
                 Some(c) if c.ready => NewCondition::new(kind.condition_type(), TRUE, &c.reason, c.message.clone()),
                 Some(c) => NewCondition::new(kind.condition_type(), FALSE, &c.reason, c.message.clone()),
                 None => {
-                    NewCondition::new(kind.condition_type(), UNKNOWN, "NotReached", "waiting for an earlier component")
+                    let message = self.waiting.get(&kind).map_or("waiting for an earlier component", String::as_str);
+                    NewCondition::new(kind.condition_type(), UNKNOWN, "NotReached", message)
                 }
             });
         }
@@ -220,18 +240,86 @@ enum Ownership {
     Refused,
 }
 
+/// What a component needs of another before it is reconciled: the edges of [`GRAPH`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Need {
+    /// Its identifiers (ARNs) are known: it exists, even while AWS is still creating it.
+    Exists(ComponentKind),
+    /// It is usable (ACTIVE, RUNNING).
+    Ready(ComponentKind),
+    /// The roles it is given have had [`Memory::iam_settle`](crate::aws::Memory) to propagate
+    /// through IAM since they last changed (a service refuses, or fails on, a younger role).
+    RolesSettled,
+}
+
+use ComponentKind::{Analytics, Bucket, Catalog, Delivery, Iam, Pipe, Stream, Table};
+use Need::{Exists, Ready, RolesSettled};
+
+/// The dependency graph as data: every component with what it needs. [`reconcile`] starts each
+/// component as soon as its needs are met, concurrently (the roles' policies name the table's
+/// stream, the Kinesis stream and the bucket, which AWS gives at once, while it is still creating
+/// them); [`teardown`] removes a component once everything that needs it is gone.
+pub const GRAPH: [(ComponentKind, &[Need]); 8] = [
+    (Table, &[]),
+    (Stream, &[]),
+    (Bucket, &[]),
+    (Iam, &[Exists(Table), Exists(Stream), Exists(Bucket)]),
+    (Pipe, &[Ready(Table), Ready(Stream), Ready(Iam), RolesSettled]),
+    (Delivery, &[Ready(Stream), Ready(Bucket), Ready(Iam), RolesSettled]),
+    (Catalog, &[Exists(Table), Exists(Bucket), Ready(Iam), RolesSettled]),
+    (Analytics, &[Exists(Table), Exists(Bucket)]),
+];
+
+/// How often a pipeline waiting on AWS (a resource CREATING, a refusal to retry) is looked at
+/// again: ACK's pace for a resource that is not synced yet.
+pub const WAIT_PACE: Duration = Duration::from_secs(5);
+/// How long after a role changed a refusal to assume it is taken for IAM propagation and retried.
+pub const IAM_PROPAGATION_WINDOW: Duration = Duration::from_secs(120);
+/// How long after a role changed the services that assume it are first asked to, by default.
+pub const IAM_SETTLE: Duration = Duration::from_secs(10);
+/// Recoveries of a failed resource (for one desired state) before the pipeline stalls.
+pub const MAX_RECOVERIES: u32 = 3;
+
+/// Where a component got to in a pass, as its dependents see it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Progress {
+    /// Usable (or, read-only, as usable as it will get): dependents may go on.
+    Ready,
+    /// It exists and its identifiers are known, but it is not usable yet.
+    Exists,
+    /// Absent in a read-only pass: shown as a create, and dependents are planned too.
+    Planned,
+    /// Not usable this pass (an error, a conflict, not visible yet).
+    Stopped,
+}
+
+impl Progress {
+    fn meets(self, need: Need) -> bool {
+        match need {
+            Exists(_) => matches!(self, Progress::Ready | Progress::Exists | Progress::Planned),
+            Ready(_) => matches!(self, Progress::Ready | Progress::Planned),
+            RolesSettled => true,
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 struct Pass<'a> {
+    clients: &'a Clients,
     ctx: &'a PipelineCtx,
     mode: Mode,
-    refs: Refs,
-    outcome: Outcome,
+    refs: Mutex<Refs>,
+    outcome: Mutex<Outcome>,
 }
 
 impl Pass<'_> {
-    /// Observe → diff → create/update one component. `Ok(false)` stops the walk
-    /// (the component is absent in a read-only pass, or not usable yet).
-    async fn converge<C: Component>(&mut self, c: &C) -> Result<bool, AwsError> {
-        let mut desired = C::desired(self.ctx, &self.refs);
+    /// Observe → diff → create/update one component.
+    async fn converge<C: Component>(&self, c: &C) -> Result<Progress, AwsError> {
+        let refs = lock(&self.refs).clone();
+        let mut desired = C::desired(self.ctx, &refs);
         let resource = C::resource_name(&desired);
         let mut observed = c.observe(&desired).await?;
         let mut verb = None;
@@ -242,7 +330,7 @@ impl Pass<'_> {
             if self.mode != Mode::Apply {
                 let reason = if self.mode == Mode::Observe { "Paused" } else { "Absent" };
                 self.state(C::KIND, false, reason, format!("{resource} does not exist"));
-                return Ok(false);
+                return Ok(Progress::Planned);
             }
             match c.create(&desired).await {
                 Ok(()) => {
@@ -251,12 +339,15 @@ impl Pass<'_> {
                 }
                 // It appeared since the observe (someone else's, or read-after-create lag):
                 // judged below like any resource that was there before.
-                Err(e) if e.is_conflict() => {
-                    self.outcome.actions.pop();
-                }
+                Err(e) if e.is_conflict() => self.retract(C::KIND, Verb::Create),
                 Err(e) => return Err(e),
             }
             observed = c.observe(&desired).await?;
+            if observed.is_none() {
+                // AWS is eventually consistent: a Describe right after a Create may not find it.
+                let message = format!("{resource} is being created; AWS does not show it yet");
+                return Ok(self.wait(C::KIND, "Creating", message));
+            }
         }
         // Nothing that exists is changed before its ownership is known (SPEC §8); what this pass
         // created is ours whatever tags AWS reports for it yet.
@@ -264,12 +355,24 @@ impl Pass<'_> {
             match self.ownership::<C>(o, &resource) {
                 Ownership::Ours => {}
                 Ownership::Adopt(claimed) => {
-                    desired = C::desired(&self.ctx.adopting(), &self.refs);
+                    desired = C::desired(&self.ctx.adopting(), &refs);
                     let note = Some(format!("existing, untagged: {}", claimed.join(", ")));
                     self.act_noted(C::KIND, &resource, Verb::Adopt, C::diff(&desired, o), note);
                     verb = Some("Adopted");
                 }
-                Ownership::Refused => return Ok(false),
+                Ownership::Refused => return Ok(Progress::Stopped),
+            }
+        }
+        if let Some(o) = &observed {
+            if let Some(failure) = C::failed(o) {
+                self.publish::<C>(o);
+                return self.recover(c, o, &desired, &resource, failure).await;
+            }
+            // AWS refuses changes to what it is still creating or changing: wait for it.
+            if let (Some(doing), Mode::Apply) = (C::busy(o), self.mode) {
+                self.publish::<C>(o);
+                self.wait(C::KIND, "InProgress", doing);
+                return Ok(Progress::Exists);
             }
         }
         // After a create too: what the create call cannot set (encryption, backups) is set by an update.
@@ -281,21 +384,34 @@ impl Pass<'_> {
                     let v = if C::KIND.holds_data() { Verb::Blocked } else { Verb::Replace };
                     self.act(C::KIND, &resource, v, immutable.clone());
                 } else {
+                    // Deleted now, created by a later pass once AWS has removed it (a delete is
+                    // asynchronous: a create of the same name meanwhile is refused).
                     c.delete(o).await?;
-                    c.create(&desired).await?;
                     self.act(C::KIND, &resource, Verb::Replace, immutable.clone());
-                    verb = Some("Replaced");
-                    observed = c.observe(&desired).await?;
+                    let message = format!("{resource} is being replaced: {}", join(&immutable));
+                    return Ok(self.wait(C::KIND, "Replacing", message));
                 }
             }
-            if !mutable.is_empty() && verb != Some("Replaced") {
+            if !mutable.is_empty() {
                 if verb.is_none() {
                     self.act(C::KIND, &resource, Verb::Update, mutable.clone());
                 }
                 match self.mode {
                     Mode::Apply => {
-                        if let Some(o) = &observed {
-                            c.update(&desired, o, &mutable).await?;
+                        match c.update(&desired, o, &mutable).await {
+                            Ok(()) => {}
+                            // Still being created or changed (`ResourceInUseException`, backups
+                            // being enabled): nothing was changed; a later pass tries again.
+                            Err(e) if matches!(e.kind, ErrorKind::Busy | ErrorKind::Conflict) => {
+                                if verb.is_none() {
+                                    self.retract(C::KIND, Verb::Update);
+                                }
+                                self.publish::<C>(o);
+                                let message = format!("{resource}: AWS is not ready for {}: {e}", join(&mutable));
+                                self.wait(C::KIND, "InProgress", message);
+                                return Ok(Progress::Exists);
+                            }
+                            Err(e) => return Err(e),
                         }
                         verb = verb.or(Some("Updated"));
                         applied = mutable;
@@ -303,30 +419,38 @@ impl Pass<'_> {
                     }
                     Mode::Plan | Mode::Observe => {
                         let reason = if self.mode == Mode::Observe { "Paused" } else { "Drifted" };
-                        if let Some(o) = &observed {
-                            C::publish(o, &mut self.refs);
-                            C::report(o, &mut self.outcome.status);
-                        }
+                        self.publish::<C>(o);
                         self.state(C::KIND, false, reason, format!("{resource} differs: {}", join(&mutable)));
-                        return Ok(true);
+                        return Ok(Progress::Ready);
                     }
                 }
             }
         }
         let Some(o) = observed else {
-            return Err(AwsError::new("Observe", None, format!("{resource} was created but is not visible yet"), None));
+            let message = format!("{resource} was changed; AWS does not show it yet");
+            return Ok(self.wait(C::KIND, "InProgress", message));
         };
-        C::publish(&o, &mut self.refs);
-        C::report(&o, &mut self.outcome.status);
-        for claim in C::claims(&o).iter().filter(|claim| claim.adopted()) {
-            self.outcome.status.adopted.push(claim.resource.clone());
+        self.publish::<C>(&o);
+        {
+            let mut outcome = lock(&self.outcome);
+            for claim in C::claims(&o).iter().filter(|claim| claim.adopted()) {
+                outcome.status.adopted.push(claim.resource.clone());
+            }
         }
-        let blocked =
-            self.outcome.actions.iter().rev().find(|a| a.component == C::KIND && a.verb == Verb::Blocked).cloned();
+        let blocked = lock(&self.outcome)
+            .actions
+            .iter()
+            .rev()
+            .find(|a| a.component == C::KIND && a.verb == Verb::Blocked)
+            .cloned();
         match (C::readiness(&o), blocked) {
             (Err(waiting), _) => {
-                self.state(C::KIND, false, "NotReady", waiting);
-                Ok(false)
+                let busy = C::busy(&o).is_some();
+                self.state(C::KIND, false, if busy { "InProgress" } else { "NotReady" }, waiting);
+                if busy {
+                    self.pace(WAIT_PACE);
+                }
+                Ok(Progress::Exists)
             }
             (Ok(()), Some(b)) => {
                 self.state(
@@ -335,7 +459,7 @@ impl Pass<'_> {
                     "ImmutableFieldChanged",
                     format!("{resource}: {} (cannot be changed in place)", join(&b.changes)),
                 );
-                Ok(true)
+                Ok(Progress::Ready)
             }
             (Ok(()), None) => {
                 let message = match verb {
@@ -344,30 +468,95 @@ impl Pass<'_> {
                     None => format!("{resource} is in sync"),
                 };
                 self.state(C::KIND, true, verb.unwrap_or("InSync"), message);
-                Ok(true)
+                self.clients.memory.attempts.clear(&recovery_key::<C>(&resource, &desired));
+                self.clients.memory.attempts.clear(&refusal_key(C::KIND));
+                Ok(Progress::Ready)
             }
         }
     }
 
-    fn act(&mut self, component: ComponentKind, resource: &str, verb: Verb, changes: Vec<Change>) {
+    /// Brings a failed resource back ([`Component::failed`]): deleted to be created again by a
+    /// later pass, or restarted; at most [`MAX_RECOVERIES`] times for one desired state.
+    async fn recover<C: Component>(
+        &self,
+        c: &C,
+        o: &C::Observed,
+        desired: &C::Desired,
+        resource: &str,
+        failure: Failure,
+    ) -> Result<Progress, AwsError> {
+        let Failure { state, reason, recovery } = failure;
+        if self.mode != Mode::Apply {
+            self.state(C::KIND, false, "Failed", format!("{resource} is {state}: {reason}"));
+            return Ok(Progress::Stopped);
+        }
+        let (attempt, _) = self.clients.memory.attempts.count(&recovery_key::<C>(resource, desired));
+        if attempt > MAX_RECOVERIES {
+            return Err(AwsError::permanent(
+                "Recover",
+                format!("{resource} is {state} again after {MAX_RECOVERIES} recoveries: {reason}"),
+            ));
+        }
+        let done = match recovery {
+            Recovery::Recreate => {
+                c.delete(o).await?;
+                "deleted, to be created again"
+            }
+            Recovery::Restart => {
+                c.restart(o).await?;
+                "started again"
+            }
+        };
+        let note = format!("was {state}: {reason}; {done} (recovery {attempt} of {MAX_RECOVERIES})");
+        self.act_noted(C::KIND, resource, Verb::Recover, vec![], Some(note.clone()));
+        Ok(self.wait(C::KIND, "Recovering", format!("{resource} {note}")))
+    }
+
+    /// The component is waiting on AWS: not ready, looked at again at [`WAIT_PACE`].
+    fn wait(&self, kind: ComponentKind, reason: &str, message: String) -> Progress {
+        self.state(kind, false, reason, message);
+        self.pace(WAIT_PACE);
+        Progress::Stopped
+    }
+
+    /// Asks for the next pass within `after`.
+    fn pace(&self, after: Duration) {
+        let mut outcome = lock(&self.outcome);
+        outcome.wait = Some(outcome.wait.map_or(after, |w| w.min(after)));
+    }
+
+    fn publish<C: Component>(&self, o: &C::Observed) {
+        C::publish(o, &mut lock(&self.refs));
+        C::report(o, &mut lock(&self.outcome).status);
+    }
+
+    fn act(&self, component: ComponentKind, resource: &str, verb: Verb, changes: Vec<Change>) {
         self.act_noted(component, resource, verb, changes, None);
     }
 
     fn act_noted(
-        &mut self,
+        &self,
         component: ComponentKind,
         resource: &str,
         verb: Verb,
         changes: Vec<Change>,
         note: Option<String>,
     ) {
-        self.outcome.actions.push(Action { component, resource: resource.to_string(), verb, changes, note });
+        lock(&self.outcome).actions.push(Action { component, resource: resource.to_string(), verb, changes, note });
+    }
+
+    /// Withdraws the last `verb` action of `kind` (it did not happen after all).
+    fn retract(&self, kind: ComponentKind, verb: Verb) {
+        let mut outcome = lock(&self.outcome);
+        if let Some(i) = outcome.actions.iter().rposition(|a| a.component == kind && a.verb == verb) {
+            outcome.actions.remove(i);
+        }
     }
 
     /// The ownership check of an existing component: every resource it has must carry this
     /// pipeline's tags, or be untagged and listed in `spec.adopt`. Anything else is refused,
     /// with the component's state and a `Conflict` action saying why.
-    fn ownership<C: Component>(&mut self, o: &C::Observed, resource: &str) -> Ownership {
+    fn ownership<C: Component>(&self, o: &C::Observed, resource: &str) -> Ownership {
         if !C::managed(o) {
             return Ownership::Ours;
         }
@@ -404,41 +593,152 @@ impl Pass<'_> {
         Ownership::Refused
     }
 
-    fn refuse(&mut self, kind: ComponentKind, resource: &str, reason: &str, note: String, message: String) {
+    fn refuse(&self, kind: ComponentKind, resource: &str, reason: &str, note: String, message: String) {
         self.act_noted(kind, resource, Verb::Conflict, vec![], Some(note));
         self.state(kind, false, reason, message);
     }
 
-    fn state(&mut self, kind: ComponentKind, ready: bool, reason: &str, message: String) {
-        self.outcome.components.push(ComponentState { kind, ready, reason: reason.to_string(), message });
+    fn state(&self, kind: ComponentKind, ready: bool, reason: &str, message: String) {
+        let mut outcome = lock(&self.outcome);
+        outcome.components.retain(|c| c.kind != kind);
+        outcome.components.push(ComponentState { kind, ready, reason: reason.to_string(), message });
     }
 
-    async fn step<C: Component>(&mut self, c: &C) -> bool {
-        match self.converge(c).await {
-            Ok(go_on) => go_on,
-            Err(e) => {
-                let reason = if e.is_permanent() { "PermanentError" } else { "AwsError" };
-                self.state(C::KIND, false, reason, e.to_string());
-                self.outcome.error = Some((C::KIND, e));
+    async fn step<C: Component>(&self, c: C) -> (ComponentKind, Progress) {
+        let progress = match self.converge(&c).await {
+            Ok(progress) => progress,
+            Err(e) if e.kind == ErrorKind::IamPropagation => self.propagation(C::KIND, e),
+            Err(e) => self.failed(C::KIND, e),
+        };
+        (C::KIND, progress)
+    }
+
+    fn failed(&self, kind: ComponentKind, e: AwsError) -> Progress {
+        let reason = if e.is_permanent() { "PermanentError" } else { "AwsError" };
+        self.state(kind, false, reason, e.to_string());
+        // Concurrent components may fail together: the one first in the graph is reported.
+        let mut outcome = lock(&self.outcome);
+        if outcome.error.as_ref().is_none_or(|(other, _)| rank(kind) < rank(*other)) {
+            outcome.error = Some((kind, e));
+        }
+        Progress::Stopped
+    }
+
+    /// A service refused a role it cannot assume: IAM has not propagated it yet, if it changed
+    /// less than [`IAM_PROPAGATION_WINDOW`] ago (or, for the user's roles, the first such refusal
+    /// was that recent); retried at [`WAIT_PACE`]. Later, it is reported as permanent.
+    fn propagation(&self, kind: ComponentKind, e: AwsError) -> Progress {
+        let changed = lock(&self.refs).roles_changed_at;
+        let (_, first_refusal) = self.clients.memory.attempts.count(&refusal_key(kind));
+        let since = changed.unwrap_or(first_refusal);
+        let elapsed = SystemTime::now().duration_since(since).unwrap_or_default();
+        if elapsed < IAM_PROPAGATION_WINDOW {
+            let message = format!(
+                "{e} (IAM has not propagated the role yet: retrying for up to {} s after it changed, {} s so far)",
+                IAM_PROPAGATION_WINDOW.as_secs(),
+                elapsed.as_secs()
+            );
+            return self.wait(kind, "WaitingForIam", message);
+        }
+        let message = format!(
+            "{} (still refused {} s after the role changed: check its trust policy and permissions)",
+            e.message,
+            elapsed.as_secs()
+        );
+        self.failed(kind, AwsError { message, ..e }.judged(ErrorKind::Permanent))
+    }
+
+    /// Whether `need` is met; a [`RolesSettled`] not met yet asks for the pass that will meet it.
+    fn met(&self, need: Need, progress: &BTreeMap<ComponentKind, Progress>) -> bool {
+        match need {
+            Exists(kind) | Ready(kind) => progress.get(&kind).is_some_and(|p| p.meets(need)),
+            RolesSettled => {
+                if self.mode != Mode::Apply {
+                    return true;
+                }
+                let Some(changed) = lock(&self.refs).roles_changed_at else { return true };
+                let settle = self.clients.memory.iam_settle.unwrap_or(IAM_SETTLE);
+                let left = (changed + settle).duration_since(SystemTime::now()).unwrap_or_default();
+                if left.is_zero() {
+                    return true;
+                }
+                self.pace(left);
                 false
             }
         }
     }
+
+    fn run<'p>(&'p self, kind: ComponentKind, tags: &'p TagIndex) -> BoxFuture<'p, (ComponentKind, Progress)> {
+        let c = self.clients;
+        match kind {
+            Table => self.step(Tables(&c.dynamodb, tags)).boxed(),
+            Stream => self.step(Streams(&c.kinesis, tags)).boxed(),
+            Bucket => self.step(Buckets(&c.s3, tags)).boxed(),
+            Iam => self.step(Roles(&c.iam, &c.memory.role_writes)).boxed(),
+            Pipe => self.step(Pipes(&c.pipes)).boxed(),
+            Delivery => self.step(Deliveries(&c.firehose, tags)).boxed(),
+            Catalog => self.step(Catalogs(&c.glue, tags)).boxed(),
+            Analytics => self.step(Workgroups(&c.athena, tags, &c.athena_batch_gets)).boxed(),
+        }
+    }
 }
 
-/// One pass over every component in dependency order.
+/// The key of a failed resource's recoveries: a new desired state (a spec change) starts afresh.
+fn recovery_key<C: Component>(resource: &str, desired: &C::Desired) -> String {
+    format!("recover/{resource}/{}", crate::names::short_hash(&format!("{desired:?}"), 12))
+}
+
+/// A component's place in the graph (the order status, actions and errors are shown in).
+fn rank(kind: ComponentKind) -> usize {
+    GRAPH.iter().position(|(k, _)| *k == kind).unwrap_or(GRAPH.len())
+}
+
+fn refusal_key(kind: ComponentKind) -> String {
+    format!("iam-refusal/{kind}")
+}
+
+/// One pass over the components along [`GRAPH`]: each starts as soon as what it needs is there,
+/// independent ones concurrently. What waits on something that is not there yet this pass is
+/// left for the next one (`Outcome::wait` says when).
 pub async fn reconcile(clients: &Clients, ctx: &PipelineCtx, mode: Mode) -> Outcome {
-    let mut pass = Pass { ctx, mode, refs: Refs::default(), outcome: Outcome::default() };
     let tags = TagIndex::fetch_or_empty(&clients.tagging, ctx).await;
-    let _ = pass.step(&Tables(&clients.dynamodb, &tags)).await
-        && pass.step(&Streams(&clients.kinesis, &tags)).await
-        && pass.step(&Buckets(&clients.s3, &tags)).await
-        && pass.step(&Roles(&clients.iam)).await
-        && pass.step(&Pipes(&clients.pipes)).await
-        && pass.step(&Deliveries(&clients.firehose, &tags)).await
-        && pass.step(&Catalogs(&clients.glue, &tags)).await
-        && pass.step(&Workgroups(&clients.athena, &tags, &clients.athena_batch_gets)).await;
-    pass.outcome
+    let pass = Pass { clients, ctx, mode, refs: Mutex::new(Refs::default()), outcome: Mutex::new(Outcome::default()) };
+    let mut progress = BTreeMap::new();
+    let mut started = Vec::new();
+    let mut running = FuturesUnordered::new();
+    loop {
+        for (kind, needs) in GRAPH {
+            if !started.contains(&kind) && needs.iter().all(|&n| pass.met(n, &progress)) {
+                started.push(kind);
+                running.push(pass.run(kind, &tags));
+            }
+        }
+        match running.next().await {
+            Some((kind, p)) => {
+                progress.insert(kind, p);
+            }
+            None => break,
+        }
+    }
+    drop(running);
+    let mut outcome = pass.outcome.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner());
+    for (kind, needs) in GRAPH.iter().filter(|(kind, _)| !started.contains(kind)) {
+        let unmet: Vec<String> = needs
+            .iter()
+            .filter(|n| !matches!(n, Exists(k) | Ready(k) if progress.get(k).is_some_and(|p| p.meets(**n))))
+            .map(|n| match n {
+                Exists(k) => format!("{k} to exist"),
+                Ready(k) => format!("{k} to be ready"),
+                RolesSettled => "its IAM roles to propagate".to_string(),
+            })
+            .collect();
+        outcome.waiting.insert(*kind, format!("waiting for {}", unmet.join(", ")));
+    }
+    // Components finish in any order; status and actions read in graph order.
+    outcome.components.sort_by_key(|c| rank(c.kind));
+    outcome.actions.sort_by_key(|a| rank(a.component));
+    outcome.status.adopted.sort();
+    outcome
 }
 
 /// Result of a teardown.
@@ -459,16 +759,16 @@ struct Removal<'a> {
     policy: DeletionPolicy,
     dry_run: bool,
     refs: Refs,
-    done: Teardown,
+    done: Mutex<Teardown>,
 }
 
 impl Removal<'_> {
-    async fn remove<C: Component>(&mut self, c: &C) -> bool {
+    async fn remove<C: Component>(&self, c: C) -> (ComponentKind, bool) {
         let desired = C::desired(self.ctx, &self.refs);
         let resource = C::resource_name(&desired);
         if C::KIND.holds_data() && self.policy == DeletionPolicy::Retain {
             self.record(C::KIND, resource, Verb::Retain, None);
-            return true;
+            return (C::KIND, true);
         }
         let identity = self.ctx.identity();
         let result = async {
@@ -500,19 +800,49 @@ impl Removal<'_> {
         match result {
             Ok(Some((verb, note))) => {
                 self.record(C::KIND, resource, verb, note);
-                true
+                (C::KIND, true)
             }
-            Ok(None) => true,
+            Ok(None) => (C::KIND, true),
             Err(e) => {
-                self.done.error = Some((C::KIND, e));
-                false
+                let mut done = lock(&self.done);
+                if done.error.as_ref().is_none_or(|(other, _)| rank(C::KIND) > rank(*other)) {
+                    done.error = Some((C::KIND, e));
+                }
+                (C::KIND, false)
             }
         }
     }
 
-    fn record(&mut self, component: ComponentKind, resource: String, verb: Verb, note: Option<String>) {
-        self.done.actions.push(Action { component, resource, verb, changes: vec![], note });
+    fn record(&self, component: ComponentKind, resource: String, verb: Verb, note: Option<String>) {
+        lock(&self.done).actions.push(Action { component, resource, verb, changes: vec![], note });
     }
+
+    fn run<'r>(
+        &'r self,
+        kind: ComponentKind,
+        clients: &'r Clients,
+        tags: &'r TagIndex,
+    ) -> BoxFuture<'r, (ComponentKind, bool)> {
+        let c = clients;
+        match kind {
+            Table => self.remove(Tables(&c.dynamodb, tags)).boxed(),
+            Stream => self.remove(Streams(&c.kinesis, tags)).boxed(),
+            Bucket => self.remove(Buckets(&c.s3, tags)).boxed(),
+            Iam => self.remove(Roles(&c.iam, &c.memory.role_writes)).boxed(),
+            Pipe => self.remove(Pipes(&c.pipes)).boxed(),
+            Delivery => self.remove(Deliveries(&c.firehose, tags)).boxed(),
+            Catalog => self.remove(Catalogs(&c.glue, tags)).boxed(),
+            Analytics => self.remove(Workgroups(&c.athena, tags, &c.athena_batch_gets)).boxed(),
+        }
+    }
+}
+
+/// The components that need `kind` ([`GRAPH`] read backwards).
+fn dependents(kind: ComponentKind) -> impl Iterator<Item = ComponentKind> {
+    GRAPH
+        .iter()
+        .filter(move |(_, needs)| needs.iter().any(|n| matches!(n, Exists(k) | Ready(k) if *k == kind)))
+        .map(|(dependent, _)| *dependent)
 }
 
 /// What the teardown needs to know before it walks: the account and partition, for the ARNs
@@ -531,7 +861,7 @@ async fn account_refs(clients: &Clients, ctx: &PipelineCtx, tags: &TagIndex) -> 
     let mut refs = Refs::default();
     learn(&Tables(&clients.dynamodb, tags), ctx, &mut refs).await;
     learn(&Streams(&clients.kinesis, tags), ctx, &mut refs).await;
-    learn(&Roles(&clients.iam), ctx, &mut refs).await;
+    learn(&Roles(&clients.iam, &clients.memory.role_writes), ctx, &mut refs).await;
     refs
 }
 
@@ -542,16 +872,29 @@ pub async fn teardown(clients: &Clients, ctx: &PipelineCtx, policy: DeletionPoli
     // Every component reads its own tags: a deletion rests on nothing cached.
     let tags = TagIndex::default();
     let refs = account_refs(clients, ctx, &tags).await;
-    let mut r = Removal { ctx, policy, dry_run, refs, done: Teardown::default() };
-    let _ = r.remove(&Workgroups(&clients.athena, &tags, &clients.athena_batch_gets)).await
-        && r.remove(&Catalogs(&clients.glue, &tags)).await
-        && r.remove(&Deliveries(&clients.firehose, &tags)).await
-        && r.remove(&Pipes(&clients.pipes)).await
-        && r.remove(&Roles(&clients.iam)).await
-        && r.remove(&Buckets(&clients.s3, &tags)).await
-        && r.remove(&Streams(&clients.kinesis, &tags)).await
-        && r.remove(&Tables(&clients.dynamodb, &tags)).await;
-    r.done
+    let r = Removal { ctx, policy, dry_run, refs, done: Mutex::new(Teardown::default()) };
+    // A component goes once everything that needs it is gone; one that could not be removed
+    // keeps what it needs (a pipe that is still there keeps its stream and role).
+    let mut removed = Vec::new();
+    let mut started = Vec::new();
+    let mut running = FuturesUnordered::new();
+    loop {
+        for (kind, _) in GRAPH.iter().rev() {
+            if !started.contains(kind) && dependents(*kind).all(|d| removed.contains(&d)) {
+                started.push(*kind);
+                running.push(r.run(*kind, clients, &tags));
+            }
+        }
+        match running.next().await {
+            Some((kind, true)) => removed.push(kind),
+            Some((_, false)) => {}
+            None => break,
+        }
+    }
+    drop(running);
+    let mut done = r.done.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner());
+    done.actions.sort_by_key(|a| std::cmp::Reverse(rank(a.component)));
+    done
 }
 
 #[cfg(test)]

@@ -293,13 +293,13 @@ fn glue_arn(ctx: &PipelineCtx, refs: &Refs, kind: &str, name: &str) -> Option<St
     Some(format!("arn:{partition}:glue:{}:{account}:{kind}/{name}", ctx.region))
 }
 
-/// Glue answers these while a crawler is busy: retry later rather than stall.
+/// Glue answers these while a crawler is busy: wait and try again rather than stall.
 fn busy_is_transient(mut e: AwsError) -> AwsError {
     if matches!(
         e.code.as_deref(),
         Some("CrawlerRunningException" | "SchedulerTransitioningException" | "CrawlerStoppingException")
     ) {
-        e.kind = ErrorKind::Transient;
+        e.kind = ErrorKind::Busy;
     }
     e
 }

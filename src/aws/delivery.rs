@@ -17,7 +17,8 @@ use aws_sdk_firehose::types::{
 use super::error::{absent_if_not_found, build_error, ok_if_not_found, require_known};
 use super::tagging::TagIndex;
 use super::{
-    compare, known, missing_tags, AwsError, AwsResultExt, Change, Claim, Component, ComponentKind, PipelineCtx, Refs,
+    compare, known, missing_tags, AwsError, AwsResultExt, Change, Claim, Component, ComponentKind, Failure,
+    PipelineCtx, Recovery, Refs,
 };
 use crate::api::{Compression, Encryption, NamedArn, SalesPipelineStatus};
 
@@ -357,6 +358,19 @@ impl Component for Deliveries<'_> {
 
     fn report(o: &ObservedDelivery, status: &mut SalesPipelineStatus) {
         status.delivery = Some(NamedArn { name: o.name.clone(), arn: Some(o.arn.clone()) });
+    }
+
+    fn busy(o: &ObservedDelivery) -> Option<String> {
+        (o.status == "CREATING").then(|| format!("delivery stream {} is CREATING, not yet ACTIVE", o.name))
+    }
+
+    fn failed(o: &ObservedDelivery) -> Option<Failure> {
+        // A Firehose stream keeps nothing once delivered: one that failed to be created is made again.
+        (o.status == "CREATING_FAILED").then(|| Failure {
+            state: o.status.clone(),
+            reason: o.failure.clone().unwrap_or_else(|| "AWS gave no reason".to_string()),
+            recovery: Recovery::Recreate,
+        })
     }
 
     fn readiness(o: &ObservedDelivery) -> Result<(), String> {

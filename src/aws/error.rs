@@ -15,6 +15,15 @@ pub enum ErrorKind {
     Permanent,
     /// Throttling, 5xx, network: retry with backoff.
     Transient,
+    /// The resource is still being created or changed by AWS (`ResourceInUseException` on an
+    /// update, `ContinuousBackupsUnavailableException`): wait and try again, not an error.
+    Busy,
+    /// A service refused a role it cannot assume yet: IAM has not propagated a new role or policy.
+    /// Retried within a bounded window after the role changed ([`crate::reconcile`]).
+    IamPropagation,
+    /// An account quota is used up (Firehose streams per region, ...): retrying will not help
+    /// until the quota is raised or resources are freed.
+    Quota,
 }
 
 /// A failed AWS call.
@@ -65,11 +74,28 @@ const TRANSIENT: &[&str] = &[
     "InternalException",
     "LimitExceededException",
 ];
+const BUSY: &[&str] = &["ContinuousBackupsUnavailableException"];
+
+/// Phrases of the refusals a service gives for a role IAM has not propagated to it yet: the same
+/// messages Terraform's AWS provider retries for its IAM propagation timeout (docs/aws-behaviour.md).
+const IAM_PROPAGATION: &[&str] = &[
+    // Firehose: "Firehose is unable to assume role <arn>. Please check the role provided."
+    "is unable to assume role",
+    // Glue: "Service is unable to assume provided role. Please verify role's TrustPolicy"
+    "unable to assume provided role",
+    // Lambda and others: "The role defined for the function cannot be assumed by Lambda."
+    "cannot be assumed by",
+    // Pipes StateReason: "The provided customer role does not have permissions to call ..."
+    "provided customer role does not have permissions",
+];
+
+/// Phrases of a quota refusal (as opposed to a request-rate limit, which is transient).
+const QUOTA: &[&str] = &["consumed your limit", "exceed the shard limit", "Cannot exceed quota"];
 
 impl AwsError {
     /// Builds an error from an operation name, an error code, and HTTP status.
     pub fn new(operation: &'static str, code: Option<String>, message: String, status: Option<u16>) -> Self {
-        let kind = classify(code.as_deref(), status);
+        let kind = classify(code.as_deref(), &message, status);
         Self { operation, code, message, status, kind }
     }
 
@@ -86,13 +112,28 @@ impl AwsError {
         self.kind == ErrorKind::Conflict
     }
 
+    /// Whether retrying will not help: a permanent refusal, or a quota used up.
     pub fn is_permanent(&self) -> bool {
-        self.kind == ErrorKind::Permanent
+        matches!(self.kind, ErrorKind::Permanent | ErrorKind::Quota)
+    }
+
+    /// The same error, judged `kind` (e.g. an IAM propagation refusal past its window).
+    pub fn judged(self, kind: ErrorKind) -> Self {
+        Self { kind, ..self }
     }
 }
 
-fn classify(code: Option<&str>, status: Option<u16>) -> ErrorKind {
+fn classify(code: Option<&str>, message: &str, status: Option<u16>) -> ErrorKind {
+    if IAM_PROPAGATION.iter().any(|p| message.contains(p)) {
+        return ErrorKind::IamPropagation;
+    }
+    if QUOTA.iter().any(|p| message.contains(p)) {
+        return ErrorKind::Quota;
+    }
     if let Some(code) = code {
+        if BUSY.contains(&code) {
+            return ErrorKind::Busy;
+        }
         if NOT_FOUND.contains(&code) {
             return ErrorKind::NotFound;
         }
@@ -200,12 +241,29 @@ mod tests {
 
     #[test]
     fn codes_and_statuses_are_classified() {
-        assert_eq!(classify(Some("ResourceNotFoundException"), Some(400)), ErrorKind::NotFound);
-        assert_eq!(classify(Some("ThrottlingException"), Some(400)), ErrorKind::Transient);
-        assert_eq!(classify(Some("AccessDeniedException"), Some(400)), ErrorKind::Permanent);
-        assert_eq!(classify(Some("EntityAlreadyExists"), Some(409)), ErrorKind::Conflict);
-        assert_eq!(classify(None, Some(503)), ErrorKind::Transient);
-        assert_eq!(classify(None, Some(403)), ErrorKind::Permanent);
-        assert_eq!(classify(None, None), ErrorKind::Transient);
+        assert_eq!(classify(Some("ResourceNotFoundException"), "", Some(400)), ErrorKind::NotFound);
+        assert_eq!(classify(Some("ThrottlingException"), "", Some(400)), ErrorKind::Transient);
+        assert_eq!(classify(Some("AccessDeniedException"), "", Some(400)), ErrorKind::Permanent);
+        assert_eq!(classify(Some("EntityAlreadyExists"), "", Some(409)), ErrorKind::Conflict);
+        assert_eq!(classify(None, "", Some(503)), ErrorKind::Transient);
+        assert_eq!(classify(None, "", Some(403)), ErrorKind::Permanent);
+        assert_eq!(classify(None, "", None), ErrorKind::Transient);
+    }
+
+    #[test]
+    fn aws_refusals_that_mean_wait_propagate_or_quota_are_told_apart() {
+        let backups = "Backups are being enabled for the table: t. Please retry later";
+        assert_eq!(classify(Some("ContinuousBackupsUnavailableException"), backups, Some(400)), ErrorKind::Busy);
+        let firehose = "Firehose is unable to assume role arn:aws:iam::1:role/r. Please check the role provided.";
+        assert_eq!(classify(Some("InvalidArgumentException"), firehose, Some(400)), ErrorKind::IamPropagation);
+        let glue = "Service is unable to assume provided role. Please verify role's TrustPolicy";
+        assert_eq!(classify(Some("InvalidInputException"), glue, Some(400)), ErrorKind::IamPropagation);
+        let quota = "You have already consumed your limit of 50 delivery streams in this account and region.";
+        assert_eq!(classify(Some("LimitExceededException"), quota, Some(400)), ErrorKind::Quota);
+        assert!(AwsError::new("CreateDeliveryStream", None, quota.into(), Some(400)).is_permanent());
+        // Kinesis's request-rate LimitExceededException is throttling.
+        let rate = "Rate exceeded for stream s under account 1.";
+        assert_eq!(classify(Some("LimitExceededException"), rate, Some(400)), ErrorKind::Transient);
+        assert_eq!(classify(Some("InvalidArgumentException"), "bad prefix", Some(400)), ErrorKind::Permanent);
     }
 }

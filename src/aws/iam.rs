@@ -4,7 +4,9 @@
 //! With `spec.iam.createRoles: false` the user's roles are used as given: no
 //! role is created, changed or deleted, and no IAM call is made.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use aws_sdk_iam::types::Tag;
 use serde_json::{json, Value};
@@ -103,6 +105,9 @@ pub struct ObservedRole {
     /// The inline policy, `None` when absent.
     pub policy: Option<Value>,
     pub tags: BTreeMap<String, String>,
+    /// When it was created or last had a policy written (by this process), whichever is later:
+    /// what IAM propagation is timed from.
+    pub changed_at: Option<SystemTime>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -117,6 +122,24 @@ pub struct ObservedRoles {
     pub missing: Vec<String>,
 }
 
+/// When this process last wrote each role (created it, or put one of its policies). IAM is
+/// eventually consistent: services refuse a role for seconds after such a write, and GetRole
+/// reports only the creation date.
+#[derive(Clone, Debug, Default)]
+pub struct RoleWrites(Arc<Mutex<HashMap<String, SystemTime>>>);
+
+impl RoleWrites {
+    fn record(&self, role: &str) {
+        if let Ok(mut writes) = self.0.lock() {
+            writes.insert(role.to_string(), SystemTime::now());
+        }
+    }
+
+    fn last(&self, role: &str) -> Option<SystemTime> {
+        self.0.lock().ok().and_then(|writes| writes.get(role).copied())
+    }
+}
+
 impl ObservedRoles {
     /// The ARNs downstream components use: the user's, or the observed roles'.
     pub fn arns(&self) -> RoleArns {
@@ -126,10 +149,15 @@ impl ObservedRoles {
         let arn = |p: RolePurpose| self.roles.iter().find(|r| r.purpose == p).map(|r| r.arn.clone());
         RoleArns { pipe: arn(RolePurpose::Pipe), firehose: arn(RolePurpose::Firehose), glue: arn(RolePurpose::Glue) }
     }
+
+    /// The latest change of any managed role.
+    pub fn changed_at(&self) -> Option<SystemTime> {
+        self.roles.iter().filter_map(|r| r.changed_at).max()
+    }
 }
 
-/// IAM calls of this component.
-pub struct Roles<'a>(pub &'a aws_sdk_iam::Client);
+/// IAM calls of this component, and this process's record of its role writes.
+pub struct Roles<'a>(pub &'a aws_sdk_iam::Client, pub &'a RoleWrites);
 
 fn trust_policy(purpose: RolePurpose, account: Option<&str>) -> Value {
     let mut statement = json!({
@@ -318,6 +346,7 @@ impl Roles<'_> {
             policy_name: r.policy_name.clone(),
             policy: policy.map(|p| parse_policy(&p.policy_document)),
             tags: role.tags.unwrap_or_default().into_iter().map(|t| (t.key, t.value)).collect(),
+            changed_at: SystemTime::try_from(role.create_date).ok().max(self.1.last(&r.name)),
         }))
     }
 
@@ -333,6 +362,7 @@ impl Roles<'_> {
             .send()
             .await
             .aws("CreateRole");
+        self.1.record(&r.name);
         // EntityAlreadyExists: a role of that name appeared since the observe; the reconciler
         // judges its ownership before changing anything (a crash after an earlier CreateRole
         // leaves a role the observe finds, tagged as ours in the create call).
@@ -348,6 +378,7 @@ impl Roles<'_> {
             .send()
             .await
             .aws("UpdateAssumeRolePolicy")?;
+        self.1.record(&r.name);
         Ok(())
     }
 
@@ -360,6 +391,7 @@ impl Roles<'_> {
             .send()
             .await
             .aws("PutRolePolicy")?;
+        self.1.record(&r.name);
         Ok(())
     }
 
@@ -534,6 +566,7 @@ impl Component for Roles<'_> {
         refs.pipe_role_arn = arns.pipe;
         refs.firehose_role_arn = arns.firehose;
         refs.glue_role_arn = arns.glue;
+        refs.roles_changed_at = o.changed_at();
     }
 
     fn report(o: &ObservedRoles, status: &mut SalesPipelineStatus) {
@@ -621,6 +654,7 @@ mod tests {
                     policy_name: r.policy_name.clone(),
                     policy: Some(r.policy.clone()),
                     tags: r.tags.clone(),
+                    changed_at: None,
                 })
                 .collect(),
             retired: Vec::new(),
@@ -823,6 +857,7 @@ mod tests {
             policy_name: "sales-operator-glue".into(),
             policy: None,
             tags: BTreeMap::new(),
+            changed_at: None,
         });
         let changes = Roles::diff(&d, &o);
         assert_eq!(fields(&changes), vec!["glueRole"]);

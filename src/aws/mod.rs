@@ -44,6 +44,9 @@ pub struct AwsSettings {
     pub max_attempts: Option<u32>,
     /// First retry delay; doubles per attempt with jitter, capped at 20 s.
     pub initial_backoff: Option<Duration>,
+    /// How long after a role changes a service that assumes it is first asked to (default
+    /// `reconcile::IAM_SETTLE`): AWS propagates IAM changes in seconds, not at once.
+    pub iam_settle: Option<Duration>,
 }
 
 /// The shared SDK configuration (credentials, retries, endpoint).
@@ -105,6 +108,51 @@ pub struct Clients {
     /// Resource Groups Tagging API: the tags of all of a pipeline's resources in one read.
     pub tagging: aws_sdk_resourcegroupstagging::Client,
     pub calls: CallLog,
+    /// What the reconciler remembers between passes: role writes, recoveries, refusals.
+    pub memory: Memory,
+}
+
+/// What a process remembers of its own work between passes (lost on restart: then a role's
+/// creation date and AWS's states are all there is, which is enough to converge).
+#[derive(Clone, Debug, Default)]
+pub struct Memory {
+    pub role_writes: iam::RoleWrites,
+    /// Recovery attempts per failed resource, and first IAM-propagation refusal per resource.
+    pub attempts: Attempts,
+    /// How long after a role changes a service that assumes it is first asked to
+    /// ([`AwsSettings::iam_settle`]).
+    pub iam_settle: Option<Duration>,
+}
+
+/// Counters and first-seen times per resource, kept until the resource is well.
+#[derive(Clone, Debug, Default)]
+pub struct Attempts(std::sync::Arc<std::sync::Mutex<BTreeMap<String, (u32, std::time::SystemTime)>>>);
+
+impl Attempts {
+    /// Counts one more attempt for `key`: (attempts so far including this one, first attempt's time).
+    pub fn count(&self, key: &str) -> (u32, std::time::SystemTime) {
+        let now = std::time::SystemTime::now();
+        match self.0.lock() {
+            Ok(mut map) => {
+                let entry = map.entry(key.to_string()).or_insert((0, now));
+                entry.0 += 1;
+                *entry
+            }
+            Err(_) => (1, now),
+        }
+    }
+
+    /// The attempts recorded for `key`, without counting one.
+    pub fn get(&self, key: &str) -> Option<(u32, std::time::SystemTime)> {
+        self.0.lock().ok().and_then(|map| map.get(key).copied())
+    }
+
+    /// Forgets `key` (it is well again).
+    pub fn clear(&self, key: &str) {
+        if let Ok(mut map) = self.0.lock() {
+            map.remove(key);
+        }
+    }
 }
 
 macro_rules! client {
@@ -141,6 +189,7 @@ impl Clients {
             athena: client!(aws_sdk_athena, sdk, region, calls),
             tagging: client!(aws_sdk_resourcegroupstagging, sdk, region, calls),
             athena_batch_gets: analytics::BatchGets::default(),
+            memory: Memory::default(),
             s3,
             region,
             calls,
@@ -460,6 +509,8 @@ pub struct Refs {
     pub pipe_role_arn: Option<String>,
     pub firehose_role_arn: Option<String>,
     pub glue_role_arn: Option<String>,
+    /// When the managed roles last changed (created, or a policy written); `None` for the user's roles.
+    pub roles_changed_at: Option<std::time::SystemTime>,
 }
 
 /// Placeholder for an ARN not known until its resource exists.
@@ -537,6 +588,44 @@ pub trait Component {
         let _ = observed;
         Ok(())
     }
+
+    /// What AWS is still doing to it (`CREATING`, `UPDATING`): while it is, AWS refuses changes,
+    /// so none is attempted and the pipeline waits.
+    fn busy(observed: &Self::Observed) -> Option<String> {
+        let _ = observed;
+        None
+    }
+
+    /// A failed state AWS will not leave by itself (`CREATE_FAILED`), and how to recover from it.
+    fn failed(observed: &Self::Observed) -> Option<Failure> {
+        let _ = observed;
+        None
+    }
+
+    /// Starts it again after a failed start ([`Recovery::Restart`]).
+    async fn restart(&self, observed: &Self::Observed) -> Result<(), AwsError> {
+        let _ = observed;
+        Err(AwsError::permanent("Restart", format!("{} cannot be restarted", Self::KIND)))
+    }
+}
+
+/// A resource in a failed state (SPEC §9: recovered when it holds no data).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    /// The state AWS reports (`CREATE_FAILED`).
+    pub state: String,
+    /// AWS's reason (a pipe's StateReason, a Firehose stream's FailureDescription).
+    pub reason: String,
+    pub recovery: Recovery,
+}
+
+/// How a failed resource is brought back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Recovery {
+    /// Deleted; the next pass creates it again (it holds no data).
+    Recreate,
+    /// Started again.
+    Restart,
 }
 
 /// Tags as the `Vec<(key, value)>` most comparisons want.

@@ -21,7 +21,8 @@ use aws_sdk_pipes::types::{
 
 use super::error::{absent_if_not_found, build_error, ok_if_not_found, require_known};
 use super::{
-    compare, known, missing_tags, AwsError, AwsResultExt, Change, Claim, Component, ComponentKind, PipelineCtx, Refs,
+    compare, known, missing_tags, AwsError, AwsResultExt, Change, Claim, Component, ComponentKind, Failure,
+    PipelineCtx, Recovery, Refs,
 };
 use crate::api::{PipeStatus, SalesPipelineStatus, StartingPosition};
 
@@ -325,6 +326,27 @@ impl Component for Pipes<'_> {
             arn: Some(o.arn.clone()),
             state: Some(o.current_state.clone()).filter(|s| !s.is_empty()),
         });
+    }
+
+    fn busy(o: &ObservedPipe) -> Option<String> {
+        matches!(o.current_state.as_str(), "CREATING" | "UPDATING" | "STARTING" | "STOPPING")
+            .then(|| format!("pipe {} is {}, not yet RUNNING", o.name, o.current_state))
+    }
+
+    fn failed(o: &ObservedPipe) -> Option<Failure> {
+        let recovery = match o.current_state.as_str() {
+            // A pipe holds no data: one that failed to be created or changed is made again.
+            "CREATE_FAILED" | "UPDATE_FAILED" => Recovery::Recreate,
+            "START_FAILED" => Recovery::Restart,
+            _ => return None,
+        };
+        let reason = o.state_reason.clone().unwrap_or_else(|| "AWS gave no reason".to_string());
+        Some(Failure { state: o.current_state.clone(), reason, recovery })
+    }
+
+    async fn restart(&self, o: &ObservedPipe) -> Result<(), AwsError> {
+        self.0.start_pipe().name(&o.name).send().await.aws("StartPipe")?;
+        Ok(())
     }
 
     fn readiness(o: &ObservedPipe) -> Result<(), String> {

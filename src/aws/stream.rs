@@ -233,6 +233,10 @@ impl Component for Streams<'_> {
         status.stream = Some(NamedArn { name: o.name.clone(), arn: Some(o.arn.clone()) });
     }
 
+    fn busy(o: &ObservedStream) -> Option<String> {
+        matches!(o.status.as_str(), "CREATING" | "UPDATING").then(|| format!("stream {} is {}", o.name, o.status))
+    }
+
     fn readiness(o: &ObservedStream) -> Result<(), String> {
         match o.status.as_str() {
             "ACTIVE" => Ok(()),

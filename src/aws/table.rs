@@ -260,19 +260,11 @@ impl Component for Tables<'_> {
             .send()
             .await
             .aws(OP);
-        match created {
-            Ok(out) => {
-                // Continuous backups can only be enabled on an ACTIVE table; while it is
-                // CREATING the next pass finds them off and enables them.
-                let active = out.table_description.and_then(|t| t.table_status) == Some(AwsTableStatus::Active);
-                if active && d.point_in_time_recovery {
-                    self.set_point_in_time_recovery(&d.name, true).await?;
-                }
-                Ok(())
-            }
-            // It appeared since the observe: the reconciler judges its ownership before touching it.
-            Err(e) => Err(e),
-        }
+        // Continuous backups can only be enabled once the table is ACTIVE, and AWS refuses them
+        // for a while after that too ("Backups are being enabled"): a later pass reads them back
+        // and enables them. A conflict (it appeared since the observe) goes to the reconciler,
+        // which judges its ownership before touching it.
+        created.map(|_| ())
     }
 
     async fn update(&self, d: &DesiredTable, o: &ObservedTable, changes: &[Change]) -> Result<(), AwsError> {
@@ -328,6 +320,10 @@ impl Component for Tables<'_> {
     fn report(o: &ObservedTable, status: &mut SalesPipelineStatus) {
         status.table =
             Some(TableStatus { name: o.name.clone(), arn: Some(o.arn.clone()), stream_arn: o.stream_arn.clone() });
+    }
+
+    fn busy(o: &ObservedTable) -> Option<String> {
+        matches!(o.status.as_str(), "CREATING" | "UPDATING").then(|| format!("table {} is {}", o.name, o.status))
     }
 
     fn readiness(o: &ObservedTable) -> Result<(), String> {

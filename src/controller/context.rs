@@ -28,6 +28,7 @@ pub struct Context {
     /// What OrderGenerator pods inherit from the operator.
     pub pod_defaults: super::generator::PodDefaults,
     sdk: SdkConfig,
+    iam_settle: Option<Duration>,
     calls: CallLog,
     clients: Mutex<HashMap<String, Clients>>,
     failures: Mutex<HashMap<ObjectRef<SalesPipeline>, u32>>,
@@ -67,6 +68,7 @@ impl Context {
             recorder: Recorder::new(client.clone(), reporter.clone()),
             reporter,
             sdk: sdk_config(&aws).await,
+            iam_settle: aws.iam_settle,
             client,
             metrics,
             resync: args.resync_period,
@@ -114,7 +116,8 @@ impl Context {
         if let Some(c) = cache.get(&key) {
             return Ok(c.clone());
         }
-        let c = Clients::new(&self.sdk, region, self.calls.clone())?;
+        let mut c = Clients::new(&self.sdk, region, self.calls.clone())?;
+        c.memory.iam_settle = self.iam_settle;
         cache.insert(key, c.clone());
         Ok(c)
     }

@@ -159,7 +159,7 @@ async fn apply(sp: &SalesPipeline, ctx: &Context, api: &Api<SalesPipeline>) -> R
             ctx.succeeded(&ObjectRef::from(sp));
             ctx.resync
         }
-        _ => CONVERGING_REQUEUE,
+        _ => outcome.wait.unwrap_or(CONVERGING_REQUEUE),
     };
     if let Some(version) = written {
         ctx.echoes.expect(ObjectRef::from(sp), version, generation, next);
@@ -250,6 +250,7 @@ fn action_event(a: &AwsAction) -> Event {
         Verb::Blocked => (EventType::Warning, "UpdateBlocked"),
         Verb::Adopt => (EventType::Normal, "Adopted"),
         Verb::Conflict => (EventType::Warning, "Conflict"),
+        Verb::Recover => (EventType::Warning, "Recovered"),
     };
     let action = if matches!(a.verb, Verb::Delete | Verb::Retain) { "Delete" } else { "Reconcile" };
     // One reason per component and verb, for `kubectl get events --field-selector reason=...`.

@@ -93,7 +93,10 @@ impl Sink for DynamoDbSink {
             .send()
             .await
             .aws("BatchWriteItem")
-            .map_err(|e| SinkError { retryable: e.kind == ErrorKind::Transient, message: e.to_string() })?;
+            .map_err(|e| SinkError {
+                retryable: matches!(e.kind, ErrorKind::Transient | ErrorKind::Busy),
+                message: e.to_string(),
+            })?;
         Ok(out.unprocessed_items.and_then(|mut m| m.remove(&self.table)).unwrap_or_default())
     }
 

@@ -78,6 +78,7 @@ pub fn aws_env() -> Vec<(&'static str, String)> {
         ("AWS_SECRET_ACCESS_KEY", "testing".into()),
         ("AWS_REGION", "eu-west-1".into()),
         ("AWS_EC2_METADATA_DISABLED", "true".into()),
+        ("SALES_OPERATOR_IAM_SETTLE", iam_settle().as_secs_f64().to_string()),
     ]
 }
 
@@ -107,7 +108,16 @@ pub async fn clients() -> sales_operator::aws::Clients {
         initial_backoff: Some(Duration::from_millis(5)),
         ..settings()
     };
-    sales_operator::aws::Clients::new(&sdk(&fast).await, None, Default::default()).expect("clients for moto")
+    let mut c =
+        sales_operator::aws::Clients::new(&sdk(&fast).await, None, Default::default()).expect("clients for moto");
+    c.memory.iam_settle = Some(iam_settle());
+    c
+}
+
+/// How long the operator under test lets a new role settle before a service assumes it: none
+/// on bare moto, where every role is usable at once.
+pub fn iam_settle() -> Duration {
+    Duration::ZERO
 }
 
 /// Sets the dummy credentials in this process (for in-process SDK clients).
