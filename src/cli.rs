@@ -263,7 +263,7 @@ async fn target(global: &Global, file: &str) -> Result<Target, CliError> {
     let pipeline = manifest::read_pipeline(file)?;
     let sdk = aws::sdk_config(&aws_settings(global)).await;
     let mut clients = Clients::new(&sdk, pipeline.spec.region.as_deref(), CallLog::default())?;
-    clients.memory.iam_settle = Some(global.iam_settle);
+    clients.memory.timing.iam_settle = Some(global.iam_settle);
     let namespace = pipeline.namespace().unwrap_or_else(|| "default".to_string());
     let ctx = PipelineCtx::new(&namespace, &pipeline.name_any(), &pipeline.spec, &clients.region);
     Ok(Target { pipeline, ctx, clients })

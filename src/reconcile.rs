@@ -313,11 +313,57 @@ struct Pass<'a> {
     mode: Mode,
     refs: Mutex<Refs>,
     outcome: Mutex<Outcome>,
+    gate: Gate,
+}
+
+/// Opens once every component started so far has been checked for ownership (or has stopped).
+#[derive(Default)]
+struct Gate {
+    pending: Mutex<usize>,
+    changed: tokio::sync::Notify,
+}
+
+impl Gate {
+    async fn open(&self) {
+        loop {
+            let notified = self.changed.notified();
+            if *lock(&self.pending) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// A component's place at the [`Gate`]: counted until it is checked, or dropped.
+struct Checked<'g> {
+    gate: &'g Gate,
+    pending: bool,
+}
+
+impl<'g> Checked<'g> {
+    fn new(gate: &'g Gate) -> Self {
+        *lock(&gate.pending) += 1;
+        Self { gate, pending: true }
+    }
+
+    fn done(&mut self) {
+        if std::mem::take(&mut self.pending) {
+            *lock(&self.gate.pending) -= 1;
+            self.gate.changed.notify_waiters();
+        }
+    }
+}
+
+impl Drop for Checked<'_> {
+    fn drop(&mut self) {
+        self.done();
+    }
 }
 
 impl Pass<'_> {
     /// Observe → diff → create/update one component.
-    async fn converge<C: Component>(&self, c: &C) -> Result<Progress, AwsError> {
+    async fn converge<C: Component>(&self, c: &C, checked: &mut Checked<'_>) -> Result<Progress, AwsError> {
         let refs = lock(&self.refs).clone();
         let mut desired = C::desired(self.ctx, &refs);
         let resource = C::resource_name(&desired);
@@ -331,6 +377,16 @@ impl Pass<'_> {
                 let reason = if self.mode == Mode::Observe { "Paused" } else { "Absent" };
                 self.state(C::KIND, false, reason, format!("{resource} does not exist"));
                 return Ok(Progress::Planned);
+            }
+            // Nothing is created while a component started with it may still turn out not to be
+            // this pipeline's: a pipeline whose names are taken creates nothing at all.
+            checked.done();
+            self.gate.open().await;
+            if let Some(other) = self.refused() {
+                self.retract(C::KIND, Verb::Create);
+                let message = format!("{resource} is not created while {other} is not this pipeline's");
+                self.state(C::KIND, false, "NotCreated", message);
+                return Ok(Progress::Stopped);
             }
             match c.create(&desired).await {
                 Ok(()) => {
@@ -363,6 +419,7 @@ impl Pass<'_> {
                 Ownership::Refused => return Ok(Progress::Stopped),
             }
         }
+        checked.done();
         if let Some(o) = &observed {
             if let Some(failure) = C::failed(o) {
                 self.publish::<C>(o);
@@ -448,7 +505,7 @@ impl Pass<'_> {
                 let busy = C::busy(&o).is_some();
                 self.state(C::KIND, false, if busy { "InProgress" } else { "NotReady" }, waiting);
                 if busy {
-                    self.pace(WAIT_PACE);
+                    self.pace(self.clients.memory.timing.pace.unwrap_or(WAIT_PACE));
                 }
                 Ok(Progress::Exists)
             }
@@ -515,7 +572,7 @@ impl Pass<'_> {
     /// The component is waiting on AWS: not ready, looked at again at [`WAIT_PACE`].
     fn wait(&self, kind: ComponentKind, reason: &str, message: String) -> Progress {
         self.state(kind, false, reason, message);
-        self.pace(WAIT_PACE);
+        self.pace(self.clients.memory.timing.pace.unwrap_or(WAIT_PACE));
         Progress::Stopped
     }
 
@@ -604,8 +661,15 @@ impl Pass<'_> {
         outcome.components.push(ComponentState { kind, ready, reason: reason.to_string(), message });
     }
 
-    async fn step<C: Component>(&self, c: C) -> (ComponentKind, Progress) {
-        let progress = match self.converge(&c).await {
+    /// The first component refused as not this pipeline's in this pass.
+    fn refused(&self) -> Option<ComponentKind> {
+        lock(&self.outcome).actions.iter().find(|a| a.verb == Verb::Conflict).map(|a| a.component)
+    }
+
+    async fn step<C: Component>(&self, c: C, mut checked: Checked<'_>) -> (ComponentKind, Progress) {
+        let result = self.converge(&c, &mut checked).await;
+        drop(checked);
+        let progress = match result {
             Ok(progress) => progress,
             Err(e) if e.kind == ErrorKind::IamPropagation => self.propagation(C::KIND, e),
             Err(e) => self.failed(C::KIND, e),
@@ -632,10 +696,11 @@ impl Pass<'_> {
         let (_, first_refusal) = self.clients.memory.attempts.count(&refusal_key(kind));
         let since = changed.unwrap_or(first_refusal);
         let elapsed = SystemTime::now().duration_since(since).unwrap_or_default();
-        if elapsed < IAM_PROPAGATION_WINDOW {
+        let window = self.clients.memory.timing.iam_window.unwrap_or(IAM_PROPAGATION_WINDOW);
+        if elapsed < window {
             let message = format!(
                 "{e} (IAM has not propagated the role yet: retrying for up to {} s after it changed, {} s so far)",
-                IAM_PROPAGATION_WINDOW.as_secs(),
+                window.as_secs(),
                 elapsed.as_secs()
             );
             return self.wait(kind, "WaitingForIam", message);
@@ -657,7 +722,7 @@ impl Pass<'_> {
                     return true;
                 }
                 let Some(changed) = lock(&self.refs).roles_changed_at else { return true };
-                let settle = self.clients.memory.iam_settle.unwrap_or(IAM_SETTLE);
+                let settle = self.clients.memory.timing.iam_settle.unwrap_or(IAM_SETTLE);
                 let left = (changed + settle).duration_since(SystemTime::now()).unwrap_or_default();
                 if left.is_zero() {
                     return true;
@@ -670,15 +735,17 @@ impl Pass<'_> {
 
     fn run<'p>(&'p self, kind: ComponentKind, tags: &'p TagIndex) -> BoxFuture<'p, (ComponentKind, Progress)> {
         let c = self.clients;
+        // Counted at the gate from the moment it is started, before it is first polled.
+        let g = Checked::new(&self.gate);
         match kind {
-            Table => self.step(Tables(&c.dynamodb, tags)).boxed(),
-            Stream => self.step(Streams(&c.kinesis, tags)).boxed(),
-            Bucket => self.step(Buckets(&c.s3, tags)).boxed(),
-            Iam => self.step(Roles(&c.iam, &c.memory.role_writes)).boxed(),
-            Pipe => self.step(Pipes(&c.pipes)).boxed(),
-            Delivery => self.step(Deliveries(&c.firehose, tags)).boxed(),
-            Catalog => self.step(Catalogs(&c.glue, tags)).boxed(),
-            Analytics => self.step(Workgroups(&c.athena, tags, &c.athena_batch_gets)).boxed(),
+            Table => self.step(Tables(&c.dynamodb, tags), g).boxed(),
+            Stream => self.step(Streams(&c.kinesis, tags), g).boxed(),
+            Bucket => self.step(Buckets(&c.s3, tags), g).boxed(),
+            Iam => self.step(Roles(&c.iam, &c.memory.role_writes), g).boxed(),
+            Pipe => self.step(Pipes(&c.pipes), g).boxed(),
+            Delivery => self.step(Deliveries(&c.firehose, tags), g).boxed(),
+            Catalog => self.step(Catalogs(&c.glue, tags), g).boxed(),
+            Analytics => self.step(Workgroups(&c.athena, tags, &c.athena_batch_gets), g).boxed(),
         }
     }
 }
@@ -702,7 +769,14 @@ fn refusal_key(kind: ComponentKind) -> String {
 /// left for the next one (`Outcome::wait` says when).
 pub async fn reconcile(clients: &Clients, ctx: &PipelineCtx, mode: Mode) -> Outcome {
     let tags = TagIndex::fetch_or_empty(&clients.tagging, ctx).await;
-    let pass = Pass { clients, ctx, mode, refs: Mutex::new(Refs::default()), outcome: Mutex::new(Outcome::default()) };
+    let pass = Pass {
+        clients,
+        ctx,
+        mode,
+        refs: Mutex::new(Refs::default()),
+        outcome: Mutex::new(Outcome::default()),
+        gate: Gate::default(),
+    };
     let mut progress = BTreeMap::new();
     let mut started = Vec::new();
     let mut running = FuturesUnordered::new();

@@ -2,6 +2,8 @@
 //! resource that does not carry its ownership tags, takes an untagged one only through
 //! `spec.adopt`, and never deletes an adopted table or bucket.
 
+#[path = "support/apply.rs"]
+mod apply;
 #[path = "support/moto.rs"]
 mod moto;
 
@@ -12,6 +14,7 @@ use sales_operator::api::DeletionPolicy;
 use sales_operator::aws::{Clients, ComponentKind, PipelineCtx, TAG_ADOPTED, TAG_PIPELINE};
 use sales_operator::reconcile::{reconcile, teardown, Mode, Outcome, Verb};
 
+use apply::{converge, converge_observed};
 use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
 use moto::{clients, REGION};
 
@@ -82,7 +85,7 @@ async fn a_second_pipeline_with_the_same_names_is_refused_and_deletes_nothing_of
     let team_b = pipeline_in("team-b", "sales", &spec);
     assert_eq!(team_a.names.table, team_b.names.table, "the same names on purpose");
     assert_eq!(team_a.names.pipe_role, team_b.names.pipe_role);
-    assert!(reconcile(&c, &team_a, Mode::Apply).await.ready());
+    assert!(converge(&c, &team_a).await.ready());
     let before = snapshot(&c, &team_a).await;
     let mutations = c.calls.mutations();
 
@@ -102,7 +105,7 @@ async fn a_second_pipeline_with_the_same_names_is_refused_and_deletes_nothing_of
     assert!(done.actions.iter().all(|a| a.verb == Verb::Retain), "{:?}", done.actions);
     assert_eq!(c.calls.mutations(), mutations, "team-b's teardown deleted something");
     assert_eq!(snapshot(&c, &team_a).await, before);
-    assert!(reconcile(&c, &team_a, Mode::Apply).await.ready(), "team-a is still whole");
+    assert!(converge(&c, &team_a).await.ready(), "team-a is still whole");
 
     let done = teardown(&c, &team_a, DeletionPolicy::Delete, false).await;
     assert!(done.complete() && done.actions.iter().all(|a| a.verb == Verb::Delete), "{:?}", done.actions);
@@ -152,16 +155,17 @@ async fn an_existing_untagged_table_is_left_alone_unless_adopted_and_an_adopted_
 
     let adopting = format!("{spec}  adopt: [table]\n");
     let ctx = pipeline_in("shop", &name, &adopting);
-    let adopted = reconcile(&c, &ctx, Mode::Apply).await;
+    let mut actions = Vec::new();
+    let adopted = converge_observed(&c, &ctx, |o| actions.extend(o.actions.clone())).await;
     assert!(adopted.ready(), "{:#?}", adopted.components);
-    let action = adopted.actions.iter().find(|a| a.verb == Verb::Adopt).expect("an adopt action");
+    let action = actions.iter().find(|a| a.verb == Verb::Adopt).expect("an adopt action");
     assert!(action.changes.iter().any(|ch| ch.field == "stream"), "reports what it changed: {action}");
     assert!(stream_enabled(&c, &table).await);
     let tags = table_tags(&c, &table).await;
     assert_eq!(tags.get(TAG_PIPELINE).map(String::as_str), Some(format!("shop/{name}").as_str()));
     assert_eq!(tags.get(TAG_ADOPTED).map(String::as_str), Some("true"));
     assert_eq!(adopted.status.adopted, vec![format!("dynamodb table {table}")]);
-    assert!(reconcile(&c, &ctx, Mode::Apply).await.ready(), "adopted stays managed");
+    assert!(converge(&c, &ctx).await.ready(), "adopted stays managed");
 
     let done = teardown(&c, &ctx, DeletionPolicy::Delete, false).await;
     assert!(done.complete(), "{:?}", done.error);
@@ -193,7 +197,7 @@ async fn an_existing_untagged_bucket_is_left_alone_unless_adopted_and_an_adopted
     assert!(c.s3.get_bucket_encryption().bucket(&bucket).send().await.is_err(), "configured without adopt");
 
     let ctx = pipeline_in("shop", &name, &format!("{spec}  adopt: [bucket]\n"));
-    let adopted = reconcile(&c, &ctx, Mode::Apply).await;
+    let adopted = converge(&c, &ctx).await;
     assert!(adopted.ready(), "{:#?}", adopted.components);
     assert!(c.s3.get_bucket_encryption().bucket(&bucket).send().await.is_ok());
     let done = teardown(&c, &ctx, DeletionPolicy::Delete, false).await;
@@ -221,12 +225,8 @@ async fn an_existing_untagged_stream_is_not_modified_without_adopt() {
     assert_eq!(mode, aws_sdk_kinesis::types::StreamMode::Provisioned, "switched to on-demand without adopt");
     assert!(c.kinesis.list_tags_for_stream().stream_name(&stream).send().await.unwrap().tags.is_empty());
 
-    let adopted = reconcile(
-        &c,
-        &pipeline_in("shop", &name, &format!("  stream:\n    name: {stream}\n  adopt: [stream]\n")),
-        Mode::Apply,
-    )
-    .await;
+    let adopted =
+        converge(&c, &pipeline_in("shop", &name, &format!("  stream:\n    name: {stream}\n  adopt: [stream]\n"))).await;
     assert!(adopted.ready(), "{:#?}", adopted.components);
 }
 
@@ -234,7 +234,7 @@ async fn an_existing_untagged_stream_is_not_modified_without_adopt() {
 async fn a_resource_of_another_pipeline_cannot_be_adopted() {
     let c = clients().await;
     let owner = pipeline_in("team-a", &moto::unique("owner"), "  {}\n");
-    assert!(reconcile(&c, &owner, Mode::Apply).await.ready());
+    assert!(converge(&c, &owner).await.ready());
     let spec = format!("  table:\n    name: {}\n  adopt: [table]\n", owner.names.table);
     let thief = pipeline_in("team-b", &moto::unique("thief"), &spec);
     let tags = table_tags(&c, &owner.names.table).await;
@@ -250,7 +250,7 @@ async fn a_pipeline_deleted_under_retain_and_applied_again_gets_its_table_and_bu
     let c = clients().await;
     let name = moto::unique("again");
     let ctx = pipeline_in("shop", &name, "  {}\n");
-    assert!(reconcile(&c, &ctx, Mode::Apply).await.ready());
+    assert!(converge(&c, &ctx).await.ready());
     let n = &ctx.names;
     c.s3.put_object().bucket(&n.bucket).key("orders/kept.json").body(b"{}\n".to_vec().into()).send().await.unwrap();
     let arn = |t: Option<aws_sdk_dynamodb::types::TableDescription>| t.and_then(|t| t.table_arn);
@@ -259,10 +259,12 @@ async fn a_pipeline_deleted_under_retain_and_applied_again_gets_its_table_and_bu
     let done = teardown(&c, &ctx, DeletionPolicy::Retain, false).await;
     assert!(done.complete(), "{:?}", done.error);
     // The same manifest again: the same identity, so the retained table and bucket are its own.
-    let again = reconcile(&c, &pipeline_in("shop", &name, "  {}\n"), Mode::Apply).await;
+    let mut actions = Vec::new();
+    let again =
+        converge_observed(&c, &pipeline_in("shop", &name, "  {}\n"), |o| actions.extend(o.actions.clone())).await;
     assert!(again.ready(), "{:#?}", again.components);
-    assert!(!again.actions.iter().any(|a| a.verb == Verb::Conflict), "{:?}", again.actions);
-    let created: Vec<_> = again.actions.iter().filter(|a| a.verb == Verb::Create).map(|a| a.component).collect();
+    assert!(!actions.iter().any(|a| a.verb == Verb::Conflict), "{actions:?}");
+    let created: Vec<_> = actions.iter().filter(|a| a.verb == Verb::Create).map(|a| a.component).collect();
     assert!(!created.contains(&ComponentKind::Table) && !created.contains(&ComponentKind::Bucket), "{created:?}");
     assert_eq!(arn(c.dynamodb.describe_table().table_name(&n.table).send().await.unwrap().table), before);
     assert!(c.s3.head_object().bucket(&n.bucket).key("orders/kept.json").send().await.is_ok());

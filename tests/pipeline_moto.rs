@@ -1,6 +1,8 @@
 //! The reconcile core against the moto server: what `apply`, a steady state,
 //! drift, crashes, faults and teardown do to real SDK calls.
 
+#[path = "support/apply.rs"]
+mod apply;
 #[path = "support/moto.rs"]
 mod moto;
 
@@ -10,6 +12,7 @@ use sales_operator::aws::calls::{Fault, FaultPlan};
 use sales_operator::aws::{Clients, ComponentKind, PipelineCtx};
 use sales_operator::reconcile::{reconcile, teardown, Mode, Verb};
 
+use apply::{converge, converge_observed};
 use moto::{clients, REGION};
 
 /// A pipeline with a name unique to this test, and `spec` (YAML, indented by 2).
@@ -28,7 +31,7 @@ fn pipeline(spec: &str) -> (SalesPipeline, PipelineCtx) {
 async fn first_apply_creates_every_resource_as_specified() {
     let c = clients().await;
     let (_, ctx) = pipeline("");
-    let out = reconcile(&c, &ctx, Mode::Apply).await;
+    let out = converge(&c, &ctx).await;
     assert!(out.ready(), "{:#?}", out.components);
     let n = &ctx.names;
 
@@ -114,7 +117,7 @@ fn urlencoding_decode(s: &str) -> String {
 async fn second_apply_makes_no_mutating_call_and_reports_ready() {
     let c = clients().await;
     let (_, ctx) = pipeline("");
-    assert!(reconcile(&c, &ctx, Mode::Apply).await.ready());
+    assert!(converge(&c, &ctx).await.ready());
     c.calls.reset();
     let out = reconcile(&c, &ctx, Mode::Apply).await;
     assert!(out.ready(), "{:#?}", out.components);
@@ -134,7 +137,7 @@ async fn plan_lists_creates_then_nothing_once_applied() {
         Some((ComponentKind::Table, Verb::Create))
     );
     assert_eq!(c.calls.mutations(), 0, "a plan must not change anything");
-    reconcile(&c, &ctx, Mode::Apply).await;
+    converge(&c, &ctx).await;
     let plan = reconcile(&c, &ctx, Mode::Plan).await;
     assert!(plan.actions.is_empty(), "{:#?}", plan.actions);
 }
@@ -143,7 +146,7 @@ async fn plan_lists_creates_then_nothing_once_applied() {
 async fn changed_fields_are_updated_in_place() {
     let c = clients().await;
     let (_, ctx) = pipeline("  stream:\n    mode: PROVISIONED\n    shardCount: 1\n");
-    assert!(reconcile(&c, &ctx, Mode::Apply).await.ready());
+    assert!(converge(&c, &ctx).await.ready());
     let arn_before = c.kinesis.describe_stream_summary().stream_name(&ctx.names.stream).send().await.unwrap();
 
     let mut changed = ctx.clone();
@@ -152,9 +155,10 @@ async fn changed_fields_are_updated_in_place() {
     changed.spec.delivery.buffer_mib = 16;
     changed.spec.pipe.batch_size = 500;
     c.calls.reset();
-    let out = reconcile(&c, &changed, Mode::Apply).await;
+    let mut actions = Vec::new();
+    let out = converge_observed(&c, &changed, |o| actions.extend(o.actions.clone())).await;
     assert!(out.ready(), "{:#?}", out.components);
-    let verbs: Vec<_> = out.actions.iter().map(|a| (a.component, a.verb.clone())).collect();
+    let verbs: Vec<_> = actions.iter().map(|a| (a.component, a.verb.clone())).collect();
     assert_eq!(
         verbs,
         vec![
@@ -188,13 +192,14 @@ async fn changed_fields_are_updated_in_place() {
 async fn deleted_stream_and_pipe_are_restored_and_relinked() {
     let c = clients().await;
     let (_, ctx) = pipeline("");
-    assert!(reconcile(&c, &ctx, Mode::Apply).await.ready());
+    assert!(converge(&c, &ctx).await.ready());
     c.kinesis.delete_stream().stream_name(&ctx.names.stream).send().await.unwrap();
     c.pipes.delete_pipe().name(&ctx.names.pipe).send().await.unwrap();
 
-    let out = reconcile(&c, &ctx, Mode::Apply).await;
+    let mut actions = Vec::new();
+    let out = converge_observed(&c, &ctx, |o| actions.extend(o.actions.clone())).await;
     assert!(out.ready(), "{:#?}", out.components);
-    let created: Vec<_> = out.actions.iter().filter(|a| a.verb == Verb::Create).map(|a| a.component).collect();
+    let created: Vec<_> = actions.iter().filter(|a| a.verb == Verb::Create).map(|a| a.component).collect();
     assert_eq!(created, vec![ComponentKind::Stream, ComponentKind::Pipe]);
     let kinesis_arn = c
         .kinesis
@@ -263,7 +268,7 @@ async fn a_crash_after_any_mutating_call_is_completed_by_the_next_apply_without_
     let c = clients().await;
     // How many mutating calls a first apply makes.
     let (_, probe) = pipeline("");
-    assert!(reconcile(&c, &probe, Mode::Apply).await.ready());
+    assert!(converge(&c, &probe).await.ready());
     let total = c.calls.mutations();
     assert!(total > 10, "a first apply makes many calls, got {total}");
     let expected = inventory(&c, &probe).await;
@@ -272,10 +277,18 @@ async fn a_crash_after_any_mutating_call_is_completed_by_the_next_apply_without_
     for crash_after in 0..total {
         let (_, ctx) = pipeline("");
         c.calls.set_faults(FaultPlan { stop_after_mutations: Some(crash_after), faults: vec![] });
-        let crashed = reconcile(&c, &ctx, Mode::Apply).await;
+        // The apply's passes until the crash (the walk is concurrent, so which call comes
+        // `crash_after`-th varies; each is some mutating call of the apply).
+        let crashed = loop {
+            let pass = reconcile(&c, &ctx, Mode::Apply).await;
+            if pass.error.is_some() || pass.ready() {
+                break pass;
+            }
+            tokio::time::sleep(pass.wait.unwrap_or(std::time::Duration::from_millis(200))).await;
+        };
         assert!(crashed.error.is_some(), "crash after {crash_after} calls should stop the pass");
         c.calls.set_faults(FaultPlan::default());
-        let resumed = reconcile(&c, &ctx, Mode::Apply).await;
+        let resumed = converge(&c, &ctx).await;
         assert!(resumed.ready(), "after a crash at call {crash_after}: {:#?}", resumed.components);
         assert_eq!(inventory(&c, &ctx).await, expected, "after a crash at call {crash_after}");
     }
@@ -285,7 +298,7 @@ async fn a_crash_after_any_mutating_call_is_completed_by_the_next_apply_without_
 async fn delete_with_retain_keeps_table_and_bucket_with_their_data() {
     let c = clients().await;
     let (_, ctx) = pipeline("");
-    assert!(reconcile(&c, &ctx, Mode::Apply).await.ready());
+    assert!(converge(&c, &ctx).await.ready());
     let n = &ctx.names;
     c.s3.put_object().bucket(&n.bucket).key("orders/x.json").body(b"{}\n".to_vec().into()).send().await.unwrap();
 
@@ -304,7 +317,7 @@ async fn delete_with_retain_keeps_table_and_bucket_with_their_data() {
 async fn delete_with_delete_policy_removes_everything_including_a_non_empty_bucket() {
     let c = clients().await;
     let (_, ctx) = pipeline("  deletionPolicy: Delete\n");
-    assert!(reconcile(&c, &ctx, Mode::Apply).await.ready());
+    assert!(converge(&c, &ctx).await.ready());
     let n = &ctx.names;
     c.s3.put_object().bucket(&n.bucket).key("orders/x.json").body(b"{}\n".to_vec().into()).send().await.unwrap();
 
@@ -344,7 +357,7 @@ async fn throttling_and_server_errors_are_retried_with_backoff() {
             ("DescribePipe".into(), Fault::Throttle, 2),
         ],
     });
-    let out = reconcile(&c, &ctx, Mode::Apply).await;
+    let out = converge(&c, &ctx).await;
     assert!(out.ready(), "{:#?}", out.components);
     assert!(c.calls.counts().values().map(|c| c.retries).sum::<u64>() > 3);
 }
@@ -357,7 +370,7 @@ async fn access_denied_is_permanent_and_not_retried() {
         stop_after_mutations: None,
         faults: vec![("CreateDeliveryStream".into(), Fault::AccessDenied, 1)],
     });
-    let out = reconcile(&c, &ctx, Mode::Apply).await;
+    let out = converge(&c, &ctx).await;
     let (kind, err) = out.error.clone().unwrap();
     assert_eq!(kind, ComponentKind::Delivery);
     assert!(err.is_permanent());
@@ -385,7 +398,7 @@ async fn paused_pipeline_is_observed_not_changed() {
 async fn tags_come_from_one_tagging_api_read_and_tag_drift_is_repaired() {
     let c = clients().await;
     let (_, ctx) = pipeline("  tags:\n    team: sales\n");
-    assert!(reconcile(&c, &ctx, Mode::Apply).await.ready());
+    assert!(converge(&c, &ctx).await.ready());
     c.calls.reset();
     let out = reconcile(&c, &ctx, Mode::Apply).await;
     assert!(out.ready() && out.actions.is_empty(), "{:#?}", out.actions);
@@ -416,10 +429,10 @@ async fn tags_come_from_one_tagging_api_read_and_tag_drift_is_repaired() {
     c.firehose.untag_delivery_stream().delivery_stream_name(&n.delivery).tag_keys("team").send().await.unwrap();
     c.kinesis.remove_tags_from_stream().stream_name(&n.stream).tag_keys("team").send().await.unwrap();
 
-    let out = reconcile(&c, &ctx, Mode::Apply).await;
+    let mut actions = Vec::new();
+    let out = converge_observed(&c, &ctx, |o| actions.extend(o.actions.clone())).await;
     assert!(out.ready(), "{:#?}", out.components);
-    let mut retagged: Vec<ComponentKind> = out
-        .actions
+    let mut retagged: Vec<ComponentKind> = actions
         .iter()
         .filter(|a| a.verb == Verb::Update && a.changes.iter().any(|ch| ch.field == "tags"))
         .map(|a| a.component)
@@ -445,7 +458,7 @@ async fn tags_come_from_one_tagging_api_read_and_tag_drift_is_repaired() {
 async fn a_denied_tagging_api_read_falls_back_to_per_service_tag_reads() {
     let c = clients().await;
     let (_, ctx) = pipeline("");
-    assert!(reconcile(&c, &ctx, Mode::Apply).await.ready());
+    assert!(converge(&c, &ctx).await.ready());
     c.calls.reset();
     c.calls.set_faults(FaultPlan {
         stop_after_mutations: None,
@@ -470,7 +483,7 @@ async fn a_denied_tagging_api_read_falls_back_to_per_service_tag_reads() {
 async fn plan_lines_and_conditions_show_values_not_rust_debug_forms() {
     let c = clients().await;
     let (_, ctx) = pipeline("  stream:\n    mode: PROVISIONED\n    shardCount: 1\n");
-    assert!(reconcile(&c, &ctx, Mode::Apply).await.ready());
+    assert!(converge(&c, &ctx).await.ready());
     // Drift made outside the operator, and spec changes.
     c.s3.delete_public_access_block().bucket(&ctx.names.bucket).send().await.unwrap();
     let mut changed = ctx.clone();

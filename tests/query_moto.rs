@@ -3,6 +3,8 @@
 //! (canned through moto's `/moto-api/static/athena/query-results`, since
 //! moto runs no SQL) is printed as a table.
 
+#[path = "support/apply.rs"]
+mod apply;
 #[path = "support/kube_env.rs"]
 mod kube_env;
 #[path = "support/moto.rs"]
@@ -17,6 +19,7 @@ use sales_operator::aws::{Clients, PipelineCtx};
 use sales_operator::query::{self, Format};
 use sales_operator::reconcile::{reconcile, Mode};
 
+use apply::converge;
 use moto::{clients, REGION};
 
 /// Tests here share moto's queue of canned results: one at a time.
@@ -208,7 +211,7 @@ async fn query_command_looks_a_pipeline_up_by_name_in_the_cluster() {
     );
     let p = parse_pipeline(&yaml, "test").unwrap();
     let ctx = PipelineCtx::new(&ns, &name, &p.spec, REGION);
-    assert!(reconcile(&c, &ctx, Mode::Apply).await.ready());
+    assert!(converge(&c, &ctx).await.ready());
     let applied = env.kubectl_stdin(&["apply", "-f", "-"], &yaml);
     assert!(applied.status.success(), "{}", String::from_utf8_lossy(&applied.stderr));
     let run = |args: &[&str]| {

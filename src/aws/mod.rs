@@ -119,9 +119,20 @@ pub struct Memory {
     pub role_writes: iam::RoleWrites,
     /// Recovery attempts per failed resource, and first IAM-propagation refusal per resource.
     pub attempts: Attempts,
+    pub timing: Timing,
+}
+
+/// How the reconciler paces itself against AWS; `None` is the default of `crate::reconcile`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Timing {
     /// How long after a role changes a service that assumes it is first asked to
-    /// ([`AwsSettings::iam_settle`]).
+    /// ([`AwsSettings::iam_settle`]; default `IAM_SETTLE`).
     pub iam_settle: Option<Duration>,
+    /// How long after a role changes its refusal is retried as IAM propagation
+    /// (default `IAM_PROPAGATION_WINDOW`).
+    pub iam_window: Option<Duration>,
+    /// How soon a pipeline waiting on AWS is looked at again (default `WAIT_PACE`).
+    pub pace: Option<Duration>,
 }
 
 /// Counters and first-seen times per resource, kept until the resource is well.

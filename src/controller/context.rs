@@ -117,7 +117,7 @@ impl Context {
             return Ok(c.clone());
         }
         let mut c = Clients::new(&self.sdk, region, self.calls.clone())?;
-        c.memory.iam_settle = self.iam_settle;
+        c.memory.timing.iam_settle = self.iam_settle;
         cache.insert(key, c.clone());
         Ok(c)
     }

@@ -110,7 +110,7 @@ pub async fn clients() -> sales_operator::aws::Clients {
     };
     let mut c =
         sales_operator::aws::Clients::new(&sdk(&fast).await, None, Default::default()).expect("clients for moto");
-    c.memory.iam_settle = Some(iam_settle());
+    c.memory.timing.iam_settle = Some(iam_settle());
     c
 }
 
