@@ -64,7 +64,6 @@ REFUSED_WHILE_CREATING = {
         "TagResource",
         "UntagResource",
         "UpdateTimeToLive",
-        "UpdateContinuousBackups",
         "DeleteTable",
     },
     "kinesis": {
@@ -426,11 +425,18 @@ def creating_refusal(call):
 
 
 def backups_unavailable(call):
-    """table_backups_unavailable: UpdateContinuousBackups refused for a while after CreateTable."""
+    """table_backups_unavailable: UpdateContinuousBackups refused for a while after CreateTable.
+
+    Also while the table is CREATING: the API reference gives UpdateContinuousBackups no
+    ResourceInUseException, ContinuousBackupsUnavailableException is its "not yet" answer.
+    """
     if call.service != "dynamodb" or call.op != "UpdateContinuousBackups":
         return None
     res = resource_of(call)
-    if res is None or now() >= res.created + res.rule.get("table_backups_unavailable", 0):
+    if res is None:
+        return None
+    unavailable = max(res.rule.get("table_backups_unavailable", 0), res.rule.get("table_creating", 0))
+    if now() >= res.created + unavailable:
         return None
     return error(
         "dynamodb",
