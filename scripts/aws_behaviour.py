@@ -248,6 +248,15 @@ def read_body(environ):
     return body
 
 
+def json_params(body):
+    """A JSON request body as a dict ({} when it is none, or not JSON: moto will say so)."""
+    try:
+        doc = json.loads(body) if body else {}
+    except ValueError:
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
 def credential_scope(environ):
     """(service, region) of a SigV4-signed request, else (None, None)."""
     auth = environ.get("HTTP_AUTHORIZATION", "")
@@ -279,7 +288,7 @@ def pipes_call(environ, body, region):
     path = environ.get("PATH_INFO", "")
     method = environ.get("REQUEST_METHOD", "GET")
     parts = [p for p in path.split("/") if p]
-    params = json.loads(body) if body else {}
+    params = json_params(body)
     if parts[:2] == ["v1", "pipes"] and len(parts) == 2:
         return Call("pipes", "ListPipes", region, params, None)
     if parts[:2] == ["v1", "pipes"] and len(parts) == 3:
@@ -299,8 +308,7 @@ def classify(environ):
     target = environ.get("HTTP_X_AMZ_TARGET")
     content_type = environ.get("CONTENT_TYPE", "")
     if target and "json" in content_type:
-        body = read_body(environ)
-        params = json.loads(body) if body else {}
+        params = json_params(read_body(environ))
         op = target.rsplit(".", 1)[-1]
         return Call(service, op, region, params, json_name(service, op, params))
     if service == "pipes":
