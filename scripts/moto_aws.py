@@ -10,6 +10,10 @@
   (a new buffer interval, a catalog mode switch) could never converge on it.
 - Athena's DeleteWorkGroup with RecursiveDeleteOption deletes the workgroup's named
   queries; moto keeps them, and they reappear in a new workgroup of the same name.
+- AWS's timing and refusals (creation windows, IAM propagation, failed states,
+  read-after-create, throttling, the Firehose quota): scripts/aws_behaviour.py, the
+  AWS-behaviour layer, configured by SALES_OPERATOR_AWS_BEHAVIOUR and POST /_behaviour
+  (all off unless configured).
 
 docs/aws-behaviour.md cites the AWS references. Everything else is moto as released.
 
@@ -20,6 +24,8 @@ import json
 import re
 import sys
 import xml.etree.ElementTree as ElementTree
+
+import aws_behaviour
 
 from moto.athena.responses import AthenaResponse
 from moto.kinesis.responses import KinesisResponse
@@ -107,4 +113,5 @@ def delete_work_group(self):
 AthenaResponse.delete_work_group = delete_work_group
 
 if __name__ == "__main__":
+    aws_behaviour.install()
     sys.exit(main(sys.argv[1:]))

@@ -39,7 +39,12 @@ fn start() -> String {
     let bin = String::from_utf8_lossy(&out.stdout).trim().to_string();
     let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
     let log = std::env::temp_dir().join(format!("sales-operator-test-moto-{port}.log"));
-    spawn_watched(&format!("\"{bin}\" -H 127.0.0.1 -p {port}"), &log);
+    // AWS's timing (scripts/aws_behaviour.py) only when asked for: SALES_OPERATOR_TEST_AWS=fast.
+    let behaviour = match std::env::var("SALES_OPERATOR_TEST_AWS").as_deref() {
+        Ok("fast") => format!("SALES_OPERATOR_AWS_BEHAVIOUR='{FAST_AWS}' "),
+        _ => String::new(),
+    };
+    spawn_watched(&format!("{behaviour}\"{bin}\" -H 127.0.0.1 -p {port}"), &log);
     let url = format!("http://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
@@ -50,6 +55,40 @@ fn start() -> String {
         std::thread::sleep(Duration::from_millis(100));
     }
     panic!("moto did not start on {url}; log: {}", log.display());
+}
+
+/// The default rule of the AWS-behaviour layer (docs/aws-behaviour.md, "Timing and refusals")
+/// with AWS's waits shortened to seconds: what `start` gives moto when `SALES_OPERATOR_TEST_AWS`
+/// is `fast` (else moto runs with every behaviour off).
+pub const FAST_AWS: &str = r#"{"table_creating": 1, "table_backups_unavailable": 2, "stream_creating": 1.5, "pipe_creating": 2, "delivery_creating": 2, "iam_propagation": 2, "read_after_create": 0.3}"#;
+
+/// Sets the AWS-behaviour rule (`POST /_behaviour`) of every resource whose name contains
+/// `matching`: `rule` is a JSON object of the layer's keys (`{"table_creating": 1.5}`; keys left
+/// out are off, not the default's). The longest matching substring wins, so give each test a
+/// name no other name contains, e.g. `format!("{}-x", unique("t"))` (`t-1-1` is inside `t-1-12`).
+pub fn behave(matching: &str, rule: serde_json::Value) {
+    let mut doc = rule;
+    doc.as_object_mut().expect("a rule is a JSON object").insert("match".into(), matching.into());
+    let (status, body) = http("POST", "/_behaviour", &doc.to_string());
+    assert_eq!(status, 200, "POST /_behaviour {doc}: {body}");
+}
+
+/// One HTTP/1.1 request to this moto server: (status, body).
+fn http(method: &str, path: &str, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let addr = endpoint().trim_start_matches("http://");
+    let mut conn = std::net::TcpStream::connect(addr).expect("connect to moto");
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    conn.write_all(request.as_bytes()).expect("send to moto");
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).expect("read moto's answer");
+    let status = answer.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = answer.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
 }
 
 /// Starts the shell `command` in the background, its output into `log`, under a watchdog that

@@ -1,0 +1,533 @@
+//! The AWS-behaviour layer of the project's moto launcher (scripts/aws_behaviour.py,
+//! docs/aws-behaviour.md "Timing and refusals"), proven through the SDK: each test sets a rule
+//! for its own names (`moto::behave`) and sees AWS's timing and refusals, then their end.
+
+#[path = "support/moto.rs"]
+mod moto;
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use serde_json::json;
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, PointInTimeRecoverySpecification, ScalarAttributeType,
+    StreamSpecification, StreamViewType, TimeToLiveSpecification,
+};
+use aws_sdk_firehose::types::{
+    BufferingHints, CompressionFormat, DeliveryStreamStatus, DeliveryStreamType, EncryptionConfiguration,
+    ExtendedS3DestinationConfiguration, NoEncryptionConfig,
+};
+use aws_sdk_kinesis::types::{StreamMode, StreamModeDetails, StreamStatus};
+use aws_sdk_pipes::types::{PipeState, RequestedPipeState};
+
+const ACCOUNT: &str = "123456789012";
+const TRUST: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":["firehose.amazonaws.com","glue.amazonaws.com","pipes.amazonaws.com"]},"Action":"sts:AssumeRole"}]}"#;
+
+/// A name of this test's own that no other name contains (rules match substrings).
+fn name(prefix: &str) -> String {
+    format!("{}-x", moto::unique(prefix))
+}
+
+/// SDK configuration for moto in `region`, one attempt per call: a refusal shows as it is.
+async fn once(region: &str) -> aws_config::SdkConfig {
+    let settings =
+        sales_operator::aws::AwsSettings { region: Some(region.into()), max_attempts: Some(1), ..moto::settings() };
+    moto::sdk(&settings).await
+}
+
+async fn conf() -> aws_config::SdkConfig {
+    once(moto::REGION).await
+}
+
+/// (code, message) of a refused call; panics if it was accepted.
+fn refusal<T, E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
+    result: Result<T, SdkError<E, R>>,
+) -> (String, String) {
+    match result {
+        Ok(_) => panic!("accepted; expected a refusal"),
+        Err(e) => match e.code() {
+            Some(code) => (code.to_string(), e.message().unwrap_or_default().to_string()),
+            None => panic!("not an AWS error: {e:?}"),
+        },
+    }
+}
+
+/// Polls `check` every 100 ms until it holds; the time that took. Panics after `limit`.
+async fn eventually<F, Fut>(what: &str, limit: Duration, mut check: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !check().await {
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    start.elapsed()
+}
+
+async fn create_table(ddb: &aws_sdk_dynamodb::Client, table: &str) -> aws_sdk_dynamodb::types::TableDescription {
+    ddb.create_table()
+        .table_name(table)
+        .key_schema(KeySchemaElement::builder().attribute_name("k").key_type(KeyType::Hash).build().unwrap())
+        .attribute_definitions(
+            AttributeDefinition::builder().attribute_name("k").attribute_type(ScalarAttributeType::S).build().unwrap(),
+        )
+        .billing_mode(BillingMode::PayPerRequest)
+        .stream_specification(
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::NewAndOldImages)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .table_description
+        .unwrap()
+}
+
+async fn table_status(ddb: &aws_sdk_dynamodb::Client, table: &str) -> String {
+    let t = ddb.describe_table().table_name(table).send().await.unwrap().table.unwrap();
+    t.table_status.unwrap().as_str().to_string()
+}
+
+async fn enable_pitr(
+    ddb: &aws_sdk_dynamodb::Client,
+    table: &str,
+) -> Result<
+    aws_sdk_dynamodb::operation::update_continuous_backups::UpdateContinuousBackupsOutput,
+    SdkError<
+        aws_sdk_dynamodb::operation::update_continuous_backups::UpdateContinuousBackupsError,
+        aws_smithy_runtime_api::client::orchestrator::HttpResponse,
+    >,
+> {
+    let spec = PointInTimeRecoverySpecification::builder().point_in_time_recovery_enabled(true).build().unwrap();
+    ddb.update_continuous_backups().table_name(table).point_in_time_recovery_specification(spec).send().await
+}
+
+async fn create_role(iam: &aws_sdk_iam::Client, role: &str) -> String {
+    let out = iam.create_role().role_name(role).assume_role_policy_document(TRUST).send().await.unwrap();
+    out.role.unwrap().arn
+}
+
+async fn create_stream(kinesis: &aws_sdk_kinesis::Client, stream: &str) {
+    let mode = StreamModeDetails::builder().stream_mode(StreamMode::OnDemand).build().unwrap();
+    kinesis.create_stream().stream_name(stream).stream_mode_details(mode).send().await.unwrap();
+}
+
+async fn stream_status(kinesis: &aws_sdk_kinesis::Client, stream: &str) -> StreamStatus {
+    let out = kinesis.describe_stream_summary().stream_name(stream).send().await.unwrap();
+    out.stream_description_summary.unwrap().stream_status
+}
+
+fn destination(role_arn: &str) -> ExtendedS3DestinationConfiguration {
+    ExtendedS3DestinationConfiguration::builder()
+        .role_arn(role_arn)
+        .bucket_arn("arn:aws:s3:::sales-operator-behaviour-test")
+        .compression_format(CompressionFormat::Uncompressed)
+        .buffering_hints(BufferingHints::builder().interval_in_seconds(60).size_in_mbs(1).build())
+        .encryption_configuration(
+            EncryptionConfiguration::builder().no_encryption_config(NoEncryptionConfig::NoEncryption).build(),
+        )
+        .build()
+        .unwrap()
+}
+
+async fn create_delivery(
+    firehose: &aws_sdk_firehose::Client,
+    delivery: &str,
+    role_arn: &str,
+) -> Result<
+    aws_sdk_firehose::operation::create_delivery_stream::CreateDeliveryStreamOutput,
+    SdkError<
+        aws_sdk_firehose::operation::create_delivery_stream::CreateDeliveryStreamError,
+        aws_smithy_runtime_api::client::orchestrator::HttpResponse,
+    >,
+> {
+    firehose
+        .create_delivery_stream()
+        .delivery_stream_name(delivery)
+        .delivery_stream_type(DeliveryStreamType::DirectPut)
+        .extended_s3_destination_configuration(destination(role_arn))
+        .send()
+        .await
+}
+
+async fn delivery(
+    firehose: &aws_sdk_firehose::Client,
+    name: &str,
+) -> aws_sdk_firehose::types::DeliveryStreamDescription {
+    let out = firehose.describe_delivery_stream().delivery_stream_name(name).send().await.unwrap();
+    out.delivery_stream_description.unwrap()
+}
+
+/// A pipe's source and target: `base`'s table stream, and a Kinesis stream ARN.
+async fn pipe_ends(ddb: &aws_sdk_dynamodb::Client, base: &str) -> (String, String) {
+    let source = create_table(ddb, &format!("{base}-table")).await.latest_stream_arn.unwrap();
+    (source, format!("arn:aws:kinesis:{}:{ACCOUNT}:stream/{base}-stream", moto::REGION))
+}
+
+async fn pipe(pipes: &aws_sdk_pipes::Client, name: &str) -> (PipeState, Option<String>) {
+    let out = pipes.describe_pipe().name(name).send().await.unwrap();
+    (out.current_state.unwrap(), out.state_reason)
+}
+
+async fn create_pipe(
+    pipes: &aws_sdk_pipes::Client,
+    name: &str,
+    (source, target): &(String, String),
+    role_arn: &str,
+    desired: RequestedPipeState,
+) -> PipeState {
+    let out = pipes
+        .create_pipe()
+        .name(name)
+        .source(source)
+        .target(target)
+        .role_arn(role_arn)
+        .desired_state(desired)
+        .send()
+        .await
+        .unwrap();
+    out.current_state.unwrap()
+}
+
+#[tokio::test]
+async fn a_table_is_creating_for_a_while_and_refuses_changes_meanwhile() {
+    let conf = conf().await;
+    let ddb = aws_sdk_dynamodb::Client::new(&conf);
+    let table = name("tbl");
+    moto::behave(&table, json!({"table_creating": 1.5, "table_backups_unavailable": 3}));
+
+    let created = create_table(&ddb, &table).await;
+    assert_eq!(created.table_status.unwrap().as_str(), "CREATING");
+    assert_eq!(table_status(&ddb, &table).await, "CREATING");
+    let being_created = format!("Attempt to change a resource which is still in use: Table is being created: {table}");
+    let backups_refused = (
+        "ContinuousBackupsUnavailableException".to_string(),
+        format!("Backups are being enabled for the table: {table}. Please retry later"),
+    );
+    assert_eq!(refusal(enable_pitr(&ddb, &table).await), backups_refused);
+    let tag = aws_sdk_dynamodb::types::Tag::builder().key("k").value("v").build().unwrap();
+    let tagged = ddb.tag_resource().resource_arn(created.table_arn.unwrap()).tags(tag).send().await;
+    assert_eq!(refusal(tagged).0, "ResourceInUseException");
+    let ttl = TimeToLiveSpecification::builder().enabled(true).attribute_name("expires").build().unwrap();
+    let ttl = ddb.update_time_to_live().table_name(&table).time_to_live_specification(ttl).send().await;
+    assert_eq!(refusal(ttl).0, "ResourceInUseException");
+    let deleted = ddb.delete_table().table_name(&table).send().await;
+    assert_eq!(refusal(deleted), ("ResourceInUseException".into(), being_created));
+
+    let waited =
+        eventually("table ACTIVE", Duration::from_secs(5), || async { table_status(&ddb, &table).await == "ACTIVE" })
+            .await;
+    assert!(waited > Duration::from_millis(1000), "ACTIVE after {waited:?}, the window is 1.5 s");
+    // ACTIVE, yet backups are still being enabled: refused until 3 s after the create.
+    assert_eq!(refusal(enable_pitr(&ddb, &table).await), backups_refused);
+    eventually("PITR accepted", Duration::from_secs(5), || async { enable_pitr(&ddb, &table).await.is_ok() }).await;
+}
+
+#[tokio::test]
+async fn a_stream_is_creating_for_a_while_and_refuses_changes_meanwhile() {
+    let conf = conf().await;
+    let kinesis = aws_sdk_kinesis::Client::new(&conf);
+    let stream = name("str");
+    moto::behave(&stream, json!({"stream_creating": 1.5}));
+
+    create_stream(&kinesis, &stream).await;
+    assert_eq!(stream_status(&kinesis, &stream).await, StreamStatus::Creating);
+    let described = kinesis.describe_stream().stream_name(&stream).send().await.unwrap();
+    assert_eq!(described.stream_description.unwrap().stream_status, StreamStatus::Creating);
+    let tag = kinesis.add_tags_to_stream().stream_name(&stream).tags("k", "v").send().await;
+    assert_eq!(refusal(tag).0, "ResourceInUseException");
+    let retention =
+        kinesis.increase_stream_retention_period().stream_name(&stream).retention_period_hours(48).send().await;
+    assert_eq!(refusal(retention).0, "ResourceInUseException");
+    let deleted = kinesis.delete_stream().stream_name(&stream).send().await;
+    assert_eq!(refusal(deleted).0, "ResourceInUseException");
+
+    let waited = eventually("stream ACTIVE", Duration::from_secs(5), || async {
+        stream_status(&kinesis, &stream).await == StreamStatus::Active
+    })
+    .await;
+    assert!(waited > Duration::from_millis(1000), "ACTIVE after {waited:?}, the window is 1.5 s");
+    kinesis.add_tags_to_stream().stream_name(&stream).tags("k", "v").send().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_pipe_is_creating_then_in_its_desired_state_and_conflicts_meanwhile() {
+    let conf = conf().await;
+    let (ddb, iam, pipes) =
+        (aws_sdk_dynamodb::Client::new(&conf), aws_sdk_iam::Client::new(&conf), aws_sdk_pipes::Client::new(&conf));
+    let base = name("pip");
+    moto::behave(&base, json!({"pipe_creating": 1.5}));
+    let ends = pipe_ends(&ddb, &base).await;
+    let role = create_role(&iam, &format!("{base}-role")).await;
+    let (running, stopped) = (format!("{base}-run"), format!("{base}-stop"));
+
+    assert_eq!(create_pipe(&pipes, &running, &ends, &role, RequestedPipeState::Running).await, PipeState::Creating);
+    create_pipe(&pipes, &stopped, &ends, &role, RequestedPipeState::Stopped).await;
+    assert_eq!(pipe(&pipes, &running).await.0, PipeState::Creating);
+    let (code, _) = refusal(pipes.update_pipe().name(&running).role_arn(&role).send().await);
+    assert_eq!(code, "ConflictException");
+    assert_eq!(refusal(pipes.delete_pipe().name(&running).send().await).0, "ConflictException");
+
+    let waited = eventually("pipe RUNNING", Duration::from_secs(5), || async {
+        pipe(&pipes, &running).await.0 == PipeState::Running
+    })
+    .await;
+    assert!(waited > Duration::from_millis(1000), "RUNNING after {waited:?}, the window is 1.5 s");
+    assert_eq!(pipe(&pipes, &stopped).await.0, PipeState::Stopped);
+
+    // An update opens an UPDATING window of the same length.
+    let updated = pipes.update_pipe().name(&running).role_arn(&role).send().await.unwrap();
+    assert_eq!(updated.current_state, Some(PipeState::Updating));
+    assert_eq!(refusal(pipes.stop_pipe().name(&running).send().await).0, "ConflictException");
+    eventually("pipe RUNNING again", Duration::from_secs(5), || async {
+        pipe(&pipes, &running).await.0 == PipeState::Running
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_pipe_created_with_a_young_role_ends_create_failed() {
+    let conf = conf().await;
+    let (ddb, iam, pipes) =
+        (aws_sdk_dynamodb::Client::new(&conf), aws_sdk_iam::Client::new(&conf), aws_sdk_pipes::Client::new(&conf));
+    let base = name("yng");
+    moto::behave(&base, json!({"iam_propagation": 5, "pipe_creating": 1}));
+    let ends = pipe_ends(&ddb, &base).await;
+    let role = create_role(&iam, &format!("{base}-role")).await;
+    let pipe_name = format!("{base}-pipe");
+
+    assert_eq!(create_pipe(&pipes, &pipe_name, &ends, &role, RequestedPipeState::Running).await, PipeState::Creating);
+    eventually("pipe CREATE_FAILED", Duration::from_secs(4), || async {
+        pipe(&pipes, &pipe_name).await.0 == PipeState::CreateFailed
+    })
+    .await;
+    let reason = pipe(&pipes, &pipe_name).await.1.unwrap();
+    assert!(reason.contains("The provided customer role does not have permissions to call"), "{reason}");
+}
+
+#[tokio::test]
+async fn the_first_creates_of_a_pipe_end_create_failed_then_start_failed() {
+    let conf = conf().await;
+    let (ddb, iam, pipes) =
+        (aws_sdk_dynamodb::Client::new(&conf), aws_sdk_iam::Client::new(&conf), aws_sdk_pipes::Client::new(&conf));
+    let base = name("pfl");
+    moto::behave(&base, json!({"pipe_create_failures": 1, "pipe_start_failures": 1}));
+    let ends = pipe_ends(&ddb, &base).await;
+    let role = create_role(&iam, &format!("{base}-role")).await;
+    let pipe_name = format!("{base}-pipe");
+
+    create_pipe(&pipes, &pipe_name, &ends, &role, RequestedPipeState::Running).await;
+    let (state, reason) = pipe(&pipes, &pipe_name).await;
+    assert_eq!(state, PipeState::CreateFailed);
+    assert!(reason.is_some_and(|r| !r.is_empty()));
+    pipes.delete_pipe().name(&pipe_name).send().await.unwrap();
+
+    create_pipe(&pipes, &pipe_name, &ends, &role, RequestedPipeState::Running).await;
+    let (state, reason) = pipe(&pipes, &pipe_name).await;
+    assert_eq!(state, PipeState::StartFailed);
+    assert!(reason.is_some_and(|r| !r.is_empty()));
+    // Starting it again starts it.
+    pipes.start_pipe().name(&pipe_name).send().await.unwrap();
+    assert_eq!(pipe(&pipes, &pipe_name).await, (PipeState::Running, None));
+    pipes.delete_pipe().name(&pipe_name).send().await.unwrap();
+
+    create_pipe(&pipes, &pipe_name, &ends, &role, RequestedPipeState::Running).await;
+    assert_eq!(pipe(&pipes, &pipe_name).await, (PipeState::Running, None));
+}
+
+#[tokio::test]
+async fn firehose_refuses_a_young_role_then_creates_a_stream_that_is_creating_for_a_while() {
+    let conf = conf().await;
+    let (iam, firehose) = (aws_sdk_iam::Client::new(&conf), aws_sdk_firehose::Client::new(&conf));
+    let base = name("fhy");
+    moto::behave(&base, json!({"iam_propagation": 1.5, "delivery_creating": 1}));
+    let role = create_role(&iam, &format!("{base}-role")).await;
+    let stream = format!("{base}-ds");
+
+    let (code, message) = refusal(create_delivery(&firehose, &stream, &role).await);
+    assert_eq!(code, "InvalidArgumentException");
+    assert_eq!(message, format!("Firehose is unable to assume role {role}. Please check the role provided."));
+    let waited = eventually("create accepted", Duration::from_secs(5), || async {
+        create_delivery(&firehose, &stream, &role).await.is_ok()
+    })
+    .await;
+    assert!(waited > Duration::from_millis(1000), "accepted after {waited:?}, the role is young for 1.5 s");
+
+    assert_eq!(delivery(&firehose, &stream).await.delivery_stream_status, DeliveryStreamStatus::Creating);
+    let tag = aws_sdk_firehose::types::Tag::builder().key("k").value("v").build().unwrap();
+    let tagged = firehose.tag_delivery_stream().delivery_stream_name(&stream).tags(tag.clone()).send().await;
+    assert_eq!(refusal(tagged).0, "ResourceInUseException");
+    eventually("stream ACTIVE", Duration::from_secs(4), || async {
+        delivery(&firehose, &stream).await.delivery_stream_status == DeliveryStreamStatus::Active
+    })
+    .await;
+    firehose.tag_delivery_stream().delivery_stream_name(&stream).tags(tag).send().await.unwrap();
+
+    // A changed inline policy makes the role young again: UpdateDestination is refused.
+    let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:PutObject","Resource":"*"}]}"#;
+    let role_name = format!("{base}-role");
+    iam.put_role_policy().role_name(&role_name).policy_name("p").policy_document(policy).send().await.unwrap();
+    let version = delivery(&firehose, &stream).await.version_id;
+    let update = aws_sdk_firehose::types::ExtendedS3DestinationUpdate::builder().role_arn(&role).build();
+    let updated = firehose
+        .update_destination()
+        .delivery_stream_name(&stream)
+        .current_delivery_stream_version_id(version)
+        .destination_id("destinationId-000000000001")
+        .extended_s3_destination_update(update)
+        .send()
+        .await;
+    assert_eq!(refusal(updated).0, "InvalidArgumentException");
+}
+
+#[tokio::test]
+async fn the_first_create_of_a_firehose_stream_ends_creating_failed() {
+    let conf = conf().await;
+    let firehose = aws_sdk_firehose::Client::new(&conf);
+    let stream = name("fhf");
+    moto::behave(&stream, json!({"delivery_create_failures": 1}));
+    let role = format!("arn:aws:iam::{ACCOUNT}:role/{stream}-role");
+
+    create_delivery(&firehose, &stream, &role).await.unwrap();
+    let described = delivery(&firehose, &stream).await;
+    assert_eq!(described.delivery_stream_status, DeliveryStreamStatus::CreatingFailed);
+    let failure = described.failure_description.expect("FailureDescription");
+    assert!(!failure.details.is_empty());
+    assert_eq!(failure.r#type.as_str(), "UNKNOWN_ERROR");
+
+    firehose.delete_delivery_stream().delivery_stream_name(&stream).send().await.unwrap();
+    create_delivery(&firehose, &stream, &role).await.unwrap();
+    let described = delivery(&firehose, &stream).await;
+    assert_eq!(described.delivery_stream_status, DeliveryStreamStatus::Active);
+    assert!(described.failure_description.is_none());
+}
+
+#[tokio::test]
+async fn firehose_refuses_a_stream_beyond_the_regional_quota() {
+    // A region no other test uses: the quota counts every stream of the region.
+    let conf = once("eu-north-1").await;
+    let firehose = aws_sdk_firehose::Client::new(&conf);
+    let base = name("fhl");
+    moto::behave(&base, json!({"delivery_limit": 2}));
+    let role = format!("arn:aws:iam::{ACCOUNT}:role/{base}-role");
+
+    create_delivery(&firehose, &format!("{base}-1"), &role).await.unwrap();
+    create_delivery(&firehose, &format!("{base}-2"), &role).await.unwrap();
+    let (code, message) = refusal(create_delivery(&firehose, &format!("{base}-3"), &role).await);
+    assert_eq!(code, "LimitExceededException");
+    assert_eq!(message, "You have already consumed your limit of 2 delivery streams in this account and region.");
+    // Not transient: the same create is refused again; deleting a stream makes room.
+    assert_eq!(refusal(create_delivery(&firehose, &format!("{base}-3"), &role).await).0, "LimitExceededException");
+    firehose.delete_delivery_stream().delivery_stream_name(format!("{base}-1")).send().await.unwrap();
+    create_delivery(&firehose, &format!("{base}-3"), &role).await.unwrap();
+}
+
+#[tokio::test]
+async fn glue_refuses_a_young_role_for_crawlers() {
+    let conf = conf().await;
+    let (iam, glue) = (aws_sdk_iam::Client::new(&conf), aws_sdk_glue::Client::new(&conf));
+    let base = name("glu");
+    moto::behave(&base, json!({"iam_propagation": 1.5}));
+    let role_name = format!("{base}-role");
+    let role = create_role(&iam, &role_name).await;
+    let crawler = format!("{base}-crawler");
+    let create = || async {
+        let target = aws_sdk_glue::types::S3Target::builder().path(format!("s3://{base}/")).build();
+        let targets = aws_sdk_glue::types::CrawlerTargets::builder().s3_targets(target).build();
+        glue.create_crawler().name(&crawler).role(&role).database_name(&base).targets(targets).send().await
+    };
+
+    let refused = (
+        "InvalidInputException".to_string(),
+        "Service is unable to assume provided role. Please verify role's TrustPolicy".to_string(),
+    );
+    assert_eq!(refusal(create().await), refused);
+    let waited = eventually("crawler created", Duration::from_secs(5), || async { create().await.is_ok() }).await;
+    assert!(waited > Duration::from_millis(1000), "accepted after {waited:?}, the role is young for 1.5 s");
+
+    iam.update_assume_role_policy().role_name(&role_name).policy_document(TRUST).send().await.unwrap();
+    let updated = glue.update_crawler().name(&crawler).role(&role).send().await;
+    assert_eq!(refusal(updated), refused);
+}
+
+#[tokio::test]
+async fn describe_answers_not_found_just_after_the_create() {
+    let conf = conf().await;
+    let (ddb, kinesis, pipes, firehose) = (
+        aws_sdk_dynamodb::Client::new(&conf),
+        aws_sdk_kinesis::Client::new(&conf),
+        aws_sdk_pipes::Client::new(&conf),
+        aws_sdk_firehose::Client::new(&conf),
+    );
+    let base = name("rac");
+    moto::behave(&base, json!({"read_after_create": 1}));
+    let role = format!("arn:aws:iam::{ACCOUNT}:role/{base}-role");
+    let (table, stream, pipe_name, delivery_name) =
+        (format!("{base}-table"), format!("{base}-stream"), format!("{base}-pipe"), format!("{base}-ds"));
+
+    let source = create_table(&ddb, &table).await.latest_stream_arn.unwrap();
+    create_stream(&kinesis, &stream).await;
+    let ends = (source, format!("arn:aws:kinesis:{}:{ACCOUNT}:stream/{stream}", moto::REGION));
+    create_pipe(&pipes, &pipe_name, &ends, &role, RequestedPipeState::Running).await;
+    create_delivery(&firehose, &delivery_name, &role).await.unwrap();
+
+    let not_found = "ResourceNotFoundException";
+    assert_eq!(refusal(ddb.describe_table().table_name(&table).send().await).0, not_found);
+    assert_eq!(refusal(kinesis.describe_stream_summary().stream_name(&stream).send().await).0, not_found);
+    assert_eq!(refusal(kinesis.describe_stream().stream_name(&stream).send().await).0, not_found);
+    assert_eq!(refusal(pipes.describe_pipe().name(&pipe_name).send().await).0, "NotFoundException");
+    let described = firehose.describe_delivery_stream().delivery_stream_name(&delivery_name).send().await;
+    assert_eq!(refusal(described).0, not_found);
+
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(table_status(&ddb, &table).await, "ACTIVE");
+    assert_eq!(stream_status(&kinesis, &stream).await, StreamStatus::Active);
+    pipe(&pipes, &pipe_name).await;
+    delivery(&firehose, &delivery_name).await;
+}
+
+#[tokio::test]
+async fn every_nth_request_is_throttled_with_the_services_error() {
+    let conf = conf().await;
+    let (ddb, iam) = (aws_sdk_dynamodb::Client::new(&conf), aws_sdk_iam::Client::new(&conf));
+    let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&conf).force_path_style(true).build());
+    let (table, role, bucket) = (name("thd"), name("thi"), name("ths"));
+    for n in [&table, &role, &bucket] {
+        moto::behave(n, json!({"throttle_every": 2}));
+    }
+
+    create_table(&ddb, &table).await; // request 1
+    let describe = || async { ddb.describe_table().table_name(&table).send().await };
+    assert_eq!(refusal(describe().await).0, "ThrottlingException"); // 2
+    describe().await.unwrap(); // 3
+    assert_eq!(refusal(describe().await).0, "ThrottlingException"); // 4
+
+    create_role(&iam, &role).await;
+    assert_eq!(refusal(iam.get_role().role_name(&role).send().await).0, "Throttling");
+
+    let location = aws_sdk_s3::types::CreateBucketConfiguration::builder()
+        .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(moto::REGION))
+        .build();
+    s3.create_bucket().bucket(&bucket).create_bucket_configuration(location).send().await.unwrap();
+    assert_eq!(refusal(s3.get_bucket_tagging().bucket(&bucket).send().await).0, "SlowDown");
+
+    // The SDK retries throttling by itself.
+    let retrying = moto::sdk(&sales_operator::aws::AwsSettings {
+        max_attempts: Some(3),
+        initial_backoff: Some(Duration::from_millis(5)),
+        ..moto::settings()
+    })
+    .await;
+    let ddb = aws_sdk_dynamodb::Client::new(&retrying);
+    for _ in 0..4 {
+        ddb.describe_table().table_name(&table).send().await.unwrap();
+    }
+}
