@@ -39,6 +39,9 @@ pub struct Global {
     /// stream or crawler is made to assume it (IAM propagates changes in seconds, not at once).
     #[arg(long, global = true, default_value = "10s", env = "SALES_OPERATOR_IAM_SETTLE", value_parser = sales_operator::parse_duration)]
     pub iam_settle: Duration,
+    /// Look again this often at a pipeline waiting on AWS (a resource CREATING, a refusal to retry).
+    #[arg(long, global = true, default_value = "5s", env = "SALES_OPERATOR_AWS_POLL", value_parser = sales_operator::parse_duration)]
+    pub aws_poll: Duration,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -249,6 +252,7 @@ fn aws_settings(global: &Global) -> AwsSettings {
         region: global.region.clone(),
         endpoint_url: global.aws_endpoint_url.clone(),
         iam_settle: Some(global.iam_settle),
+        poll: Some(global.aws_poll),
         ..Default::default()
     }
 }
@@ -264,6 +268,7 @@ async fn target(global: &Global, file: &str) -> Result<Target, CliError> {
     let sdk = aws::sdk_config(&aws_settings(global)).await;
     let mut clients = Clients::new(&sdk, pipeline.spec.region.as_deref(), CallLog::default())?;
     clients.memory.timing.iam_settle = Some(global.iam_settle);
+    clients.memory.timing.pace = Some(global.aws_poll);
     let namespace = pipeline.namespace().unwrap_or_else(|| "default".to_string());
     let ctx = PipelineCtx::new(&namespace, &pipeline.name_any(), &pipeline.spec, &clients.region);
     Ok(Target { pipeline, ctx, clients })

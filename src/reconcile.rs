@@ -547,7 +547,15 @@ impl Pass<'_> {
             self.state(C::KIND, false, "Failed", format!("{resource} is {state}: {reason}"));
             return Ok(Progress::Stopped);
         }
-        let (attempt, _) = self.clients.memory.attempts.count(&recovery_key::<C>(resource, desired));
+        // A pipe AWS failed because IAM had not propagated its role yet is made again for as long
+        // as the propagation window lasts; only other failures count towards MAX_RECOVERIES.
+        let key = recovery_key::<C>(resource, desired);
+        let propagating = crate::aws::error::names_a_role_not_assumable(&reason) && self.roles_young();
+        let (attempt, _) = if propagating {
+            self.clients.memory.attempts.get(&key).unwrap_or((0, SystemTime::now()))
+        } else {
+            self.clients.memory.attempts.count(&key)
+        };
         if attempt > MAX_RECOVERIES {
             return Err(AwsError::permanent(
                 "Recover",
@@ -564,7 +572,11 @@ impl Pass<'_> {
                 "started again"
             }
         };
-        let note = format!("was {state}: {reason}; {done} (recovery {attempt} of {MAX_RECOVERIES})");
+        let note = if propagating {
+            format!("was {state}: {reason}; {done} (IAM has not propagated its role yet)")
+        } else {
+            format!("was {state}: {reason}; {done} (recovery {attempt} of {MAX_RECOVERIES})")
+        };
         self.act_noted(C::KIND, resource, Verb::Recover, vec![], Some(note.clone()));
         Ok(self.wait(C::KIND, "Recovering", format!("{resource} {note}")))
     }
@@ -711,6 +723,14 @@ impl Pass<'_> {
             elapsed.as_secs()
         );
         self.failed(kind, AwsError { message, ..e }.judged(ErrorKind::Permanent))
+    }
+
+    /// Whether the managed roles changed less than the IAM propagation window ago.
+    fn roles_young(&self) -> bool {
+        let window = self.clients.memory.timing.iam_window.unwrap_or(IAM_PROPAGATION_WINDOW);
+        lock(&self.refs)
+            .roles_changed_at
+            .is_some_and(|changed| SystemTime::now().duration_since(changed).unwrap_or_default() < window)
     }
 
     /// Whether `need` is met; a [`RolesSettled`] not met yet asks for the pass that will meet it.

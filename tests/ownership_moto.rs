@@ -128,6 +128,21 @@ async fn hand_made_table(c: &Clients, name: &str) {
         .send()
         .await
         .unwrap();
+    // Made a while ago by someone else: visible and ACTIVE (AWS creates asynchronously).
+    until(|| async {
+        let t = c.dynamodb.describe_table().table_name(name).send().await.ok().and_then(|o| o.table);
+        t.and_then(|t| t.table_status).is_some_and(|s| s.as_str() == "ACTIVE")
+    })
+    .await;
+}
+
+/// Waits (up to 30 s) until `check` holds.
+async fn until<F: std::future::Future<Output = bool>>(check: impl Fn() -> F) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !check().await {
+        assert!(std::time::Instant::now() < deadline, "AWS never got there");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 async fn stream_enabled(c: &Clients, name: &str) -> bool {
@@ -214,6 +229,11 @@ async fn an_existing_untagged_stream_is_not_modified_without_adopt() {
         .build()
         .unwrap();
     c.kinesis.create_stream().stream_name(&stream).shard_count(1).stream_mode_details(mode).send().await.unwrap();
+    until(|| async {
+        let s = c.kinesis.describe_stream_summary().stream_name(&stream).send().await.ok();
+        s.and_then(|s| s.stream_description_summary).is_some_and(|s| s.stream_status.as_str() == "ACTIVE")
+    })
+    .await;
     let name = moto::unique("s");
     let ctx = pipeline_in("shop", &name, &format!("  stream:\n    name: {stream}\n"));
 

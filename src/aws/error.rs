@@ -123,8 +123,14 @@ impl AwsError {
     }
 }
 
+/// Whether AWS's `message` (an error's, or a failed resource's reason) says a service cannot
+/// assume a role: what IAM propagation looks like.
+pub fn names_a_role_not_assumable(message: &str) -> bool {
+    IAM_PROPAGATION.iter().any(|p| message.contains(p))
+}
+
 fn classify(code: Option<&str>, message: &str, status: Option<u16>) -> ErrorKind {
-    if IAM_PROPAGATION.iter().any(|p| message.contains(p)) {
+    if names_a_role_not_assumable(message) {
         return ErrorKind::IamPropagation;
     }
     if QUOTA.iter().any(|p| message.contains(p)) {

@@ -47,6 +47,8 @@ pub struct AwsSettings {
     /// How long after a role changes a service that assumes it is first asked to (default
     /// `reconcile::IAM_SETTLE`): AWS propagates IAM changes in seconds, not at once.
     pub iam_settle: Option<Duration>,
+    /// How often a pipeline waiting on AWS is looked at again (default `reconcile::WAIT_PACE`).
+    pub poll: Option<Duration>,
 }
 
 /// The shared SDK configuration (credentials, retries, endpoint).

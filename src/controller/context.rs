@@ -29,6 +29,7 @@ pub struct Context {
     pub pod_defaults: super::generator::PodDefaults,
     sdk: SdkConfig,
     iam_settle: Option<Duration>,
+    poll: Option<Duration>,
     calls: CallLog,
     clients: Mutex<HashMap<String, Clients>>,
     failures: Mutex<HashMap<ObjectRef<SalesPipeline>, u32>>,
@@ -69,6 +70,7 @@ impl Context {
             reporter,
             sdk: sdk_config(&aws).await,
             iam_settle: aws.iam_settle,
+            poll: aws.poll,
             client,
             metrics,
             resync: args.resync_period,
@@ -118,6 +120,7 @@ impl Context {
         }
         let mut c = Clients::new(&self.sdk, region, self.calls.clone())?;
         c.memory.timing.iam_settle = self.iam_settle;
+        c.memory.timing.pace = self.poll;
         cache.insert(key, c.clone());
         Ok(c)
     }

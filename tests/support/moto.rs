@@ -39,11 +39,8 @@ fn start() -> String {
     let bin = String::from_utf8_lossy(&out.stdout).trim().to_string();
     let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
     let log = std::env::temp_dir().join(format!("sales-operator-test-moto-{port}.log"));
-    // AWS's timing (scripts/aws_behaviour.py) only when asked for: SALES_OPERATOR_TEST_AWS=fast.
-    let behaviour = match std::env::var("SALES_OPERATOR_TEST_AWS").as_deref() {
-        Ok("fast") => format!("SALES_OPERATOR_AWS_BEHAVIOUR='{FAST_AWS}' "),
-        _ => String::new(),
-    };
+    // AWS's timing (scripts/aws_behaviour.py) unless asked for bare moto: SALES_OPERATOR_TEST_AWS=bare.
+    let behaviour = if like_aws() { format!("SALES_OPERATOR_AWS_BEHAVIOUR='{FAST_AWS}' ") } else { String::new() };
     spawn_watched(&format!("{behaviour}\"{bin}\" -H 127.0.0.1 -p {port}"), &log);
     let url = format!("http://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -58,8 +55,8 @@ fn start() -> String {
 }
 
 /// The default rule of the AWS-behaviour layer (docs/aws-behaviour.md, "Timing and refusals")
-/// with AWS's waits shortened to seconds: what `start` gives moto when `SALES_OPERATOR_TEST_AWS`
-/// is `fast` (else moto runs with every behaviour off).
+/// with AWS's waits shortened to seconds: what `start` gives moto unless `SALES_OPERATOR_TEST_AWS`
+/// is `bare` (then moto runs with every behaviour off).
 pub const FAST_AWS: &str = r#"{"table_creating": 1, "table_backups_unavailable": 2, "stream_creating": 1.5, "pipe_creating": 2, "delivery_creating": 2, "iam_propagation": 2, "read_after_create": 0.3}"#;
 
 /// Sets the AWS-behaviour rule (`POST /_behaviour`) of every resource whose name contains
@@ -118,6 +115,7 @@ pub fn aws_env() -> Vec<(&'static str, String)> {
         ("AWS_REGION", "eu-west-1".into()),
         ("AWS_EC2_METADATA_DISABLED", "true".into()),
         ("SALES_OPERATOR_IAM_SETTLE", iam_settle().as_secs_f64().to_string()),
+        ("SALES_OPERATOR_AWS_POLL", POLL.as_secs_f64().to_string()),
     ]
 }
 
@@ -150,14 +148,30 @@ pub async fn clients() -> sales_operator::aws::Clients {
     let mut c =
         sales_operator::aws::Clients::new(&sdk(&fast).await, None, Default::default()).expect("clients for moto");
     c.memory.timing.iam_settle = Some(iam_settle());
+    c.memory.timing.pace = Some(POLL);
     c
 }
 
-/// How long the operator under test lets a new role settle before a service assumes it: none
-/// on bare moto, where every role is usable at once.
-pub fn iam_settle() -> Duration {
-    Duration::ZERO
+/// Whether moto runs behind the AWS-behaviour layer with [`FAST_AWS`] (the default), or bare
+/// (`SALES_OPERATOR_TEST_AWS=bare`).
+pub fn like_aws() -> bool {
+    std::env::var("SALES_OPERATOR_TEST_AWS").as_deref() != Ok("bare")
 }
+
+/// How long the operator under test lets a new role settle before a service assumes it: a bit
+/// longer than [`FAST_AWS`]'s `iam_propagation`, as the default is for AWS's; none on bare moto,
+/// where every role is usable at once.
+pub fn iam_settle() -> Duration {
+    if like_aws() {
+        Duration::from_millis(2500)
+    } else {
+        Duration::ZERO
+    }
+}
+
+/// How often the operator under test looks again at what AWS is still creating: AWS's waits are
+/// seconds here, not minutes.
+pub const POLL: Duration = Duration::from_millis(500);
 
 /// Sets the dummy credentials in this process (for in-process SDK clients).
 pub fn set_aws_env() {
