@@ -713,13 +713,11 @@ mod tests {
         for (policy, pipeline) in
             [("shop", "shop-sales"), ("Shop-", "Shop-Sales"), ("x", "xn-orders"), ("st", "sthree-x"), ("a1", "a1")]
         {
-            let mut spec = crate::api::SalesPipelineSpec::default();
-            spec.name_prefix = Some(pipeline.into());
+            let spec = crate::api::SalesPipelineSpec { name_prefix: Some(pipeline.into()), ..Default::default() };
             let names = crate::names::Names::derive("ns", "name", &spec, "eu-west-1");
             assert_eq!(names_outside_prefix(&names, policy), Vec::<String>::new(), "{policy} {pipeline}: {names:?}");
         }
-        let mut spec = crate::api::SalesPipelineSpec::default();
-        spec.name_prefix = Some("shop-sales".into());
+        let mut spec = crate::api::SalesPipelineSpec { name_prefix: Some("shop-sales".into()), ..Default::default() };
         spec.table.name = Some("orders".into());
         let names = crate::names::Names::derive("ns", "name", &spec, "eu-west-1");
         assert_eq!(names_outside_prefix(&names, "shop"), ["dynamodb table orders"]);
