@@ -273,6 +273,20 @@ fn iam_policy_subcommand_prints_the_policy_json() {
         })
         .collect();
     assert!(actions.contains("iam:PassRole") && actions.contains("dynamodb:CreateTable"), "{actions:?}");
+
+    let narrowed = std::process::Command::new(env!("CARGO_BIN_EXE_sales-operator"))
+        .args(["iam-policy", "--name-prefix", "shop-"])
+        .output()
+        .unwrap();
+    assert!(narrowed.status.success(), "{}", String::from_utf8_lossy(&narrowed.stderr));
+    let printed: serde_json::Value = serde_json::from_slice(&narrowed.stdout).unwrap();
+    assert_eq!(printed, operator_policy::policy_document_for(Some("shop-")));
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_sales-operator"))
+        .args(["iam-policy", "--name-prefix", "shop_"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--name-prefix"));
 }
 
 /// parliament's findings (scripts/iam-lint.sh) on `policies` (name, document).
