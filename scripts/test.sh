@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: installs what the tests need (the moto
-# venv, Trino, checkov, parliament, the Kubernetes test binaries and the status
+# venv, Trino, checkov, parliament, policy_sentry, the Kubernetes test binaries and the status
 # judge built from Go modules; all cached under ~/.cache/sales-operator),
 # checks formatting, lints, and runs every test.
 set -euo pipefail
@@ -12,7 +12,7 @@ echo "==> Trino (the engine Athena v3 is built on; the query tests run the named
 scripts/trino.sh install
 echo "==> checkov (tests/chart.rs checks the rendered chart with it)"
 scripts/checkov.sh install >/dev/null
-echo "==> parliament (tests/iam_policy.rs checks the generated IAM policies with it)"
+echo "==> parliament and policy_sentry (tests/iam_policy.rs checks the generated IAM policies with them)"
 scripts/iam-lint.sh install
 echo "==> Kubernetes test environment (etcd, kube-apiserver, controller-manager, scheduler, kwok, kubectl, helm)"
 bash scripts/kube-env/build.sh

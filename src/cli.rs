@@ -61,8 +61,12 @@ pub enum Command {
     /// Print the IAM policy (JSON) the operator's own AWS role needs (docs/iam.md).
     IamPolicy {
         /// Print instead the policy of a role for OrderGenerator pods writing into this table.
-        #[arg(long, value_name = "TABLE_ARN")]
+        #[arg(long, value_name = "TABLE_ARN", conflicts_with = "name_prefix")]
         generator_table_arn: Option<String>,
+        /// Narrow the policy to AWS names starting with PREFIX (the pipelines' spec.namePrefix
+        /// must start with it, and any name set in a spec too); docs/iam.md.
+        #[arg(long, value_name = "PREFIX")]
+        name_prefix: Option<String>,
     },
     /// Check a SalesPipeline manifest as the API server would (schema, CEL, names); no AWS call.
     Validate(FileArgs),
@@ -181,11 +185,16 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::IamPolicy { generator_table_arn: None } => {
-            print!("{}", aws::operator_policy::policy_json());
+        Command::IamPolicy { generator_table_arn: None, name_prefix } => {
+            if let Some(p) = name_prefix.as_deref().filter(|p| !aws::operator_policy::valid_name_prefix(p)) {
+                return Err(CliError::Usage(format!(
+                    "--name-prefix: {p:?} is not a name prefix (1-40 letters, digits or '-', starting with a letter or digit)"
+                )));
+            }
+            print!("{}", aws::operator_policy::policy_json_for(name_prefix.as_deref()));
             Ok(ExitCode::SUCCESS)
         }
-        Command::IamPolicy { generator_table_arn: Some(arn) } => {
+        Command::IamPolicy { generator_table_arn: Some(arn), .. } => {
             if !(arn.starts_with("arn:") && arn.contains(":dynamodb:") && arn.contains(":table/")) {
                 return Err(CliError::Usage(format!(
                     "--generator-table-arn: {arn} is not a DynamoDB table ARN (arn:aws:dynamodb:REGION:ACCOUNT:table/NAME)"

@@ -165,6 +165,7 @@ fn defaults_render_cluster_rbac_and_a_hardened_single_replica_deployment() {
     assert_eq!(env_var(c, "POD_NAMESPACE").unwrap()["valueFrom"]["fieldRef"]["fieldPath"], "metadata.namespace");
     assert_eq!(env_var(c, "SALES_OPERATOR_GENERATOR_IMAGE").unwrap()["value"], c["image"]);
     assert!(env_var(c, "AWS_ENDPOINT_URL").is_none(), "real AWS unless an endpoint is set");
+    assert!(env_var(c, "SALES_OPERATOR_NAME_PREFIX").is_none(), "every name unless a prefix is set");
     let service = one(&docs, "Service");
     assert_eq!(service["spec"]["ports"][0]["targetPort"], "http-metrics");
     // The Lease only in the release namespace.
@@ -222,6 +223,7 @@ fn every_feature_on_renders_namespaced_rbac_pdb_service_monitor_and_settings() {
     }
     assert_eq!(env_var(c, "AWS_REGION").unwrap()["value"], "eu-west-1");
     assert_eq!(env_var(c, "AWS_ENDPOINT_URL").unwrap()["value"], "http://moto.aws-emulator.svc:5000");
+    assert_eq!(env_var(c, "SALES_OPERATOR_NAME_PREFIX").unwrap()["value"], "shop-");
     assert_eq!(env_var(c, "RUST_LOG").unwrap()["value"], "info,sales_operator=debug");
     assert_eq!(
         env_var(c, "SALES_OPERATOR_GENERATOR_IMAGE").unwrap()["value"],
@@ -277,6 +279,7 @@ fn values_schema_rejects_wrong_types_and_unknown_keys() {
         ("watchNamespaces: shop\n", "watchNamespaces"),
         ("resyncPeriod: 5 minutes\n", "resyncPeriod"),
         ("aws:\n  endpointUrl: moto:5000\n", "endpointUrl"),
+        ("aws:\n  namePrefix: shop_\n", "namePrefix"),
         ("leaderElection:\n  enabled: \"yes\"\n", "enabled"),
         ("serviceAccount:\n  annotations:\n    eks.amazonaws.com/role-arn: 42\n", "role-arn"),
         ("metrics:\n  port: 70000\n", "port"),

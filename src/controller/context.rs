@@ -25,6 +25,8 @@ pub struct Context {
     pub reporter: Reporter,
     pub metrics: Arc<Metrics>,
     pub resync: Duration,
+    /// `--name-prefix`: the AWS names the operator's IAM policy covers.
+    pub name_prefix: Option<String>,
     /// What OrderGenerator pods inherit from the operator.
     pub pod_defaults: super::generator::PodDefaults,
     sdk: SdkConfig,
@@ -74,6 +76,7 @@ impl Context {
             client,
             metrics,
             resync: args.resync_period,
+            name_prefix: args.name_prefix.clone(),
             calls,
             clients: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),

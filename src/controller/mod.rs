@@ -75,6 +75,18 @@ pub struct RunArgs {
     /// Lease duration in seconds; a replica that stops renewing loses leadership after it.
     #[arg(long, env = "SALES_OPERATOR_LEASE_SECONDS", default_value_t = 15)]
     pub lease_seconds: u64,
+    /// The prefix the operator's IAM policy was narrowed to (`iam-policy --name-prefix`): a
+    /// pipeline with AWS names outside it stalls (`OutsideNamePrefix`) before any AWS call.
+    #[arg(long, env = "SALES_OPERATOR_NAME_PREFIX", value_parser = parse_name_prefix)]
+    pub name_prefix: Option<String>,
+}
+
+fn parse_name_prefix(value: &str) -> Result<String, String> {
+    if crate::aws::operator_policy::valid_name_prefix(value) {
+        Ok(value.to_string())
+    } else {
+        Err("1-40 letters, digits or '-', starting with a letter or digit".to_string())
+    }
 }
 
 /// Why the controller stopped.

@@ -134,6 +134,22 @@ async fn apply(sp: &SalesPipeline, ctx: &Context, api: &Api<SalesPipeline>) -> R
     };
     let namespace = sp.namespace().ok_or(Error::MissingKey("metadata.namespace"))?;
     let mut pctx = PipelineCtx::new(&namespace, &sp.name_any(), &sp.spec, &clients.region);
+    if let Some(prefix) = &ctx.name_prefix {
+        let outside = crate::aws::operator_policy::names_outside_prefix(&pctx.names, prefix);
+        if !outside.is_empty() {
+            // The operator's IAM policy would deny them half way: not a single AWS call.
+            let message = format!(
+                "{} do not start with {prefix}, the name prefix the operator's IAM policy is narrowed to \
+                 (--name-prefix): give this pipeline a spec.namePrefix, and any name it sets, starting with it",
+                outside.join(", ")
+            );
+            publish(ctx, sp, warning("OutsideNamePrefix", "Reconcile", message.clone())).await;
+            let status = SalesPipelineStatus { observed_generation: generation, ..previous.clone() };
+            write_status(api, sp, status, &stalled("OutsideNamePrefix", message)).await?;
+            ctx.record_ready(ObjectRef::from(sp), Some(FALSE));
+            return Ok(Action::requeue(ctx.resync));
+        }
+    }
     pctx.sweep = !settled(sp);
     let mode = if sp.spec.paused { Mode::Observe } else { Mode::Apply };
     let outcome = reconcile::reconcile(&clients, &pctx, mode).await;
