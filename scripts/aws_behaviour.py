@@ -177,6 +177,7 @@ class State:
     def __init__(self, default):
         self.default = default
         self.rules = {}  # match substring -> rule
+        self.calls = {}  # "service:operation" -> requests seen (GET /_behaviour/calls)
         self.reset()
 
     def reset(self):
@@ -727,6 +728,13 @@ def layered(app, environ, start_response):
     path = environ.get("PATH_INFO", "")
     if path == "/_behaviour":
         return respond(behaviour_route(environ), start_response)
+    if path == "/_behaviour/calls":
+        # The requests seen per operation, for the benchmarks (scripts/bench-ready.sh); DELETE resets.
+        with lock:
+            calls = dict(state.calls)
+            if environ.get("REQUEST_METHOD") == "DELETE":
+                state.calls.clear()
+        return respond(json_answer(200, calls), start_response)
     if path == "/moto-api/reset":
         with lock:
             state.reset()
@@ -735,6 +743,8 @@ def layered(app, environ, start_response):
     if call is None:
         return app(environ, start_response)
     with lock:
+        key = f"{call.service}:{call.op}"
+        state.calls[key] = state.calls.get(key, 0) + 1
         for behaviour in BEFORE:
             answer = behaviour(call)
             if answer is not None:
