@@ -38,7 +38,7 @@ summary() {
   python3 -c '
 import json, sys, re
 calls = json.load(sys.stdin)
-read = re.compile(r":(Describe|Get|List|Head|GET|HEAD)")
+read = re.compile(r":(Describe|Get|BatchGet|List|Head|GET|HEAD)")
 reads = sum(n for k, n in calls.items() if read.search(k))
 describes = sum(n for k, n in calls.items() if ":Describe" in k)
 print(sum(calls.values()), reads, sum(calls.values()) - reads, describes)'

