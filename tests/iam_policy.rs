@@ -293,9 +293,15 @@ fn iam_policy_subcommand_prints_the_policy_json() {
 
 /// parliament's findings (scripts/iam-lint.sh) on `policies` (name, document).
 fn lint(policies: &[(String, serde_json::Value)]) -> Vec<serde_json::Value> {
+    iam_lint("check", policies)
+}
+
+/// Runs `scripts/iam-lint.sh <command>` on `policies` (name, document, one JSON line each):
+/// its JSON answer.
+fn iam_lint<T: serde::de::DeserializeOwned>(command: &str, policies: &[(String, serde_json::Value)]) -> T {
     use std::io::Write;
     let mut child = std::process::Command::new("bash")
-        .args([project_dir().join("scripts/iam-lint.sh").to_str().unwrap(), "check"])
+        .args([project_dir().join("scripts/iam-lint.sh").to_str().unwrap(), command])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -306,8 +312,8 @@ fn lint(policies: &[(String, serde_json::Value)]) -> Vec<serde_json::Value> {
     }
     drop(stdin);
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "scripts/iam-lint.sh check failed");
-    serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout).expect("findings JSON")
+    assert!(out.status.success(), "scripts/iam-lint.sh {command} failed");
+    serde_json::from_slice(&out.stdout).expect("scripts/iam-lint.sh JSON")
 }
 
 /// Findings at LOW or above: what fails the check.
@@ -720,21 +726,7 @@ fn the_evaluator_denies_what_the_scoped_policy_must_deny() {
 
 /// What the authorization reference says of every grant of `policies` (scripts/iam-lint.sh describe).
 fn describe(policies: &[(String, serde_json::Value)]) -> Vec<serde_json::Value> {
-    use std::io::Write;
-    let mut child = std::process::Command::new("bash")
-        .args([project_dir().join("scripts/iam-lint.sh").to_str().unwrap(), "describe"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("scripts/iam-lint.sh");
-    let mut stdin = child.stdin.take().unwrap();
-    for (name, policy) in policies {
-        writeln!(stdin, "{}", serde_json::json!({ "name": name, "policy": policy })).unwrap();
-    }
-    drop(stdin);
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "scripts/iam-lint.sh describe failed");
-    serde_json::from_slice(&out.stdout).expect("describe JSON")
+    iam_lint("describe", policies)
 }
 
 /// Access levels of the actions that change something.
