@@ -172,6 +172,10 @@ async fn a_firehose_quota_used_up_is_reported_with_the_quota() {
     let (kind, e) = last.error.clone().unwrap();
     assert_eq!(kind, ComponentKind::Delivery);
     assert!(e.is_permanent() && e.to_string().contains("consumed your limit"), "{e}");
+    // Not retried by the SDK either (its standard retry takes LimitExceededException for throttling).
+    let counts = c.calls.counts();
+    let create = &counts[&("Firehose".to_string(), "CreateDeliveryStream".to_string())];
+    assert_eq!(create.retries, 0, "{create:?}");
 }
 
 #[tokio::test]

@@ -123,6 +123,30 @@ impl AwsError {
     }
 }
 
+/// Keeps the SDK from retrying a quota refusal: its standard retry takes `LimitExceededException`
+/// for throttling, so a Firehose "consumed your limit" would be retried with backoff until the
+/// attempts run out before it is reported, although no retry can succeed.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct QuotasAreNotRetried;
+
+impl aws_smithy_runtime_api::client::retries::classifiers::ClassifyRetry for QuotasAreNotRetried {
+    fn classify_retry(
+        &self,
+        ctx: &aws_smithy_runtime_api::client::interceptors::context::InterceptorContext,
+    ) -> aws_smithy_runtime_api::client::retries::classifiers::RetryAction {
+        use aws_smithy_runtime_api::client::retries::classifiers::RetryAction;
+        let body = ctx.response().and_then(|r| r.body().bytes());
+        match body.map(String::from_utf8_lossy) {
+            Some(text) if QUOTA.iter().any(|p| text.contains(p)) => RetryAction::RetryForbidden,
+            _ => RetryAction::NoActionIndicated,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "QuotasAreNotRetried"
+    }
+}
+
 /// Whether AWS's `message` (an error's, or a failed resource's reason) says a service cannot
 /// assume a role: what IAM propagation looks like.
 pub fn names_a_role_not_assumable(message: &str) -> bool {

@@ -174,6 +174,7 @@ macro_rules! client {
             $krate::config::Builder::from($sdk)
                 .region(Region::new($region.clone()))
                 .interceptor($calls.clone())
+                .retry_classifier(error::QuotasAreNotRetried)
                 .build(),
         )
     };
@@ -190,6 +191,7 @@ impl Clients {
                 .region(Region::new(region.clone()))
                 .force_path_style(sdk.endpoint_url().is_some())
                 .interceptor(calls.clone())
+                .retry_classifier(error::QuotasAreNotRetried)
                 .build(),
         );
         Ok(Self {
