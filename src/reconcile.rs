@@ -240,6 +240,75 @@ enum Ownership {
     Refused,
 }
 
+/// Evaluates `$body` with `$c` bound to the component of `$kind`, built on `$clients` and `$tags`:
+/// the one place a [`ComponentKind`] becomes its module's [`Component`].
+macro_rules! with_component {
+    ($kind:expr, $clients:expr, $tags:expr, |$c:ident| $body:expr) => {{
+        let (clients, tags): (&Clients, &TagIndex) = ($clients, $tags);
+        match $kind {
+            Table => {
+                let $c = Tables(&clients.dynamodb, tags);
+                $body
+            }
+            Stream => {
+                let $c = Streams(&clients.kinesis, tags);
+                $body
+            }
+            Bucket => {
+                let $c = Buckets(&clients.s3, tags);
+                $body
+            }
+            Iam => {
+                let $c = Roles(&clients.iam, &clients.memory.role_writes);
+                $body
+            }
+            Pipe => {
+                let $c = Pipes(&clients.pipes);
+                $body
+            }
+            Delivery => {
+                let $c = Deliveries(&clients.firehose, tags);
+                $body
+            }
+            Catalog => {
+                let $c = Catalogs(&clients.glue, tags);
+                $body
+            }
+            Analytics => {
+                let $c = Workgroups(&clients.athena, tags, &clients.athena_batch_gets);
+                $body
+            }
+        }
+    }};
+}
+
+/// Starts `start(kind)` for each of `kinds` as soon as `ready(kind, finished)` holds, all that
+/// are ready at once, until nothing more can start: what each started component returned (the
+/// ones missing never started). The walk of [`reconcile`] and [`teardown`] alike.
+async fn walk<'f, T>(
+    kinds: &[ComponentKind],
+    mut ready: impl FnMut(ComponentKind, &BTreeMap<ComponentKind, T>) -> bool,
+    mut start: impl FnMut(ComponentKind) -> BoxFuture<'f, (ComponentKind, T)>,
+) -> BTreeMap<ComponentKind, T> {
+    let mut finished = BTreeMap::new();
+    let mut started = Vec::new();
+    let mut running = FuturesUnordered::new();
+    loop {
+        for &kind in kinds {
+            if !started.contains(&kind) && ready(kind, &finished) {
+                started.push(kind);
+                running.push(start(kind));
+            }
+        }
+        match running.next().await {
+            Some((kind, result)) => {
+                finished.insert(kind, result);
+            }
+            None => return finished,
+        }
+    }
+}
+
 /// What a component needs of another before it is reconciled: the edges of [`GRAPH`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Need {
@@ -505,7 +574,7 @@ impl Pass<'_> {
                 let busy = C::busy(&o).is_some();
                 self.state(C::KIND, false, if busy { "InProgress" } else { "NotReady" }, waiting);
                 if busy {
-                    self.pace(self.clients.memory.timing.pace.unwrap_or(WAIT_PACE));
+                    self.pace(self.poll());
                 }
                 Ok(Progress::Exists)
             }
@@ -584,8 +653,24 @@ impl Pass<'_> {
     /// The component is waiting on AWS: not ready, looked at again at [`WAIT_PACE`].
     fn wait(&self, kind: ComponentKind, reason: &str, message: String) -> Progress {
         self.state(kind, false, reason, message);
-        self.pace(self.clients.memory.timing.pace.unwrap_or(WAIT_PACE));
+        self.pace(self.poll());
         Progress::Stopped
+    }
+
+    /// How soon a component waiting on AWS is looked at again.
+    fn poll(&self) -> Duration {
+        self.clients.memory.timing.pace.unwrap_or(WAIT_PACE)
+    }
+
+    /// How long after a role changed its refusal is still taken for IAM propagation.
+    fn iam_window(&self) -> Duration {
+        self.clients.memory.timing.iam_window.unwrap_or(IAM_PROPAGATION_WINDOW)
+    }
+
+    /// How long ago the managed roles last changed, if known.
+    fn since_roles_changed(&self) -> Option<Duration> {
+        let changed = lock(&self.refs).roles_changed_at?;
+        Some(SystemTime::now().duration_since(changed).unwrap_or_default())
     }
 
     /// Asks for the next pass within `after`.
@@ -704,11 +789,11 @@ impl Pass<'_> {
     /// less than [`IAM_PROPAGATION_WINDOW`] ago (or, for the user's roles, the first such refusal
     /// was that recent); retried at [`WAIT_PACE`]. Later, it is reported as permanent.
     fn propagation(&self, kind: ComponentKind, e: AwsError) -> Progress {
-        let changed = lock(&self.refs).roles_changed_at;
         let (_, first_refusal) = self.clients.memory.attempts.count(&refusal_key(kind));
-        let since = changed.unwrap_or(first_refusal);
-        let elapsed = SystemTime::now().duration_since(since).unwrap_or_default();
-        let window = self.clients.memory.timing.iam_window.unwrap_or(IAM_PROPAGATION_WINDOW);
+        let elapsed = self
+            .since_roles_changed()
+            .unwrap_or_else(|| SystemTime::now().duration_since(first_refusal).unwrap_or_default());
+        let window = self.iam_window();
         if elapsed < window {
             let message = format!(
                 "{e} (IAM has not propagated the role yet: retrying for up to {} s after it changed, {} s so far)",
@@ -727,10 +812,7 @@ impl Pass<'_> {
 
     /// Whether the managed roles changed less than the IAM propagation window ago.
     fn roles_young(&self) -> bool {
-        let window = self.clients.memory.timing.iam_window.unwrap_or(IAM_PROPAGATION_WINDOW);
-        lock(&self.refs)
-            .roles_changed_at
-            .is_some_and(|changed| SystemTime::now().duration_since(changed).unwrap_or_default() < window)
+        self.since_roles_changed().is_some_and(|since| since < self.iam_window())
     }
 
     /// Whether `need` is met; a [`RolesSettled`] not met yet asks for the pass that will meet it.
@@ -754,19 +836,9 @@ impl Pass<'_> {
     }
 
     fn run<'p>(&'p self, kind: ComponentKind, tags: &'p TagIndex) -> BoxFuture<'p, (ComponentKind, Progress)> {
-        let c = self.clients;
         // Counted at the gate from the moment it is started, before it is first polled.
         let g = Checked::new(&self.gate);
-        match kind {
-            Table => self.step(Tables(&c.dynamodb, tags), g).boxed(),
-            Stream => self.step(Streams(&c.kinesis, tags), g).boxed(),
-            Bucket => self.step(Buckets(&c.s3, tags), g).boxed(),
-            Iam => self.step(Roles(&c.iam, &c.memory.role_writes), g).boxed(),
-            Pipe => self.step(Pipes(&c.pipes), g).boxed(),
-            Delivery => self.step(Deliveries(&c.firehose, tags), g).boxed(),
-            Catalog => self.step(Catalogs(&c.glue, tags), g).boxed(),
-            Analytics => self.step(Workgroups(&c.athena, tags, &c.athena_batch_gets), g).boxed(),
-        }
+        with_component!(kind, self.clients, tags, |c| self.step(c, g).boxed())
     }
 }
 
@@ -797,26 +869,13 @@ pub async fn reconcile(clients: &Clients, ctx: &PipelineCtx, mode: Mode) -> Outc
         outcome: Mutex::new(Outcome::default()),
         gate: Gate::default(),
     };
-    let mut progress = BTreeMap::new();
-    let mut started = Vec::new();
-    let mut running = FuturesUnordered::new();
-    loop {
-        for (kind, needs) in GRAPH {
-            if !started.contains(&kind) && needs.iter().all(|&n| pass.met(n, &progress)) {
-                started.push(kind);
-                running.push(pass.run(kind, &tags));
-            }
-        }
-        match running.next().await {
-            Some((kind, p)) => {
-                progress.insert(kind, p);
-            }
-            None => break,
-        }
-    }
-    drop(running);
+    let kinds = GRAPH.map(|(kind, _)| kind);
+    let needs = |kind| GRAPH.iter().find(|(k, _)| *k == kind).map_or(&[][..], |(_, needs)| *needs);
+    let progress =
+        walk(&kinds, |kind, progress| needs(kind).iter().all(|&n| pass.met(n, progress)), |kind| pass.run(kind, &tags))
+            .await;
     let mut outcome = pass.outcome.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner());
-    for (kind, needs) in GRAPH.iter().filter(|(kind, _)| !started.contains(kind)) {
+    for (kind, needs) in GRAPH.iter().filter(|(kind, _)| !progress.contains_key(kind)) {
         let unmet: Vec<String> = needs
             .iter()
             .filter(|n| !matches!(n, Exists(k) | Ready(k) if progress.get(k).is_some_and(|p| p.meets(**n))))
@@ -917,17 +976,7 @@ impl Removal<'_> {
         clients: &'r Clients,
         tags: &'r TagIndex,
     ) -> BoxFuture<'r, (ComponentKind, bool)> {
-        let c = clients;
-        match kind {
-            Table => self.remove(Tables(&c.dynamodb, tags)).boxed(),
-            Stream => self.remove(Streams(&c.kinesis, tags)).boxed(),
-            Bucket => self.remove(Buckets(&c.s3, tags)).boxed(),
-            Iam => self.remove(Roles(&c.iam, &c.memory.role_writes)).boxed(),
-            Pipe => self.remove(Pipes(&c.pipes)).boxed(),
-            Delivery => self.remove(Deliveries(&c.firehose, tags)).boxed(),
-            Catalog => self.remove(Catalogs(&c.glue, tags)).boxed(),
-            Analytics => self.remove(Workgroups(&c.athena, tags, &c.athena_batch_gets)).boxed(),
-        }
+        with_component!(kind, clients, tags, |c| self.remove(c).boxed())
     }
 }
 
@@ -953,9 +1002,9 @@ async fn account_refs(clients: &Clients, ctx: &PipelineCtx, tags: &TagIndex) -> 
         }
     }
     let mut refs = Refs::default();
-    learn(&Tables(&clients.dynamodb, tags), ctx, &mut refs).await;
-    learn(&Streams(&clients.kinesis, tags), ctx, &mut refs).await;
-    learn(&Roles(&clients.iam, &clients.memory.role_writes), ctx, &mut refs).await;
+    for kind in [Table, Stream, Iam] {
+        with_component!(kind, clients, tags, |c| learn(&c, ctx, &mut refs).await);
+    }
     refs
 }
 
@@ -969,23 +1018,14 @@ pub async fn teardown(clients: &Clients, ctx: &PipelineCtx, policy: DeletionPoli
     let r = Removal { ctx, policy, dry_run, refs, done: Mutex::new(Teardown::default()) };
     // A component goes once everything that needs it is gone; one that could not be removed
     // keeps what it needs (a pipe that is still there keeps its stream and role).
-    let mut removed = Vec::new();
-    let mut started = Vec::new();
-    let mut running = FuturesUnordered::new();
-    loop {
-        for (kind, _) in GRAPH.iter().rev() {
-            if !started.contains(kind) && dependents(*kind).all(|d| removed.contains(&d)) {
-                started.push(*kind);
-                running.push(r.run(*kind, clients, &tags));
-            }
-        }
-        match running.next().await {
-            Some((kind, true)) => removed.push(kind),
-            Some((_, false)) => {}
-            None => break,
-        }
-    }
-    drop(running);
+    let mut kinds = GRAPH.map(|(kind, _)| kind);
+    kinds.reverse();
+    walk(
+        &kinds,
+        |kind, removed| dependents(kind).all(|d| removed.get(&d) == Some(&true)),
+        |kind| r.run(kind, clients, &tags),
+    )
+    .await;
     let mut done = r.done.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner());
     done.actions.sort_by_key(|a| std::cmp::Reverse(rank(a.component)));
     done
