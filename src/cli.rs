@@ -260,8 +260,7 @@ fn aws_settings(global: &Global) -> AwsSettings {
     AwsSettings {
         region: global.region.clone(),
         endpoint_url: global.aws_endpoint_url.clone(),
-        iam_settle: Some(global.iam_settle),
-        poll: Some(global.aws_poll),
+        timing: aws::Timing { iam_settle: Some(global.iam_settle), pace: Some(global.aws_poll), iam_window: None },
         ..Default::default()
     }
 }
@@ -274,10 +273,10 @@ struct Target {
 
 async fn target(global: &Global, file: &str) -> Result<Target, CliError> {
     let pipeline = manifest::read_pipeline(file)?;
-    let sdk = aws::sdk_config(&aws_settings(global)).await;
+    let settings = aws_settings(global);
+    let sdk = aws::sdk_config(&settings).await;
     let mut clients = Clients::new(&sdk, pipeline.spec.region.as_deref(), CallLog::default())?;
-    clients.memory.timing.iam_settle = Some(global.iam_settle);
-    clients.memory.timing.pace = Some(global.aws_poll);
+    clients.memory.timing = settings.timing;
     let namespace = pipeline.namespace().unwrap_or_else(|| "default".to_string());
     let ctx = PipelineCtx::new(&namespace, &pipeline.name_any(), &pipeline.spec, &clients.region);
     Ok(Target { pipeline, ctx, clients })

@@ -44,11 +44,8 @@ pub struct AwsSettings {
     pub max_attempts: Option<u32>,
     /// First retry delay; doubles per attempt with jitter, capped at 20 s.
     pub initial_backoff: Option<Duration>,
-    /// How long after a role changes a service that assumes it is first asked to (default
-    /// `reconcile::IAM_SETTLE`): AWS propagates IAM changes in seconds, not at once.
-    pub iam_settle: Option<Duration>,
-    /// How often a pipeline waiting on AWS is looked at again (default `reconcile::WAIT_PACE`).
-    pub poll: Option<Duration>,
+    /// How the reconciler paces itself against AWS (copied into every [`Clients`]' [`Memory`]).
+    pub timing: Timing,
 }
 
 /// The shared SDK configuration (credentials, retries, endpoint).
@@ -127,8 +124,8 @@ pub struct Memory {
 /// How the reconciler paces itself against AWS; `None` is the default of `crate::reconcile`.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Timing {
-    /// How long after a role changes a service that assumes it is first asked to
-    /// ([`AwsSettings::iam_settle`]; default `IAM_SETTLE`).
+    /// How long after a role changes a service that assumes it is first asked to (default
+    /// `IAM_SETTLE`): AWS propagates IAM changes in seconds, not at once.
     pub iam_settle: Option<Duration>,
     /// How long after a role changes its refusal is retried as IAM propagation
     /// (default `IAM_PROPAGATION_WINDOW`).

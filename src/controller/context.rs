@@ -12,7 +12,7 @@ use kube::{Client, ResourceExt};
 
 use super::RunArgs;
 use crate::api::SalesPipeline;
-use crate::aws::{sdk_config, AwsError, AwsSettings, CallLog, Clients};
+use crate::aws::{sdk_config, AwsError, AwsSettings, CallLog, Clients, Timing};
 use crate::names::Names;
 use crate::telemetry::Metrics;
 
@@ -30,8 +30,7 @@ pub struct Context {
     /// What OrderGenerator pods inherit from the operator.
     pub pod_defaults: super::generator::PodDefaults,
     sdk: SdkConfig,
-    iam_settle: Option<Duration>,
-    poll: Option<Duration>,
+    timing: Timing,
     calls: CallLog,
     clients: Mutex<HashMap<String, Clients>>,
     failures: Mutex<HashMap<ObjectRef<SalesPipeline>, u32>>,
@@ -71,8 +70,7 @@ impl Context {
             recorder: Recorder::new(client.clone(), reporter.clone()),
             reporter,
             sdk: sdk_config(&aws).await,
-            iam_settle: aws.iam_settle,
-            poll: aws.poll,
+            timing: aws.timing,
             client,
             metrics,
             resync: args.resync_period,
@@ -122,8 +120,7 @@ impl Context {
             return Ok(c.clone());
         }
         let mut c = Clients::new(&self.sdk, region, self.calls.clone())?;
-        c.memory.timing.iam_settle = self.iam_settle;
-        c.memory.timing.pace = self.poll;
+        c.memory.timing = self.timing;
         cache.insert(key, c.clone());
         Ok(c)
     }
