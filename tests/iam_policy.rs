@@ -350,15 +350,23 @@ async fn the_pipeline_roles_inline_policies_pass_the_authorization_reference() {
     assert!(findings.is_empty(), "parliament findings at LOW or above, not accepted in docs/iam.md: {findings:#?}");
 }
 
-/// The "Accepted findings" table of docs/iam.md: (policy name, issue, actions).
-fn accepted_findings() -> Vec<(String, String, BTreeSet<String>)> {
+/// The body rows of the first markdown table of docs/iam.md after `heading`.
+fn doc_table(heading: &str) -> Vec<String> {
     let doc = std::fs::read_to_string(project_dir().join("docs/iam.md")).unwrap();
-    let table = doc.split("Accepted findings").nth(1).expect("docs/iam.md has an Accepted findings table");
-    table
+    let after = doc.split(heading).nth(1).unwrap_or_else(|| panic!("docs/iam.md has no {heading:?} table"));
+    after
         .lines()
         .skip_while(|l| !l.starts_with('|'))
         .take_while(|l| l.starts_with('|'))
         .skip(2)
+        .map(str::to_string)
+        .collect()
+}
+
+/// The "Accepted findings" table of docs/iam.md: (policy name, issue, actions).
+fn accepted_findings() -> Vec<(String, String, BTreeSet<String>)> {
+    doc_table("Accepted findings")
+        .iter()
         .map(|row| {
             let cells: Vec<&str> = row.split('|').map(str::trim).collect();
             assert!(cells.len() >= 5 && cells[4].len() > 40, "every accepted finding has a reason: {row}");
@@ -784,14 +792,8 @@ fn unconditioned_grants(policy: &serde_json::Value) -> Vec<(String, String, bool
 
 /// The "Not conditioned" table of docs/iam.md: (actions, reason).
 fn not_conditioned_table() -> Vec<(BTreeSet<String>, String)> {
-    let doc = std::fs::read_to_string(project_dir().join("docs/iam.md")).unwrap();
-    let table =
-        doc.split("Not conditioned on the ownership tag").nth(1).expect("docs/iam.md has a Not conditioned table");
-    table
-        .lines()
-        .skip_while(|l| !l.starts_with('|'))
-        .take_while(|l| l.starts_with('|'))
-        .skip(2)
+    doc_table("Not conditioned on the ownership tag")
+        .iter()
         .map(|row| {
             let cells: Vec<&str> = row.split('|').map(str::trim).collect();
             assert!(cells.len() >= 4 && cells[3].len() > 40, "every unconditioned action has a reason: {row}");

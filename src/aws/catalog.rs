@@ -294,7 +294,7 @@ fn glue_arn(ctx: &PipelineCtx, refs: &Refs, kind: &str, name: &str) -> Option<St
 }
 
 /// Glue answers these while a crawler is busy: wait and try again rather than stall.
-fn busy_is_transient(mut e: AwsError) -> AwsError {
+fn crawler_busy(mut e: AwsError) -> AwsError {
     if matches!(
         e.code.as_deref(),
         Some("CrawlerRunningException" | "SchedulerTransitioningException" | "CrawlerStoppingException")
@@ -504,7 +504,7 @@ impl Catalogs<'_> {
         if let Some(schedule) = &c.schedule {
             req = req.schedule(schedule);
         }
-        req.send().await.aws("UpdateCrawler").map_err(busy_is_transient)?;
+        req.send().await.aws("UpdateCrawler").map_err(crawler_busy)?;
         Ok(())
     }
 
@@ -513,12 +513,12 @@ impl Catalogs<'_> {
             match self.0.stop_crawler().name(&c.def.name).send().await.aws("StopCrawler") {
                 Err(e) if e.code.as_deref() == Some("CrawlerNotRunningException") || e.is_not_found() => {}
                 other => {
-                    other.map_err(busy_is_transient)?;
+                    other.map_err(crawler_busy)?;
                 }
             }
         }
         ok_if_not_found(
-            self.0.delete_crawler().name(&c.def.name).send().await.aws("DeleteCrawler").map_err(busy_is_transient),
+            self.0.delete_crawler().name(&c.def.name).send().await.aws("DeleteCrawler").map_err(crawler_busy),
         )
     }
 

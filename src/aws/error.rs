@@ -135,7 +135,9 @@ impl aws_smithy_runtime_api::client::retries::classifiers::ClassifyRetry for Quo
         ctx: &aws_smithy_runtime_api::client::interceptors::context::InterceptorContext,
     ) -> aws_smithy_runtime_api::client::retries::classifiers::RetryAction {
         use aws_smithy_runtime_api::client::retries::classifiers::RetryAction;
-        let body = ctx.response().and_then(|r| r.body().bytes());
+        // Only client errors can be a quota refusal: successful answers are not read.
+        let response = ctx.response().filter(|r| r.status().is_client_error());
+        let body = response.and_then(|r| r.body().bytes());
         match body.map(String::from_utf8_lossy) {
             Some(text) if QUOTA.iter().any(|p| text.contains(p)) => RetryAction::RetryForbidden,
             _ => RetryAction::NoActionIndicated,
