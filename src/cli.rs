@@ -11,7 +11,8 @@ use sales_operator::api::conditions;
 use sales_operator::api::manifest::{self, ManifestError};
 use sales_operator::api::{DeletionPolicy, SalesPipeline};
 use sales_operator::aws::{self, AwsError, AwsSettings, CallLog, Clients, ComponentKind, PipelineCtx};
-use sales_operator::reconcile::{self, Action, Mode, Outcome, Verb};
+use sales_operator::reconcile::{self, Action, Mode, Outcome, Reconciler, Timing, Verb};
+use sales_operator::Flag;
 
 /// Builds and runs a real-time sales analytics pipeline on AWS
 /// (DynamoDB -> EventBridge Pipe -> Kinesis -> Firehose -> S3 -> Glue -> Athena).
@@ -37,11 +38,11 @@ pub struct Global {
     pub log_format: LogFormat,
     /// Wait this long after the operator creates or changes an IAM role before a pipe, Firehose
     /// stream or crawler is made to assume it (IAM propagates changes in seconds, not at once).
-    #[arg(long, global = true, default_value = "10s", env = "SALES_OPERATOR_IAM_SETTLE", value_parser = sales_operator::parse_duration)]
-    pub iam_settle: Duration,
+    #[arg(long, global = true, default_value_t = Flag(reconcile::IAM_SETTLE), env = "SALES_OPERATOR_IAM_SETTLE")]
+    pub iam_settle: Flag,
     /// Look again this often at a pipeline waiting on AWS (a resource CREATING, a refusal to retry).
-    #[arg(long, global = true, default_value = "5s", env = "SALES_OPERATOR_AWS_POLL", value_parser = sales_operator::parse_duration)]
-    pub aws_poll: Duration,
+    #[arg(long, global = true, default_value_t = Flag(reconcile::WAIT_PACE), env = "SALES_OPERATOR_AWS_POLL")]
+    pub aws_poll: Flag,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -77,9 +78,9 @@ pub enum Command {
     /// Tear down a SalesPipeline's AWS resources, honouring its deletionPolicy.
     Delete(DeleteArgs),
     /// Write random orders into a DynamoDB table at a steady rate (the OrderGenerator workload).
-    Generate(sales_operator::generator::cli::GenerateArgs),
+    Generate(sales_operator::generator::command::GenerateArgs),
     /// Run one of a pipeline's named Athena queries and print the result.
-    Query(sales_operator::query::QueryArgs),
+    Query(sales_operator::run_query::QueryArgs),
     /// Run the controller: reconcile SalesPipelines in the cluster (leader election, /metrics, /healthz, /readyz).
     Run(sales_operator::controller::RunArgs),
 }
@@ -213,18 +214,18 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Apply(args) => apply(&cli.global, &args).await,
         Command::Delete(args) => delete(&cli.global, &args).await,
         Command::Generate(args) => {
-            sales_operator::generator::cli::run_cli(&args, &aws_settings(&cli.global)).await?;
+            sales_operator::generator::command::run_cli(&args, &aws_settings(&cli.global)).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Query(args) => {
-            sales_operator::query::main(&args, aws_settings(&cli.global)).await.map_err(|e| match e {
-                sales_operator::query::QueryError::Manifest(e) => CliError::Manifest(e),
+            sales_operator::run_query::main(&args, aws_settings(&cli.global)).await.map_err(|e| match e {
+                sales_operator::run_query::QueryError::Manifest(e) => CliError::Manifest(e),
                 e => CliError::Output(e.to_string()),
             })?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Run(args) => {
-            sales_operator::controller::run(args, aws_settings(&cli.global)).await?;
+            sales_operator::controller::run(args, aws_settings(&cli.global), timing(&cli.global)).await?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -257,29 +258,28 @@ fn sorted(value: serde_json::Value) -> serde_json::Value {
 }
 
 fn aws_settings(global: &Global) -> AwsSettings {
-    AwsSettings {
-        region: global.region.clone(),
-        endpoint_url: global.aws_endpoint_url.clone(),
-        timing: aws::Timing { iam_settle: Some(global.iam_settle), pace: Some(global.aws_poll), iam_window: None },
-        ..Default::default()
-    }
+    AwsSettings { region: global.region.clone(), endpoint_url: global.aws_endpoint_url.clone(), ..Default::default() }
+}
+
+/// How the reconciler paces itself, from the flags.
+fn timing(global: &Global) -> Timing {
+    Timing { iam_settle: Some(global.iam_settle.0), pace: Some(global.aws_poll.0), iam_window: None }
 }
 
 struct Target {
     pipeline: SalesPipeline,
     ctx: PipelineCtx,
-    clients: Clients,
+    reconciler: Reconciler,
 }
 
 async fn target(global: &Global, file: &str) -> Result<Target, CliError> {
     let pipeline = manifest::read_pipeline(file)?;
     let settings = aws_settings(global);
     let sdk = aws::sdk_config(&settings).await;
-    let mut clients = Clients::new(&sdk, pipeline.spec.region.as_deref(), CallLog::default())?;
-    clients.memory.timing = settings.timing;
+    let clients = Clients::new(&sdk, pipeline.spec.region.as_deref(), CallLog::default())?;
     let namespace = pipeline.namespace().unwrap_or_else(|| "default".to_string());
     let ctx = PipelineCtx::new(&namespace, &pipeline.name_any(), &pipeline.spec, &clients.region);
-    Ok(Target { pipeline, ctx, clients })
+    Ok(Target { pipeline, ctx, reconciler: Reconciler::new(clients, timing(global)) })
 }
 
 fn print_actions(actions: &[Action]) {
@@ -291,7 +291,7 @@ fn print_actions(actions: &[Action]) {
 
 async fn plan(global: &Global, args: &FileArgs) -> Result<ExitCode, CliError> {
     let t = target(global, &args.file).await?;
-    let outcome = reconcile::reconcile(&t.clients, &t.ctx, Mode::Plan).await;
+    let outcome = reconcile::reconcile(&t.reconciler, &t.ctx, Mode::Plan).await;
     if let Some((kind, e)) = &outcome.error {
         return Err(CliError::Reconcile { component: *kind, source: e.clone() });
     }
@@ -328,7 +328,7 @@ async fn apply(global: &Global, args: &ApplyArgs) -> Result<ExitCode, CliError> 
     let mode = if t.pipeline.spec.paused { Mode::Observe } else { Mode::Apply };
     let deadline = Instant::now() + args.wait;
     let outcome = loop {
-        let outcome = reconcile::reconcile(&t.clients, &t.ctx, mode).await;
+        let outcome = reconcile::reconcile(&t.reconciler, &t.ctx, mode).await;
         print_actions(&outcome.actions);
         if outcome.ready() || outcome.stalled() || mode == Mode::Observe || Instant::now() >= deadline {
             break outcome;
@@ -424,7 +424,7 @@ async fn delete(global: &Global, args: &DeleteArgs) -> Result<ExitCode, CliError
         Some(PolicyArg::Delete) => DeletionPolicy::Delete,
         None => t.pipeline.spec.deletion_policy,
     };
-    let done = reconcile::teardown(&t.clients, &t.ctx, policy, args.dry_run).await;
+    let done = reconcile::teardown(&t.reconciler, &t.ctx, policy, args.dry_run).await;
     let mut out = std::io::stdout().lock();
     for a in &done.actions {
         let _ = writeln!(out, "{}{a}", if args.dry_run { "(dry run) " } else { "" });

@@ -313,7 +313,7 @@ mod tests {
         assert_eq!(p.spec.delivery.buffer_seconds, 60);
         assert_eq!(p.spec.stream.retention_hours, 24);
         assert!(p.spec.iam.create_roles);
-        assert_eq!(p.spec.analytics.named_queries.len(), crate::queries::BUILT_IN.len());
+        assert_eq!(p.spec.analytics.named_queries.len(), crate::named_queries::BUILT_IN.len());
     }
 
     #[test]
@@ -337,7 +337,7 @@ mod tests {
         let crd = serde_json::to_value(<SalesPipeline as kube::CustomResourceExt>::crd()).unwrap();
         let items = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
             ["analytics"]["properties"]["namedQueries"]["items"]["enum"];
-        let names: Vec<&str> = crate::queries::BUILT_IN.iter().map(|q| q.name).collect();
+        let names: Vec<&str> = crate::named_queries::BUILT_IN.iter().map(|q| q.name).collect();
         assert_eq!(items, &serde_json::json!(names));
     }
 

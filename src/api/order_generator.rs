@@ -4,7 +4,7 @@
 //!
 //! The catalogue types here are also the format of `generate --catalog FILE`
 //! and of `--catalog-json` / `SALES_OPERATOR_CATALOG`, so the controller can
-//! hand `spec.catalog` to the pods as it is (see `crate::generator::catalog`).
+//! hand `spec.catalog` to the pods as it is (see `crate::generator::products`).
 
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;

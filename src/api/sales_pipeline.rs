@@ -93,6 +93,68 @@ pub enum ComponentKind {
     Analytics,
 }
 
+impl ComponentKind {
+    pub const ALL: [ComponentKind; 8] = [
+        ComponentKind::Table,
+        ComponentKind::Stream,
+        ComponentKind::Bucket,
+        ComponentKind::Iam,
+        ComponentKind::Pipe,
+        ComponentKind::Delivery,
+        ComponentKind::Catalog,
+        ComponentKind::Analytics,
+    ];
+
+    /// The status condition type of this component (`TableReady`, ...).
+    pub fn condition_type(self) -> &'static str {
+        match self {
+            ComponentKind::Table => "TableReady",
+            ComponentKind::Stream => "StreamReady",
+            ComponentKind::Bucket => "BucketReady",
+            ComponentKind::Iam => "IamReady",
+            ComponentKind::Pipe => "PipeReady",
+            ComponentKind::Delivery => "DeliveryReady",
+            ComponentKind::Catalog => "CatalogReady",
+            ComponentKind::Analytics => "AnalyticsReady",
+        }
+    }
+
+    /// PascalCase name, e.g. for event reasons (`CreatedStream`).
+    pub fn title(self) -> &'static str {
+        match self {
+            ComponentKind::Table => "Table",
+            ComponentKind::Stream => "Stream",
+            ComponentKind::Bucket => "Bucket",
+            ComponentKind::Iam => "IamRoles",
+            ComponentKind::Pipe => "Pipe",
+            ComponentKind::Delivery => "Delivery",
+            ComponentKind::Catalog => "Catalog",
+            ComponentKind::Analytics => "Analytics",
+        }
+    }
+
+    /// Whether the component holds data (kept under `deletionPolicy: Retain`).
+    pub fn holds_data(self) -> bool {
+        matches!(self, ComponentKind::Table | ComponentKind::Bucket)
+    }
+}
+
+impl std::fmt::Display for ComponentKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = match self {
+            ComponentKind::Table => "table",
+            ComponentKind::Stream => "stream",
+            ComponentKind::Bucket => "bucket",
+            ComponentKind::Iam => "iam",
+            ComponentKind::Pipe => "pipe",
+            ComponentKind::Delivery => "delivery",
+            ComponentKind::Catalog => "catalog",
+            ComponentKind::Analytics => "analytics",
+        };
+        f.write_str(s)
+    }
+}
+
 /// The DynamoDB table the orders are written to.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -339,8 +401,7 @@ fn default_buffer_mib() -> i32 {
     5
 }
 
-/// Hour partitions (`dt=yyyy/MM/dd/HH` for Athena partition projection).
-pub const DEFAULT_PREFIX: &str = "orders/!{timestamp:yyyy}/!{timestamp:MM}/!{timestamp:dd}/!{timestamp:HH}/";
+pub use crate::partitions::DEFAULT_PREFIX;
 
 fn default_prefix() -> String {
     DEFAULT_PREFIX.to_string()
@@ -500,7 +561,7 @@ fn default_cutoff() -> i64 {
 }
 
 fn default_named_queries() -> Vec<String> {
-    crate::queries::BUILT_IN.iter().map(|q| q.name.to_string()).collect()
+    crate::named_queries::BUILT_IN.iter().map(|q| q.name.to_string()).collect()
 }
 
 /// IAM roles the pipeline's services assume.

@@ -25,7 +25,7 @@ use super::{
     compare, missing_tags, AwsError, AwsResultExt, Change, Claim, Component, ComponentKind, PipelineCtx, Refs,
 };
 use crate::api::{AnalyticsStatus, Encryption, SalesPipelineStatus};
-use crate::queries;
+use crate::named_queries;
 
 /// A named query as the pipeline wants it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -131,7 +131,7 @@ pub enum QueryAction {
 
 /// Whether `name` is one of ours (a built-in query name).
 fn is_built_in(name: &str) -> bool {
-    queries::find(name).is_some()
+    named_queries::find(name).is_some()
 }
 
 /// What to do with the named queries, grouped by the change each group repairs.
@@ -189,7 +189,7 @@ fn unknown_queries_change(d: &DesiredAnalytics) -> Option<Change> {
     if d.unknown_queries.is_empty() {
         return None;
     }
-    let known: Vec<_> = queries::BUILT_IN.iter().map(|q| q.name).collect();
+    let known: Vec<_> = named_queries::BUILT_IN.iter().map(|q| q.name).collect();
     Some(Change {
         field: "namedQueries".into(),
         from: String::new(),
@@ -395,10 +395,10 @@ impl Component for Workgroups<'_> {
                 wanted.push(name);
             }
         }
-        let target = queries::QueryTarget::for_pipeline(ctx);
+        let target = ctx.query_target();
         let queries = wanted
             .iter()
-            .filter_map(|name| queries::find(name))
+            .filter_map(|name| named_queries::find(name))
             .map(|q| DesiredQuery {
                 name: q.name.to_string(),
                 description: q.description.to_string(),
@@ -661,7 +661,7 @@ pub(crate) mod tests {
     fn default_spec_installs_every_built_in_query_for_the_glue_table() {
         let d = desired();
         let ctx = PipelineCtx::new("shop", "sales", &SalesPipelineSpec::default(), "eu-west-1");
-        assert_eq!(d.queries.len(), queries::BUILT_IN.len());
+        assert_eq!(d.queries.len(), named_queries::BUILT_IN.len());
         for q in &d.queries {
             assert_eq!(q.database, ctx.names.database);
             assert!(q.sql.contains(&format!("FROM {}", ctx.names.glue_table)), "{}", q.name);
@@ -782,7 +782,7 @@ pub(crate) mod tests {
         let d = desired_for(&spec);
         let o = observed(&all);
         let plan = plan_queries(&d, &o);
-        assert_eq!(plan.len(), queries::BUILT_IN.len() - 1);
+        assert_eq!(plan.len(), named_queries::BUILT_IN.len() - 1);
         assert!(plan.iter().all(|(c, a)| c.to == "absent" && matches!(a[..], [QueryAction::Delete { .. }])));
         assert!(plan.iter().all(|(c, _)| c.field != "namedQuery.top_products"));
     }
@@ -814,7 +814,7 @@ pub(crate) mod tests {
         o.queries.push(o.queries[0].clone());
         let mut status = SalesPipelineStatus::default();
         Workgroups::report(&o, &mut status);
-        let mut expected: Vec<_> = queries::BUILT_IN.iter().map(|q| q.name.to_string()).collect();
+        let mut expected: Vec<_> = named_queries::BUILT_IN.iter().map(|q| q.name.to_string()).collect();
         expected.sort();
         let a = status.analytics.unwrap();
         assert_eq!(a.named_queries, expected);

@@ -17,6 +17,7 @@ pub mod tagging;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::future::Future;
 use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
@@ -44,8 +45,6 @@ pub struct AwsSettings {
     pub max_attempts: Option<u32>,
     /// First retry delay; doubles per attempt with jitter, capped at 20 s.
     pub initial_backoff: Option<Duration>,
-    /// How the reconciler paces itself against AWS (copied into every [`Clients`]' [`Memory`]).
-    pub timing: Timing,
 }
 
 /// The shared SDK configuration (credentials, retries, endpoint).
@@ -107,62 +106,6 @@ pub struct Clients {
     /// Resource Groups Tagging API: the tags of all of a pipeline's resources in one read.
     pub tagging: aws_sdk_resourcegroupstagging::Client,
     pub calls: CallLog,
-    /// What the reconciler remembers between passes: role writes, recoveries, refusals.
-    pub memory: Memory,
-}
-
-/// What a process remembers of its own work between passes (lost on restart: then a role's
-/// creation date and AWS's states are all there is, which is enough to converge).
-#[derive(Clone, Debug, Default)]
-pub struct Memory {
-    pub role_writes: iam::RoleWrites,
-    /// Recovery attempts per failed resource, and first IAM-propagation refusal per resource.
-    pub attempts: Attempts,
-    pub timing: Timing,
-}
-
-/// How the reconciler paces itself against AWS; `None` is the default of `crate::reconcile`.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Timing {
-    /// How long after a role changes a service that assumes it is first asked to (default
-    /// `IAM_SETTLE`): AWS propagates IAM changes in seconds, not at once.
-    pub iam_settle: Option<Duration>,
-    /// How long after a role changes its refusal is retried as IAM propagation
-    /// (default `IAM_PROPAGATION_WINDOW`).
-    pub iam_window: Option<Duration>,
-    /// How soon a pipeline waiting on AWS is looked at again (default `WAIT_PACE`).
-    pub pace: Option<Duration>,
-}
-
-/// Counters and first-seen times per resource, kept until the resource is well.
-#[derive(Clone, Debug, Default)]
-pub struct Attempts(std::sync::Arc<std::sync::Mutex<BTreeMap<String, (u32, std::time::SystemTime)>>>);
-
-impl Attempts {
-    /// Counts one more attempt for `key`: (attempts so far including this one, first attempt's time).
-    pub fn count(&self, key: &str) -> (u32, std::time::SystemTime) {
-        let now = std::time::SystemTime::now();
-        match self.0.lock() {
-            Ok(mut map) => {
-                let entry = map.entry(key.to_string()).or_insert((0, now));
-                entry.0 += 1;
-                *entry
-            }
-            Err(_) => (1, now),
-        }
-    }
-
-    /// The attempts recorded for `key`, without counting one.
-    pub fn get(&self, key: &str) -> Option<(u32, std::time::SystemTime)> {
-        self.0.lock().ok().and_then(|map| map.get(key).copied())
-    }
-
-    /// Forgets `key` (it is well again).
-    pub fn clear(&self, key: &str) {
-        if let Ok(mut map) = self.0.lock() {
-            map.remove(key);
-        }
-    }
 }
 
 macro_rules! client {
@@ -201,7 +144,6 @@ impl Clients {
             athena: client!(aws_sdk_athena, sdk, region, calls),
             tagging: client!(aws_sdk_resourcegroupstagging, sdk, region, calls),
             athena_batch_gets: analytics::BatchGets::default(),
-            memory: Memory::default(),
             s3,
             region,
             calls,
@@ -210,68 +152,6 @@ impl Clients {
 }
 
 pub use crate::api::ComponentKind;
-
-impl ComponentKind {
-    pub const ALL: [ComponentKind; 8] = [
-        ComponentKind::Table,
-        ComponentKind::Stream,
-        ComponentKind::Bucket,
-        ComponentKind::Iam,
-        ComponentKind::Pipe,
-        ComponentKind::Delivery,
-        ComponentKind::Catalog,
-        ComponentKind::Analytics,
-    ];
-
-    /// The status condition type of this component (`TableReady`, ...).
-    pub fn condition_type(self) -> &'static str {
-        match self {
-            ComponentKind::Table => "TableReady",
-            ComponentKind::Stream => "StreamReady",
-            ComponentKind::Bucket => "BucketReady",
-            ComponentKind::Iam => "IamReady",
-            ComponentKind::Pipe => "PipeReady",
-            ComponentKind::Delivery => "DeliveryReady",
-            ComponentKind::Catalog => "CatalogReady",
-            ComponentKind::Analytics => "AnalyticsReady",
-        }
-    }
-
-    /// PascalCase name, e.g. for event reasons (`CreatedStream`).
-    pub fn title(self) -> &'static str {
-        match self {
-            ComponentKind::Table => "Table",
-            ComponentKind::Stream => "Stream",
-            ComponentKind::Bucket => "Bucket",
-            ComponentKind::Iam => "IamRoles",
-            ComponentKind::Pipe => "Pipe",
-            ComponentKind::Delivery => "Delivery",
-            ComponentKind::Catalog => "Catalog",
-            ComponentKind::Analytics => "Analytics",
-        }
-    }
-
-    /// Whether the component holds data (kept under `deletionPolicy: Retain`).
-    pub fn holds_data(self) -> bool {
-        matches!(self, ComponentKind::Table | ComponentKind::Bucket)
-    }
-}
-
-impl fmt::Display for ComponentKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s = match self {
-            ComponentKind::Table => "table",
-            ComponentKind::Stream => "stream",
-            ComponentKind::Bucket => "bucket",
-            ComponentKind::Iam => "iam",
-            ComponentKind::Pipe => "pipe",
-            ComponentKind::Delivery => "delivery",
-            ComponentKind::Catalog => "catalog",
-            ComponentKind::Analytics => "analytics",
-        };
-        f.write_str(s)
-    }
-}
 
 /// One field that differs between desired and observed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -499,6 +379,17 @@ impl PipelineCtx {
         self.spec.adopt.contains(&kind)
     }
 
+    /// What the built-in queries run against: the pipeline's Glue table, pruned by the
+    /// Firehose prefix's dates when the table projects them.
+    pub fn query_target(&self) -> crate::named_queries::QueryTarget {
+        let projected = match self.spec.catalog.mode {
+            crate::api::CatalogMode::Projection => Some(self.spec.delivery.prefix.as_str()),
+            // The crawler names the partition columns itself (partition_0, ...).
+            crate::api::CatalogMode::Crawler => None,
+        };
+        crate::named_queries::QueryTarget::new(&self.names.glue_table, projected, self.spec.delivery.buffer_seconds)
+    }
+
     /// This context with the [`TAG_ADOPTED`] tag added to the desired tags, for taking an
     /// existing resource under management.
     pub fn adopting(&self) -> Self {
@@ -544,13 +435,13 @@ impl Refs {
     }
 }
 
-/// The shape every AWS component module has.
-#[allow(async_fn_in_trait)]
-pub trait Component {
+/// The shape every AWS component module has. Its calls return `Send` futures, so the
+/// reconciler can run components concurrently inside the controller's tasks.
+pub trait Component: Send + Sync {
     /// The resource(s) as the pipeline wants them.
-    type Desired: fmt::Debug;
+    type Desired: fmt::Debug + Send + Sync;
     /// The resource(s) as AWS reports them.
-    type Observed: fmt::Debug;
+    type Observed: fmt::Debug + Send + Sync;
 
     const KIND: ComponentKind;
 
@@ -561,22 +452,23 @@ pub trait Component {
     fn resource_name(desired: &Self::Desired) -> String;
 
     /// Reads the current state; `None` when absent.
-    async fn observe(&self, desired: &Self::Desired) -> Result<Option<Self::Observed>, AwsError>;
+    fn observe(&self, desired: &Self::Desired)
+        -> impl Future<Output = Result<Option<Self::Observed>, AwsError>> + Send;
 
     /// What differs (pure).
     fn diff(desired: &Self::Desired, observed: &Self::Observed) -> Vec<Change>;
 
-    async fn create(&self, desired: &Self::Desired) -> Result<(), AwsError>;
+    fn create(&self, desired: &Self::Desired) -> impl Future<Output = Result<(), AwsError>> + Send;
 
     /// Applies the mutable `changes` in place.
-    async fn update(
+    fn update(
         &self,
         desired: &Self::Desired,
         observed: &Self::Observed,
         changes: &[Change],
-    ) -> Result<(), AwsError>;
+    ) -> impl Future<Output = Result<(), AwsError>> + Send;
 
-    async fn delete(&self, observed: &Self::Observed) -> Result<(), AwsError>;
+    fn delete(&self, observed: &Self::Observed) -> impl Future<Output = Result<(), AwsError>> + Send;
 
     /// Records what downstream components need from this one.
     fn publish(observed: &Self::Observed, refs: &mut Refs);
@@ -615,9 +507,9 @@ pub trait Component {
     }
 
     /// Starts it again after a failed start ([`Recovery::Restart`]).
-    async fn restart(&self, observed: &Self::Observed) -> Result<(), AwsError> {
+    fn restart(&self, observed: &Self::Observed) -> impl Future<Output = Result<(), AwsError>> + Send {
         let _ = observed;
-        Err(AwsError::permanent("Restart", format!("{} cannot be restarted", Self::KIND)))
+        async { Err(AwsError::permanent("Restart", format!("{} cannot be restarted", Self::KIND))) }
     }
 }
 

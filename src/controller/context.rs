@@ -12,8 +12,9 @@ use kube::{Client, ResourceExt};
 
 use super::RunArgs;
 use crate::api::SalesPipeline;
-use crate::aws::{sdk_config, AwsError, AwsSettings, CallLog, Clients, Timing};
+use crate::aws::{sdk_config, AwsError, AwsSettings, CallLog, Clients};
 use crate::names::Names;
+use crate::reconcile::{Reconciler, Timing};
 use crate::telemetry::Metrics;
 
 /// Shared by every reconcile.
@@ -32,7 +33,7 @@ pub struct Context {
     sdk: SdkConfig,
     timing: Timing,
     calls: CallLog,
-    clients: Mutex<HashMap<String, Clients>>,
+    reconcilers: Mutex<HashMap<String, Reconciler>>,
     failures: Mutex<HashMap<ObjectRef<SalesPipeline>, u32>>,
     ready: Mutex<HashMap<ObjectRef<SalesPipeline>, &'static str>>,
     /// The watch events of our own status writes, to tell them from real changes.
@@ -54,6 +55,7 @@ impl Context {
     pub async fn new(
         client: Client,
         aws: AwsSettings,
+        timing: Timing,
         args: &RunArgs,
         metrics: Arc<Metrics>,
         calls: CallLog,
@@ -70,13 +72,13 @@ impl Context {
             recorder: Recorder::new(client.clone(), reporter.clone()),
             reporter,
             sdk: sdk_config(&aws).await,
-            timing: aws.timing,
+            timing,
             client,
             metrics,
             resync: args.resync_period,
             name_prefix: args.name_prefix.clone(),
             calls,
-            clients: Mutex::new(HashMap::new()),
+            reconcilers: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
             ready: Mutex::new(HashMap::new()),
             echoes: Echoes::default(),
@@ -112,17 +114,17 @@ impl Context {
             .map(|(_, other, shared)| (other, shared))
     }
 
-    /// AWS clients for `region` (the pipeline's, else the operator's), created once.
-    pub fn clients(&self, region: Option<&str>) -> Result<Clients, AwsError> {
+    /// The reconciler of `region` (the pipeline's, else the operator's): its AWS clients and
+    /// what it remembers between passes, created once.
+    pub fn reconciler(&self, region: Option<&str>) -> Result<Reconciler, AwsError> {
         let key = region.map(str::to_string).or_else(|| self.sdk.region().map(|r| r.to_string())).unwrap_or_default();
-        let mut cache = lock(&self.clients);
-        if let Some(c) = cache.get(&key) {
-            return Ok(c.clone());
+        let mut cache = lock(&self.reconcilers);
+        if let Some(r) = cache.get(&key) {
+            return Ok(r.clone());
         }
-        let mut c = Clients::new(&self.sdk, region, self.calls.clone())?;
-        c.memory.timing = self.timing;
-        cache.insert(key, c.clone());
-        Ok(c)
+        let r = Reconciler::new(Clients::new(&self.sdk, region, self.calls.clone())?, self.timing);
+        cache.insert(key, r.clone());
+        Ok(r)
     }
 
     /// Delay before retrying `obj` after another failure (exponential, capped).

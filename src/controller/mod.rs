@@ -20,6 +20,7 @@ use kube_lease_manager::LeaseManagerBuilder;
 
 use crate::api::{OrderGenerator, SalesPipeline};
 use crate::aws::{AwsSettings, CallLog};
+use crate::reconcile::Timing;
 use crate::telemetry::{self, Health, Metrics};
 pub use context::Context;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -103,7 +104,7 @@ pub enum RunError {
 }
 
 /// Runs the controller until SIGTERM/SIGINT (or lost leadership).
-pub async fn run(args: RunArgs, aws: AwsSettings) -> Result<(), RunError> {
+pub async fn run(args: RunArgs, aws: AwsSettings, timing: Timing) -> Result<(), RunError> {
     let client = Client::try_default().await?;
     let calls = CallLog::default();
     let metrics = Arc::new(Metrics::new(calls.clone()));
@@ -171,7 +172,7 @@ pub async fn run(args: RunArgs, aws: AwsSettings) -> Result<(), RunError> {
     let watches: Vec<_> = apis::<SalesPipeline>(&client, &args.namespaces).into_iter().map(slim_watch).collect();
     // Every watched SalesPipeline, for the in-cluster name-conflict check.
     let stores = watches.iter().map(|(_, store)| store.clone()).collect();
-    let ctx = Arc::new(Context::new(client.clone(), aws, &args, metrics, calls, stores).await);
+    let ctx = Arc::new(Context::new(client.clone(), aws, timing, &args, metrics, calls, stores).await);
     let pipelines = watches.into_iter().map(|(trigger, store)| {
         Controller::for_stream(trigger, store)
             .with_config(controller::Config::default().concurrency(args.concurrency))

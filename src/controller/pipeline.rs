@@ -124,8 +124,8 @@ async fn apply(sp: &SalesPipeline, ctx: &Context, api: &Api<SalesPipeline>) -> R
         ctx.record_ready(ObjectRef::from(sp), Some(FALSE));
         return Ok(Action::requeue(ctx.resync));
     }
-    let clients = match ctx.clients(sp.spec.region.as_deref()) {
-        Ok(c) => c,
+    let reconciler = match ctx.reconciler(sp.spec.region.as_deref()) {
+        Ok(r) => r,
         Err(e) => {
             let status = SalesPipelineStatus { observed_generation: generation, ..previous.clone() };
             write_status(api, sp, status, &stalled("InvalidConfiguration", e.to_string())).await?;
@@ -133,7 +133,7 @@ async fn apply(sp: &SalesPipeline, ctx: &Context, api: &Api<SalesPipeline>) -> R
         }
     };
     let namespace = sp.namespace().ok_or(Error::MissingKey("metadata.namespace"))?;
-    let mut pctx = PipelineCtx::new(&namespace, &sp.name_any(), &sp.spec, &clients.region);
+    let mut pctx = PipelineCtx::new(&namespace, &sp.name_any(), &sp.spec, &reconciler.aws.region);
     if let Some(prefix) = &ctx.name_prefix {
         let outside = crate::aws::operator_policy::names_outside_prefix(&pctx.names, prefix);
         if !outside.is_empty() {
@@ -152,7 +152,7 @@ async fn apply(sp: &SalesPipeline, ctx: &Context, api: &Api<SalesPipeline>) -> R
     }
     pctx.sweep = !settled(sp);
     let mode = if sp.spec.paused { Mode::Observe } else { Mode::Apply };
-    let outcome = reconcile::reconcile(&clients, &pctx, mode).await;
+    let outcome = reconcile::reconcile(&reconciler, &pctx, mode).await;
 
     for action in outcome.actions.iter().filter(|_| mode == Mode::Apply) {
         publish(ctx, sp, action_event(action)).await;
@@ -203,12 +203,12 @@ fn settled(sp: &SalesPipeline) -> bool {
 }
 
 async fn cleanup(sp: &SalesPipeline, ctx: &Context, api: &Api<SalesPipeline>) -> Result<Action, Error> {
-    let clients = ctx
-        .clients(sp.spec.region.as_deref())
+    let reconciler = ctx
+        .reconciler(sp.spec.region.as_deref())
         .map_err(|source| Error::Aws { component: ComponentKind::Table, source })?;
     let namespace = sp.namespace().ok_or(Error::MissingKey("metadata.namespace"))?;
-    let pctx = PipelineCtx::new(&namespace, &sp.name_any(), &sp.spec, &clients.region);
-    let done = reconcile::teardown(&clients, &pctx, sp.spec.deletion_policy, false).await;
+    let pctx = PipelineCtx::new(&namespace, &sp.name_any(), &sp.spec, &reconciler.aws.region);
+    let done = reconcile::teardown(&reconciler, &pctx, sp.spec.deletion_policy, false).await;
     for action in &done.actions {
         publish(ctx, sp, action_event(action)).await;
     }

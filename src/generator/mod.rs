@@ -1,20 +1,20 @@
 //! `sales-operator generate`: the order workload. Random orders from a
-//! catalogue ([`catalog`], [`order`]) written into the pipeline's DynamoDB
+//! catalogue ([`products`], [`order_source`]) written into the pipeline's DynamoDB
 //! table at a precise rate, batched and concurrent, with nothing lost and
-//! nothing written twice ([`writer`]). [`cli`] holds the flags.
+//! nothing written twice ([`writer`]). [`command`] holds the flags.
 //!
 //! The item shape, the ids and the reasoning are in docs/order-item.md.
 
-pub mod catalog;
-pub mod cli;
-pub mod order;
+pub mod command;
+pub mod order_source;
+pub mod products;
 pub mod writer;
 
 use std::future::Future;
 use std::sync::Arc;
 
-pub use catalog::{Catalog, CatalogError};
-pub use order::OrderSource;
+pub use order_source::OrderSource;
+pub use products::{Catalog, CatalogError};
 pub use writer::{DynamoDbSink, NullSink, Report, Sink, StopReason, WriterConfig};
 
 use crate::aws::AwsError;
@@ -84,7 +84,7 @@ impl GeneratorConfig {
         if !(1..=1024).contains(&w.concurrency) {
             return Err(GeneratorError::config("concurrency", format!("must be 1 to 1024, not {}", w.concurrency)));
         }
-        order::validate_replica(&self.replica).map_err(|m| GeneratorError::config("replica", m))?;
+        order_source::validate_replica(&self.replica).map_err(|m| GeneratorError::config("replica", m))?;
         if self.catalog.products.is_empty() || self.catalog.stores.is_empty() {
             return Err(GeneratorError::config("catalog", "needs at least one product and one store"));
         }

@@ -32,7 +32,7 @@ use rand::Rng;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::order::OrderSource;
+use super::order_source::OrderSource;
 use crate::aws::error::ErrorKind;
 use crate::aws::{AwsResultExt, CallLog};
 use crate::order::Order;
@@ -626,7 +626,7 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
-    use crate::generator::catalog::Catalog;
+    use crate::generator::products::Catalog;
 
     #[test]
     fn schedule_counts_orders_due_without_drift() {

@@ -19,7 +19,7 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use tokio::sync::oneshot;
 
-use super::catalog::{parse_product_flag, Catalog, CatalogError};
+use super::products::{parse_product_flag, Catalog, CatalogError};
 use super::writer::{DynamoDbSink, Report, StopReason, WriterConfig};
 use super::{GeneratorConfig, GeneratorError, MAX_RATE, MIN_RATE};
 use crate::api::order_generator::CatalogProduct;

@@ -8,9 +8,7 @@
 //! buffer interval *before* the order's own time (the object is named after
 //! its oldest record), so the `dt` bound starts one buffer interval early.
 
-use crate::api::CatalogMode;
-use crate::aws::catalog::{projection_layout, PARTITION_COLUMN};
-use crate::aws::PipelineCtx;
+use crate::partitions::{projection_layout, sorts_as_time, PARTITION_COLUMN};
 
 /// A named analysis query.
 #[derive(Clone, Copy, Debug)]
@@ -75,20 +73,14 @@ pub struct QueryTarget {
 }
 
 impl QueryTarget {
-    /// The target of pipeline `ctx`: its table, its prefix's date format, its buffer interval.
-    pub fn for_pipeline(ctx: &PipelineCtx) -> Self {
-        let dt_format = match ctx.spec.catalog.mode {
-            CatalogMode::Projection => {
-                projection_layout(&ctx.spec.delivery.prefix).ok().map(|l| l.date_format).filter(|f| sorts_as_time(f))
-            }
-            // The crawler names the partition columns itself (partition_0, ...).
-            CatalogMode::Crawler => None,
-        };
-        QueryTarget {
-            table: ctx.names.glue_table.clone(),
-            dt_format,
-            dt_slack_seconds: i64::from(ctx.spec.delivery.buffer_seconds.max(0)),
-        }
+    /// The Glue `table` of objects Firehose writes under `projected_prefix` (`None`: the table
+    /// does not project `dt` from the prefix, e.g. a crawler made it) every `buffer_seconds`.
+    pub fn new(table: &str, projected_prefix: Option<&str>, buffer_seconds: i32) -> Self {
+        let dt_format = projected_prefix
+            .and_then(|prefix| projection_layout(prefix).ok())
+            .map(|l| l.date_format)
+            .filter(|f| sorts_as_time(f));
+        QueryTarget { table: table.to_string(), dt_format, dt_slack_seconds: i64::from(buffer_seconds.max(0)) }
     }
 
     /// The predicate that keeps the partitions of the last `{hours}` hours.
@@ -102,28 +94,6 @@ impl QueryTarget {
             None => "TRUE".to_string(),
         }
     }
-}
-
-/// Whether values of the Java date `format` compare as text in time order: its
-/// fields are fixed-width numbers from the year down, without gaps.
-fn sorts_as_time(format: &str) -> bool {
-    const ORDER: &[&str] = &["yyyy", "MM", "dd", "HH", "mm", "ss"];
-    let mut next = 0;
-    let mut rest = format;
-    while let Some(c) = rest.chars().next() {
-        if c.is_ascii_alphabetic() || c == '\'' {
-            match ORDER.get(next) {
-                Some(field) if rest.starts_with(field) => {
-                    rest = &rest[field.len()..];
-                    next += 1;
-                }
-                _ => return false,
-            }
-        } else {
-            rest = &rest[c.len_utf8()..];
-        }
-    }
-    next > 0
 }
 
 impl NamedQuery {
@@ -172,16 +142,5 @@ mod tests {
         let sql = find("top_products").unwrap().render(&target(None), &[]);
         assert!(sql.contains("AND TRUE") && !sql.contains("dt >="), "{sql}");
         assert!(sql.contains("order_ts >= current_timestamp"));
-    }
-
-    #[test]
-    fn only_big_endian_fixed_width_formats_sort_as_time() {
-        assert!(sorts_as_time("yyyy/MM/dd/HH"));
-        assert!(sorts_as_time("yyyy-MM-dd"));
-        assert!(sorts_as_time("yyyy/MM/dd/HH/mm"));
-        assert!(!sorts_as_time("dd/MM/yyyy"));
-        assert!(!sorts_as_time("yyyy/dd/MM"));
-        assert!(!sorts_as_time("yyyy/M/d"));
-        assert!(!sorts_as_time("yyyy/MM/HH"));
     }
 }

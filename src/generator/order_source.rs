@@ -23,7 +23,7 @@ use rand_chacha::ChaCha8Rng;
 use rust_decimal::Decimal;
 use sha2::{Digest, Sha256};
 
-use super::catalog::Catalog;
+use super::products::Catalog;
 use crate::order::Order;
 
 /// Longest replica id (a pod name is at most 253 characters).
@@ -113,7 +113,7 @@ mod tests {
     use std::collections::HashSet;
 
     use super::*;
-    use crate::generator::catalog::Product;
+    use crate::generator::products::Product;
 
     fn source(seed: Option<u64>, replica: &str) -> OrderSource {
         OrderSource::new(Arc::new(Catalog::default()), seed, replica)

@@ -15,7 +15,7 @@ use kube::ResourceExt;
 use crate::api::manifest::{self, ManifestError};
 use crate::aws::analytics::Workgroups;
 use crate::aws::{self, AwsError, AwsResultExt, AwsSettings, CallLog, Clients, Component, PipelineCtx, Refs};
-use crate::queries;
+use crate::named_queries;
 
 /// Arguments of `sales-operator query`.
 #[derive(clap::Args, Debug)]
@@ -98,9 +98,9 @@ pub struct QueryRequest {
 
 /// The request for built-in query `name` of the pipeline `ctx`.
 pub fn request(ctx: &PipelineCtx, name: &str, params: &[(String, String)]) -> Result<QueryRequest, QueryError> {
-    let q = queries::find(name).ok_or_else(|| QueryError::UnknownQuery {
+    let q = named_queries::find(name).ok_or_else(|| QueryError::UnknownQuery {
         name: name.to_string(),
-        known: queries::BUILT_IN.iter().map(|q| q.name).collect::<Vec<_>>().join(", "),
+        known: named_queries::BUILT_IN.iter().map(|q| q.name).collect::<Vec<_>>().join(", "),
     })?;
     if let Some((param, _)) = params.iter().find(|(k, _)| !q.params.iter().any(|(p, _)| p == k)) {
         return Err(QueryError::UnknownParam {
@@ -123,7 +123,7 @@ pub fn request(ctx: &PipelineCtx, name: &str, params: &[(String, String)]) -> Re
         workgroup: analytics.workgroup,
         database: ctx.names.database.clone(),
         output_location: analytics.result_location,
-        sql: q.render(&queries::QueryTarget::for_pipeline(ctx), params),
+        sql: q.render(&ctx.query_target(), params),
     })
 }
 
