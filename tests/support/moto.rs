@@ -39,7 +39,7 @@ fn start() -> String {
     let bin = String::from_utf8_lossy(&out.stdout).trim().to_string();
     let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
     let log = std::env::temp_dir().join(format!("sales-operator-test-moto-{port}.log"));
-    // AWS's timing (scripts/aws_behaviour.py) unless asked for bare moto: SALES_OPERATOR_TEST_AWS=bare.
+    // AWS's timing (tests/aws-emulator/aws_behaviour.py) unless asked for bare moto: SALES_OPERATOR_TEST_AWS=bare.
     let behaviour = if like_aws() { format!("SALES_OPERATOR_AWS_BEHAVIOUR='{FAST_AWS}' ") } else { String::new() };
     spawn_watched(&format!("{behaviour}\"{bin}\" -H 127.0.0.1 -p {port}"), &log);
     let url = format!("http://127.0.0.1:{port}");
