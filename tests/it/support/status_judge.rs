@@ -4,8 +4,6 @@
 //! `sigs.k8s.io/cli-utils/pkg/kstatus/status.Compute` and the chart's Argo CD health script
 //! under Argo CD's Lua sandbox (gopher-lua with only base, package, table and a safe os;
 //! objects with a deletionTimestamp are "Pending deletion" before any Lua runs).
-//!
-//! Include it with `#[path = "support/status_judge.rs"] mod status_judge;`. Needs serde_json.
 #![allow(dead_code)]
 
 use std::io::Write;

@@ -4,12 +4,9 @@
 //! examples validated server-side, and the installed operator (its rendered
 //! arguments and ServiceAccount, run as a process) reconciling a pipeline.
 
-#[path = "support/helm_chart.rs"]
-mod helm_chart;
-#[path = "support/kube_env.rs"]
-mod kube_env;
-#[path = "support/moto.rs"]
-mod moto;
+use crate::support::helm_chart;
+use crate::support::kube_env;
+use crate::support::moto;
 
 use std::collections::BTreeSet;
 use std::net::TcpListener;

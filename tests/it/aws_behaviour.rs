@@ -2,8 +2,7 @@
 //! docs/aws-behaviour.md "Timing and refusals"), proven through the SDK: each test sets a rule
 //! for its own names (`moto::behave`) and sees AWS's timing and refusals, then their end.
 
-#[path = "support/moto.rs"]
-mod moto;
+use crate::support::moto;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
