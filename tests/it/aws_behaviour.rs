@@ -2,7 +2,7 @@
 //! docs/aws-behaviour.md "Timing and refusals"), proven through the SDK: each test sets a rule
 //! for its own names (`moto::behave`) and sees AWS's timing and refusals, then their end.
 
-use crate::support::moto;
+crate::support::moto::own_server!();
 
 use std::future::Future;
 use std::time::{Duration, Instant};

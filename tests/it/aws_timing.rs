@@ -3,7 +3,7 @@
 //! failed states, throttling and quotas. Each test sets the layer's rule for its own names.
 
 use crate::support::apply;
-use crate::support::moto;
+crate::support::moto::own_server!();
 
 use std::time::Duration;
 

@@ -8,7 +8,7 @@
 //! the operator's carries the ownership condition wherever the reference offers it.
 
 use crate::support::apply;
-use crate::support::moto;
+crate::support::moto::own_server!();
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

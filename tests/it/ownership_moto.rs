@@ -3,7 +3,7 @@
 //! `spec.adopt`, and never deletes an adopted table or bucket.
 
 use crate::support::apply;
-use crate::support::moto;
+crate::support::moto::own_server!();
 
 use std::collections::BTreeMap;
 

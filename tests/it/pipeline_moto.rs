@@ -2,7 +2,7 @@
 //! drift, crashes, faults and teardown do to real SDK calls.
 
 use crate::support::apply;
-use crate::support::moto;
+crate::support::moto::own_server!();
 
 use sales_operator::api::manifest::parse_pipeline;
 use sales_operator::api::{DeletionPolicy, SalesPipeline};

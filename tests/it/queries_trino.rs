@@ -17,7 +17,7 @@
 
 use crate::support::apply;
 use crate::support::delivery_standin;
-use crate::support::moto;
+crate::support::moto::own_server!();
 use crate::support::s3_counter;
 use crate::support::trino;
 

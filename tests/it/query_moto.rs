@@ -5,7 +5,7 @@
 
 use crate::support::apply;
 use crate::support::kube_env;
-use crate::support::moto;
+crate::support::moto::own_server!();
 
 use std::io::{Read, Write};
 use std::process::Command;
