@@ -10,7 +10,7 @@
 //! Run: `cargo test -q --bench generator` (dev profile, as the tests build) or
 //! `cargo bench --bench generator` (release). Takes about 2 minutes.
 
-#[path = "../tests/support/moto.rs"]
+#[path = "../tests/it/support/moto.rs"]
 mod moto;
 
 use std::sync::{Arc, Mutex};

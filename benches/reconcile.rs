@@ -2,7 +2,7 @@
 //! against the moto server. Run: `cargo bench --bench reconcile`
 //! (results are written up in docs/benchmarks.md).
 
-#[path = "../tests/support/moto.rs"]
+#[path = "../tests/it/support/moto.rs"]
 mod moto;
 
 use std::time::{Duration, Instant};

@@ -9,8 +9,8 @@
 //!
 //! with AWS_ENDPOINT_URL pointing at moto. Prints what it delivered.
 
-#[path = "../tests/support/delivery.rs"]
-mod delivery;
+#[path = "../tests/it/support/delivery_standin.rs"]
+mod delivery_standin;
 
 use aws_sdk_dynamodbstreams::types::{AttributeValue, ShardIteratorType};
 use kube::ResourceExt;
@@ -37,7 +37,7 @@ fn image(m: &std::collections::HashMap<String, AttributeValue>) -> Value {
 }
 
 /// The event a pipe receives for stream record `r`.
-fn pipes_event(r: &aws_sdk_dynamodbstreams::types::Record, links: &delivery::Links) -> Option<Value> {
+fn pipes_event(r: &aws_sdk_dynamodbstreams::types::Record, links: &delivery_standin::Links) -> Option<Value> {
     let d = r.dynamodb.as_ref()?;
     let created = d.approximate_creation_date_time.as_ref()?;
     let mut dynamodb = json!({
@@ -79,7 +79,7 @@ async fn main() -> Result<(), String> {
     let c = Clients::new(&sdk, pipeline.spec.region.as_deref(), CallLog::default()).map_err(|e| e.to_string())?;
     let namespace = pipeline.namespace().unwrap_or_else(|| "default".to_string());
     let ctx = PipelineCtx::new(&namespace, &pipeline.name_any(), &pipeline.spec, &c.region);
-    let links = delivery::links(&c, &ctx.names.pipe, &ctx.names.delivery).await?;
+    let links = delivery_standin::links(&c, &ctx.names.pipe, &ctx.names.delivery).await?;
 
     // Every record of every shard of the table's stream, from the start.
     let streams_config = aws_sdk_dynamodbstreams::config::Builder::from(&sdk)
@@ -123,8 +123,8 @@ async fn main() -> Result<(), String> {
         }
     }
     // The pipe's filter (spec.pipe.filter) is not applied: the demo's pipeline has none.
-    let objects = delivery::deliver(&links, &events, jiff::SignedDuration::from_millis(300))?;
-    delivery::put(&c.s3, &links, &objects).await?;
+    let objects = delivery_standin::deliver(&links, &events, jiff::SignedDuration::from_millis(300))?;
+    delivery_standin::put(&c.s3, &links, &objects).await?;
     for (file, seq) in positions {
         std::fs::write(file, seq).map_err(|e| e.to_string())?;
     }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # checkov (PyPI), pinned, in a venv cached outside the repo: the static analyser
-# tests/chart.rs runs on the chart's rendered output. Prints the checkov path.
+# tests/it/chart.rs runs on the chart's rendered output. Prints the checkov path.
 #   scripts/checkov.sh install     create the venv if missing (idempotent)
 set -euo pipefail
 

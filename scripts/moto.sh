@@ -5,8 +5,9 @@
 #   scripts/moto.sh start [PORT]     start on 127.0.0.1:PORT (default 5000) in the
 #                                    background; prints the endpoint URL
 #   scripts/moto.sh stop [PORT]      stop the server started on PORT
-#   scripts/moto.sh bin              print the server's path (installs first): scripts/moto-server,
-#                                    moto_server plus the AWS behaviours of scripts/moto_aws.py
+#   scripts/moto.sh bin              print the server's path (installs first):
+#                                    tests/aws-emulator/moto-server, moto_server plus the AWS
+#                                    behaviours of tests/aws-emulator/moto_aws.py
 #   scripts/moto.sh venv             print the venv's path (installs first)
 set -euo pipefail
 
@@ -14,6 +15,8 @@ MOTO_VERSION="${MOTO_VERSION:-5.2.5}"
 CACHE="${SALES_OPERATOR_CACHE:-$HOME/.cache/sales-operator}"
 VENV="$CACHE/moto-$MOTO_VERSION"
 HERE="$(cd "$(dirname "$0")" && pwd)"
+# The emulator: moto plus what AWS does and moto does not (docs/aws-behaviour.md).
+SERVER="$(cd "$HERE/../tests/aws-emulator" && pwd)/moto-server"
 STATE="${SALES_OPERATOR_STATE:-${TMPDIR:-/tmp}/sales-operator-moto}"
 
 # shellcheck source=common.sh
@@ -29,7 +32,7 @@ start() {
     echo "http://127.0.0.1:$port"
     return 0
   fi
-  nohup "$HERE/moto-server" -H 127.0.0.1 -p "$port" >"$STATE/moto-$port.log" 2>&1 &
+  nohup "$SERVER" -H 127.0.0.1 -p "$port" >"$STATE/moto-$port.log" 2>&1 &
   echo $! >"$STATE/moto-$port.pid"
   for _ in $(seq 1 100); do
     if curl -fsS "http://127.0.0.1:$port/moto-api/" >/dev/null 2>&1; then
@@ -48,7 +51,7 @@ case "${1:-}" in
   install) install ;;
   start) shift; start "$@" ;;
   stop) shift; stop "$@" ;;
-  bin) install; echo "$HERE/moto-server" ;;
+  bin) install; echo "$SERVER" ;;
   venv) install; echo "$VENV" ;;
   *) echo "usage: $0 install|start [PORT]|stop [PORT]|bin|venv" >&2; exit 2 ;;
 esac

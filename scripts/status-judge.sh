@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Builds tests/support/status-judge (Flux's kstatus library and Argo CD's Lua runtime, as a
+# Builds tests/status-judge (Flux's kstatus library and Argo CD's Lua runtime, as a
 # small Go program the status tests feed objects to) with the machine's Go toolchain into
 #   ${SALES_OPERATOR_CACHE:-$HOME/.cache/sales-operator}/status-judge-<hash of its source>/status-judge
 # Module versions are pinned by its go.mod/go.sum. Idempotent; prints the binary's path.
 set -euo pipefail
-src="$(cd "$(dirname "$0")/../tests/support/status-judge" && pwd)"
+src="$(cd "$(dirname "$0")/../tests/status-judge" && pwd)"
 export PATH="$PATH:/usr/local/go/bin"
 command -v go >/dev/null || { echo "status-judge: go is not installed" >&2; exit 1; }
 gominor=$(go env GOVERSION | sed -E 's/^go1\.([0-9]+).*/\1/')

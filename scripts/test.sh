@@ -3,25 +3,63 @@
 # venv, Trino, checkov, parliament, policy_sentry, the Kubernetes test binaries and the status
 # judge built from Go modules; all cached under ~/.cache/sales-operator),
 # checks formatting, lints, and runs every test.
+#
+# On a new machine the installs (downloads and Go builds, ~20 min) and cargo's work (clippy,
+# then the test build) each leave a core idle much of the time, so the installs run in the
+# background while cargo works; the tests start once both are done. Each step's output is
+# printed, with the seconds since the start (docs/benchmarks.md, "CI from a clean clone").
 set -euo pipefail
 cd "$(dirname "$0")/.."
+step() { echo "==> [$SECONDS s] $*"; }
 
-echo "==> local AWS emulator (moto)"
-scripts/moto.sh install
-echo "==> Trino (the engine Athena v3 is built on; the query tests run the named queries on it)"
-scripts/trino.sh install
-echo "==> checkov (tests/chart.rs checks the rendered chart with it)"
-scripts/checkov.sh install >/dev/null
-echo "==> parliament and policy_sentry (tests/iam_policy.rs checks the generated IAM policies with them)"
-scripts/iam-lint.sh install
-echo "==> Kubernetes test environment (etcd, kube-apiserver, controller-manager, scheduler, kwok, kubectl, helm)"
-bash scripts/kube-env/build.sh
-echo "==> status judge (Flux's kstatus and Argo CD's Lua runtime, for tests/status_judged_e2e.rs)"
-bash scripts/status-judge.sh
-echo "==> cargo fmt --check"
+installs() {
+  step "local AWS emulator (moto)"
+  scripts/moto.sh install
+  step "Trino (the engine Athena v3 is built on; the query tests run the named queries on it)"
+  scripts/trino.sh install
+  step "checkov (tests/it/chart.rs checks the rendered chart with it)"
+  scripts/checkov.sh install >/dev/null
+  step "parliament and policy_sentry (tests/it/iam_policy.rs checks the generated IAM policies with them)"
+  scripts/iam-lint.sh install
+  step "Kubernetes test environment (etcd, kube-apiserver, controller-manager, scheduler, kwok, kubectl, helm)"
+  bash scripts/kube-env/build.sh
+  step "status judge (Flux's kstatus and Argo CD's Lua runtime, for tests/it/status_judged_e2e.rs)"
+  bash scripts/status-judge.sh
+  step "installs done"
+}
+
+# Ends a process and everything it started (the installs, when fmt or clippy fails first).
+kill_tree() {
+  local child
+  for child in $(pgrep -P "$1"); do kill_tree "$child"; done
+  kill "$1" 2>/dev/null || true
+}
+log=$(mktemp)
+installs_pid=
+cleanup() {
+  if [[ -n $installs_pid ]] && kill -0 "$installs_pid" 2>/dev/null; then kill_tree "$installs_pid"; fi
+  rm -f "$log"
+}
+trap cleanup EXIT
+step "installs, in the background (their output follows once cargo has built the tests)"
+installs >"$log" 2>&1 &
+installs_pid=$!
+
+step "cargo fmt --check"
 cargo fmt --check
-echo "==> cargo clippy"
+step "cargo clippy"
 cargo clippy --all-targets --quiet -- -D warnings
-echo "==> crds/ is generated from the Rust types (checked by tests/cli.rs)"
-echo "==> cargo test"
+step "cargo test --no-run (builds the tests while the installs finish)"
+cargo test --no-run --quiet 2>&1
+step "waiting for the installs"
+status=0
+wait "$installs_pid" || status=$?
+cat "$log"
+if (( status != 0 )); then
+  step "the installs failed (exit $status)"
+  exit "$status"
+fi
+echo "==> crds/ is generated from the Rust types (checked by tests/it/cli.rs)"
+step "cargo test"
 cargo test --no-fail-fast 2>&1
+step "done"

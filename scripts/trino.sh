@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Trino, the engine Athena v3 is built on, pinned, cached outside the repo:
-# the SQL engine the query tests (tests/queries_trino.rs), the benchmark and
+# the SQL engine the query tests (tests/it/queries_trino.rs), the benchmark and
 # the demo run the named queries on, reading the Glue table from moto and the
 # delivered objects from moto's S3.
 #

@@ -2,10 +2,8 @@
 //! resource that does not carry its ownership tags, takes an untagged one only through
 //! `spec.adopt`, and never deletes an adopted table or bucket.
 
-#[path = "support/apply.rs"]
-mod apply;
-#[path = "support/moto.rs"]
-mod moto;
+use crate::support::apply;
+crate::support::moto::own_server!();
 
 use std::collections::BTreeMap;
 

@@ -1,11 +1,9 @@
 //! The verdicts Flux and Argo CD reach on an object, from their own code: the Go helper in
-//! tests/support/status-judge (built by scripts/status-judge.sh with the machine's Go
+//! tests/status-judge (built by scripts/status-judge.sh with the machine's Go
 //! toolchain, cached under ~/.cache/sales-operator by a hash of its source) runs
 //! `sigs.k8s.io/cli-utils/pkg/kstatus/status.Compute` and the chart's Argo CD health script
 //! under Argo CD's Lua sandbox (gopher-lua with only base, package, table and a safe os;
 //! objects with a deletionTimestamp are "Pending deletion" before any Lua runs).
-//!
-//! Include it with `#[path = "support/status_judge.rs"] mod status_judge;`. Needs serde_json.
 #![allow(dead_code)]
 
 use std::io::Write;

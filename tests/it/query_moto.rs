@@ -3,12 +3,9 @@
 //! (canned through moto's `/moto-api/static/athena/query-results`, since
 //! moto runs no SQL) is printed as a table.
 
-#[path = "support/apply.rs"]
-mod apply;
-#[path = "support/kube_env.rs"]
-mod kube_env;
-#[path = "support/moto.rs"]
-mod moto;
+use crate::support::apply;
+use crate::support::kube_env;
+crate::support::moto::own_server!();
 
 use std::io::{Read, Write};
 use std::process::Command;

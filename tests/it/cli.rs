@@ -1,8 +1,7 @@
 //! The `sales-operator` binary as a user runs it: crd, plan, apply, delete,
 //! and refusal of bad manifests before any AWS call.
 
-#[path = "support/moto.rs"]
-mod moto;
+crate::support::moto::own_server!();
 
 use std::path::PathBuf;
 use std::process::{Command, Output};

@@ -3,14 +3,10 @@
 //! Helm chart's own, rendered by `helm template`) and moto, driven with kubectl
 //! as a user would.
 
-#[path = "support/helm_chart.rs"]
-mod helm_chart;
-#[path = "support/kube_env.rs"]
-mod kube_env;
-#[path = "support/moto.rs"]
-mod moto;
-#[path = "support/operator.rs"]
-mod operator;
+use crate::support::helm_chart;
+use crate::support::kube_env;
+use crate::support::moto;
+use crate::support::operator;
 
 use std::time::{Duration, Instant};
 

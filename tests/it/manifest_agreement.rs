@@ -7,8 +7,7 @@
 //! `create` rather than `apply`: `kubectl apply` refuses a manifest without a name on the
 //! client side, before the server could say which field is wrong.
 
-#[path = "support/kube_env.rs"]
-mod kube_env;
+use crate::support::kube_env;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -1,19 +1,11 @@
 //! The Helm chart (charts/sales-operator) as the tests use it: rendered with
 //! the real `helm` of the Kubernetes test environment, so the RBAC the tests
 //! run the operator under is the chart's own.
-//!
-//! Include next to kube_env (both at the top level of tests/<name>.rs):
-//! ```ignore
-//! #[path = "support/kube_env.rs"]
-//! mod kube_env;
-//! #[path = "support/helm_chart.rs"]
-//! mod helm_chart;
-//! ```
 #![allow(dead_code)]
 
 use std::path::PathBuf;
 
-use crate::kube_env::{project_dir, KubeEnv};
+use super::kube_env::{project_dir, KubeEnv};
 
 /// The release name the tests install the chart as; its full name (ServiceAccount,
 /// Roles, Lease) is then `sales-operator`, the binary's default lease name.

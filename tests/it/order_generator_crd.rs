@@ -2,8 +2,7 @@
 //! accepted, printer columns, short name, category and the scale subresource
 //! work, and the CEL rules refuse bad specs with their messages.
 
-#[path = "support/kube_env.rs"]
-mod kube_env;
+use crate::support::kube_env;
 
 use std::sync::OnceLock;
 

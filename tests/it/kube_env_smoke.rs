@@ -1,11 +1,8 @@
-//! Smoke tests of the Kubernetes test environment (scripts/kube-env, tests/support/kube_env.rs):
+//! Smoke tests of the Kubernetes test environment (scripts/kube-env, tests/it/support/kube_env.rs):
 //! what the operator's integration tests rely on really works against the
 //! pinned kube-apiserver, kube-controller-manager, kube-scheduler, kwok and helm.
 
-// `#[path]` at the crate root resolves relative to tests/. (Inside an inline
-// `mod support { .. }` it would resolve to tests/support/support/.)
-#[path = "support/kube_env.rs"]
-mod kube_env;
+use crate::support::kube_env;
 
 use kube_env::{project_dir, wait_until, KubeEnv};
 use std::path::PathBuf;

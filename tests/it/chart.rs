@@ -4,12 +4,9 @@
 //! examples validated server-side, and the installed operator (its rendered
 //! arguments and ServiceAccount, run as a process) reconciling a pipeline.
 
-#[path = "support/helm_chart.rs"]
-mod helm_chart;
-#[path = "support/kube_env.rs"]
-mod kube_env;
-#[path = "support/moto.rs"]
-mod moto;
+use crate::support::helm_chart;
+use crate::support::kube_env;
+use crate::support::moto;
 
 use std::collections::BTreeSet;
 use std::net::TcpListener;
@@ -34,14 +31,18 @@ fn helm_ok(env: &KubeEnv, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// The CRDs (from the chart) and the stand-in ServiceMonitor CRD, applied once.
+/// This suite's own control plane, with the CRDs (from the chart) and the stand-in ServiceMonitor
+/// CRD applied once. Not the shared one: the chart installs cluster-scoped objects here (the
+/// ServiceMonitor CRD, ClusterRoles) and runs an operator that watches every namespace, which in
+/// the shared control plane would reconcile the other suites' SalesPipelines and OrderGenerators
+/// beside their own operators.
 fn env_with_crds() -> &'static KubeEnv {
-    static DONE: OnceLock<()> = OnceLock::new();
-    let env = KubeEnv::shared();
-    DONE.get_or_init(|| {
+    static ENV: OnceLock<KubeEnv> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let env = KubeEnv::start().unwrap_or_else(|e| panic!("kube-env: {e}"));
         env.apply_crds(&[&chart_dir().join("crds"), &project_dir().join("tests/manifests/servicemonitor-crd.yaml")]);
-    });
-    env
+        env
+    })
 }
 
 fn kind<'a>(docs: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_json::Value> {

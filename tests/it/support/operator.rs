@@ -2,12 +2,6 @@
 //! Kubernetes test environment with the CRDs applied, namespaces whose operator
 //! runs under the Helm chart's own ServiceAccount and Role, and the operator's
 //! /metrics.
-//!
-//! Include next to kube_env, helm_chart and moto (all at the top level of tests/<name>.rs):
-//! ```ignore
-//! #[path = "support/operator.rs"]
-//! mod operator;
-//! ```
 #![allow(dead_code)]
 
 use std::net::TcpListener;

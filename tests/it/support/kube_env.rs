@@ -6,15 +6,9 @@
 //! them on free loopback ports with RBAC on, plus kwok fake nodes so that
 //! Deployments get ready replicas. See docs/kube-test-env.md.
 //!
-//! Include it from any test file (at the top level of tests/<name>.rs) with
-//! ```ignore
-//! #[path = "support/kube_env.rs"]
-//! mod kube_env;
-//! ```
-//! (Not inside an inline `mod support { .. }`: there `#[path]` resolves to
-//! tests/support/support/; plain `mod support { pub mod kube_env; }` works too.)
-//! Most tests use [`KubeEnv::shared`] (one control plane per test binary,
-//! isolated by namespace with [`KubeEnv::create_namespace`]).
+//! A suite uses it with `use crate::support::kube_env;`. Most tests use
+//! [`KubeEnv::shared`] (one control plane for the whole test crate, every suite
+//! in it; tests are isolated by namespace with [`KubeEnv::create_namespace`]).
 //!
 //! Std only (no crate of the project), so any test binary can include it.
 #![allow(dead_code)]
@@ -95,9 +89,9 @@ impl KubeEnv {
         Ok(KubeEnv { kubeconfig: dir.join("kubeconfig"), dir, bin_dir, server_url, stopped: false })
     }
 
-    /// One control plane shared by every test of this test binary (started on
-    /// first use; stopped by the watchdog when the process exits). Isolate
-    /// tests by namespace. Panics if it cannot start.
+    /// One control plane shared by every test of the test crate, all suites
+    /// (started on first use; stopped by the watchdog when the process exits).
+    /// Isolate tests by namespace. Panics if it cannot start.
     pub fn shared() -> &'static KubeEnv {
         SHARED.get_or_init(|| KubeEnv::start().unwrap_or_else(|e| panic!("kube-env: {e}")))
     }

@@ -1,10 +1,8 @@
 //! The reconcile core against the moto server: what `apply`, a steady state,
 //! drift, crashes, faults and teardown do to real SDK calls.
 
-#[path = "support/apply.rs"]
-mod apply;
-#[path = "support/moto.rs"]
-mod moto;
+use crate::support::apply;
+crate::support::moto::own_server!();
 
 use sales_operator::api::manifest::parse_pipeline;
 use sales_operator::api::{DeletionPolicy, SalesPipeline};

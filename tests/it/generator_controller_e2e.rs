@@ -1,14 +1,10 @@
 //! The OrderGenerator controller inside `sales-operator run`, against a real
 //! kube-apiserver with kwok nodes (pods become Ready without a kubelet) and moto.
 
-#[path = "support/helm_chart.rs"]
-mod helm_chart;
-#[path = "support/kube_env.rs"]
-mod kube_env;
-#[path = "support/moto.rs"]
-mod moto;
-#[path = "support/operator.rs"]
-mod operator;
+use crate::support::helm_chart;
+use crate::support::kube_env;
+use crate::support::moto;
+use crate::support::operator;
 
 use std::time::Duration;
 

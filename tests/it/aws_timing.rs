@@ -2,10 +2,8 @@
 //! (docs/aws-behaviour.md "Timing and refusals"): asynchronous creation, IAM propagation,
 //! failed states, throttling and quotas. Each test sets the layer's rule for its own names.
 
-#[path = "support/apply.rs"]
-mod apply;
-#[path = "support/moto.rs"]
-mod moto;
+use crate::support::apply;
+crate::support::moto::own_server!();
 
 use std::time::Duration;
 

@@ -11,7 +11,7 @@
 - Athena's DeleteWorkGroup with RecursiveDeleteOption deletes the workgroup's named
   queries; moto keeps them, and they reappear in a new workgroup of the same name.
 - AWS's timing and refusals (creation windows, IAM propagation, failed states,
-  read-after-create, throttling, the Firehose quota): scripts/aws_behaviour.py, the
+  read-after-create, throttling, the Firehose quota): aws_behaviour.py, the
   AWS-behaviour layer, configured by SALES_OPERATOR_AWS_BEHAVIOUR and POST /_behaviour
   (all off unless configured).
 

@@ -5,7 +5,7 @@
 //!   records, the pipe's input template *as read back from the pipe* shapes
 //!   them, and Firehose's stand-in writes them under the prefix, with the
 //!   compression and delimiter *read back from the delivery stream*
-//!   (tests/support/delivery.rs);
+//!   (tests/it/support/delivery_standin.rs);
 //! - Trino reads the Glue table the operator defined (partition projection)
 //!   and the objects from moto's S3 through a counting proxy;
 //! - each named query *as stored in the Athena workgroup* runs, its answer is
@@ -15,16 +15,11 @@
 //! Trino's projection ranges accept DAYS/HOURS/MINUTES/SECONDS, Athena's also
 //! YEARS/MONTHS/WEEKS: the table's range is mapped to days here, mechanically.
 
-#[path = "support/apply.rs"]
-mod apply;
-#[path = "support/delivery.rs"]
-mod delivery;
-#[path = "support/moto.rs"]
-mod moto;
-#[path = "support/s3_counter.rs"]
-mod s3_counter;
-#[path = "support/trino.rs"]
-mod trino;
+use crate::support::apply;
+use crate::support::delivery_standin;
+crate::support::moto::own_server!();
+use crate::support::s3_counter;
+use crate::support::trino;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::str::FromStr;
@@ -121,7 +116,7 @@ fn setup() -> World {
         c.glue.update_table().database_name(&n.database).table_input(input).send().await.unwrap();
 
         // Orders, their stream records, the pipe and Firehose.
-        let links = delivery::links(&c, &n.pipe, &n.delivery).await.unwrap();
+        let links = delivery_standin::links(&c, &n.pipe, &n.delivery).await.unwrap();
         let now = jiff::Timestamp::now();
         let mut source = OrderSource::new(Arc::new(Catalog::default()), Some(20261201), "trino");
         let mut orders = Vec::new();
@@ -141,17 +136,17 @@ fn setup() -> World {
                 }
                 let o = source.next_order(at);
                 let created = at + jiff::SignedDuration::from_millis(40);
-                events.push(delivery::stream_event(&links, "INSERT", &o, created, events.len() as u64));
+                events.push(delivery_standin::stream_event(&links, "INSERT", &o, created, events.len() as u64));
                 if orders.len() % 25 == 24 {
                     let again = created + jiff::SignedDuration::from_secs(20);
-                    events.push(delivery::stream_event(&links, "MODIFY", &o, again, events.len() as u64));
+                    events.push(delivery_standin::stream_event(&links, "MODIFY", &o, again, events.len() as u64));
                 }
                 orders.push(o);
             }
             k += 1;
         }
-        let objects = delivery::deliver(&links, &events, jiff::SignedDuration::from_millis(300)).unwrap();
-        delivery::put(&c.s3, &links, &objects).await.unwrap();
+        let objects = delivery_standin::deliver(&links, &events, jiff::SignedDuration::from_millis(300)).unwrap();
+        delivery_standin::put(&c.s3, &links, &objects).await.unwrap();
         let mut objects_per_dt: BTreeMap<String, usize> = BTreeMap::new();
         for o in &objects {
             let dt = o.key.trim_start_matches("orders/").rsplit_once('/').unwrap().0.to_string();

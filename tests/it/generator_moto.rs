@@ -2,8 +2,7 @@
 //! in its DynamoDB stream, under throttling, on SIGTERM/SIGINT, at a rate, and
 //! on a re-run with the same seed.
 
-#[path = "support/moto.rs"]
-mod moto;
+crate::support::moto::own_server!();
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::process::{Command, Stdio};

@@ -1,22 +1,17 @@
 //! Status that GitOps can trust (issue #14): every version of every SalesPipeline,
 //! OrderGenerator and generator Deployment, as a watch delivers it while the operator works on
 //! a real kube-apiserver (kwok nodes, moto), judged by Flux's kstatus library and by the Argo CD
-//! health script under Argo CD's own Lua sandbox (tests/support/status_judge.rs).
+//! health script under Argo CD's own Lua sandbox (tests/it/support/status_judge.rs).
 //!
 //! Asserted on every sample: never Current or Healthy unless observedGeneration == generation
 //! and the operator's work is done; Failed and Degraded exactly when Stalled (for the observed
 //! generation); deletion Terminating / Progressing; no message shows Rust Debug formatting.
 
-#[path = "support/helm_chart.rs"]
-mod helm_chart;
-#[path = "support/kube_env.rs"]
-mod kube_env;
-#[path = "support/moto.rs"]
-mod moto;
-#[path = "support/operator.rs"]
-mod operator;
-#[path = "support/status_judge.rs"]
-mod status_judge;
+use crate::support::helm_chart;
+use crate::support::kube_env;
+use crate::support::moto;
+use crate::support::operator;
+use crate::support::status_judge;
 
 use std::collections::BTreeSet;
 use std::process::{Child, Stdio};

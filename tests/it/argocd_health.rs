@@ -5,7 +5,7 @@
 //! sandbox opens (base, package, table; its safe `os` has only time and date, which the script
 //! does not use, so none here), and an object with a deletionTimestamp "Pending deletion"
 //! before the script runs. These are fast unit cases on hand-made objects (Lua 5.4 through
-//! mlua); tests/status_judged_e2e.rs runs the same script in gopher-lua, Argo CD's own
+//! mlua); tests/it/status_judged_e2e.rs runs the same script in gopher-lua, Argo CD's own
 //! runtime, on every version of real objects.
 
 use std::path::PathBuf;

@@ -1,9 +1,8 @@
-//! The AWS-behaviour layer of the project's moto launcher (scripts/aws_behaviour.py,
+//! The AWS-behaviour layer of the project's moto launcher (tests/aws-emulator/aws_behaviour.py,
 //! docs/aws-behaviour.md "Timing and refusals"), proven through the SDK: each test sets a rule
 //! for its own names (`moto::behave`) and sees AWS's timing and refusals, then their end.
 
-#[path = "support/moto.rs"]
-mod moto;
+crate::support::moto::own_server!();
 
 use std::future::Future;
 use std::time::{Duration, Instant};

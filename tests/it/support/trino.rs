@@ -1,7 +1,7 @@
-//! A Trino server per test binary (the engine Athena v3 is built on), started
+//! A Trino server per caller of [`start`] (the engine Athena v3 is built on), started
 //! through `scripts/trino.sh run` (pinned version, cached install) on a free
 //! loopback port against the given Glue and S3 endpoints, and stopped by a
-//! watchdog when the test process exits (`moto::spawn_watched`: include support/moto.rs too). Queries go through
+//! watchdog when the test process exits (`moto::spawn_watched`). Queries go through
 //! `scripts/trino_query.py` (Trino's REST protocol, session time zone UTC).
 #![allow(dead_code)]
 
