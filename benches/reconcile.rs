@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use sales_operator::api::manifest::parse_pipeline;
 use sales_operator::aws::{CallLog, Clients, PipelineCtx};
-use sales_operator::reconcile::{reconcile, Mode};
+use sales_operator::reconcile::{reconcile, Mode, Reconciler, Timing};
 
 const RUNS: usize = 20;
 
@@ -26,8 +26,8 @@ async fn main() {
     // SAFETY: set before moto starts and before any other thread reads the environment.
     unsafe { std::env::set_var("SALES_OPERATOR_TEST_AWS", "bare") };
     let sdk = moto::sdk(&moto::settings()).await;
-    let mut clients = Clients::new(&sdk, None, CallLog::default()).expect("clients");
-    clients.memory.timing.iam_settle = Some(Duration::ZERO);
+    let clients = Clients::new(&sdk, None, CallLog::default()).expect("clients");
+    let r = Reconciler::new(clients.clone(), Timing { iam_settle: Some(Duration::ZERO), ..Timing::default() });
 
     let (mut first, mut first_wait, mut steady, mut steady_wait) = (vec![], vec![], vec![], vec![]);
     let (mut first_calls, mut steady_calls) = ((0, 0), (0, 0));
@@ -41,7 +41,7 @@ async fn main() {
 
         clients.calls.reset();
         let t = Instant::now();
-        let out = reconcile(&clients, &ctx, Mode::Apply).await;
+        let out = reconcile(&r, &ctx, Mode::Apply).await;
         first.push(t.elapsed());
         first_wait.push(clients.calls.waiting());
         assert!(out.ready(), "{:?}", out.components);
@@ -51,7 +51,7 @@ async fn main() {
         ctx.sweep = false;
         clients.calls.reset();
         let t = Instant::now();
-        let out = reconcile(&clients, &ctx, Mode::Apply).await;
+        let out = reconcile(&r, &ctx, Mode::Apply).await;
         steady.push(t.elapsed());
         steady_wait.push(clients.calls.waiting());
         assert!(out.ready());

@@ -10,11 +10,12 @@ use std::time::Duration;
 use serde_json::json;
 
 use sales_operator::api::manifest::parse_pipeline;
-use sales_operator::aws::{Clients, ComponentKind, PipelineCtx};
+use sales_operator::reconcile::Reconciler;
+use sales_operator::aws::{ComponentKind, PipelineCtx};
 use sales_operator::reconcile::{Outcome, Verb};
 
 use apply::converge_observed;
-use moto::{clients, REGION};
+use moto::{reconciler, REGION};
 
 /// A pipeline whose names no other test's names contain (rules match substrings), with the
 /// layer's `rule` for them.
@@ -29,7 +30,7 @@ fn pipeline(rule: serde_json::Value) -> PipelineCtx {
 }
 
 /// Every pass of an apply, until Ready or stalled.
-async fn apply(c: &Clients, ctx: &PipelineCtx) -> Vec<Outcome> {
+async fn apply(c: &Reconciler, ctx: &PipelineCtx) -> Vec<Outcome> {
     let mut passes = Vec::new();
     converge_observed(c, ctx, |o| passes.push(o.clone())).await;
     passes
@@ -55,7 +56,7 @@ fn like_aws() -> serde_json::Value {
 
 #[tokio::test]
 async fn a_new_pipeline_gets_ready_without_ever_stalling_and_with_point_in_time_recovery_on() {
-    let c = clients().await;
+    let c = reconciler().await;
     let ctx = pipeline(like_aws());
     let passes = apply(&c, &ctx).await;
     let last = passes.last().unwrap();
@@ -66,7 +67,7 @@ async fn a_new_pipeline_gets_ready_without_ever_stalling_and_with_point_in_time_
     }
     assert!(passes.len() > 2, "AWS's windows take more than one pass: {}", passes.len());
     // Backups were refused a while ("retry later") and are on now, read back from AWS.
-    let backups = c.dynamodb.describe_continuous_backups().table_name(&ctx.names.table).send().await.unwrap();
+    let backups = c.aws.dynamodb.describe_continuous_backups().table_name(&ctx.names.table).send().await.unwrap();
     let pitr = backups.continuous_backups_description.unwrap().point_in_time_recovery_description.unwrap();
     assert_eq!(pitr.point_in_time_recovery_status.unwrap().as_str(), "ENABLED");
     assert!(reasons(&passes, ComponentKind::Table).iter().any(|r| r == "InProgress"), "{passes:#?}");
@@ -78,7 +79,7 @@ async fn a_new_pipeline_gets_ready_without_ever_stalling_and_with_point_in_time_
 
 #[tokio::test]
 async fn a_pipe_that_ends_create_failed_is_recreated_and_the_pipeline_gets_ready() {
-    let c = clients().await;
+    let c = reconciler().await;
     let ctx = pipeline(json!({"pipe_creating": 1, "pipe_create_failures": 1}));
     let passes = apply(&c, &ctx).await;
     assert!(passes.last().unwrap().ready(), "{:#?}", passes.last().unwrap().components);
@@ -92,7 +93,7 @@ async fn a_pipe_that_ends_create_failed_is_recreated_and_the_pipeline_gets_ready
 
 #[tokio::test]
 async fn a_pipe_that_ends_start_failed_is_started_again() {
-    let c = clients().await;
+    let c = reconciler().await;
     let ctx = pipeline(json!({"pipe_creating": 1, "pipe_start_failures": 1}));
     let passes = apply(&c, &ctx).await;
     assert!(passes.last().unwrap().ready(), "{:#?}", passes.last().unwrap().components);
@@ -105,7 +106,7 @@ async fn a_pipe_that_ends_start_failed_is_started_again() {
 
 #[tokio::test]
 async fn a_firehose_stream_that_ends_creating_failed_is_recreated() {
-    let c = clients().await;
+    let c = reconciler().await;
     let ctx = pipeline(json!({"delivery_creating": 1, "delivery_create_failures": 1}));
     let passes = apply(&c, &ctx).await;
     assert!(passes.last().unwrap().ready(), "{:#?}", passes.last().unwrap().components);
@@ -116,7 +117,7 @@ async fn a_firehose_stream_that_ends_creating_failed_is_recreated() {
 
 #[tokio::test]
 async fn a_resource_that_keeps_failing_stalls_after_three_recoveries_with_aws_reason() {
-    let c = clients().await;
+    let c = reconciler().await;
     let ctx = pipeline(json!({"pipe_creating": 0.5, "pipe_create_failures": 10}));
     let passes = apply(&c, &ctx).await;
     let last = passes.last().unwrap();
@@ -130,9 +131,9 @@ async fn a_resource_that_keeps_failing_stalls_after_three_recoveries_with_aws_re
 
 #[tokio::test]
 async fn a_firehose_refusal_of_a_fresh_role_is_retried_until_the_role_propagates() {
-    let mut c = clients().await;
+    let mut c = reconciler().await;
     // No settling: Firehose is asked at once and refuses the role IAM has not propagated.
-    c.memory.timing.iam_settle = Some(Duration::ZERO);
+    c.timing.iam_settle = Some(Duration::ZERO);
     let ctx = pipeline(json!({"iam_propagation": 3}));
     let passes = apply(&c, &ctx).await;
     let last = passes.last().unwrap();
@@ -143,10 +144,10 @@ async fn a_firehose_refusal_of_a_fresh_role_is_retried_until_the_role_propagates
 
 #[tokio::test]
 async fn a_role_still_refused_after_the_propagation_window_is_reported_not_retried_forever() {
-    let mut c = clients().await;
-    c.memory.timing.iam_settle = Some(Duration::ZERO);
+    let mut c = reconciler().await;
+    c.timing.iam_settle = Some(Duration::ZERO);
     // Shorter than the pipe's three recoveries take, so the Firehose refusal is what stalls.
-    c.memory.timing.iam_window = Some(Duration::from_secs(1));
+    c.timing.iam_window = Some(Duration::from_secs(1));
     let ctx = pipeline(json!({"iam_propagation": 600}));
     let passes = apply(&c, &ctx).await;
     let last = passes.last().unwrap();
@@ -159,7 +160,7 @@ async fn a_role_still_refused_after_the_propagation_window_is_reported_not_retri
 
 #[tokio::test]
 async fn a_firehose_quota_used_up_is_reported_with_the_quota() {
-    let c = clients().await;
+    let c = reconciler().await;
     // One Firehose stream in the region at least (tests share it), then a quota of one.
     let first = pipeline(json!({}));
     assert!(apply(&c, &first).await.last().unwrap().ready());
@@ -171,27 +172,27 @@ async fn a_firehose_quota_used_up_is_reported_with_the_quota() {
     assert_eq!(kind, ComponentKind::Delivery);
     assert!(e.is_permanent() && e.to_string().contains("consumed your limit"), "{e}");
     // Not retried by the SDK either (its standard retry takes LimitExceededException for throttling).
-    let counts = c.calls.counts();
+    let counts = c.aws.calls.counts();
     let create = &counts[&("Firehose".to_string(), "CreateDeliveryStream".to_string())];
     assert_eq!(create.retries, 0, "{create:?}");
 }
 
 #[tokio::test]
 async fn throttling_bursts_are_absorbed() {
-    let c = clients().await;
+    let c = reconciler().await;
     let ctx = pipeline(json!({"throttle_every": 3, "table_creating": 0.5, "stream_creating": 0.5}));
     let passes = apply(&c, &ctx).await;
     assert!(passes.last().unwrap().ready(), "{:#?}", passes.last().unwrap().components);
-    assert!(c.calls.counts().values().map(|n| n.retries).sum::<u64>() > 5);
+    assert!(c.aws.calls.counts().values().map(|n| n.retries).sum::<u64>() > 5);
 }
 
 #[tokio::test]
 async fn plan_lists_every_resource_apply_will_create() {
-    let c = clients().await;
+    let c = reconciler().await;
     let ctx = pipeline(json!({}));
     let plan = sales_operator::reconcile::reconcile(&c, &ctx, sales_operator::reconcile::Mode::Plan).await;
     let creates: Vec<ComponentKind> =
         plan.actions.iter().filter(|a| a.verb == Verb::Create).map(|a| a.component).collect();
     assert_eq!(creates, ComponentKind::ALL.to_vec(), "{:?}", plan.actions);
-    assert_eq!(c.calls.mutations(), 0);
+    assert_eq!(c.aws.calls.mutations(), 0);
 }

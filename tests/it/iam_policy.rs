@@ -16,10 +16,11 @@ use std::path::{Path, PathBuf};
 use sales_operator::api::manifest::parse_pipeline;
 use sales_operator::api::DeletionPolicy;
 use sales_operator::aws::operator_policy::{self, iam_actions, missing_actions, OPERATOR_ACTIONS};
-use sales_operator::aws::{Clients, PipelineCtx, TAG_ADOPTED, TAG_MANAGED_BY};
+use sales_operator::reconcile::Reconciler;
+use sales_operator::aws::{PipelineCtx, TAG_ADOPTED, TAG_MANAGED_BY};
 use sales_operator::reconcile::{reconcile, teardown, Mode};
 
-use moto::{clients, REGION};
+use moto::{reconciler, REGION};
 
 fn project_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -34,12 +35,12 @@ fn pipeline(spec: &str) -> PipelineCtx {
     PipelineCtx::new("shop", &name, &p.spec, REGION)
 }
 
-async fn apply_ready(c: &Clients, ctx: &PipelineCtx) {
+async fn apply_ready(c: &Reconciler, ctx: &PipelineCtx) {
     let out = apply::converge(c, ctx).await;
     assert!(out.ready(), "{:#?}\n{:?}", out.components, out.error);
 }
 
-async fn delete(c: &Clients, ctx: &PipelineCtx) {
+async fn delete(c: &Reconciler, ctx: &PipelineCtx) {
     let done = teardown(c, ctx, DeletionPolicy::Delete, false).await;
     assert!(done.error.is_none(), "{:?}", done.error);
 }
@@ -47,8 +48,8 @@ async fn delete(c: &Clients, ctx: &PipelineCtx) {
 #[tokio::test]
 async fn every_aws_call_of_a_pipeline_lifecycle_is_allowed_by_the_operator_policy() {
     // The operator's calls only: what the test does out of band goes through other clients.
-    let c = clients().await;
-    let oob = clients().await;
+    let c = reconciler().await;
+    let oob = reconciler().await;
 
     // Projection catalog, provisioned stream, expiring bucket: create, update in place, drift, teardown.
     let ctx = pipeline(
@@ -64,14 +65,14 @@ async fn every_aws_call_of_a_pipeline_lifecycle_is_allowed_by_the_operator_polic
     changed.tags.insert("team".into(), "data-platform".into());
     apply_ready(&c, &changed).await;
     // Drift: components deleted out of band are restored.
-    oob.kinesis.delete_stream().stream_name(&ctx.names.stream).send().await.unwrap();
-    oob.pipes.delete_pipe().name(&ctx.names.pipe).send().await.unwrap();
-    oob.glue.delete_table().database_name(&ctx.names.database).name(&ctx.names.glue_table).send().await.unwrap();
+    oob.aws.kinesis.delete_stream().stream_name(&ctx.names.stream).send().await.unwrap();
+    oob.aws.pipes.delete_pipe().name(&ctx.names.pipe).send().await.unwrap();
+    oob.aws.glue.delete_table().database_name(&ctx.names.database).name(&ctx.names.glue_table).send().await.unwrap();
     let restored = reconcile(&c, &changed, Mode::Apply).await;
     assert!(restored.error.is_none(), "{:?}", restored.error);
     apply_ready(&c, &changed).await;
     // Data in the bucket: a Delete teardown empties it first.
-    oob.s3
+    oob.aws.s3
         .put_object()
         .bucket(&ctx.names.bucket)
         .key("orders/2026/01/01/00/part-0.gz")
@@ -80,15 +81,15 @@ async fn every_aws_call_of_a_pipeline_lifecycle_is_allowed_by_the_operator_polic
         .await
         .unwrap();
     delete(&c, &changed).await;
-    let first = c.calls.counts();
-    c.calls.reset();
+    let first = c.aws.calls.counts();
+    c.aws.calls.reset();
 
     // Crawler catalog: create and teardown (moto has no UpdateCrawler; the source scan covers it).
     let crawled =
         pipeline("  catalog:\n    mode: Crawler\n    crawlerSchedule: cron(0 * * * ? *)\n  deletionPolicy: Delete\n");
     apply_ready(&c, &crawled).await;
     delete(&c, &crawled).await;
-    let second = c.calls.counts();
+    let second = c.aws.calls.counts();
 
     // Nothing the operator called is denied by its own scoped policy, nor by the policy narrowed
     // to the prefix both pipelines' names start with; a prefix they do not start with denies.
@@ -324,7 +325,7 @@ fn serious(findings: Vec<serde_json::Value>) -> Vec<serde_json::Value> {
 
 #[tokio::test]
 async fn the_pipeline_roles_inline_policies_pass_the_authorization_reference() {
-    let c = clients().await;
+    let c = reconciler().await;
     let mut policies = Vec::new();
     for spec in ["  deletionPolicy: Delete\n", "  catalog:\n    mode: Crawler\n  deletionPolicy: Delete\n"] {
         let ctx = pipeline(spec);
@@ -335,7 +336,7 @@ async fn the_pipeline_roles_inline_policies_pass_the_authorization_reference() {
             roles.push((&n.glue_role, &n.glue_policy));
         }
         for (role, name) in roles {
-            let doc = c.iam.get_role_policy().role_name(role).policy_name(name).send().await.unwrap().policy_document;
+            let doc = c.aws.iam.get_role_policy().role_name(role).policy_name(name).send().await.unwrap().policy_document;
             // IAM returns the document URL-encoded.
             let doc = sales_operator::aws::iam::percent_decode(&doc).expect("a URL-encoded policy document");
             policies.push((format!("{name} of {role}"), serde_json::from_str(&doc).unwrap()));

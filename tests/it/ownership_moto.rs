@@ -9,12 +9,13 @@ use std::collections::BTreeMap;
 
 use sales_operator::api::manifest::parse_pipeline;
 use sales_operator::api::DeletionPolicy;
-use sales_operator::aws::{Clients, ComponentKind, PipelineCtx, TAG_ADOPTED, TAG_PIPELINE};
+use sales_operator::reconcile::Reconciler;
+use sales_operator::aws::{ComponentKind, PipelineCtx, TAG_ADOPTED, TAG_PIPELINE};
 use sales_operator::reconcile::{reconcile, teardown, Mode, Outcome, Verb};
 
 use apply::{converge, converge_observed};
 use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
-use moto::{clients, REGION};
+use moto::{reconciler, REGION};
 
 /// The pipeline `namespace/name` with `spec` (YAML, indented by 2).
 fn pipeline_in(namespace: &str, name: &str, spec: &str) -> PipelineCtx {
@@ -36,27 +37,27 @@ fn stalled(outcome: &Outcome, kind: ComponentKind) -> (String, String, String) {
     (component, c.reason.to_string(), c.message)
 }
 
-async fn table_tags(c: &Clients, name: &str) -> BTreeMap<String, String> {
-    let arn = c.dynamodb.describe_table().table_name(name).send().await.unwrap().table.unwrap().table_arn.unwrap();
-    let tags = c.dynamodb.list_tags_of_resource().resource_arn(arn).send().await.unwrap().tags.unwrap_or_default();
+async fn table_tags(c: &Reconciler, name: &str) -> BTreeMap<String, String> {
+    let arn = c.aws.dynamodb.describe_table().table_name(name).send().await.unwrap().table.unwrap().table_arn.unwrap();
+    let tags = c.aws.dynamodb.list_tags_of_resource().resource_arn(arn).send().await.unwrap().tags.unwrap_or_default();
     tags.into_iter().map(|t| (t.key, t.value)).collect()
 }
 
 /// Everything of team A's chain that team B could have taken over.
-async fn snapshot(c: &Clients, ctx: &PipelineCtx) -> Vec<String> {
+async fn snapshot(c: &Reconciler, ctx: &PipelineCtx) -> Vec<String> {
     let n = &ctx.names;
-    let stream_tags = c.kinesis.list_tags_for_stream().stream_name(&n.stream).send().await.unwrap().tags;
-    let pipe = c.pipes.describe_pipe().name(&n.pipe).send().await.unwrap();
-    let delivery = c.firehose.describe_delivery_stream().delivery_stream_name(&n.delivery).send().await.unwrap();
+    let stream_tags = c.aws.kinesis.list_tags_for_stream().stream_name(&n.stream).send().await.unwrap().tags;
+    let pipe = c.aws.pipes.describe_pipe().name(&n.pipe).send().await.unwrap();
+    let delivery = c.aws.firehose.describe_delivery_stream().delivery_stream_name(&n.delivery).send().await.unwrap();
     let destination = format!("{:?}", delivery.delivery_stream_description.map(|d| d.destinations));
     let mut policies = Vec::new();
     for (role, policy) in [(&n.pipe_role, &n.pipe_policy), (&n.firehose_role, &n.firehose_policy)] {
-        let doc = c.iam.get_role_policy().role_name(role).policy_name(policy).send().await.unwrap().policy_document;
-        let tags = c.iam.list_role_tags().role_name(role).send().await.unwrap().tags;
+        let doc = c.aws.iam.get_role_policy().role_name(role).policy_name(policy).send().await.unwrap().policy_document;
+        let tags = c.aws.iam.list_role_tags().role_name(role).send().await.unwrap().tags;
         policies.push(format!("{role}: {doc} {tags:?}"));
     }
-    let database = c.glue.get_database().name(&n.database).send().await.unwrap();
-    let glue_table = c.glue.get_table().database_name(&n.database).name(&n.glue_table).send().await.unwrap();
+    let database = c.aws.glue.get_database().name(&n.database).send().await.unwrap();
+    let glue_table = c.aws.glue.get_table().database_name(&n.database).name(&n.glue_table).send().await.unwrap();
     let location = glue_table.table.and_then(|t| t.storage_descriptor).and_then(|s| s.location);
     vec![
         format!("table tags {:?}", table_tags(c, &n.table).await),
@@ -76,7 +77,7 @@ async fn snapshot(c: &Clients, ctx: &PipelineCtx) -> Vec<String> {
 
 #[tokio::test]
 async fn a_second_pipeline_with_the_same_names_is_refused_and_deletes_nothing_of_the_first() {
-    let c = clients().await;
+    let c = reconciler().await;
     let prefix = moto::unique("shared");
     let spec = format!("  namePrefix: {prefix}\n  deletionPolicy: Delete\n");
     let team_a = pipeline_in("team-a", "sales", &spec);
@@ -85,14 +86,14 @@ async fn a_second_pipeline_with_the_same_names_is_refused_and_deletes_nothing_of
     assert_eq!(team_a.names.pipe_role, team_b.names.pipe_role);
     assert!(converge(&c, &team_a).await.ready());
     let before = snapshot(&c, &team_a).await;
-    let mutations = c.calls.mutations();
+    let mutations = c.aws.calls.mutations();
 
     let b = reconcile(&c, &team_b, Mode::Apply).await;
     assert!(!b.ready() && b.stalled(), "{:#?}", b.components);
     let (component, reason, message) = stalled(&b, ComponentKind::Table);
     assert_eq!((component.as_str(), reason.as_str()), ("NameConflict", "NameConflict"), "{message}");
     assert!(message.contains("belongs to SalesPipeline team-a/sales"), "{message}");
-    assert_eq!(c.calls.mutations(), mutations, "team-b changed something in AWS");
+    assert_eq!(c.aws.calls.mutations(), mutations, "team-b changed something in AWS");
     assert_eq!(snapshot(&c, &team_a).await, before);
     // `plan` says so too.
     let plan = reconcile(&c, &team_b, Mode::Plan).await;
@@ -101,7 +102,7 @@ async fn a_second_pipeline_with_the_same_names_is_refused_and_deletes_nothing_of
     let done = teardown(&c, &team_b, DeletionPolicy::Delete, false).await;
     assert!(done.complete(), "{:?}", done.error);
     assert!(done.actions.iter().all(|a| a.verb == Verb::Retain), "{:?}", done.actions);
-    assert_eq!(c.calls.mutations(), mutations, "team-b's teardown deleted something");
+    assert_eq!(c.aws.calls.mutations(), mutations, "team-b's teardown deleted something");
     assert_eq!(snapshot(&c, &team_a).await, before);
     assert!(converge(&c, &team_a).await.ready(), "team-a is still whole");
 
@@ -110,8 +111,8 @@ async fn a_second_pipeline_with_the_same_names_is_refused_and_deletes_nothing_of
 }
 
 /// The seed project's hand-made table: `orderid` key, no stream, no tags.
-async fn hand_made_table(c: &Clients, name: &str) {
-    c.dynamodb
+async fn hand_made_table(c: &Reconciler, name: &str) {
+    c.aws.dynamodb
         .create_table()
         .table_name(name)
         .key_schema(KeySchemaElement::builder().attribute_name("orderid").key_type(KeyType::Hash).build().unwrap())
@@ -128,7 +129,7 @@ async fn hand_made_table(c: &Clients, name: &str) {
         .unwrap();
     // Made a while ago by someone else: visible and ACTIVE (AWS creates asynchronously).
     until(|| async {
-        let t = c.dynamodb.describe_table().table_name(name).send().await.ok().and_then(|o| o.table);
+        let t = c.aws.dynamodb.describe_table().table_name(name).send().await.ok().and_then(|o| o.table);
         t.and_then(|t| t.table_status).is_some_and(|s| s.as_str() == "ACTIVE")
     })
     .await;
@@ -143,14 +144,14 @@ async fn until<F: std::future::Future<Output = bool>>(check: impl Fn() -> F) {
     }
 }
 
-async fn stream_enabled(c: &Clients, name: &str) -> bool {
-    let t = c.dynamodb.describe_table().table_name(name).send().await.unwrap().table.unwrap();
+async fn stream_enabled(c: &Reconciler, name: &str) -> bool {
+    let t = c.aws.dynamodb.describe_table().table_name(name).send().await.unwrap().table.unwrap();
     t.stream_specification.is_some_and(|s| s.stream_enabled)
 }
 
 #[tokio::test]
 async fn an_existing_untagged_table_is_left_alone_unless_adopted_and_an_adopted_one_is_never_deleted() {
-    let c = clients().await;
+    let c = reconciler().await;
     let table = moto::unique("OrderTable");
     hand_made_table(&c, &table).await;
     let name = moto::unique("seed");
@@ -164,7 +165,7 @@ async fn an_existing_untagged_table_is_left_alone_unless_adopted_and_an_adopted_
     assert!(table_tags(&c, &table).await.is_empty(), "tagged without adopt");
     let kept = teardown(&c, &pipeline_in("shop", &name, &spec), DeletionPolicy::Delete, false).await;
     assert!(kept.actions.iter().any(|a| a.component == ComponentKind::Table && a.verb == Verb::Retain));
-    assert!(c.dynamodb.describe_table().table_name(&table).send().await.is_ok());
+    assert!(c.aws.dynamodb.describe_table().table_name(&table).send().await.is_ok());
 
     let adopting = format!("{spec}  adopt: [table]\n");
     let ctx = pipeline_in("shop", &name, &adopting);
@@ -184,51 +185,51 @@ async fn an_existing_untagged_table_is_left_alone_unless_adopted_and_an_adopted_
     assert!(done.complete(), "{:?}", done.error);
     let table_action = done.actions.iter().find(|a| a.component == ComponentKind::Table).unwrap();
     assert_eq!(table_action.verb, Verb::Retain, "{table_action}");
-    assert!(c.dynamodb.describe_table().table_name(&table).send().await.is_ok(), "an adopted table was deleted");
+    assert!(c.aws.dynamodb.describe_table().table_name(&table).send().await.is_ok(), "an adopted table was deleted");
     assert!(
-        c.kinesis.describe_stream_summary().stream_name(&ctx.names.stream).send().await.is_err(),
+        c.aws.kinesis.describe_stream_summary().stream_name(&ctx.names.stream).send().await.is_err(),
         "what the pipeline created is deleted as the policy says"
     );
 }
 
 #[tokio::test]
 async fn an_existing_untagged_bucket_is_left_alone_unless_adopted_and_an_adopted_one_is_never_deleted() {
-    let c = clients().await;
+    let c = reconciler().await;
     let bucket = moto::unique("hand-made-bucket");
     let config = aws_sdk_s3::types::CreateBucketConfiguration::builder()
         .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(REGION))
         .build();
-    c.s3.create_bucket().bucket(&bucket).create_bucket_configuration(config).send().await.unwrap();
-    c.s3.put_object().bucket(&bucket).key("old/data.json").body(b"{}\n".to_vec().into()).send().await.unwrap();
+    c.aws.s3.create_bucket().bucket(&bucket).create_bucket_configuration(config).send().await.unwrap();
+    c.aws.s3.put_object().bucket(&bucket).key("old/data.json").body(b"{}\n".to_vec().into()).send().await.unwrap();
     let name = moto::unique("lake");
     let spec = format!("  bucket:\n    name: {bucket}\n  deletionPolicy: Delete\n");
 
     let refused = reconcile(&c, &pipeline_in("shop", &name, &spec), Mode::Apply).await;
     let (component, reason, _) = stalled(&refused, ComponentKind::Bucket);
     assert_eq!((component.as_str(), reason.as_str()), ("NotOwned", "NotOwned"), "{:#?}", refused.components);
-    assert!(c.s3.get_bucket_tagging().bucket(&bucket).send().await.is_err(), "tagged without adopt");
-    assert!(c.s3.get_bucket_encryption().bucket(&bucket).send().await.is_err(), "configured without adopt");
+    assert!(c.aws.s3.get_bucket_tagging().bucket(&bucket).send().await.is_err(), "tagged without adopt");
+    assert!(c.aws.s3.get_bucket_encryption().bucket(&bucket).send().await.is_err(), "configured without adopt");
 
     let ctx = pipeline_in("shop", &name, &format!("{spec}  adopt: [bucket]\n"));
     let adopted = converge(&c, &ctx).await;
     assert!(adopted.ready(), "{:#?}", adopted.components);
-    assert!(c.s3.get_bucket_encryption().bucket(&bucket).send().await.is_ok());
+    assert!(c.aws.s3.get_bucket_encryption().bucket(&bucket).send().await.is_ok());
     let done = teardown(&c, &ctx, DeletionPolicy::Delete, false).await;
     assert!(done.complete(), "{:?}", done.error);
-    assert!(c.s3.head_object().bucket(&bucket).key("old/data.json").send().await.is_ok(), "adopted data deleted");
+    assert!(c.aws.s3.head_object().bucket(&bucket).key("old/data.json").send().await.is_ok(), "adopted data deleted");
 }
 
 #[tokio::test]
 async fn an_existing_untagged_stream_is_not_modified_without_adopt() {
-    let c = clients().await;
+    let c = reconciler().await;
     let stream = moto::unique("their-stream");
     let mode = aws_sdk_kinesis::types::StreamModeDetails::builder()
         .stream_mode(aws_sdk_kinesis::types::StreamMode::Provisioned)
         .build()
         .unwrap();
-    c.kinesis.create_stream().stream_name(&stream).shard_count(1).stream_mode_details(mode).send().await.unwrap();
+    c.aws.kinesis.create_stream().stream_name(&stream).shard_count(1).stream_mode_details(mode).send().await.unwrap();
     until(|| async {
-        let s = c.kinesis.describe_stream_summary().stream_name(&stream).send().await.ok();
+        let s = c.aws.kinesis.describe_stream_summary().stream_name(&stream).send().await.ok();
         s.and_then(|s| s.stream_description_summary).is_some_and(|s| s.stream_status.as_str() == "ACTIVE")
     })
     .await;
@@ -238,10 +239,10 @@ async fn an_existing_untagged_stream_is_not_modified_without_adopt() {
     let refused = reconcile(&c, &ctx, Mode::Apply).await;
     let state = refused.components.iter().find(|s| s.kind == ComponentKind::Stream).unwrap();
     assert_eq!(state.reason, "NotOwned", "{}", state.message);
-    let summary = c.kinesis.describe_stream_summary().stream_name(&stream).send().await.unwrap();
+    let summary = c.aws.kinesis.describe_stream_summary().stream_name(&stream).send().await.unwrap();
     let mode = summary.stream_description_summary.unwrap().stream_mode_details.unwrap().stream_mode;
     assert_eq!(mode, aws_sdk_kinesis::types::StreamMode::Provisioned, "switched to on-demand without adopt");
-    assert!(c.kinesis.list_tags_for_stream().stream_name(&stream).send().await.unwrap().tags.is_empty());
+    assert!(c.aws.kinesis.list_tags_for_stream().stream_name(&stream).send().await.unwrap().tags.is_empty());
 
     let adopted =
         converge(&c, &pipeline_in("shop", &name, &format!("  stream:\n    name: {stream}\n  adopt: [stream]\n"))).await;
@@ -250,7 +251,7 @@ async fn an_existing_untagged_stream_is_not_modified_without_adopt() {
 
 #[tokio::test]
 async fn a_resource_of_another_pipeline_cannot_be_adopted() {
-    let c = clients().await;
+    let c = reconciler().await;
     let owner = pipeline_in("team-a", &moto::unique("owner"), "  {}\n");
     assert!(converge(&c, &owner).await.ready());
     let spec = format!("  table:\n    name: {}\n  adopt: [table]\n", owner.names.table);
@@ -265,14 +266,14 @@ async fn a_resource_of_another_pipeline_cannot_be_adopted() {
 
 #[tokio::test]
 async fn a_pipeline_deleted_under_retain_and_applied_again_gets_its_table_and_bucket_back() {
-    let c = clients().await;
+    let c = reconciler().await;
     let name = moto::unique("again");
     let ctx = pipeline_in("shop", &name, "  {}\n");
     assert!(converge(&c, &ctx).await.ready());
     let n = &ctx.names;
-    c.s3.put_object().bucket(&n.bucket).key("orders/kept.json").body(b"{}\n".to_vec().into()).send().await.unwrap();
+    c.aws.s3.put_object().bucket(&n.bucket).key("orders/kept.json").body(b"{}\n".to_vec().into()).send().await.unwrap();
     let arn = |t: Option<aws_sdk_dynamodb::types::TableDescription>| t.and_then(|t| t.table_arn);
-    let before = arn(c.dynamodb.describe_table().table_name(&n.table).send().await.unwrap().table);
+    let before = arn(c.aws.dynamodb.describe_table().table_name(&n.table).send().await.unwrap().table);
 
     let done = teardown(&c, &ctx, DeletionPolicy::Retain, false).await;
     assert!(done.complete(), "{:?}", done.error);
@@ -284,6 +285,6 @@ async fn a_pipeline_deleted_under_retain_and_applied_again_gets_its_table_and_bu
     assert!(!actions.iter().any(|a| a.verb == Verb::Conflict), "{actions:?}");
     let created: Vec<_> = actions.iter().filter(|a| a.verb == Verb::Create).map(|a| a.component).collect();
     assert!(!created.contains(&ComponentKind::Table) && !created.contains(&ComponentKind::Bucket), "{created:?}");
-    assert_eq!(arn(c.dynamodb.describe_table().table_name(&n.table).send().await.unwrap().table), before);
-    assert!(c.s3.head_object().bucket(&n.bucket).key("orders/kept.json").send().await.is_ok());
+    assert_eq!(arn(c.aws.dynamodb.describe_table().table_name(&n.table).send().await.unwrap().table), before);
+    assert!(c.aws.s3.head_object().bucket(&n.bucket).key("orders/kept.json").send().await.is_ok());
 }

@@ -7,11 +7,12 @@ crate::support::moto::own_server!();
 use sales_operator::api::manifest::parse_pipeline;
 use sales_operator::api::{DeletionPolicy, SalesPipeline};
 use sales_operator::aws::calls::{Fault, FaultPlan};
-use sales_operator::aws::{Clients, ComponentKind, PipelineCtx};
+use sales_operator::reconcile::Reconciler;
+use sales_operator::aws::{ComponentKind, PipelineCtx};
 use sales_operator::reconcile::{reconcile, teardown, Mode, Verb};
 
 use apply::{converge, converge_observed};
-use moto::{clients, REGION};
+use moto::{reconciler, REGION};
 
 /// A pipeline with a name unique to this test, and `spec` (YAML, indented by 2).
 fn pipeline(spec: &str) -> (SalesPipeline, PipelineCtx) {
@@ -27,22 +28,22 @@ fn pipeline(spec: &str) -> (SalesPipeline, PipelineCtx) {
 
 #[tokio::test]
 async fn first_apply_creates_every_resource_as_specified() {
-    let c = clients().await;
+    let c = reconciler().await;
     let (_, ctx) = pipeline("");
     let out = converge(&c, &ctx).await;
     assert!(out.ready(), "{:#?}", out.components);
     let n = &ctx.names;
 
-    let table = c.dynamodb.describe_table().table_name(&n.table).send().await.unwrap().table.unwrap();
+    let table = c.aws.dynamodb.describe_table().table_name(&n.table).send().await.unwrap().table.unwrap();
     let stream_spec = table.stream_specification.unwrap();
     assert!(stream_spec.stream_enabled);
     assert_eq!(stream_spec.stream_view_type.unwrap().as_str(), "NEW_AND_OLD_IMAGES");
     let table_stream_arn = table.latest_stream_arn.unwrap();
 
-    let kinesis = c.kinesis.describe_stream_summary().stream_name(&n.stream).send().await.unwrap();
+    let kinesis = c.aws.kinesis.describe_stream_summary().stream_name(&n.stream).send().await.unwrap();
     let kinesis_arn = kinesis.stream_description_summary.unwrap().stream_arn;
 
-    let pipe = c.pipes.describe_pipe().name(&n.pipe).send().await.unwrap();
+    let pipe = c.aws.pipes.describe_pipe().name(&n.pipe).send().await.unwrap();
     assert_eq!(pipe.source.as_deref(), Some(table_stream_arn.as_str()));
     assert_eq!(pipe.target.as_deref(), Some(kinesis_arn.as_str()));
     let source = pipe.source_parameters.unwrap().dynamo_db_stream_parameters.unwrap();
@@ -55,7 +56,7 @@ async fn first_apply_creates_every_resource_as_specified() {
     let pipe_role = pipe.role_arn.unwrap();
     assert!(pipe_role.ends_with(&format!("role/sales-operator/{}", n.pipe_role)), "{pipe_role}");
 
-    let fh = c.firehose.describe_delivery_stream().delivery_stream_name(&n.delivery).send().await.unwrap();
+    let fh = c.aws.firehose.describe_delivery_stream().delivery_stream_name(&n.delivery).send().await.unwrap();
     let d = fh.delivery_stream_description.unwrap();
     let src = d.source.unwrap().kinesis_stream_source_description.unwrap();
     assert_eq!(src.kinesis_stream_arn.as_deref(), Some(kinesis_arn.as_str()));
@@ -66,19 +67,19 @@ async fn first_apply_creates_every_resource_as_specified() {
     let processors = s3.processing_configuration.unwrap().processors.unwrap();
     assert_eq!(processors[0].r#type.as_str(), "AppendDelimiterToRecord");
 
-    let enc = c.s3.get_bucket_encryption().bucket(&n.bucket).send().await.unwrap();
+    let enc = c.aws.s3.get_bucket_encryption().bucket(&n.bucket).send().await.unwrap();
     assert!(enc.server_side_encryption_configuration.is_some());
-    let pab = c.s3.get_public_access_block().bucket(&n.bucket).send().await.unwrap();
+    let pab = c.aws.s3.get_public_access_block().bucket(&n.bucket).send().await.unwrap();
     assert_eq!(pab.public_access_block_configuration.unwrap().block_public_acls, Some(true));
 
-    let db = c.glue.get_database().name(&n.database).send().await.unwrap();
+    let db = c.aws.glue.get_database().name(&n.database).send().await.unwrap();
     assert_eq!(db.database.unwrap().name, n.database);
-    let gt = c.glue.get_table().database_name(&n.database).name(&n.glue_table).send().await.unwrap().table.unwrap();
+    let gt = c.aws.glue.get_table().database_name(&n.database).name(&n.glue_table).send().await.unwrap().table.unwrap();
     let params = gt.parameters.unwrap();
     assert_eq!(params.get("projection.enabled").map(String::as_str), Some("true"));
     assert!(params["storage.location.template"].starts_with(&format!("s3://{}/orders/", n.bucket)));
 
-    let wg = c.athena.get_work_group().work_group(&n.workgroup).send().await.unwrap().work_group.unwrap();
+    let wg = c.aws.athena.get_work_group().work_group(&n.workgroup).send().await.unwrap().work_group.unwrap();
     let cfg = wg.configuration.unwrap();
     assert_eq!(
         cfg.result_configuration.unwrap().output_location.as_deref(),
@@ -87,10 +88,10 @@ async fn first_apply_creates_every_resource_as_specified() {
     assert_eq!(cfg.bytes_scanned_cutoff_per_query, Some(1_073_741_824));
 
     // Roles: trusted by their service only, policies scoped to this pipeline's ARNs.
-    let role = c.iam.get_role().role_name(&n.pipe_role).send().await.unwrap().role.unwrap();
+    let role = c.aws.iam.get_role().role_name(&n.pipe_role).send().await.unwrap().role.unwrap();
     let trust = urlencoding_decode(role.assume_role_policy_document.as_deref().unwrap());
     assert!(trust.contains("pipes.amazonaws.com"), "{trust}");
-    let policy = c.iam.get_role_policy().role_name(&n.pipe_role).policy_name(&n.pipe_policy).send().await.unwrap();
+    let policy = c.aws.iam.get_role_policy().role_name(&n.pipe_role).policy_name(&n.pipe_policy).send().await.unwrap();
     let doc = urlencoding_decode(&policy.policy_document);
     assert!(doc.contains(&table_stream_arn) && doc.contains(&kinesis_arn), "{doc}");
     // No wildcard resource but for dynamodb:ListStreams, which supports no resource type.
@@ -101,7 +102,7 @@ async fn first_apply_creates_every_resource_as_specified() {
         }
     }
     let fpolicy =
-        c.iam.get_role_policy().role_name(&n.firehose_role).policy_name(&n.firehose_policy).send().await.unwrap();
+        c.aws.iam.get_role_policy().role_name(&n.firehose_role).policy_name(&n.firehose_policy).send().await.unwrap();
     let fdoc = urlencoding_decode(&fpolicy.policy_document);
     assert!(fdoc.contains(&kinesis_arn) && fdoc.contains(&format!("arn:aws:s3:::{}/*", n.bucket)), "{fdoc}");
 }
@@ -113,20 +114,20 @@ fn urlencoding_decode(s: &str) -> String {
 
 #[tokio::test]
 async fn second_apply_makes_no_mutating_call_and_reports_ready() {
-    let c = clients().await;
+    let c = reconciler().await;
     let (_, ctx) = pipeline("");
     assert!(converge(&c, &ctx).await.ready());
-    c.calls.reset();
+    c.aws.calls.reset();
     let out = reconcile(&c, &ctx, Mode::Apply).await;
     assert!(out.ready(), "{:#?}", out.components);
     assert!(out.actions.is_empty(), "{:#?}", out.actions);
-    assert_eq!(c.calls.mutations(), 0, "mutating calls: {:?}", c.calls.mutating_operations());
-    assert!(c.calls.reads() > 0);
+    assert_eq!(c.aws.calls.mutations(), 0, "mutating calls: {:?}", c.aws.calls.mutating_operations());
+    assert!(c.aws.calls.reads() > 0);
 }
 
 #[tokio::test]
 async fn plan_lists_creates_then_nothing_once_applied() {
-    let c = clients().await;
+    let c = reconciler().await;
     let (_, ctx) = pipeline("");
     let plan = reconcile(&c, &ctx, Mode::Plan).await;
     assert!(plan.error.is_none(), "{:?}", plan.error);
@@ -134,7 +135,7 @@ async fn plan_lists_creates_then_nothing_once_applied() {
         plan.actions.iter().map(|a| (a.component, a.verb.clone())).next(),
         Some((ComponentKind::Table, Verb::Create))
     );
-    assert_eq!(c.calls.mutations(), 0, "a plan must not change anything");
+    assert_eq!(c.aws.calls.mutations(), 0, "a plan must not change anything");
     converge(&c, &ctx).await;
     let plan = reconcile(&c, &ctx, Mode::Plan).await;
     assert!(plan.actions.is_empty(), "{:#?}", plan.actions);
@@ -142,17 +143,17 @@ async fn plan_lists_creates_then_nothing_once_applied() {
 
 #[tokio::test]
 async fn changed_fields_are_updated_in_place() {
-    let c = clients().await;
+    let c = reconciler().await;
     let (_, ctx) = pipeline("  stream:\n    mode: PROVISIONED\n    shardCount: 1\n");
     assert!(converge(&c, &ctx).await.ready());
-    let arn_before = c.kinesis.describe_stream_summary().stream_name(&ctx.names.stream).send().await.unwrap();
+    let arn_before = c.aws.kinesis.describe_stream_summary().stream_name(&ctx.names.stream).send().await.unwrap();
 
     let mut changed = ctx.clone();
     changed.spec.stream.shard_count = Some(2);
     changed.spec.delivery.buffer_seconds = 120;
     changed.spec.delivery.buffer_mib = 16;
     changed.spec.pipe.batch_size = 500;
-    c.calls.reset();
+    c.aws.calls.reset();
     let mut actions = Vec::new();
     let out = converge_observed(&c, &changed, |o| actions.extend(o.actions.clone())).await;
     assert!(out.ready(), "{:#?}", out.components);
@@ -167,16 +168,16 @@ async fn changed_fields_are_updated_in_place() {
             (ComponentKind::Analytics, Verb::Update)
         ]
     );
-    let ops = c.calls.mutating_operations();
+    let ops = c.aws.calls.mutating_operations();
     assert!(!ops.iter().any(|o| o.contains(":Create") || o.contains(":Delete")), "{ops:?}");
 
-    let after = c.kinesis.describe_stream_summary().stream_name(&ctx.names.stream).send().await.unwrap();
+    let after = c.aws.kinesis.describe_stream_summary().stream_name(&ctx.names.stream).send().await.unwrap();
     let (before, after) = (arn_before.stream_description_summary.unwrap(), after.stream_description_summary.unwrap());
     assert_eq!(before.stream_arn, after.stream_arn);
     assert_eq!(after.open_shard_count, 2);
-    let pipe = c.pipes.describe_pipe().name(&ctx.names.pipe).send().await.unwrap();
+    let pipe = c.aws.pipes.describe_pipe().name(&ctx.names.pipe).send().await.unwrap();
     assert_eq!(pipe.source_parameters.unwrap().dynamo_db_stream_parameters.unwrap().batch_size, Some(500));
-    let fh = c.firehose.describe_delivery_stream().delivery_stream_name(&ctx.names.delivery).send().await.unwrap();
+    let fh = c.aws.firehose.describe_delivery_stream().delivery_stream_name(&ctx.names.delivery).send().await.unwrap();
     let hints = fh.delivery_stream_description.unwrap().destinations[0]
         .extended_s3_destination_description
         .clone()
@@ -188,11 +189,11 @@ async fn changed_fields_are_updated_in_place() {
 
 #[tokio::test]
 async fn deleted_stream_and_pipe_are_restored_and_relinked() {
-    let c = clients().await;
+    let c = reconciler().await;
     let (_, ctx) = pipeline("");
     assert!(converge(&c, &ctx).await.ready());
-    c.kinesis.delete_stream().stream_name(&ctx.names.stream).send().await.unwrap();
-    c.pipes.delete_pipe().name(&ctx.names.pipe).send().await.unwrap();
+    c.aws.kinesis.delete_stream().stream_name(&ctx.names.stream).send().await.unwrap();
+    c.aws.pipes.delete_pipe().name(&ctx.names.pipe).send().await.unwrap();
 
     let mut actions = Vec::new();
     let out = converge_observed(&c, &ctx, |o| actions.extend(o.actions.clone())).await;
@@ -209,7 +210,7 @@ async fn deleted_stream_and_pipe_are_restored_and_relinked() {
         .stream_description_summary
         .unwrap()
         .stream_arn;
-    let pipe = c.pipes.describe_pipe().name(&ctx.names.pipe).send().await.unwrap();
+    let pipe = c.aws.pipes.describe_pipe().name(&ctx.names.pipe).send().await.unwrap();
     assert_eq!(pipe.target.as_deref(), Some(kinesis_arn.as_str()));
 }
 
@@ -217,16 +218,16 @@ async fn deleted_stream_and_pipe_are_restored_and_relinked() {
 /// counts where AWS allows duplicates (roles with our prefix, named queries).
 /// Named queries are only counted while their workgroup exists (moto keeps
 /// them after a recursive DeleteWorkGroup; AWS does not).
-async fn inventory(c: &Clients, ctx: &PipelineCtx) -> Vec<(&'static str, usize)> {
+async fn inventory(c: &Reconciler, ctx: &PipelineCtx) -> Vec<(&'static str, usize)> {
     let n = &ctx.names;
     let exists = |ok: bool| usize::from(ok);
-    let table = c.dynamodb.describe_table().table_name(&n.table).send().await.is_ok();
-    let stream = c.kinesis.describe_stream_summary().stream_name(&n.stream).send().await.is_ok();
-    let pipes = c.pipes.list_pipes().name_prefix(&n.pipe).send().await.unwrap().pipes.unwrap_or_default();
-    let delivery = c.firehose.describe_delivery_stream().delivery_stream_name(&n.delivery).send().await.is_ok();
-    let bucket = c.s3.head_bucket().bucket(&n.bucket).send().await.is_ok();
-    let roles = c.iam.list_roles().path_prefix("/sales-operator/").max_items(1000).send().await.unwrap().roles;
-    let database = c.glue.get_database().name(&n.database).send().await.is_ok();
+    let table = c.aws.dynamodb.describe_table().table_name(&n.table).send().await.is_ok();
+    let stream = c.aws.kinesis.describe_stream_summary().stream_name(&n.stream).send().await.is_ok();
+    let pipes = c.aws.pipes.list_pipes().name_prefix(&n.pipe).send().await.unwrap().pipes.unwrap_or_default();
+    let delivery = c.aws.firehose.describe_delivery_stream().delivery_stream_name(&n.delivery).send().await.is_ok();
+    let bucket = c.aws.s3.head_bucket().bucket(&n.bucket).send().await.is_ok();
+    let roles = c.aws.iam.list_roles().path_prefix("/sales-operator/").max_items(1000).send().await.unwrap().roles;
+    let database = c.aws.glue.get_database().name(&n.database).send().await.is_ok();
     let workgroup = c
         .athena
         .get_work_group()
@@ -236,7 +237,7 @@ async fn inventory(c: &Clients, ctx: &PipelineCtx) -> Vec<(&'static str, usize)>
         .map(|w| w.work_group.is_some())
         .unwrap_or(false);
     let queries = if workgroup {
-        c.athena
+        c.aws.athena
             .list_named_queries()
             .work_group(&n.workgroup)
             .send()
@@ -263,11 +264,11 @@ async fn inventory(c: &Clients, ctx: &PipelineCtx) -> Vec<(&'static str, usize)>
 
 #[tokio::test]
 async fn a_crash_after_any_mutating_call_is_completed_by_the_next_apply_without_duplicates() {
-    let c = clients().await;
+    let c = reconciler().await;
     // How many mutating calls a first apply makes.
     let (_, probe) = pipeline("");
     assert!(converge(&c, &probe).await.ready());
-    let total = c.calls.mutations();
+    let total = c.aws.calls.mutations();
     assert!(total > 10, "a first apply makes many calls, got {total}");
     let expected = inventory(&c, &probe).await;
     assert!(expected.iter().all(|(_, n)| *n >= 1), "{expected:?}");
@@ -275,10 +276,10 @@ async fn a_crash_after_any_mutating_call_is_completed_by_the_next_apply_without_
     let mut crashes = 0;
     for crash_after in 0..total {
         let (_, ctx) = pipeline("");
-        c.calls.set_faults(FaultPlan { stop_after_mutations: Some(crash_after), faults: vec![] });
+        c.aws.calls.set_faults(FaultPlan { stop_after_mutations: Some(crash_after), faults: vec![] });
         // The apply's passes until the crash (the walk is concurrent, so which call comes
         // `crash_after`-th varies; each is some mutating call of the apply).
-        c.calls.reset();
+        c.aws.calls.reset();
         let crashed = loop {
             let pass = reconcile(&c, &ctx, Mode::Apply).await;
             if pass.error.is_some() || pass.ready() {
@@ -289,7 +290,7 @@ async fn a_crash_after_any_mutating_call_is_completed_by_the_next_apply_without_
         // Concurrent calls in flight when the `crash_after`-th completes still land, and AWS's
         // refusals ("retry later") vary the count: near the end an apply may finish first.
         crashes += usize::from(crashed.error.is_some());
-        c.calls.set_faults(FaultPlan::default());
+        c.aws.calls.set_faults(FaultPlan::default());
         let resumed = converge(&c, &ctx).await;
         assert!(resumed.ready(), "after a crash at call {crash_after}: {:#?}", resumed.components);
         assert_eq!(inventory(&c, &ctx).await, expected, "after a crash at call {crash_after}");
@@ -299,51 +300,51 @@ async fn a_crash_after_any_mutating_call_is_completed_by_the_next_apply_without_
 
 #[tokio::test]
 async fn delete_with_retain_keeps_table_and_bucket_with_their_data() {
-    let c = clients().await;
+    let c = reconciler().await;
     let (_, ctx) = pipeline("");
     assert!(converge(&c, &ctx).await.ready());
     let n = &ctx.names;
-    c.s3.put_object().bucket(&n.bucket).key("orders/x.json").body(b"{}\n".to_vec().into()).send().await.unwrap();
+    c.aws.s3.put_object().bucket(&n.bucket).key("orders/x.json").body(b"{}\n".to_vec().into()).send().await.unwrap();
 
     let done = teardown(&c, &ctx, DeletionPolicy::Retain, false).await;
     assert!(done.complete(), "{:?}", done.error);
-    assert!(c.dynamodb.describe_table().table_name(&n.table).send().await.is_ok());
-    assert!(c.s3.get_object().bucket(&n.bucket).key("orders/x.json").send().await.is_ok());
-    assert!(c.kinesis.describe_stream_summary().stream_name(&n.stream).send().await.is_err());
-    assert!(c.pipes.describe_pipe().name(&n.pipe).send().await.is_err());
-    assert!(c.iam.get_role().role_name(&n.pipe_role).send().await.is_err());
+    assert!(c.aws.dynamodb.describe_table().table_name(&n.table).send().await.is_ok());
+    assert!(c.aws.s3.get_object().bucket(&n.bucket).key("orders/x.json").send().await.is_ok());
+    assert!(c.aws.kinesis.describe_stream_summary().stream_name(&n.stream).send().await.is_err());
+    assert!(c.aws.pipes.describe_pipe().name(&n.pipe).send().await.is_err());
+    assert!(c.aws.iam.get_role().role_name(&n.pipe_role).send().await.is_err());
     let retained: Vec<_> = done.actions.iter().filter(|a| a.verb == Verb::Retain).map(|a| a.component).collect();
     assert_eq!(retained, vec![ComponentKind::Bucket, ComponentKind::Table]);
 }
 
 #[tokio::test]
 async fn delete_with_delete_policy_removes_everything_including_a_non_empty_bucket() {
-    let c = clients().await;
+    let c = reconciler().await;
     let (_, ctx) = pipeline("  deletionPolicy: Delete\n");
     assert!(converge(&c, &ctx).await.ready());
     let n = &ctx.names;
-    c.s3.put_object().bucket(&n.bucket).key("orders/x.json").body(b"{}\n".to_vec().into()).send().await.unwrap();
+    c.aws.s3.put_object().bucket(&n.bucket).key("orders/x.json").body(b"{}\n".to_vec().into()).send().await.unwrap();
 
     let done = teardown(&c, &ctx, DeletionPolicy::Delete, false).await;
     assert!(done.complete(), "{:?}", done.error);
     assert!(inventory(&c, &ctx).await.iter().all(|(_, n)| *n == 0), "{:?}", inventory(&c, &ctx).await);
-    assert!(c.glue.get_database().name(&n.database).send().await.is_err());
-    let wg = c.athena.get_work_group().work_group(&n.workgroup).send().await;
+    assert!(c.aws.glue.get_database().name(&n.database).send().await.is_err());
+    let wg = c.aws.athena.get_work_group().work_group(&n.workgroup).send().await;
     assert!(wg.map(|w| w.work_group.is_none()).unwrap_or(true));
 }
 
 #[tokio::test]
 async fn throttling_and_server_errors_are_retried_with_backoff() {
-    let c = clients().await;
+    let c = reconciler().await;
     let (_, ctx) = pipeline("");
-    c.calls
+    c.aws.calls
         .set_faults(FaultPlan { stop_after_mutations: None, faults: vec![("CreateTable".into(), Fault::Throttle, 1)] });
     // Every CreateTable attempt is throttled: the SDK retries, then the pass fails transiently.
     let out = reconcile(&c, &ctx, Mode::Apply).await;
     let (kind, err) = out.error.clone().expect("CreateTable never succeeds");
     assert_eq!(kind, ComponentKind::Table);
     assert!(!err.is_permanent(), "throttling is transient: {err}");
-    let counts = c.calls.counts();
+    let counts = c.aws.calls.counts();
     let create = &counts[&("DynamoDB".to_string(), "CreateTable".to_string())];
     assert_eq!(create.retries, 3, "4 attempts in all: {create:?}");
     assert!(!out.stalled());
@@ -351,7 +352,7 @@ async fn throttling_and_server_errors_are_retried_with_backoff() {
     // Occasional throttles and 5xx are absorbed by retries. (Faults replace the
     // response of a request moto did process, so they go on reads: a lost
     // response to a create is a different scenario, covered by the crash test.)
-    c.calls.set_faults(FaultPlan {
+    c.aws.calls.set_faults(FaultPlan {
         stop_after_mutations: None,
         faults: vec![
             ("DescribeStreamSummary".into(), Fault::Throttle, 2),
@@ -362,14 +363,14 @@ async fn throttling_and_server_errors_are_retried_with_backoff() {
     });
     let out = converge(&c, &ctx).await;
     assert!(out.ready(), "{:#?}", out.components);
-    assert!(c.calls.counts().values().map(|c| c.retries).sum::<u64>() > 3);
+    assert!(c.aws.calls.counts().values().map(|c| c.retries).sum::<u64>() > 3);
 }
 
 #[tokio::test]
 async fn access_denied_is_permanent_and_not_retried() {
-    let c = clients().await;
+    let c = reconciler().await;
     let (_, ctx) = pipeline("");
-    c.calls.set_faults(FaultPlan {
+    c.aws.calls.set_faults(FaultPlan {
         stop_after_mutations: None,
         faults: vec![("CreateDeliveryStream".into(), Fault::AccessDenied, 1)],
     });
@@ -379,19 +380,19 @@ async fn access_denied_is_permanent_and_not_retried() {
     assert!(err.is_permanent());
     assert!(out.stalled());
     assert!(err.to_string().contains("AccessDeniedException"), "{err}");
-    let counts = c.calls.counts();
+    let counts = c.aws.calls.counts();
     let create = &counts[&("Firehose".to_string(), "CreateDeliveryStream".to_string())];
     assert_eq!((create.error, create.retries), (1, 0));
 }
 
 #[tokio::test]
 async fn paused_pipeline_is_observed_not_changed() {
-    let c = clients().await;
+    let c = reconciler().await;
     let (_, ctx) = pipeline("  paused: true\n");
     let out = reconcile(&c, &ctx, Mode::Observe).await;
     assert!(!out.ready());
-    assert_eq!(c.calls.mutations(), 0);
-    assert!(c.dynamodb.describe_table().table_name(&ctx.names.table).send().await.is_err());
+    assert_eq!(c.aws.calls.mutations(), 0);
+    assert!(c.aws.dynamodb.describe_table().table_name(&ctx.names.table).send().await.is_err());
 }
 
 /// A resync reads the tags of every resource the Tagging API lists in one GetResources (moto
@@ -399,14 +400,14 @@ async fn paused_pipeline_is_observed_not_changed() {
 /// through the index or not, are still put back.
 #[tokio::test]
 async fn tags_come_from_one_tagging_api_read_and_tag_drift_is_repaired() {
-    let c = clients().await;
+    let c = reconciler().await;
     let (_, ctx) = pipeline("  tags:\n    team: sales\n");
     assert!(converge(&c, &ctx).await.ready());
-    c.calls.reset();
+    c.aws.calls.reset();
     let out = reconcile(&c, &ctx, Mode::Apply).await;
     assert!(out.ready() && out.actions.is_empty(), "{:#?}", out.actions);
     let count =
-        |op: &str| c.calls.counts().iter().filter(|((_, o), _)| o == op).map(|(_, n)| n.ok + n.error).sum::<u64>();
+        |op: &str| c.aws.calls.counts().iter().filter(|((_, o), _)| o == op).map(|(_, n)| n.ok + n.error).sum::<u64>();
     assert_eq!(count("GetResources"), 1);
     for per_service in
         ["ListTagsOfResource", "GetBucketTagging", "ListTagsForDeliveryStream", "GetTags", "ListTagsForResource"]
@@ -416,9 +417,9 @@ async fn tags_come_from_one_tagging_api_read_and_tag_drift_is_repaired() {
     assert_eq!(count("ListTagsForStream"), 1, "moto's Tagging API does not list Kinesis streams");
 
     let n = &ctx.names;
-    let table = c.dynamodb.describe_table().table_name(&n.table).send().await.unwrap().table.unwrap();
+    let table = c.aws.dynamodb.describe_table().table_name(&n.table).send().await.unwrap().table.unwrap();
     let table_arn = table.table_arn.unwrap();
-    c.dynamodb.untag_resource().resource_arn(&table_arn).tag_keys("team").send().await.unwrap();
+    c.aws.dynamodb.untag_resource().resource_arn(&table_arn).tag_keys("team").send().await.unwrap();
     // The bucket's tag set without `team` (S3 replaces the whole set); the ownership tags stay,
     // or the bucket would no longer be the pipeline's to repair.
     let kept: Vec<aws_sdk_s3::types::Tag> = ctx
@@ -428,9 +429,9 @@ async fn tags_come_from_one_tagging_api_read_and_tag_drift_is_repaired() {
         .map(|(k, v)| aws_sdk_s3::types::Tag::builder().key(k).value(v).build().unwrap())
         .collect();
     let tagging = aws_sdk_s3::types::Tagging::builder().set_tag_set(Some(kept)).build().unwrap();
-    c.s3.put_bucket_tagging().bucket(&n.bucket).tagging(tagging).send().await.unwrap();
-    c.firehose.untag_delivery_stream().delivery_stream_name(&n.delivery).tag_keys("team").send().await.unwrap();
-    c.kinesis.remove_tags_from_stream().stream_name(&n.stream).tag_keys("team").send().await.unwrap();
+    c.aws.s3.put_bucket_tagging().bucket(&n.bucket).tagging(tagging).send().await.unwrap();
+    c.aws.firehose.untag_delivery_stream().delivery_stream_name(&n.delivery).tag_keys("team").send().await.unwrap();
+    c.aws.kinesis.remove_tags_from_stream().stream_name(&n.stream).tag_keys("team").send().await.unwrap();
 
     let mut actions = Vec::new();
     let out = converge_observed(&c, &ctx, |o| actions.extend(o.actions.clone())).await;
@@ -447,9 +448,9 @@ async fn tags_come_from_one_tagging_api_read_and_tag_drift_is_repaired() {
         "{:#?}",
         out.actions
     );
-    let tags = c.dynamodb.list_tags_of_resource().resource_arn(&table_arn).send().await.unwrap().tags.unwrap();
+    let tags = c.aws.dynamodb.list_tags_of_resource().resource_arn(&table_arn).send().await.unwrap().tags.unwrap();
     assert!(tags.iter().any(|t| t.key == "team" && t.value == "sales"), "{tags:?}");
-    let tags = c.s3.get_bucket_tagging().bucket(&n.bucket).send().await.unwrap().tag_set;
+    let tags = c.aws.s3.get_bucket_tagging().bucket(&n.bucket).send().await.unwrap().tag_set;
     assert!(tags.iter().any(|t| t.key == "team" && t.value == "sales"), "{tags:?}");
     let again = reconcile(&c, &ctx, Mode::Apply).await;
     assert!(again.actions.is_empty(), "{:#?}", again.actions);
@@ -459,18 +460,18 @@ async fn tags_come_from_one_tagging_api_read_and_tag_drift_is_repaired() {
 /// instead, and still changes nothing in a pipeline that is in sync.
 #[tokio::test]
 async fn a_denied_tagging_api_read_falls_back_to_per_service_tag_reads() {
-    let c = clients().await;
+    let c = reconciler().await;
     let (_, ctx) = pipeline("");
     assert!(converge(&c, &ctx).await.ready());
-    c.calls.reset();
-    c.calls.set_faults(FaultPlan {
+    c.aws.calls.reset();
+    c.aws.calls.set_faults(FaultPlan {
         stop_after_mutations: None,
         faults: vec![("GetResources".into(), Fault::AccessDenied, 1)],
     });
     let out = reconcile(&c, &ctx, Mode::Apply).await;
     assert!(out.ready() && out.actions.is_empty(), "{:#?} {:?}", out.actions, out.error);
-    assert_eq!(c.calls.mutations(), 0);
-    let counts = c.calls.counts();
+    assert_eq!(c.aws.calls.mutations(), 0);
+    let counts = c.aws.calls.counts();
     let called = |op: &str| counts.iter().filter(|((_, o), _)| o == op).map(|(_, n)| n.ok + n.error).sum::<u64>();
     assert_eq!(called("GetResources"), 1);
     for per_service in
@@ -484,11 +485,11 @@ async fn a_denied_tagging_api_read_falls_back_to_per_service_tag_reads() {
 /// `Some(120)`, no `PublicAccessBlock { .. }` (issue #14).
 #[tokio::test]
 async fn plan_lines_and_conditions_show_values_not_rust_debug_forms() {
-    let c = clients().await;
+    let c = reconciler().await;
     let (_, ctx) = pipeline("  stream:\n    mode: PROVISIONED\n    shardCount: 1\n");
     assert!(converge(&c, &ctx).await.ready());
     // Drift made outside the operator, and spec changes.
-    c.s3.delete_public_access_block().bucket(&ctx.names.bucket).send().await.unwrap();
+    c.aws.s3.delete_public_access_block().bucket(&ctx.names.bucket).send().await.unwrap();
     let mut changed = ctx.clone();
     changed.spec.stream.shard_count = Some(2);
     changed.spec.delivery.buffer_seconds = 120;

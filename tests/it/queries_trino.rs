@@ -86,7 +86,7 @@ fn setup() -> World {
         })
     };
     rt.block_on(async {
-        let c = moto::clients().await;
+        let c = moto::reconciler().await;
         let name = moto::unique("t");
         let yaml = format!(
             "apiVersion: sales-operator.dev/v1alpha1\nkind: SalesPipeline\nmetadata:\n  name: {name}\n  namespace: shop\nspec:\n  region: {}\n",
@@ -99,7 +99,7 @@ fn setup() -> World {
         let n = &ctx.names;
 
         // Athena's projection range in Trino's units.
-        let table = c.glue.get_table().database_name(&n.database).name(&n.glue_table).send().await.unwrap();
+        let table = c.aws.glue.get_table().database_name(&n.database).name(&n.glue_table).send().await.unwrap();
         let table = table.table.unwrap();
         let mut params = table.parameters.clone().unwrap_or_default();
         let range = params["projection.dt.range"].clone();
@@ -113,10 +113,10 @@ fn setup() -> World {
             .set_parameters(Some(params))
             .build()
             .unwrap();
-        c.glue.update_table().database_name(&n.database).table_input(input).send().await.unwrap();
+        c.aws.glue.update_table().database_name(&n.database).table_input(input).send().await.unwrap();
 
         // Orders, their stream records, the pipe and Firehose.
-        let links = delivery_standin::links(&c, &n.pipe, &n.delivery).await.unwrap();
+        let links = delivery_standin::links(&c.aws, &n.pipe, &n.delivery).await.unwrap();
         let now = jiff::Timestamp::now();
         let mut source = OrderSource::new(Arc::new(Catalog::default()), Some(20261201), "trino");
         let mut orders = Vec::new();
@@ -146,7 +146,7 @@ fn setup() -> World {
             k += 1;
         }
         let objects = delivery_standin::deliver(&links, &events, jiff::SignedDuration::from_millis(300)).unwrap();
-        delivery_standin::put(&c.s3, &links, &objects).await.unwrap();
+        delivery_standin::put(&c.aws.s3, &links, &objects).await.unwrap();
         let mut objects_per_dt: BTreeMap<String, usize> = BTreeMap::new();
         for o in &objects {
             let dt = o.key.trim_start_matches("orders/").rsplit_once('/').unwrap().0.to_string();
@@ -155,14 +155,14 @@ fn setup() -> World {
         assert!(objects.iter().any(|o| o.records > 1), "some objects hold several records");
 
         // The named queries as stored in the workgroup.
-        let ids = c.athena.list_named_queries().work_group(&n.workgroup).send().await.unwrap();
+        let ids = c.aws.athena.list_named_queries().work_group(&n.workgroup).send().await.unwrap();
         let mut stored = BTreeMap::new();
         for id in ids.named_query_ids.unwrap_or_default() {
-            let q = c.athena.get_named_query().named_query_id(&id).send().await.unwrap().named_query.unwrap();
+            let q = c.aws.athena.get_named_query().named_query_id(&id).send().await.unwrap().named_query.unwrap();
             stored.insert(q.name, q.query_string);
         }
         let top_products_6h =
-            sales_operator::query::request(&ctx, "top_products", &[("hours".into(), "6".into())]).unwrap().sql;
+            sales_operator::run_query::request(&ctx, "top_products", &[("hours".into(), "6".into())]).unwrap().sql;
         let (trino, trino_start_seconds) = trino.join().unwrap();
         World {
             trino,
@@ -236,7 +236,7 @@ fn stored(name: &str) -> &'static str {
 
 /// The `hours` default the stored query was rendered with.
 fn default_hours(name: &str) -> i64 {
-    let q = sales_operator::queries::find(name).unwrap();
+    let q = sales_operator::named_queries::find(name).unwrap();
     q.params.iter().find(|(p, _)| *p == "hours").unwrap().1.parse().unwrap()
 }
 
@@ -291,7 +291,7 @@ fn num(v: &Value) -> f64 {
 
 #[test]
 fn every_stored_query_prunes_partitions_to_its_window() {
-    for name in sales_operator::queries::BUILT_IN.iter().map(|q| q.name) {
+    for name in sales_operator::named_queries::BUILT_IN.iter().map(|q| q.name) {
         assert!(stored(name).contains("dt >= format_datetime(current_timestamp"), "{name}: {}", stored(name));
     }
 }
@@ -443,19 +443,16 @@ fn athena_ranges_map_to_trino_units() {
 #[ignore = "benchmark: scripts/bench-queries.sh"]
 fn bench_queries_with_and_without_partition_pruning() {
     let w = world();
-    let unpruned = sales_operator::queries::QueryTarget {
-        dt_format: None,
-        ..sales_operator::queries::QueryTarget::for_pipeline(&w.ctx)
-    };
+    let unpruned = sales_operator::named_queries::QueryTarget { dt_format: None, ..w.ctx.query_target() };
     println!("| query | window | S3 LIST | S3 GET | wall s | unpruned S3 LIST | unpruned S3 GET | unpruned wall s |");
     println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
     let mut cases: Vec<(String, String, String, i64)> = Vec::new();
-    for q in sales_operator::queries::BUILT_IN {
+    for q in sales_operator::named_queries::BUILT_IN {
         let hours = default_hours(q.name);
         cases.push((q.name.to_string(), stored(q.name).to_string(), q.render(&unpruned, &[]), hours));
     }
     let six = vec![("hours".to_string(), "6".to_string())];
-    let tp = sales_operator::queries::find("top_products").unwrap();
+    let tp = sales_operator::named_queries::find("top_products").unwrap();
     cases.push(("top_products hours=6".into(), w.top_products_6h.clone(), tp.render(&unpruned, &six), 6));
     for (name, pruned, full, hours) in cases {
         let p = run(&pruned);

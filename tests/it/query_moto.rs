@@ -12,17 +12,18 @@ use std::process::Command;
 use std::time::Duration;
 
 use sales_operator::api::manifest::parse_pipeline;
-use sales_operator::aws::{Clients, PipelineCtx};
-use sales_operator::query::{self, Format};
+use sales_operator::aws::PipelineCtx;
+use sales_operator::reconcile::Reconciler;
+use sales_operator::run_query::{self as query, Format};
 
 use apply::converge;
-use moto::{clients, REGION};
+use moto::{reconciler, REGION};
 
 /// Tests here share moto's queue of canned results: one at a time.
 static CANNED: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// An applied pipeline with a unique name; its manifest text and context.
-async fn applied_pipeline(c: &Clients) -> (String, PipelineCtx) {
+async fn applied_pipeline(c: &Reconciler) -> (String, PipelineCtx) {
     let name = moto::unique("q");
     let yaml = format!(
         "apiVersion: sales-operator.dev/v1alpha1\nkind: SalesPipeline\nmetadata:\n  name: {name}\n  namespace: shop\nspec:\n  region: {REGION}\n"
@@ -64,26 +65,26 @@ fn canned_result(columns: &[&str], rows: &[&[&str]]) {
 #[tokio::test]
 async fn query_runs_in_the_pipelines_workgroup_database_and_result_location() {
     let _one = CANNED.lock().await;
-    let c = clients().await;
+    let c = reconciler().await;
     let (_, ctx) = applied_pipeline(&c).await;
     let req = query::request(&ctx, "top_products", &[("hours".into(), "3".into())]).unwrap();
     canned_result(&["product_name", "revenue"], &[&["Laptop", "50677.40"], &["Phone", "40258.30"]]);
 
     let mut progress = Vec::new();
-    let result = query::run(&c.athena, &req, Duration::from_millis(10), Duration::from_secs(30), |p| {
+    let result = query::run(&c.aws.athena, &req, Duration::from_millis(10), Duration::from_secs(30), |p| {
         progress.push(p.to_string())
     })
     .await
     .unwrap();
 
     let execution =
-        c.athena.get_query_execution().query_execution_id(&result.id).send().await.unwrap().query_execution.unwrap();
+        c.aws.athena.get_query_execution().query_execution_id(&result.id).send().await.unwrap().query_execution.unwrap();
     assert_eq!(execution.work_group.as_deref(), Some(ctx.names.workgroup.as_str()));
     assert_eq!(execution.query.as_deref(), Some(req.sql.as_str()));
     assert!(req.sql.contains(&format!("FROM {}", ctx.names.glue_table)) && req.sql.contains("(3 * INTERVAL"));
     let database = execution.query_execution_context.and_then(|x| x.database);
     assert_eq!(database.as_deref(), Some(ctx.names.database.as_str()));
-    let wg = c.athena.get_work_group().work_group(&ctx.names.workgroup).send().await.unwrap().work_group.unwrap();
+    let wg = c.aws.athena.get_work_group().work_group(&ctx.names.workgroup).send().await.unwrap().work_group.unwrap();
     let wg_location = wg.configuration.and_then(|x| x.result_configuration).and_then(|r| r.output_location);
     let location = execution.result_configuration.and_then(|r| r.output_location);
     let wg_location = wg_location.unwrap();
@@ -107,7 +108,7 @@ async fn query_runs_in_the_pipelines_workgroup_database_and_result_location() {
 #[tokio::test]
 async fn query_command_prints_the_result_and_data_scanned_and_rejects_unknown_queries_and_manifests() {
     let _one = CANNED.lock().await;
-    let c = clients().await;
+    let c = reconciler().await;
     let (yaml, _) = applied_pipeline(&c).await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("pipeline.yaml");
@@ -151,7 +152,7 @@ async fn query_command_prints_the_result_and_data_scanned_and_rejects_unknown_qu
 
 #[tokio::test]
 async fn applied_workgroup_holds_every_named_query_with_its_database_and_sql_and_status_lists_them() {
-    let c = clients().await;
+    let c = reconciler().await;
     let (yaml, ctx) = applied_pipeline(&c).await;
     let ids = c
         .athena
@@ -164,14 +165,14 @@ async fn applied_workgroup_holds_every_named_query_with_its_database_and_sql_and
         .unwrap_or_default();
     let mut installed = std::collections::BTreeMap::new();
     for id in ids {
-        let q = c.athena.get_named_query().named_query_id(&id).send().await.unwrap().named_query.unwrap();
+        let q = c.aws.athena.get_named_query().named_query_id(&id).send().await.unwrap().named_query.unwrap();
         installed.insert(q.name.clone(), q);
     }
-    assert_eq!(installed.len(), sales_operator::queries::BUILT_IN.len());
-    for want in sales_operator::queries::BUILT_IN {
+    assert_eq!(installed.len(), sales_operator::named_queries::BUILT_IN.len());
+    for want in sales_operator::named_queries::BUILT_IN {
         let q = &installed[want.name];
         assert_eq!(q.database, ctx.names.database, "{}", want.name);
-        let target = sales_operator::queries::QueryTarget::for_pipeline(&ctx);
+        let target = ctx.query_target();
         assert_eq!(q.query_string, want.render(&target, &[]), "{}", want.name);
         assert!(q.query_string.contains("dt >= format_datetime("), "{}: pruned", want.name);
         assert_eq!(q.work_group.as_deref(), Some(ctx.names.workgroup.as_str()), "{}", want.name);
@@ -188,7 +189,7 @@ async fn applied_workgroup_holds_every_named_query_with_its_database_and_sql_and
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let mut want: Vec<&str> = sales_operator::queries::BUILT_IN.iter().map(|q| q.name).collect();
+    let mut want: Vec<&str> = sales_operator::named_queries::BUILT_IN.iter().map(|q| q.name).collect();
     want.sort();
     assert_eq!(status["analytics"]["namedQueries"], serde_json::json!(want), "{status:#}");
     assert_eq!(status["analytics"]["workgroup"], ctx.names.workgroup.as_str());
@@ -200,7 +201,7 @@ async fn query_command_looks_a_pipeline_up_by_name_in_the_cluster() {
     env.apply_crds(&[&kube_env::project_dir().join("crds")]);
     let ns = env.create_namespace("query");
     let _one = CANNED.lock().await;
-    let c = clients().await;
+    let c = reconciler().await;
     let name = moto::unique("k");
     let yaml = format!(
         "apiVersion: sales-operator.dev/v1alpha1\nkind: SalesPipeline\nmetadata:\n  name: {name}\n  namespace: {ns}\nspec:\n  region: {REGION}\n"

@@ -3,7 +3,7 @@
 //! watchdog when the test process exits.
 //!
 //! A suite that drives AWS itself declares a server of its own with [`own_server!`]: a
-//! `mod moto` whose functions (`clients`, `settings`, `sdk`, `aws_env`, `behave`, `endpoint`,
+//! `mod moto` whose functions (`reconciler`, `settings`, `sdk`, `aws_env`, `behave`, `endpoint`,
 //! and the shared ones below) use that suite's server, as each suite had when it was a test
 //! binary of its own. What lives in a server then stays the suite's: moto's quota of 50
 //! Firehose streams per region (pipeline_moto's crash test alone creates some 25 pipelines and
@@ -68,8 +68,8 @@ macro_rules! own_server {
             pub async fn sdk(settings: &sales_operator::aws::AwsSettings) -> aws_config::SdkConfig {
                 server().sdk(settings).await
             }
-            pub async fn clients() -> sales_operator::aws::Clients {
-                server().clients().await
+            pub async fn reconciler() -> sales_operator::reconcile::Reconciler {
+                server().reconciler().await
             }
             pub fn aws_env() -> Vec<(&'static str, String)> {
                 server().aws_env()
@@ -164,18 +164,19 @@ impl Server {
         sdk(settings).await
     }
 
-    /// [`clients`] for this server.
-    pub async fn clients(&self) -> sales_operator::aws::Clients {
+    /// [`reconciler`] for this server: in-process SDK clients retrying fast (tests inject faults),
+    /// with the tests' pace.
+    pub async fn reconciler(&self) -> sales_operator::reconcile::Reconciler {
         let fast = sales_operator::aws::AwsSettings {
             max_attempts: Some(4),
             initial_backoff: Some(Duration::from_millis(5)),
             ..self.settings()
         };
-        let mut c =
+        let clients =
             sales_operator::aws::Clients::new(&sdk(&fast).await, None, Default::default()).expect("clients for moto");
-        c.memory.timing.iam_settle = Some(iam_settle());
-        c.memory.timing.pace = Some(POLL);
-        c
+        let timing =
+            sales_operator::reconcile::Timing { iam_settle: Some(iam_settle()), pace: Some(POLL), iam_window: None };
+        sales_operator::reconcile::Reconciler::new(clients, timing)
     }
 }
 
@@ -254,8 +255,8 @@ pub async fn sdk(settings: &sales_operator::aws::AwsSettings) -> aws_config::Sdk
 }
 
 /// In-process SDK clients for the default server, retrying fast (tests inject faults).
-pub async fn clients() -> sales_operator::aws::Clients {
-    default_server().clients().await
+pub async fn reconciler() -> sales_operator::reconcile::Reconciler {
+    default_server().reconciler().await
 }
 
 /// Whether moto runs behind the AWS-behaviour layer with [`FAST_AWS`] (the default), or bare
