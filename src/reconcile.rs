@@ -899,6 +899,8 @@ pub async fn reconcile(clients: &Clients, ctx: &PipelineCtx, mode: Mode) -> Outc
 pub struct Teardown {
     pub actions: Vec<Action>,
     pub error: Option<(ComponentKind, AwsError)>,
+    /// The resources that were not there to delete (`delete` reports them as absent).
+    pub absent: Vec<String>,
 }
 
 impl Teardown {
@@ -955,7 +957,10 @@ impl Removal<'_> {
                 self.record(C::KIND, resource, verb, note);
                 (C::KIND, true)
             }
-            Ok(None) => (C::KIND, true),
+            Ok(None) => {
+                lock(&self.done).absent.push(resource);
+                (C::KIND, true)
+            }
             Err(e) => {
                 let mut done = lock(&self.done);
                 if done.error.as_ref().is_none_or(|(other, _)| rank(C::KIND) > rank(*other)) {
