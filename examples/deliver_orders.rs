@@ -5,9 +5,10 @@
 //! compression read back from the delivery stream) into the bucket.
 //! On AWS the EventBridge Pipe and Firehose do this; used by scripts/demo.sh.
 //!
-//!     cargo run --example deliver_orders -- MANIFEST
+//!     cargo build --bin sales-operator --example deliver_orders   # one build: the SDK compiles once
+//!     target/debug/examples/deliver_orders MANIFEST
 //!
-//! with AWS_ENDPOINT_URL pointing at moto. Prints what it delivered.
+//! with AWS_ENDPOINT_URL pointing at moto. Prints the keys it wrote.
 
 #[path = "../tests/it/support/delivery_standin.rs"]
 mod delivery_standin;
@@ -130,12 +131,19 @@ async fn main() -> Result<(), String> {
     }
     let records: usize = objects.iter().map(|o| o.records).sum();
     println!(
-        "delivered {records} records in {} object(s) to s3://{}/{} ({}, newline-delimited: {})",
+        "delivered {records} records in {} object(s) ({}, newline-delimited: {}), under prefix {}:",
         objects.len(),
-        links.bucket,
-        links.prefix,
         links.compression,
-        links.append_newline
+        links.append_newline,
+        links.prefix
     );
+    // The keys written, as a reader lists them (the prefix's !{timestamp:...} rendered).
+    const SHOWN: usize = 10;
+    for o in objects.iter().take(SHOWN) {
+        println!("  s3://{}/{} ({} records)", links.bucket, o.key, o.records);
+    }
+    if objects.len() > SHOWN {
+        println!("  ... and {} more", objects.len() - SHOWN);
+    }
     Ok(())
 }

@@ -1,14 +1,13 @@
 #!/usr/bin/env python3
 """Prints the SQL of named query NAME as stored in Athena workgroup WORKGROUP
-(boto3; run it with the moto venv's python). With --map-range DATABASE TABLE
-instead, rewrites the Glue table's projection range from Athena's units
-(YEARS/MONTHS/WEEKS) to Trino's (DAYS), never shorter, for a local Trino.
+(boto3; run it with the moto venv's python).
 
     named_query.py WORKGROUP NAME
-    named_query.py --map-range DATABASE TABLE
+
+The Glue table needs no change for Trino: the operator writes its projection
+range in days, which Athena and Trino both read.
 """
 import os
-import re
 import sys
 
 import boto3
@@ -26,21 +25,5 @@ def stored_sql(workgroup, name):
     raise SystemExit(f"error: no named query {name} in workgroup {workgroup}")
 
 
-def map_range(database, table):
-    glue = boto3.client("glue", region_name=REGION)
-    t = glue.get_table(DatabaseName=database, Name=table)["Table"]
-    days = {"YEARS": 366, "MONTHS": 31, "WEEKS": 7}
-    old = t["Parameters"]["projection.dt.range"]
-    new = re.sub(r"NOW-(\d+)(YEARS|MONTHS|WEEKS)", lambda m: f"NOW-{int(m[1]) * days[m[2]]}DAYS", old)
-    if new != old:
-        t["Parameters"]["projection.dt.range"] = new
-        keep = ["Name", "Description", "StorageDescriptor", "PartitionKeys", "TableType", "Parameters"]
-        glue.update_table(DatabaseName=database, TableInput={k: t[k] for k in keep if k in t})
-    print(f"projection.dt.range {old} -> {new}", file=sys.stderr)
-
-
 if __name__ == "__main__":
-    if sys.argv[1] == "--map-range":
-        map_range(sys.argv[2], sys.argv[3])
-    else:
-        print(stored_sql(sys.argv[1], sys.argv[2]))
+    print(stored_sql(sys.argv[1], sys.argv[2]))

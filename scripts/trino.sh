@@ -7,7 +7,8 @@
 #   scripts/trino.sh install              fetch server + hive/tpch plugins from
 #                                         Maven Central (idempotent, cached)
 #   scripts/trino.sh start MOTO [PORT] [S3]
-#                                         start on 127.0.0.1:PORT (default 8080)
+#                                         start on 127.0.0.1:PORT (default 8090;
+#                                         8080 is sales-operator run's metrics)
 #                                         against the moto endpoint MOTO (Glue);
 #                                         S3 defaults to MOTO (give a proxy's URL
 #                                         to count requests); prints the URL
@@ -29,9 +30,16 @@ install() {
   rm -rf "$HOME_DIR" "$HOME_DIR.m2"
   mkdir -p "$HOME_DIR"
   local repo="$HOME_DIR.m2" artifact
+  # Maven 3.9 on JDK 24+ warns about its own sun.misc.Unsafe use, a dozen lines that say
+  # nothing about this install; JDKs that know the flag are told that it is allowed.
+  if "$JAVA_HOME/bin/java" --sun-misc-unsafe-memory-access=allow -version >/dev/null 2>&1; then
+    export MAVEN_OPTS="${MAVEN_OPTS:-} --sun-misc-unsafe-memory-access=allow"
+  fi
+  echo "installing Trino $TRINO_VERSION from Maven Central into $HOME_DIR (once, about 470 MB)" >&2
   for artifact in trino-server-core:tar.gz trino-hive:zip trino-tpch:zip; do
+    # Maven 3.8 writes colour resets even in batch mode: only its words reach the terminal.
     mvn -q -B dependency:get -Dmaven.repo.local="$repo" -Dtransitive=false \
-      -Dartifact="io.trino:${artifact%%:*}:$TRINO_VERSION:${artifact##*:}" >&2
+      -Dartifact="io.trino:${artifact%%:*}:$TRINO_VERSION:${artifact##*:}" 2>&1 | sed 's/\x1b\[[0-9;]*m//g' >&2
   done
   local base="$repo/io/trino"
   tar -xzf "$base/trino-server-core/$TRINO_VERSION/trino-server-core-$TRINO_VERSION.tar.gz" \
@@ -107,30 +115,40 @@ PROPS
 
 # Runs a server in the foreground (the tests supervise it).
 run() {
-  local moto="${1:?usage: $0 run MOTO [PORT] [S3]}" port="${2:-8080}" s3="${3:-${1}}" etc
+  local moto="${1:?usage: $0 run MOTO [PORT] [S3]}" port="${2:-8090}" s3="${3:-${1}}" etc
   install
   etc="$(configure "$moto" "$port" "$s3")"
   exec "$HOME_DIR/bin/launcher" run --etc-dir="$etc" --data-dir="$STATE/$port/data" \
     --launcher-log-file="$STATE/$port/launcher.log" --server-log-file="$STATE/$port/server.log"
 }
 
-# Waits until the server on PORT runs queries.
+# Waits until the server on PORT runs queries: /v1/info says it has started, then an active
+# node is listed by a query that answers (started comes before Trino can schedule a query:
+# NO_NODES_AVAILABLE). Gives up after TRINO_START_TIMEOUT seconds (default 300).
 wait_ready() {
-  local port="$1" pid="$2"
-  for _ in $(seq 1 600); do
-    if curl -fsS "http://127.0.0.1:$port/v1/info" 2>/dev/null | grep -q '"starting":false'; then
-      echo "http://127.0.0.1:$port"
-      return 0
+  local port="$1" pid="$2" url="http://127.0.0.1:$1" limit="${TRINO_START_TIMEOUT:-300}" waited=0
+  until curl -fsS "$url/v1/info" 2>/dev/null | grep -q '"starting":false'; do
+    if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then
+      echo "trino exited while starting on port $port; log: $STATE/$port/trino.log" >&2
+      return 1
     fi
-    if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then break; fi
+    if [ "$waited" -ge $((limit * 5)) ]; then
+      echo "trino did not start on port $port within $limit s; log: $STATE/$port/trino.log" >&2
+      return 1
+    fi
+    if [ $((waited % 150)) = 149 ]; then echo "    still waiting for Trino to start ($((waited / 5)) s)" >&2; fi
     sleep 0.2
+    waited=$((waited + 1))
   done
-  echo "trino did not start on port $port; log: $STATE/$port/trino.log" >&2
-  return 1
+  if ! python3 "$(dirname "$0")/trino_query.py" "$url" --wait-ready "$limit" >&2; then
+    echo "log: $STATE/$port/trino.log" >&2
+    return 1
+  fi
+  echo "$url"
 }
 
 start() {
-  local moto="${1:?usage: $0 start MOTO [PORT] [S3]}" port="${2:-8080}" s3="${3:-${1}}"
+  local moto="${1:?usage: $0 start MOTO [PORT] [S3]}" port="${2:-8090}" s3="${3:-${1}}"
   install
   mkdir -p "$STATE/$port"
   if curl -fsS "http://127.0.0.1:$port/v1/info" >/dev/null 2>&1; then
@@ -145,7 +163,7 @@ start() {
 # shellcheck source=common.sh
 . "$(dirname "$0")/common.sh"
 
-stop() { stop_pidfile "$STATE/${1:-8080}/trino.pid"; }
+stop() { stop_pidfile "$STATE/${1:-8090}/trino.pid"; }
 
 case "${1:-}" in
   install) install ;;

@@ -108,17 +108,20 @@ pub struct ApplyArgs {
 pub struct DeleteArgs {
     #[command(flatten)]
     pub file: FileArgs,
-    /// Override the manifest's deletionPolicy.
-    #[arg(long, value_enum)]
+    /// Override the manifest's deletionPolicy: Retain or Delete (either case).
+    #[arg(long, value_enum, ignore_case = true)]
     pub deletion_policy: Option<PolicyArg>,
     /// Show what would be deleted; delete nothing.
     #[arg(long)]
     pub dry_run: bool,
 }
 
+/// `--deletion-policy`, spelled as in the manifest (`Retain`, `Delete`).
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum PolicyArg {
+    #[value(name = "Retain")]
     Retain,
+    #[value(name = "Delete")]
     Delete,
 }
 
@@ -161,9 +164,14 @@ impl CliError {
 }
 
 pub fn init_logging(global: &Global) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,aws_config=warn,aws_smithy_runtime=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let ansi = sales_operator::telemetry::colour_logs(
+        std::io::stderr().is_terminal(),
+        std::env::var_os("NO_COLOR").as_deref(),
+    );
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     match global.log_format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
@@ -225,7 +233,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Run(args) => {
-            sales_operator::controller::run(args, aws_settings(&cli.global), timing(&cli.global)).await?;
+            // On EC2 (EKS) the controller may learn its region from instance metadata.
+            let settings = AwsSettings { region_from_imds: true, ..aws_settings(&cli.global) };
+            sales_operator::controller::run(args, settings, timing(&cli.global)).await?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -282,6 +292,55 @@ async fn target(global: &Global, file: &str) -> Result<Target, CliError> {
     Ok(Target { pipeline, ctx, reconciler: Reconciler::new(clients, timing(global)) })
 }
 
+/// The ARNs tagged as this pipeline's (`sales-operator.dev/pipeline: <namespace>/<name>`) whose
+/// names are none of those its manifest now derives: what a changed `spec.namePrefix` (or a
+/// renamed component) leaves behind. Sorted.
+async fn resources_under_other_names(t: &Target) -> Vec<String> {
+    let index = aws::tagging::TagIndex::fetch_or_empty(&t.reconciler.aws.tagging, &t.ctx).await;
+    let n = &t.ctx.names;
+    let current = [
+        &n.table,
+        &n.stream,
+        &n.pipe,
+        &n.delivery,
+        &n.bucket,
+        &n.database,
+        &n.glue_table,
+        &n.crawler,
+        &n.workgroup,
+        &n.pipe_role,
+        &n.firehose_role,
+        &n.glue_role,
+    ];
+    let mut stale: Vec<String> = index
+        .arns()
+        // A DynamoDB stream's ARN ends in its creation time, not a name.
+        .filter(|arn| !arn.contains("/stream/"))
+        .filter(|arn| arn.rsplit(['/', ':']).next().is_some_and(|name| !current.iter().any(|c| c.as_str() == name)))
+        .map(str::to_string)
+        .collect();
+    stale.sort();
+    stale
+}
+
+/// Refuses a manifest whose pipeline has resources under other names, as the cluster refuses a
+/// changed `spec.namePrefix` (immutable): applying it would create a second set and orphan the first.
+async fn refuse_renamed(t: &Target) -> Result<(), CliError> {
+    let stale = resources_under_other_names(t).await;
+    if stale.is_empty() {
+        return Ok(());
+    }
+    Err(CliError::Usage(format!(
+        "spec.namePrefix: is immutable: AWS names derive from it, and SalesPipeline {} already has resources \
+         under other names ({}); with namePrefix {:?} apply would create a second set and leave these behind. \
+         Keep the namePrefix (and names) they were created with, or delete them first with that manifest \
+         (sales-operator delete -f OLD.yaml).",
+        t.ctx.identity(),
+        stale.join(", "),
+        t.ctx.names.prefix
+    )))
+}
+
 fn print_actions(actions: &[Action]) {
     let mut err = std::io::stderr().lock();
     for a in actions {
@@ -291,15 +350,17 @@ fn print_actions(actions: &[Action]) {
 
 async fn plan(global: &Global, args: &FileArgs) -> Result<ExitCode, CliError> {
     let t = target(global, &args.file).await?;
+    refuse_renamed(&t).await?;
     let outcome = reconcile::reconcile(&t.reconciler, &t.ctx, Mode::Plan).await;
     if let Some((kind, e)) = &outcome.error {
         return Err(CliError::Reconcile { component: *kind, source: e.clone() });
     }
+    let (actions, note) = explain_buffer_queries(&outcome.actions);
     let mut out = std::io::stdout().lock();
-    if outcome.actions.is_empty() {
+    if actions.is_empty() {
         let _ = writeln!(out, "No changes: {} is in sync.", t.pipeline.name_any());
     } else {
-        for a in &outcome.actions {
+        for a in &actions {
             let sign = match a.verb {
                 Verb::Create => "+",
                 Verb::Update => "~",
@@ -312,9 +373,12 @@ async fn plan(global: &Global, args: &FileArgs) -> Result<ExitCode, CliError> {
             };
             let _ = writeln!(out, "{sign} {a}");
         }
-        let count = |verb: Verb| outcome.actions.iter().filter(|a| a.verb == verb).count();
+        if let Some(note) = note {
+            let _ = writeln!(out, "\n{note}");
+        }
+        let count = |verb: Verb| actions.iter().filter(|a| a.verb == verb).count();
         let (creates, conflicts) = (count(Verb::Create), count(Verb::Conflict));
-        let _ = write!(out, "\nPlan: {creates} to create, {} to change", outcome.actions.len() - creates - conflicts);
+        let _ = write!(out, "\nPlan: {creates} to create, {} to change", actions.len() - creates - conflicts);
         let _ = match conflicts {
             0 => writeln!(out, "."),
             n => writeln!(out, ", {n} in conflict: apply would stop there and change nothing of it."),
@@ -323,8 +387,50 @@ async fn plan(global: &Global, args: &FileArgs) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A changed `bufferSeconds` changes every named query's SQL too (each query's `dt` window
+/// starts one buffer interval early): `actions` with those SQL changes folded into one, and the
+/// reason, said once.
+pub fn explain_buffer_queries(actions: &[Action]) -> (Vec<Action>, Option<String>) {
+    let buffer = actions
+        .iter()
+        .filter(|a| a.component == ComponentKind::Delivery)
+        .flat_map(|a| &a.changes)
+        .find(|c| c.field == "bufferSeconds");
+    let Some(buffer) = buffer else {
+        return (actions.to_vec(), None);
+    };
+    let is_sql = |c: &aws::Change| c.field.starts_with("namedQuery.") && c.field.ends_with(".sql");
+    let mut folded = 0;
+    let actions = actions
+        .iter()
+        .map(|a| {
+            let n = a.changes.iter().filter(|c| is_sql(c)).count();
+            if a.component != ComponentKind::Analytics || n == 0 {
+                return a.clone();
+            }
+            folded += n;
+            let mut changes: Vec<aws::Change> = a.changes.iter().filter(|c| !is_sql(c)).cloned().collect();
+            changes.push(aws::Change {
+                field: format!("namedQuery.*.sql ({n} queries)"),
+                from: format!("for bufferSeconds {}", buffer.from),
+                to: format!("for bufferSeconds {}", buffer.to),
+                immutable: false,
+            });
+            Action { changes, ..a.clone() }
+        })
+        .collect();
+    let note = (folded > 0).then(|| {
+        "The named queries' SQL follows delivery.bufferSeconds: Firehose names an object after its oldest \
+         record, so each query's dt window starts one buffer interval early (docs/data-model.md); apply \
+         rewrites them with the new interval."
+            .to_string()
+    });
+    (actions, note)
+}
+
 async fn apply(global: &Global, args: &ApplyArgs) -> Result<ExitCode, CliError> {
     let t = target(global, &args.file.file).await?;
+    refuse_renamed(&t).await?;
     let mode = if t.pipeline.spec.paused { Mode::Observe } else { Mode::Apply };
     let deadline = Instant::now() + args.wait;
     let outcome = loop {
@@ -426,12 +532,50 @@ async fn delete(global: &Global, args: &DeleteArgs) -> Result<ExitCode, CliError
     };
     let done = reconcile::teardown(&t.reconciler, &t.ctx, policy, args.dry_run).await;
     let mut out = std::io::stdout().lock();
-    for a in &done.actions {
-        let _ = writeln!(out, "{}{a}", if args.dry_run { "(dry run) " } else { "" });
+    for line in teardown_lines(&done, policy, args.dry_run) {
+        let _ = writeln!(out, "{line}");
     }
     if let Some((kind, e)) = done.error {
         return Err(CliError::Reconcile { component: kind, source: e });
     }
-    let _ = writeln!(out, "{} torn down (deletionPolicy {policy:?}).", t.pipeline.name_any());
+    let _ = writeln!(out, "{}", teardown_summary(&t.pipeline.name_any(), &done, policy, args.dry_run));
     Ok(ExitCode::SUCCESS)
+}
+
+/// One line per resource: what `delete` did to it (or would do, with `--dry-run`).
+pub fn teardown_lines(done: &reconcile::Teardown, policy: DeletionPolicy, dry_run: bool) -> Vec<String> {
+    let mut lines: Vec<String> = done
+        .actions
+        .iter()
+        .map(|a| {
+            let word = match (&a.verb, dry_run) {
+                (Verb::Delete, false) => "deleted",
+                (Verb::Delete, true) => "would delete",
+                (Verb::Retain, false) => "retained",
+                (Verb::Retain, true) => "would retain",
+                _ => return a.to_string(),
+            };
+            let why = match (&a.verb, &a.note) {
+                (_, Some(note)) => format!(": {note}"),
+                (Verb::Retain, None) => format!(": deletionPolicy {policy:?} keeps it and its data"),
+                _ => String::new(),
+            };
+            format!("{word:<12} {}{why}", a.resource)
+        })
+        .collect();
+    lines.extend(done.absent.iter().map(|r| format!("{:<12} {r}: not there, nothing to delete", "absent")));
+    lines
+}
+
+/// The closing line of `delete`: the counts of what happened, never "torn down" when nothing was.
+pub fn teardown_summary(name: &str, done: &reconcile::Teardown, policy: DeletionPolicy, dry_run: bool) -> String {
+    let count = |verb: Verb| done.actions.iter().filter(|a| a.verb == verb).count();
+    let (deleted, retained, absent) = (count(Verb::Delete), count(Verb::Retain), done.absent.len());
+    if dry_run {
+        format!(
+            "{name} (dry run, nothing changed): {deleted} would be deleted, {retained} would be retained, {absent} absent (deletionPolicy {policy:?})."
+        )
+    } else {
+        format!("{name}: {deleted} deleted, {retained} retained, {absent} absent (deletionPolicy {policy:?}).")
+    }
 }

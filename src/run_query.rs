@@ -84,6 +84,30 @@ pub enum QueryError {
     Timeout { id: String, waited: Duration },
     #[error("writing the result: {0}")]
     Output(String),
+    /// Athena answered without a single column, which a real Athena never does for a SELECT.
+    #[error("athena query {id} returned no columns: {why}")]
+    NoColumns { id: String, why: String },
+}
+
+/// How long a query Athena failed with `NO_NODES_AVAILABLE` is started again (its engine, Trino,
+/// answers that while it has no node to schedule on: a transient state).
+pub const NO_NODES_RETRY: Duration = Duration::from_secs(120);
+
+/// Whether an endpoint override is a local emulator rather than one of AWS's own endpoints.
+pub fn is_emulator(endpoint: &str) -> bool {
+    !(endpoint.contains(".amazonaws.com") || endpoint.contains(".api.aws"))
+}
+
+/// What to tell a user whose query ran against an emulator (or answered without columns):
+/// moto's Athena runs no SQL, and where the SQL does run locally.
+pub fn emulator_note(endpoint: Option<&str>) -> String {
+    let at = endpoint.map(|e| format!(" at {e}")).unwrap_or_default();
+    format!(
+        "the Athena endpoint{at} answered without running any SQL, as the local emulator (moto) does: \
+         its Athena stores queries but runs none, so the rows above are not your data. \
+         To run the pipeline's named queries locally, use Trino (the engine Athena v3 is built on) \
+         as scripts/demo.sh does (README: \"Try it on a fresh machine\"); on AWS, query runs them"
+    )
 }
 
 /// Where and what to run.
@@ -150,13 +174,38 @@ pub struct QueryResult {
     pub data_scanned_bytes: Option<i64>,
 }
 
-/// Starts `req`, waits (reporting progress), and fetches every result page.
+/// Starts `req`, waits (reporting progress), and fetches every result page. A query Athena
+/// fails with `NO_NODES_AVAILABLE` is started again for up to [`NO_NODES_RETRY`].
 pub async fn run(
     athena: &aws_sdk_athena::Client,
     req: &QueryRequest,
     poll: Duration,
     timeout: Duration,
     mut progress: impl FnMut(&str),
+) -> Result<QueryResult, QueryError> {
+    let begin = Instant::now();
+    loop {
+        match run_once(athena, req, poll, timeout, &mut progress).await {
+            Err(QueryError::Finished { reason, .. })
+                if reason.contains("NO_NODES_AVAILABLE") && begin.elapsed() + poll < NO_NODES_RETRY =>
+            {
+                progress(&format!(
+                    "{reason}: the engine has no node to run on yet; starting the query again (for up to {} s)",
+                    NO_NODES_RETRY.as_secs()
+                ));
+                tokio::time::sleep(poll.max(Duration::from_millis(100))).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn run_once(
+    athena: &aws_sdk_athena::Client,
+    req: &QueryRequest,
+    poll: Duration,
+    timeout: Duration,
+    progress: &mut impl FnMut(&str),
 ) -> Result<QueryResult, QueryError> {
     let started = athena
         .start_query_execution()
@@ -378,6 +427,10 @@ pub async fn main(args: &QueryArgs, settings: AwsSettings) -> Result<(), QueryEr
     let ctx = PipelineCtx::new(&namespace, &pipeline.name_any(), &pipeline.spec, &clients.region);
     let req = request(&ctx, &args.query, &args.params)?;
     let result = run(&clients.athena, &req, args.poll_interval, args.timeout, |p| eprintln!("{p}")).await?;
+    let endpoint = settings.endpoint_url.as_deref();
+    if result.columns.is_empty() {
+        return Err(QueryError::NoColumns { id: result.id, why: emulator_note(endpoint) });
+    }
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(render(&result, args.output).as_bytes()).map_err(|e| QueryError::Output(e.to_string()))?;
     stdout.flush().map_err(|e| QueryError::Output(e.to_string()))?;
@@ -386,6 +439,9 @@ pub async fn main(args: &QueryArgs, settings: AwsSettings) -> Result<(), QueryEr
         result.rows.len(),
         result.data_scanned_bytes.map_or("unknown".to_string(), human_bytes)
     );
+    if endpoint.is_some_and(is_emulator) {
+        eprintln!("note: {}", emulator_note(endpoint));
+    }
     Ok(())
 }
 
@@ -440,6 +496,14 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&render(&result(), Format::Json)).unwrap();
         assert_eq!(v[0]["revenue"], "1234.50");
         assert_eq!(v[1]["revenue"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn an_emulator_endpoint_is_told_apart_from_aws_and_pointed_at_trino() {
+        assert!(is_emulator("http://127.0.0.1:5000"));
+        assert!(!is_emulator("https://athena.eu-west-1.amazonaws.com"));
+        let note = emulator_note(Some("http://127.0.0.1:5000"));
+        assert!(note.contains("runs none") && note.contains("Trino") && note.contains("scripts/demo.sh"), "{note}");
     }
 
     #[test]
@@ -530,6 +594,28 @@ mod tests {
             assert_eq!(start.num_calls(), 1);
             assert_eq!(get.num_calls(), 3);
             assert!(progress[1].starts_with("QUEUED") && progress[2].starts_with("RUNNING"), "{progress:?}");
+        }
+
+        #[tokio::test]
+        async fn a_query_without_a_node_to_run_on_is_started_again() {
+            let (start, get) = (
+                start(),
+                states(&[
+                    (QueryExecutionState::Failed, Some("NO_NODES_AVAILABLE: No nodes available to run query")),
+                    (QueryExecutionState::Succeeded, None),
+                ]),
+            );
+            let results =
+                mock!(aws_sdk_athena::Client::get_query_results).then_output(|| page(&[&["Laptop", "10.00"]], None));
+            let client = athena(&[&start, &get, &results]);
+            let mut progress = Vec::new();
+            let result =
+                run(&client, &req(), Duration::ZERO, Duration::from_secs(30), |p| progress.push(p.to_string()))
+                    .await
+                    .unwrap();
+            assert_eq!(start.num_calls(), 2, "started again after NO_NODES_AVAILABLE");
+            assert_eq!(result.rows, vec![vec![Some("Laptop".to_string()), Some("10.00".to_string())]]);
+            assert!(progress.iter().any(|p| p.contains("starting the query again")), "{progress:?}");
         }
 
         #[tokio::test]

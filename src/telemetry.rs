@@ -22,6 +22,12 @@ use prometheus_client::registry::Registry;
 use crate::aws::calls::is_read_operation;
 use crate::aws::CallLog;
 
+/// Whether log lines may carry ANSI colour codes: only on a terminal, and never when `NO_COLOR`
+/// is set to anything but the empty string (no-color.org).
+pub fn colour_logs(stderr_is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabels {
     pub kind: String,

@@ -60,8 +60,14 @@ pub fn parse_pipeline(text: &str, source_name: &str) -> Result<SalesPipeline, Ma
     if !errors.is_empty() {
         return Err(invalid(errors));
     }
-    // As the API server does: every schema error at once, then CEL on a well-typed object.
+    // As the API server does under strict field validation (`kubectl --validate=strict`, the
+    // default): unknown fields fail the decoding, before and instead of any schema check; then
+    // every schema error at once; then CEL on a well-typed object.
     if let (Some(spec), Some(spec_schema)) = (value.get("spec"), pipeline_schema().pointer("/properties/spec")) {
+        unknown_fields(spec, spec_schema, "spec", &mut errors);
+        if !errors.is_empty() {
+            return Err(invalid(errors));
+        }
         check_schema(spec, spec_schema, "spec", &mut errors);
     }
     let pipeline = match typed::<SalesPipeline>(value) {
@@ -99,6 +105,39 @@ fn pipeline_schema() -> &'static serde_json::Value {
             .and_then(|s| serde_json::to_value(s).ok())
             .unwrap_or_default()
     })
+}
+
+/// The fields of `value` that `schema` does not declare (what the API server's pruning finds and
+/// strict validation refuses), with the API server's paths (`spec.stream.shardCont`).
+fn unknown_fields(value: &serde_json::Value, schema: &serde_json::Value, path: &str, errors: &mut Vec<FieldError>) {
+    use serde_json::Value;
+    if schema.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true)) {
+        return;
+    }
+    match value {
+        Value::Object(map) => {
+            let properties = schema.get("properties").and_then(Value::as_object);
+            let additional = schema.get("additionalProperties");
+            for (key, v) in map {
+                let child = format!("{path}.{key}");
+                match (properties.and_then(|p| p.get(key)), additional) {
+                    (Some(s), _) => unknown_fields(v, s, &child, errors),
+                    (None, Some(s)) if s.is_object() => unknown_fields(v, s, &child, errors),
+                    (None, Some(Value::Bool(true))) => {}
+                    (None, _) if properties.is_none() && additional.is_none() => {}
+                    (None, _) => errors.push(field(&child, "unknown field")),
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(s) = schema.get("items") {
+                for (i, v) in items.iter().enumerate() {
+                    unknown_fields(v, s, &format!("{path}[{i}]"), errors);
+                }
+            }
+        }
+        _ => {}
+    }
 }
 
 /// A scalar as the API server quotes it in messages (`"INSERT"`, `7`).
@@ -321,6 +360,22 @@ mod tests {
         let e = errors(&format!("{HEADER}spec:\n  stream:\n    mode: SOMETIMES\n"));
         assert_eq!(e[0].field, "spec.stream.mode");
         assert!(e[0].message.contains("ON_DEMAND") && e[0].message.contains("PROVISIONED"), "{}", e[0].message);
+    }
+
+    #[test]
+    fn unknown_fields_fail_first_and_alone_as_under_strict_validation() {
+        let e = errors(&format!(
+            "{HEADER}spec:\n  stream:\n    mode: PROVISONED\n    shardCont: 2\n  delivery:\n    bufferSecond: 30\n  deletionPolicy: delete\n  tags:\n    team: sales\n"
+        ));
+        let fields: Vec<&str> = e.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["spec.delivery.bufferSecond", "spec.stream.shardCont"], "{e:?}");
+        assert!(e.iter().all(|e| e.message == "unknown field"));
+        // Fixed spelling: now the schema's verdicts.
+        let e = errors(&format!(
+            "{HEADER}spec:\n  stream:\n    mode: PROVISONED\n    shardCount: 2\n  deletionPolicy: delete\n"
+        ));
+        let fields: Vec<&str> = e.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["spec.deletionPolicy", "spec.stream.mode"], "{e:?}");
     }
 
     #[test]

@@ -31,6 +31,7 @@ pub const PRICE_PATTERN: &str = r"^[0-9]{1,8}(\.[0-9]{1,2})?$";
     group = "sales-operator.dev",
     version = "v1alpha1",
     kind = "OrderGenerator",
+    doc = "Random orders written into a SalesPipeline's DynamoDB table (or any table) at a steady rate, by a Deployment of `sales-operator generate` pods that sales-operator manages. Scaled to zero while paused or while the pipeline is missing, not Ready or paused; `kubectl scale og NAME --replicas=N` works.",
     plural = "ordergenerators",
     shortname = "og",
     category = "sales",
@@ -130,17 +131,22 @@ fn quantity_schema() -> serde_json::Value {
 
 /// `requests` and `limits` of a container (dynamic resource claims are not for generator pods).
 fn resources_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    let map = serde_json::json!({
-        "type": "object",
-        "additionalProperties": quantity_schema(),
-        "maxProperties": 16,
-    });
+    let map = |description: &str| {
+        let mut quantity = quantity_schema();
+        quantity["description"] = "A quantity such as `500m` (CPU) or `128Mi` (memory).".into();
+        serde_json::json!({
+            "type": "object",
+            "description": description,
+            "additionalProperties": quantity,
+            "maxProperties": 16,
+        })
+    };
     schemars::json_schema!({
         "type": "object",
         "nullable": true,
         "properties": {
-            "limits": map.clone(),
-            "requests": map,
+            "limits": map("Most CPU and memory one generator pod may use, e.g. `{cpu: \"1\", memory: 128Mi}`."),
+            "requests": map("CPU and memory reserved for one generator pod, e.g. `{cpu: 50m, memory: 32Mi}`."),
         },
     })
 }
@@ -157,6 +163,7 @@ fn default_replicas() -> i32 {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct PipelineRef {
+    /// Name of the SalesPipeline (`kubectl get sp`), in the OrderGenerator's namespace.
     #[schemars(length(min = 1, max = 253), pattern(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"))]
     pub name: String,
 }
@@ -187,8 +194,10 @@ pub struct OrderCatalog {
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("double(self.minPrice) <= double(self.maxPrice)").message("maxPrice must not be below minPrice").field_path(".maxPrice"))]
 pub struct CatalogProduct {
+    /// Product name as it appears in the orders (`product_name`), e.g. "Laptop"; unique in the list.
     #[schemars(length(min = 1, max = 64))]
     pub name: String,
+    /// Product category for the analysis (`category`), e.g. "Computers".
     #[schemars(length(min = 1, max = 64))]
     pub category: String,
     /// Lowest unit price, a decimal string with at most 2 decimals, e.g. "10.00".
@@ -205,8 +214,10 @@ pub struct CatalogProduct {
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.min <= self.max").message("max must not be below min").field_path(".max"))]
 pub struct QuantityRange {
+    /// Fewest units in one order, 1 to 1000000.
     #[x_kube(validation = Rule::new("self >= 1 && self <= 1000000").message("must be between 1 and 1000000"))]
     pub min: i64,
+    /// Most units in one order, 1 to 1000000, not below `min`.
     #[x_kube(validation = Rule::new("self >= 1 && self <= 1000000").message("must be between 1 and 1000000"))]
     pub max: i64,
 }
@@ -215,8 +226,10 @@ pub struct QuantityRange {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct CatalogStore {
+    /// Store id as it appears in the orders (`store_id`), e.g. "store-paris"; unique in the list.
     #[schemars(length(min = 1, max = 64))]
     pub id: String,
+    /// Sales region of the store (`region` in the orders), e.g. "eu-west".
     #[schemars(length(min = 1, max = 64))]
     pub region: String,
 }

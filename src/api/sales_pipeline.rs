@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
     group = "sales-operator.dev",
     version = "v1alpha1",
     kind = "SalesPipeline",
+    doc = "A real-time sales analytics pipeline on AWS, built and kept in sync by sales-operator: DynamoDB table -> EventBridge Pipe -> Kinesis -> Firehose -> S3 -> Glue -> Athena, with the IAM roles they need. `spec: {}` is a complete pipeline; `kubectl describe sp NAME` shows one condition per component. Deleting it removes the AWS resources under spec.deletionPolicy.",
     plural = "salespipelines",
     shortname = "sp",
     category = "sales",
@@ -59,7 +60,8 @@ pub struct SalesPipelineSpec {
     #[serde(default)]
     pub iam: IamSpec,
     /// What happens to the data-bearing resources (table, bucket) when the
-    /// pipeline is deleted. `Retain` keeps them.
+    /// pipeline is deleted: `Retain` (default) keeps them with their data, `Delete`
+    /// removes them too. Everything else is always removed.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
     /// Tags added to every AWS resource, beside the operator's ownership tags.
@@ -572,9 +574,14 @@ pub struct IamSpec {
     /// Create least-privilege roles (true) or use the given role ARNs.
     #[serde(default = "yes")]
     pub create_roles: bool,
+    /// Role the EventBridge Pipe assumes when `createRoles` is false (reads the table's stream,
+    /// writes the Kinesis stream; docs/iam.md lists the actions), e.g.
+    /// `arn:aws:iam::123456789012:role/orders-pipe`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self.matches('^arn:aws[a-z-]*:iam::[0-9]{12}:role/.+$')").message("must be an IAM role ARN"))]
     pub pipe_role_arn: Option<String>,
+    /// Role Firehose assumes when `createRoles` is false (reads the Kinesis stream, writes the
+    /// bucket; docs/iam.md lists the actions).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self.matches('^arn:aws[a-z-]*:iam::[0-9]{12}:role/.+$')").message("must be an IAM role ARN"))]
     pub firehose_role_arn: Option<String>,
@@ -615,20 +622,29 @@ pub struct SalesPipelineStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
+    /// The DynamoDB table the orders are written to (OrderGenerators read its name here).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub table: Option<TableStatus>,
+    /// The Kinesis data stream the pipe writes to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream: Option<NamedArn>,
+    /// The EventBridge Pipe from the table's stream to Kinesis, and its state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pipe: Option<PipeStatus>,
+    /// The Firehose delivery stream from Kinesis to the bucket.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivery: Option<NamedArn>,
+    /// Name of the S3 bucket the orders are delivered to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bucket: Option<String>,
+    /// The Glue database, table and (Crawler mode) crawler that make the orders queryable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub catalog: Option<CatalogStatus>,
+    /// The Athena workgroup, its result location and the named queries installed
+    /// (`sales-operator query --pipeline NAME QUERY` runs them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub analytics: Option<AnalyticsStatus>,
+    /// ARNs of the IAM roles the pipe, Firehose and the Glue crawler assume.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub roles: Option<RolesStatus>,
     /// The resources taken under management through `spec.adopt` (never deleted if they hold data).
@@ -640,25 +656,34 @@ pub struct SalesPipelineStatus {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NamedArn {
+    /// Name of the resource in AWS.
     pub name: String,
+    /// ARN of the resource, once AWS has it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arn: Option<String>,
 }
 
+/// The orders table.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TableStatus {
+    /// Table name (`sales-operator generate --table NAME` writes into it).
     pub name: String,
+    /// Table ARN (`sales-operator iam-policy --generator-table-arn ARN` scopes a writer to it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arn: Option<String>,
+    /// ARN of the table's DynamoDB stream, the pipe's source.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream_arn: Option<String>,
 }
 
+/// The EventBridge Pipe.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PipeStatus {
+    /// Pipe name.
     pub name: String,
+    /// Pipe ARN, once AWS has it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arn: Option<String>,
     /// Current state reported by EventBridge Pipes (RUNNING, STOPPED, ...).
@@ -666,32 +691,43 @@ pub struct PipeStatus {
     pub state: Option<String>,
 }
 
+/// The Glue Data Catalog entries.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CatalogStatus {
+    /// Glue database (the schema Athena queries name).
     pub database: String,
+    /// Glue table of the delivered orders.
     pub table: String,
+    /// Glue crawler (Crawler mode only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crawler: Option<String>,
 }
 
+/// The Athena workgroup.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AnalyticsStatus {
+    /// Athena workgroup the named queries are installed in.
     pub workgroup: String,
+    /// S3 location of the workgroup's query results.
     pub result_location: String,
     /// Names of the named queries installed in the workgroup.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub named_queries: Vec<String>,
 }
 
+/// The IAM roles the pipeline's services assume.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RolesStatus {
+    /// ARN of the pipe's role.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pipe: Option<String>,
+    /// ARN of Firehose's role.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub firehose: Option<String>,
+    /// ARN of the Glue crawler's role (Crawler mode only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub glue: Option<String>,
 }

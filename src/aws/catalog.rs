@@ -157,7 +157,9 @@ pub fn projection_table(name: &str, bucket: &str, layout: &PrefixLayout) -> Tabl
             ("projection.enabled", "true".to_string()),
             ("projection.dt.type", "date".to_string()),
             ("projection.dt.format", layout.date_format.clone()),
-            ("projection.dt.range", "NOW-1YEARS,NOW".to_string()),
+            // In days, not `NOW-1YEARS`: Athena reads both, Trino (Athena v3's engine, the local
+            // route to the SQL) only DAYS and finer; 366 days is never shorter than a year.
+            ("projection.dt.range", "NOW-366DAYS,NOW".to_string()),
             ("projection.dt.interval", "1".to_string()),
             ("projection.dt.interval.unit", layout.interval_unit.to_string()),
             ("storage.location.template", format!("{location}${{{PARTITION_COLUMN}}}{}", layout.suffix)),
@@ -800,7 +802,7 @@ mod tests {
         assert_eq!(p("projection.enabled"), Some("true"));
         assert_eq!(p("projection.dt.type"), Some("date"));
         assert_eq!(p("projection.dt.format"), Some("yyyy/MM/dd/HH"));
-        assert_eq!(p("projection.dt.range"), Some("NOW-1YEARS,NOW"));
+        assert_eq!(p("projection.dt.range"), Some("NOW-366DAYS,NOW"));
         assert_eq!(p("projection.dt.interval"), Some("1"));
         assert_eq!(p("projection.dt.interval.unit"), Some("HOURS"));
         assert_eq!(p("storage.location.template"), Some(format!("s3://{bucket}/orders/${{dt}}/").as_str()));

@@ -45,6 +45,10 @@ pub struct AwsSettings {
     pub max_attempts: Option<u32>,
     /// First retry delay; doubles per attempt with jitter, capped at 20 s.
     pub initial_backoff: Option<Duration>,
+    /// Whether the region may come from EC2 instance metadata when neither `region`, the
+    /// environment nor the profile names one (the controller on EC2). The CLI's commands do
+    /// not ask: off EC2 every probe waits out a timeout before the "no AWS region" error.
+    pub region_from_imds: bool,
 }
 
 /// The shared SDK configuration (credentials, retries, endpoint).
@@ -66,6 +70,13 @@ pub async fn sdk_config(settings: &AwsSettings) -> SdkConfig {
         .http_client(https_client());
     if let Some(region) = &settings.region {
         loader = loader.region(Region::new(region.clone()));
+    } else if !settings.region_from_imds {
+        loader = loader.region(
+            aws_config::meta::region::RegionProviderChain::first_try(
+                aws_config::environment::EnvironmentVariableRegionProvider::new(),
+            )
+            .or_else(aws_config::profile::ProfileFileRegionProvider::new()),
+        );
     }
     if let Some(url) = &settings.endpoint_url {
         loader = loader.endpoint_url(url);
@@ -124,7 +135,7 @@ impl Clients {
     /// Clients for `region` (falling back to the SDK config's region).
     pub fn new(sdk: &SdkConfig, region: Option<&str>, calls: CallLog) -> Result<Self, AwsError> {
         let region = region.map(str::to_string).or_else(|| sdk.region().map(|r| r.to_string())).ok_or_else(|| {
-            AwsError::permanent("configure", "no AWS region: set spec.region, --region or AWS_REGION")
+            AwsError::permanent("configure", "no AWS region: set spec.region in the manifest, pass --region (e.g. --region eu-west-1) or export AWS_REGION=eu-west-1")
         })?;
         let s3 = aws_sdk_s3::Client::from_conf(
             aws_sdk_s3::config::Builder::from(sdk)

@@ -73,6 +73,11 @@ impl TagIndex {
         }
     }
 
+    /// The ARNs listed.
+    pub fn arns(&self) -> impl Iterator<Item = &str> {
+        self.by_arn.keys().map(String::as_str)
+    }
+
     /// `arn`'s tags when the index lists it with every `desired` tag (nothing for the diff to
     /// put back); `None`: ask its service.
     pub fn covering(&self, arn: &str, desired: &BTreeMap<String, String>) -> Option<BTreeMap<String, String>> {

@@ -56,6 +56,18 @@ pub fn resolve_table(og: &OrderGenerator, pipeline: Option<&SalesPipeline>) -> T
             message: format!("SalesPipeline {name} does not exist in this namespace"),
         };
     };
+    if p.metadata.deletion_timestamp.is_some() {
+        return TableTarget::Waiting {
+            reason: "PipelineDeleting",
+            message: format!("SalesPipeline {name} is being deleted"),
+        };
+    }
+    if p.spec.paused {
+        return TableTarget::Waiting {
+            reason: "PipelinePaused",
+            message: format!("SalesPipeline {name} is paused (spec.paused)"),
+        };
+    }
     let status = p.status.clone().unwrap_or_default();
     let table = status.table.as_ref().map(|t| t.name.clone());
     match table {
@@ -222,23 +234,27 @@ async fn converge(og: &OrderGenerator, ctx: &Context, namespace: &str) -> Result
         None => None,
     };
     let api: Api<OrderGenerator> = Api::namespaced(ctx.client.clone(), namespace);
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), namespace);
     let previous = og.status.clone().unwrap_or_default();
     let (table, region) = match resolve_table(og, pipeline.as_ref()) {
         TableTarget::Table { name, region } => (name, region),
         TableTarget::Waiting { reason, message } => {
-            let status = OrderGeneratorStatus { table_name: None, ..previous.clone() };
-            let computed = [
-                NewCondition::new(READY, FALSE, reason, message.clone()),
-                NewCondition::new(RECONCILING, TRUE, reason, message),
-                NewCondition::new(STALLED, FALSE, "NotStalled", ""),
-            ];
+            // Orders into a table whose pipeline is gone, not Ready or paused are writes nobody
+            // asked for: the pods stop until the pipeline is Ready again.
+            let stopped = scale_to_zero(&deployments, &deployment_name(og)).await?;
+            let status = OrderGeneratorStatus {
+                table_name: None,
+                replicas: stopped.as_ref().map(|_| 0),
+                ready_replicas: stopped.as_ref().map(|r| r.ready),
+                ..previous.clone()
+            };
+            let computed = waiting_conditions(reason, &message, stopped.as_ref());
             write_status(&api, og, status, &computed).await?;
-            // The pipeline's changes wake the controller (it watches SalesPipelines).
+            // The pipeline's changes and the Deployment's wake the controller (it watches both).
             return Ok(Action::requeue(ctx.resync));
         }
     };
     let deployment = desired_deployment(og, &table, region.as_deref(), &ctx.pod_defaults)?;
-    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), namespace);
     let applied = deployments
         .patch(&deployment_name(og), &PatchParams::apply(MANAGER).force(), &Patch::Apply(&deployment))
         .await?;
@@ -256,6 +272,41 @@ async fn converge(og: &OrderGenerator, ctx: &Context, namespace: &str) -> Result
     // The Deployment's changes and the pipeline's wake the controller (it watches both): no
     // polling while a rollout or the pipeline is under way.
     Ok(Action::requeue(ctx.resync))
+}
+
+/// Sets `spec.replicas: 0` on the generator's Deployment, if there is one, and returns what its
+/// status then says (`None`: no Deployment). The pod template stays as it was, so the pods come
+/// back unchanged when the pipeline is Ready again (the next apply restores the replicas).
+async fn scale_to_zero(deployments: &Api<Deployment>, name: &str) -> Result<Option<Rollout>, Error> {
+    let Some(current) = deployments.get_opt(name).await? else {
+        return Ok(None);
+    };
+    if current.spec.replicas == Some(0) {
+        return Ok(Some(Rollout::of(&current)));
+    }
+    // A merge patch of one field: an apply of a partial Deployment would drop the template.
+    let params = PatchParams { field_manager: Some(MANAGER.into()), ..Default::default() };
+    let patch = serde_json::json!({"spec": {"replicas": 0}});
+    let scaled = deployments.patch(name, &params, &Patch::Merge(&patch)).await?;
+    tracing::info!(deployment = name, "scaled the generator to zero: its pipeline is not Ready");
+    Ok(Some(Rollout::of(&scaled)))
+}
+
+/// `Ready`, `Reconciling` and `Stalled` of an OrderGenerator waiting for its pipeline (pure):
+/// `reason` and `message` say why; the message adds what became of the pods (`stopped`: the
+/// Deployment scaled to zero, `None`: none was ever created).
+pub fn waiting_conditions(reason: &'static str, message: &str, stopped: Option<&Rollout>) -> Vec<NewCondition> {
+    let pods = match stopped {
+        None => "no generator pods are running".to_string(),
+        Some(r) if r.total == 0 => "generator scaled to zero, no orders are written".to_string(),
+        Some(r) => format!("scaling the generator to zero: {} pods still stopping", r.total),
+    };
+    let message = format!("{message}; {pods} until it is Ready");
+    vec![
+        NewCondition::new(READY, FALSE, reason, message.clone()),
+        NewCondition::new(RECONCILING, TRUE, reason, message),
+        NewCondition::new(STALLED, FALSE, "NotStalled", ""),
+    ]
 }
 
 /// What a Deployment's status says of its rollout.
@@ -522,6 +573,19 @@ mod tests {
     }
 
     #[test]
+    fn a_generator_waiting_for_its_pipeline_says_what_became_of_its_pods() {
+        let message = |stopped: Option<&Rollout>| {
+            let c = waiting_conditions("PipelineNotFound", "SalesPipeline sales does not exist", stopped);
+            let ready = c.iter().find(|c| c.type_ == READY).unwrap().clone();
+            assert_eq!((ready.status, ready.reason.as_str()), (FALSE, "PipelineNotFound"));
+            ready.message
+        };
+        assert!(message(None).contains("no generator pods are running"));
+        assert!(message(Some(&rollout(3, 3, 0, (2, 0, 2)))).contains("2 pods still stopping"));
+        assert!(message(Some(&rollout(3, 3, 0, (0, 0, 0)))).contains("scaled to zero, no orders are written"));
+    }
+
+    #[test]
     fn a_missing_or_unready_pipeline_is_reported() {
         let g = og(serde_json::json!({"pipelineRef": {"name": "sales"}}));
         assert!(matches!(resolve_table(&g, None), TableTarget::Waiting { reason: "PipelineNotFound", .. }));
@@ -532,6 +596,15 @@ mod tests {
         }))
         .unwrap();
         assert!(matches!(resolve_table(&g, Some(&p)), TableTarget::Waiting { reason: "PipelineNotReady", .. }));
+        let mut paused = p.clone();
+        paused.spec.paused = true;
+        paused.status.as_mut().unwrap().conditions[0].status = "True".into();
+        assert!(matches!(resolve_table(&g, Some(&paused)), TableTarget::Waiting { reason: "PipelinePaused", .. }));
+        let mut deleting = p.clone();
+        deleting.status.as_mut().unwrap().conditions[0].status = "True".into();
+        deleting.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::UNIX_EPOCH));
+        assert!(matches!(resolve_table(&g, Some(&deleting)), TableTarget::Waiting { reason: "PipelineDeleting", .. }));
         let mut ready = p.clone();
         ready.status.as_mut().unwrap().conditions[0].status = "True".into();
         assert_eq!(

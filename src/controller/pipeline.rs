@@ -92,7 +92,7 @@ pub async fn reconcile(sp: Arc<SalesPipeline>, ctx: Arc<Context>) -> Result<Acti
 pub fn error_policy(sp: Arc<SalesPipeline>, err: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics.failed("SalesPipeline", err.metric_label());
     let delay = ctx.backoff(ObjectRef::from(sp.as_ref()));
-    tracing::warn!(namespace = sp.namespace().unwrap_or_default(), name = %sp.name_any(), error = %err, retry_in = ?delay, "reconcile failed");
+    tracing::warn!(namespace = sp.namespace().unwrap_or_default(), name = %sp.name_any(), error = %err, retry_in_seconds = delay.as_secs_f64(), "reconcile failed");
     Action::requeue(delay)
 }
 

@@ -233,7 +233,11 @@ pub async fn run_cli(args: &GenerateArgs, aws: &AwsSettings) -> Result<Report, G
 
     let sdk = sdk_config(aws).await;
     if sdk.region().is_none() {
-        return Err(AwsError::permanent("configure", "no AWS region: set --region or AWS_REGION").into());
+        return Err(AwsError::permanent(
+            "configure",
+            "no AWS region: pass --region (e.g. --region eu-west-1) or set AWS_REGION (export AWS_REGION=eu-west-1)",
+        )
+        .into());
     }
     let calls = CallLog::default();
     let client = aws_sdk_dynamodb::Client::from_conf(
@@ -251,9 +255,10 @@ pub async fn run_cli(args: &GenerateArgs, aws: &AwsSettings) -> Result<Report, G
     tracing::info!(
         table = %args.table,
         orders_per_second = config.writer.orders_per_second,
-        count = ?config.writer.count,
-        duration = ?config.writer.duration,
-        seed = ?config.seed,
+        // Unset options are left out of the line (tracing records no `None`), never `None`/`Some(..)`.
+        count = config.writer.count,
+        duration_seconds = config.writer.duration.map(|d| d.as_secs_f64()),
+        seed = config.seed,
         replica = %config.replica,
         products = config.catalog.products.len(),
         stores = config.catalog.stores.len(),

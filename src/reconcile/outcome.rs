@@ -139,6 +139,8 @@ impl Outcome {
 pub struct Teardown {
     pub actions: Vec<Action>,
     pub error: Option<(ComponentKind, AwsError)>,
+    /// The resources that were not there to delete (`delete` reports them as absent).
+    pub absent: Vec<String>,
 }
 
 impl Teardown {

@@ -63,7 +63,10 @@ impl Removal<'_> {
                 self.record(C::KIND, resource, verb, note);
                 (C::KIND, true)
             }
-            Ok(None) => (C::KIND, true),
+            Ok(None) => {
+                lock(&self.done).absent.push(resource);
+                (C::KIND, true)
+            }
             Err(e) => {
                 let mut done = lock(&self.done);
                 if done.error.as_ref().is_none_or(|(other, _)| rank(C::KIND) > rank(*other)) {

@@ -47,6 +47,45 @@ fn crds_directory_matches_the_rust_types() {
     }
 }
 
+/// The named fields (and the root) of a CRD schema that have no description a user could act on:
+/// none, empty, or kube's placeholder ("Auto-generated derived type for ...").
+fn undescribed(node: &serde_json::Value, path: &str, out: &mut Vec<String>) {
+    let description = node["description"].as_str().unwrap_or_default().trim();
+    if description.is_empty() || description.contains("Auto-generated") || description.contains("derived type") {
+        out.push(if path.is_empty() { "(the kind itself)".to_string() } else { path.to_string() });
+    }
+    for (name, child) in node["properties"].as_object().into_iter().flatten() {
+        // The standard objects' descriptions come from Kubernetes (kubectl explain has them).
+        if path.is_empty() && matches!(name.as_str(), "apiVersion" | "kind" | "metadata") {
+            continue;
+        }
+        undescribed(child, &format!("{path}.{name}"), out);
+    }
+    // A list of objects: their fields too (`.spec.catalog.products[].name`).
+    if node["items"]["properties"].is_object() {
+        for (name, child) in node["items"]["properties"].as_object().into_iter().flatten() {
+            undescribed(child, &format!("{path}[].{name}"), out);
+        }
+    }
+}
+
+#[test]
+fn every_crd_field_and_kind_has_a_description() {
+    let mut missing = Vec::new();
+    for dir in ["crds", "charts/sales-operator/crds"] {
+        for entry in std::fs::read_dir(project().join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            let crd: serde_json::Value = serde_saphyr::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            for version in crd["spec"]["versions"].as_array().unwrap() {
+                let mut fields = Vec::new();
+                undescribed(&version["schema"]["openAPIV3Schema"], "", &mut fields);
+                missing.extend(fields.into_iter().map(|f| format!("{}: {f}", path.display())));
+            }
+        }
+    }
+    assert!(missing.is_empty(), "fields without a description (doc comments in src/api/):\n{}", missing.join("\n"));
+}
+
 #[test]
 fn examples_are_valid_pipelines() {
     for example in ["examples/pipeline.yaml", "examples/pipeline-full.yaml"] {
@@ -114,8 +153,138 @@ fn apply_plan_and_delete_run_the_example_end_to_end() {
     let delete = operator(&["delete", "-f", example]);
     assert!(delete.status.success(), "{}", text(&delete.stderr));
     let out = text(&delete.stdout);
-    assert!(out.contains("retain   dynamodb table default-sales-orders"), "{out}");
-    assert!(out.contains("delete   kinesis stream default-sales-orders"), "{out}");
+    assert!(has_line(&out, "retained", "dynamodb table default-sales-orders"), "{out}");
+    assert!(has_line(&out, "deleted", "kinesis stream default-sales-orders"), "{out}");
+    assert!(out.contains("sales: 6 deleted, 2 retained, 0 absent (deletionPolicy Retain)."), "{out}");
+    assert!(!out.contains("torn down"), "{out}");
+}
+
+/// Whether `out` has a line starting with `word` that names `resource`.
+fn has_line(out: &str, word: &str, resource: &str) -> bool {
+    out.lines().any(|l| l.split_whitespace().next() == Some(word) && l.contains(resource))
+}
+
+/// A SalesPipeline manifest named `name` (unique per test: they share one moto) in a temp dir.
+fn manifest(dir: &tempfile::TempDir, name: &str, spec: &str) -> String {
+    let file = dir.path().join(format!("{name}.yaml"));
+    let spec = if spec.is_empty() { " {}".to_string() } else { format!("\n{spec}") };
+    std::fs::write(
+        &file,
+        format!(
+            "apiVersion: sales-operator.dev/v1alpha1\nkind: SalesPipeline\nmetadata:\n  name: {name}\nspec:{spec}\n"
+        ),
+    )
+    .unwrap();
+    file.to_str().unwrap().to_string()
+}
+
+#[test]
+fn delete_says_per_resource_what_it_did_or_would_do_and_takes_the_policy_as_the_api_spells_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let name = moto::unique("del");
+    let file = manifest(&dir, &name, "");
+    let apply = operator(&["apply", "-f", &file]);
+    assert!(apply.status.success(), "{}", text(&apply.stderr));
+
+    // As README spells it, and in lower case too; a dry run changes nothing and says so.
+    for policy in ["Delete", "delete"] {
+        let out = operator(&["delete", "-f", &file, "--deletion-policy", policy, "--dry-run"]);
+        assert!(out.status.success(), "--deletion-policy {policy}: {}", text(&out.stderr));
+        let out = text(&out.stdout);
+        assert!(has_line(&out, "would", &format!("dynamodb table default-{name}-orders")), "{out}");
+        assert!(out.contains("(dry run, nothing changed): 8 would be deleted, 0 would be retained, 0 absent (deletionPolicy Delete)."), "{out}");
+    }
+    let out = operator(&["delete", "-f", &file, "--deletion-policy", "Sometimes"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("[possible values: Retain, Delete]"), "{}", text(&out.stderr));
+
+    // Retain: the table and bucket stay, and the summary counts them instead of "torn down".
+    let out = operator(&["delete", "-f", &file, "--deletion-policy", "Retain"]);
+    let out = text(&out.stdout);
+    assert!(out.contains(&format!("{name}: 6 deleted, 2 retained, 0 absent (deletionPolicy Retain).")), "{out}");
+    // A second delete finds the rest absent.
+    let out = operator(&["delete", "-f", &file, "--deletion-policy", "Delete"]);
+    let out = text(&out.stdout);
+    assert!(has_line(&out, "absent", &format!("kinesis stream default-{name}-orders")), "{out}");
+    assert!(out.contains(&format!("{name}: 2 deleted, 0 retained, 6 absent (deletionPolicy Delete).")), "{out}");
+}
+
+#[test]
+fn a_changed_name_prefix_is_refused_as_the_cluster_refuses_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let name = moto::unique("pfx");
+    let old = manifest(&dir, &name, &format!("  namePrefix: {name}-a"));
+    assert!(operator(&["apply", "-f", &old]).status.success());
+    let renamed = manifest(&dir, &format!("{name}-copy"), "");
+    // The same pipeline (namespace/name) with another prefix.
+    std::fs::write(
+        &renamed,
+        std::fs::read_to_string(&old).unwrap().replace(&format!("{name}-a"), &format!("{name}-b")),
+    )
+    .unwrap();
+    for command in ["plan", "apply"] {
+        let out = operator(&[command, "-f", &renamed]);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{command}: {stderr}");
+        assert!(
+            stderr.contains("spec.namePrefix: is immutable") && stderr.contains(&format!("{name}-a-orders")),
+            "{stderr}"
+        );
+    }
+    // Once the old resources are gone, the new prefix is a new pipeline.
+    assert!(operator(&["delete", "-f", &old, "--deletion-policy", "Delete"]).status.success());
+    let out = operator(&["plan", "-f", &renamed]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+#[test]
+fn without_a_region_the_cli_says_how_to_set_one_and_never_asks_instance_metadata() {
+    // A stand-in for EC2's metadata service on the loopback: any connection is a probe.
+    let imds = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    imds.set_nonblocking(true).unwrap();
+    let example = project().join("examples/pipeline.yaml");
+    let started = std::time::Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_sales-operator"))
+        .args(["plan", "-f", example.to_str().unwrap()])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", tempfile::tempdir().unwrap().path())
+        .env("AWS_ENDPOINT_URL", moto::endpoint())
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", format!("http://{}", imds.local_addr().unwrap()))
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("no AWS region") && stderr.contains("export AWS_REGION=eu-west-1"), "{stderr}");
+    assert!(imds.accept().is_err(), "the CLI asked instance metadata for a region");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "{:?}", started.elapsed());
+    assert!(!stderr.contains("WARN"), "{stderr}");
+}
+
+#[test]
+fn logs_carry_no_colour_codes_off_a_terminal_nor_debug_forms() {
+    let dir = tempfile::tempdir().unwrap();
+    let name = moto::unique("logs");
+    assert!(operator(&["apply", "-f", &manifest(&dir, &name, "")]).status.success());
+    // Neither --duration nor --seed: the first line used to say `duration=None seed=None`.
+    let out = operator(&["generate", "--table", &format!("default-{name}-orders"), "--count", "3"]);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("writing orders") && stderr.contains("count=3"), "{stderr}");
+    assert!(!stderr.contains('\x1b'), "ANSI codes in {stderr:?}");
+    assert!(!stderr.contains("Some(") && !stderr.contains("=None"), "{stderr}");
+}
+
+#[test]
+fn colour_only_on_a_terminal_and_never_with_no_color() {
+    use std::ffi::OsStr;
+    // The binary's rule (its logging set-up asks it); a test cannot give the binary a terminal.
+    assert!(sales_operator::telemetry::colour_logs(true, None));
+    assert!(!sales_operator::telemetry::colour_logs(false, None));
+    assert!(!sales_operator::telemetry::colour_logs(true, Some(OsStr::new("1"))));
+    assert!(sales_operator::telemetry::colour_logs(true, Some(OsStr::new(""))), "an empty NO_COLOR does not count");
 }
 
 #[test]

@@ -105,3 +105,52 @@ fn generator_follows_its_pipeline_and_manages_a_deployment() {
         "Deployment was not collected"
     );
 }
+
+/// Issue 25: a generator whose pipeline is gone, paused or not Ready writes nothing (its
+/// Deployment is scaled to zero) and comes back when the pipeline is Ready again; a generator
+/// naming its table directly is not affected.
+#[test]
+fn a_generator_stops_while_its_pipeline_is_gone_or_paused_and_comes_back_with_it() {
+    let env = env();
+    let ns = env.create_namespace("og-stop");
+    let op = Operator::start(&ns, &operator_kubeconfig(&ns), &[]);
+    let pipeline = |extra: &str| {
+        format!(
+            "apiVersion: sales-operator.dev/v1alpha1\nkind: SalesPipeline\nmetadata:\n  name: sales\nspec:{extra}\n"
+        )
+    };
+    apply(&ns, &pipeline(" {}"));
+    apply(&ns, &generator("load", "  pipelineRef:\n    name: sales\n  ordersPerSecond: 20\n  replicas: 2\n"));
+    apply(&ns, &generator("direct", "  tableName: someone-elses-table\n  ordersPerSecond: 1\n  replicas: 1\n"));
+    let ready_replicas = |og: &str| get(&ns, &format!("og/{og}"), "{.status.readyReplicas}");
+    let reason = || get(&ns, "og/load", "{.status.conditions[?(@.type==\"Ready\")].reason}");
+    let replicas = || get(&ns, "deployment/load-generator", "{.spec.replicas}");
+    assert!(wait_until(Duration::from_secs(120), || ready_replicas("load") == "2"), "{}", op.log());
+    assert!(wait_until(TIMEOUT, || ready_replicas("direct") == "1"), "{}", op.log());
+
+    // The pipeline is deleted (Retain: its table stays): the pods stop, the status says why.
+    env.kubectl_ok(&["delete", "-n", &ns, "sp/sales", "--wait=true", "--timeout=60s"]);
+    assert!(wait_until(TIMEOUT, || replicas() == "0"), "replicas: {}\n{}", replicas(), op.log());
+    assert!(wait_until(TIMEOUT, || reason() == "PipelineNotFound"), "{}", op.log());
+    assert!(wait_until(TIMEOUT, || ready_replicas("load") == "0"), "{}", get(&ns, "og/load", "{.status}"));
+    let message = get(&ns, "og/load", "{.status.conditions[?(@.type==\"Ready\")].message}");
+    assert!(message.contains("scaled to zero, no orders are written"), "{message}");
+    // The template is kept: the pods come back as they were.
+    let args = get(&ns, "deployment/load-generator", "{.spec.template.spec.containers[0].args}");
+    assert!(args.contains(&format!("{ns}-sales-orders")), "{args}");
+    assert_eq!(get(&ns, "deployment/direct-generator", "{.spec.replicas}"), "1", "tableName: not affected");
+
+    // Re-created and Ready: the pods come back.
+    apply(&ns, &pipeline(" {}"));
+    assert!(wait_until(Duration::from_secs(120), || replicas() == "2"), "replicas: {}\n{}", replicas(), op.log());
+    assert!(wait_until(Duration::from_secs(90), || ready_replicas("load") == "2"), "{}", op.log());
+    assert!(wait_until(TIMEOUT, || reason() == "Running"), "{}", reason());
+
+    // A paused pipeline stops its generators too, and unpausing brings them back.
+    apply(&ns, &pipeline("\n  paused: true"));
+    assert!(wait_until(TIMEOUT, || replicas() == "0"), "replicas: {}\n{}", replicas(), op.log());
+    assert!(wait_until(TIMEOUT, || reason() == "PipelinePaused"), "{}", reason());
+    apply(&ns, &pipeline("\n  paused: false"));
+    assert!(wait_until(Duration::from_secs(120), || replicas() == "2"), "replicas: {}\n{}", replicas(), op.log());
+    assert_eq!(get(&ns, "deployment/direct-generator", "{.spec.replicas}"), "1");
+}

@@ -34,6 +34,7 @@ mod manifest_agreement;
 mod order_generator_crd;
 mod ownership_moto;
 mod pipeline_moto;
+mod printed_commands;
 mod queries_trino;
 mod query_moto;
 mod status_judged_e2e;

@@ -79,6 +79,12 @@ fn cases(long_namespace: &str) -> Vec<(String, String)> {
         ("reserved tag key", "  tags:\n    aws:owner: me"),
         ("two errors at once", "  stream:\n    retentionHours: 23\n  pipe:\n    batchSize: 0"),
         ("unknown field and bad value", "  stream:\n    shards: 2\n  pipe:\n    batchSize: 0"),
+        // Issue 25: under strict validation unknown fields fail the decoding first, alone.
+        ("typos: two unknown fields and two bad enum values", "  stream:\n    mode: PROVISONED\n    shardCont: 2\n  delivery:\n    bufferSecond: 30\n  deletionPolicy: delete"),
+        ("the same with the field names fixed", "  stream:\n    mode: PROVISONED\n    shardCount: 2\n  delivery:\n    bufferSeconds: 30\n  deletionPolicy: delete"),
+        ("unknown field beside a CEL error", "  stream:\n    mode: PROVISIONED\n  pipe:\n    batchsize: 10"),
+        ("unknown field beside a duplicate list item", "  pipe:\n    eventNames: [INSERT, INSERT]\n    filter: INSERT"),
+        ("unknown top-level spec field and a bad bound", "  deletion: Retain\n  stream:\n    retentionHours: 23"),
     ];
     cases.extend(specs.iter().map(|(label, spec)| spec_case(label, spec)));
     cases

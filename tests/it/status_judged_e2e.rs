@@ -172,6 +172,9 @@ fn state_of(o: &Value, j: &Judgement) -> Option<&'static str> {
         _ if o["status"]["observedGeneration"] == -1 => "not observed yet (schema default)",
         _ if !observed_current(o) => "spec change not yet observed",
         _ if reason(o, "Ready") == "PipelineNotFound" => "OrderGenerator before its pipeline",
+        _ if reason(o, "Ready") == "PipelinePaused" && (k, a) == ("InProgress", "Progressing") => {
+            "OrderGenerator stopped with its paused pipeline"
+        }
         _ if reason(o, "Ready") == "AwsError" && cond_is(o, "Reconciling", "True") => "transient AWS error",
         _ if cond_is(o, "Stalled", "True") && kind == "SalesPipeline" => "permanent error",
         _ if reason(o, "Stalled") == "ProgressDeadlineExceeded" => "OrderGenerator unschedulable",
@@ -267,6 +270,8 @@ fn pipeline_and_generator_states_are_never_current_before_the_work_is_done() {
     await_condition(&ns, "sp/held", "Ready", "reason", "Paused", &op);
     apply(&ns, "SalesPipeline", "sales", "  paused: true\n  stream:\n    retentionHours: 72\n");
     await_condition(&ns, "sp/sales", "Ready", "reason", "Paused", &op);
+    // Its generator writes nothing while it is paused (issue 25): scaled to zero, waiting.
+    await_condition(&ns, "og/load", "Ready", "reason", "PipelinePaused", &op);
     let message = condition(&ns, "sp/sales", "Ready", "message");
     assert!(message.contains("retentionHours: 48 -> 72"), "{message}");
     let out = env().kubectl(&["wait", "-n", &ns, "--for=condition=Ready", "sp/held", "sp/sales", "--timeout=10s"]);
@@ -294,6 +299,7 @@ fn pipeline_and_generator_states_are_never_current_before_the_work_is_done() {
         "not observed yet (schema default)",
         "OrderGenerator before its pipeline",
         "OrderGenerator after its pipeline",
+        "OrderGenerator stopped with its paused pipeline",
         "Ready",
         "spec change not yet observed",
         "paused",

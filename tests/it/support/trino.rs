@@ -24,14 +24,27 @@ pub fn start(glue: &str, s3: &str) -> String {
     super::moto::spawn_watched(&format!("\"{}\" run {glue} {port} {s3}", sh.display()), &log);
     let url = format!("http://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(180);
-    while Instant::now() < deadline {
+    let started = loop {
         let info = Command::new("curl").args(["-fsS", &format!("{url}/v1/info")]).output().unwrap();
         if String::from_utf8_lossy(&info.stdout).contains("\"starting\":false") {
-            return url;
+            break true;
+        }
+        if Instant::now() >= deadline {
+            break false;
         }
         std::thread::sleep(Duration::from_millis(250));
-    }
-    panic!("trino did not start on {url}; log: {}", log.display());
+    };
+    // Started comes before Trino can schedule a query (NO_NODES_AVAILABLE): wait, as
+    // scripts/trino.sh does, for an active node listed by a query that answers.
+    let left = deadline.saturating_duration_since(Instant::now()).as_secs().max(30);
+    let ready = started
+        && Command::new("python3")
+            .arg(project_dir().join("scripts/trino_query.py"))
+            .args([&url, "--wait-ready", &left.to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+    assert!(ready, "trino did not become ready to run queries on {url}; log: {}", log.display());
+    url
 }
 
 /// Whether a failed query never ran: a single-node Trino briefly has no active node when its
