@@ -2,6 +2,8 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
+use super::Reason;
+
 pub const READY: &str = "Ready";
 pub const RECONCILING: &str = "Reconciling";
 pub const STALLED: &str = "Stalled";
@@ -25,8 +27,8 @@ pub struct NewCondition {
 }
 
 impl NewCondition {
-    pub fn new(type_: &str, status: &'static str, reason: &str, message: impl Into<String>) -> Self {
-        Self { type_: type_.to_string(), status, reason: reason.to_string(), message: message.into() }
+    pub fn new(type_: &str, status: &'static str, reason: Reason, message: impl Into<String>) -> Self {
+        Self { type_: type_.to_string(), status, reason: reason.as_str().to_string(), message: message.into() }
     }
 }
 
@@ -87,12 +89,12 @@ mod tests {
     fn unchanged_status_keeps_its_transition_time() {
         let t0: jiff::Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
         let t1: jiff::Timestamp = "2026-01-02T00:00:00Z".parse().unwrap();
-        let first = merge(&[], &[NewCondition::new(READY, FALSE, "Creating", "x")], Some(1), t0);
-        let same = merge(&first, &[NewCondition::new(READY, FALSE, "Creating", "y")], Some(2), t1);
+        let first = merge(&[], &[NewCondition::new(READY, FALSE, Reason::Creating, "x")], Some(1), t0);
+        let same = merge(&first, &[NewCondition::new(READY, FALSE, Reason::Creating, "y")], Some(2), t1);
         assert_eq!(same[0].last_transition_time.0, t0);
         assert_eq!(same[0].message, "y");
         assert_eq!(same[0].observed_generation, Some(2));
-        let flipped = merge(&same, &[NewCondition::new(READY, TRUE, "Ready", "ok")], Some(2), t1);
+        let flipped = merge(&same, &[NewCondition::new(READY, TRUE, Reason::Ready, "ok")], Some(2), t1);
         assert_eq!(flipped[0].last_transition_time.0, t1);
     }
 }

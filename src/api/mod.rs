@@ -3,9 +3,11 @@
 pub mod conditions;
 pub mod manifest;
 pub mod order_generator;
+pub mod reason;
 pub mod sales_pipeline;
 
 pub use order_generator::{OrderGenerator, OrderGeneratorSpec, OrderGeneratorStatus};
+pub use reason::Reason;
 pub use sales_pipeline::*;
 
 /// API group of every custom resource of the operator.

@@ -21,7 +21,7 @@ use tracing::Instrument;
 use super::pipeline::MANAGER;
 use super::Context;
 use crate::api::conditions::{self, NewCondition, FALSE, READY, RECONCILING, STALLED, TRUE};
-use crate::api::{OrderGenerator, OrderGeneratorStatus, SalesPipeline};
+use crate::api::{OrderGenerator, OrderGeneratorStatus, Reason, SalesPipeline};
 
 /// How soon a generator is retried after a failed reconcile.
 const RETRY: Duration = Duration::from_secs(10);
@@ -41,7 +41,7 @@ pub enum Error {
 #[derive(Debug, PartialEq)]
 pub enum TableTarget {
     Table { name: String, region: Option<String> },
-    Waiting { reason: &'static str, message: String },
+    Waiting { reason: Reason, message: String },
 }
 
 /// Resolves the table from `spec.tableName` or the referenced pipeline's status.
@@ -52,19 +52,19 @@ pub fn resolve_table(og: &OrderGenerator, pipeline: Option<&SalesPipeline>) -> T
     let name = og.spec.pipeline_ref.as_ref().map(|r| r.name.clone()).unwrap_or_default();
     let Some(p) = pipeline else {
         return TableTarget::Waiting {
-            reason: "PipelineNotFound",
+            reason: Reason::PipelineNotFound,
             message: format!("SalesPipeline {name} does not exist in this namespace"),
         };
     };
     if p.metadata.deletion_timestamp.is_some() {
         return TableTarget::Waiting {
-            reason: "PipelineDeleting",
+            reason: Reason::PipelineDeleting,
             message: format!("SalesPipeline {name} is being deleted"),
         };
     }
     if p.spec.paused {
         return TableTarget::Waiting {
-            reason: "PipelinePaused",
+            reason: Reason::PipelinePaused,
             message: format!("SalesPipeline {name} is paused (spec.paused)"),
         };
     }
@@ -79,7 +79,7 @@ pub fn resolve_table(og: &OrderGenerator, pipeline: Option<&SalesPipeline>) -> T
                 .map(|c| c.message.clone())
                 .unwrap_or_else(|| "not reconciled yet".into());
             TableTarget::Waiting {
-                reason: "PipelineNotReady",
+                reason: Reason::PipelineNotReady,
                 message: format!("waiting for SalesPipeline {name} to be Ready: {why}"),
             }
         }
@@ -295,7 +295,7 @@ async fn scale_to_zero(deployments: &Api<Deployment>, name: &str) -> Result<Opti
 /// `Ready`, `Reconciling` and `Stalled` of an OrderGenerator waiting for its pipeline (pure):
 /// `reason` and `message` say why; the message adds what became of the pods (`stopped`: the
 /// Deployment scaled to zero, `None`: none was ever created).
-pub fn waiting_conditions(reason: &'static str, message: &str, stopped: Option<&Rollout>) -> Vec<NewCondition> {
+pub fn waiting_conditions(reason: Reason, message: &str, stopped: Option<&Rollout>) -> Vec<NewCondition> {
     let pods = match stopped {
         None => "no generator pods are running".to_string(),
         Some(r) if r.total == 0 => "generator scaled to zero, no orders are written".to_string(),
@@ -305,7 +305,7 @@ pub fn waiting_conditions(reason: &'static str, message: &str, stopped: Option<&
     vec![
         NewCondition::new(READY, FALSE, reason, message.clone()),
         NewCondition::new(RECONCILING, TRUE, reason, message),
-        NewCondition::new(STALLED, FALSE, "NotStalled", ""),
+        NewCondition::new(STALLED, FALSE, Reason::NotStalled, ""),
     ]
 }
 
@@ -369,23 +369,33 @@ pub fn rollout_conditions(og: &OrderGenerator, rollout: &Rollout, table: &str) -
     if let (Some(message), false) = (&rollout.deadline_exceeded, rollout.complete()) {
         let message = format!("Deployment {}: {message} ({counts})", deployment_name(og));
         return vec![
-            NewCondition::new(READY, FALSE, "ProgressDeadlineExceeded", message.clone()),
-            NewCondition::new(RECONCILING, FALSE, "Stalled", "waiting for a spec change or the cluster to make room"),
-            NewCondition::new(STALLED, TRUE, "ProgressDeadlineExceeded", message),
+            NewCondition::new(READY, FALSE, Reason::ProgressDeadlineExceeded, message.clone()),
+            NewCondition::new(
+                RECONCILING,
+                FALSE,
+                Reason::Stalled,
+                "waiting for a spec change or the cluster to make room",
+            ),
+            NewCondition::new(STALLED, TRUE, Reason::ProgressDeadlineExceeded, message),
         ];
     }
-    let not_stalled = NewCondition::new(STALLED, FALSE, "NotStalled", "");
+    let not_stalled = NewCondition::new(STALLED, FALSE, Reason::NotStalled, "");
     match (og.spec.paused, rollout.complete()) {
         (true, true) => vec![
-            NewCondition::new(READY, TRUE, "Paused", "paused (spec.paused): scaled to zero, no orders are written"),
-            NewCondition::new(RECONCILING, FALSE, "Paused", ""),
+            NewCondition::new(
+                READY,
+                TRUE,
+                Reason::Paused,
+                "paused (spec.paused): scaled to zero, no orders are written",
+            ),
+            NewCondition::new(RECONCILING, FALSE, Reason::Paused, ""),
             not_stalled,
         ],
         (true, false) => {
             let message = format!("pausing: stopping the generator pods ({counts})");
             vec![
-                NewCondition::new(READY, FALSE, "Pausing", message.clone()),
-                NewCondition::new(RECONCILING, TRUE, "Pausing", message),
+                NewCondition::new(READY, FALSE, Reason::Pausing, message.clone()),
+                NewCondition::new(RECONCILING, TRUE, Reason::Pausing, message),
                 not_stalled,
             ]
         }
@@ -393,10 +403,10 @@ pub fn rollout_conditions(og: &OrderGenerator, rollout: &Rollout, table: &str) -
             NewCondition::new(
                 READY,
                 TRUE,
-                "Running",
+                Reason::Running,
                 format!("{}/{} generator pods writing into {table}", rollout.available, rollout.wanted),
             ),
-            NewCondition::new(RECONCILING, FALSE, "InSync", ""),
+            NewCondition::new(RECONCILING, FALSE, Reason::InSync, ""),
             not_stalled,
         ],
         (false, false) => {
@@ -409,8 +419,8 @@ pub fn rollout_conditions(og: &OrderGenerator, rollout: &Rollout, table: &str) -
                 format!("rolling out: {counts}")
             };
             vec![
-                NewCondition::new(READY, FALSE, "RollingOut", message.clone()),
-                NewCondition::new(RECONCILING, TRUE, "RollingOut", message),
+                NewCondition::new(READY, FALSE, Reason::RollingOut, message.clone()),
+                NewCondition::new(RECONCILING, TRUE, Reason::RollingOut, message),
                 not_stalled,
             ]
         }
@@ -575,7 +585,7 @@ mod tests {
     #[test]
     fn a_generator_waiting_for_its_pipeline_says_what_became_of_its_pods() {
         let message = |stopped: Option<&Rollout>| {
-            let c = waiting_conditions("PipelineNotFound", "SalesPipeline sales does not exist", stopped);
+            let c = waiting_conditions(Reason::PipelineNotFound, "SalesPipeline sales does not exist", stopped);
             let ready = c.iter().find(|c| c.type_ == READY).unwrap().clone();
             assert_eq!((ready.status, ready.reason.as_str()), (FALSE, "PipelineNotFound"));
             ready.message
@@ -588,23 +598,29 @@ mod tests {
     #[test]
     fn a_missing_or_unready_pipeline_is_reported() {
         let g = og(serde_json::json!({"pipelineRef": {"name": "sales"}}));
-        assert!(matches!(resolve_table(&g, None), TableTarget::Waiting { reason: "PipelineNotFound", .. }));
+        assert!(matches!(resolve_table(&g, None), TableTarget::Waiting { reason: Reason::PipelineNotFound, .. }));
         let p: SalesPipeline = serde_json::from_value(serde_json::json!({
             "apiVersion": "sales-operator.dev/v1alpha1", "kind": "SalesPipeline",
             "metadata": {"name": "sales"}, "spec": {},
             "status": {"table": {"name": "shop-sales-orders"}, "conditions": [{"type": "Ready", "status": "False", "reason": "Creating", "message": "table: creating", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}
         }))
         .unwrap();
-        assert!(matches!(resolve_table(&g, Some(&p)), TableTarget::Waiting { reason: "PipelineNotReady", .. }));
+        assert!(matches!(resolve_table(&g, Some(&p)), TableTarget::Waiting { reason: Reason::PipelineNotReady, .. }));
         let mut paused = p.clone();
         paused.spec.paused = true;
         paused.status.as_mut().unwrap().conditions[0].status = "True".into();
-        assert!(matches!(resolve_table(&g, Some(&paused)), TableTarget::Waiting { reason: "PipelinePaused", .. }));
+        assert!(matches!(
+            resolve_table(&g, Some(&paused)),
+            TableTarget::Waiting { reason: Reason::PipelinePaused, .. }
+        ));
         let mut deleting = p.clone();
         deleting.status.as_mut().unwrap().conditions[0].status = "True".into();
         deleting.metadata.deletion_timestamp =
             Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::UNIX_EPOCH));
-        assert!(matches!(resolve_table(&g, Some(&deleting)), TableTarget::Waiting { reason: "PipelineDeleting", .. }));
+        assert!(matches!(
+            resolve_table(&g, Some(&deleting)),
+            TableTarget::Waiting { reason: Reason::PipelineDeleting, .. }
+        ));
         let mut ready = p.clone();
         ready.status.as_mut().unwrap().conditions[0].status = "True".into();
         assert_eq!(

@@ -13,7 +13,7 @@ use tracing::Instrument;
 
 use super::Context;
 use crate::api::conditions::{self, NewCondition, FALSE, READY, RECONCILING, STALLED, TRUE};
-use crate::api::{SalesPipeline, SalesPipelineStatus};
+use crate::api::{Reason, SalesPipeline, SalesPipelineStatus};
 use crate::aws::{AwsError, ComponentKind, PipelineCtx};
 use crate::reconcile::{self, Action as AwsAction, Mode, Verb};
 
@@ -120,7 +120,7 @@ async fn apply(sp: &SalesPipeline, ctx: &Context, api: &Api<SalesPipeline>) -> R
         );
         publish(ctx, sp, warning("NameConflict", "Reconcile", message.clone())).await;
         let status = SalesPipelineStatus { observed_generation: generation, ..previous.clone() };
-        write_status(api, sp, status, &stalled("NameConflict", message)).await?;
+        write_status(api, sp, status, &stalled(Reason::NameConflict, message)).await?;
         ctx.record_ready(ObjectRef::from(sp), Some(FALSE));
         return Ok(Action::requeue(ctx.resync));
     }
@@ -128,7 +128,7 @@ async fn apply(sp: &SalesPipeline, ctx: &Context, api: &Api<SalesPipeline>) -> R
         Ok(r) => r,
         Err(e) => {
             let status = SalesPipelineStatus { observed_generation: generation, ..previous.clone() };
-            write_status(api, sp, status, &stalled("InvalidConfiguration", e.to_string())).await?;
+            write_status(api, sp, status, &stalled(Reason::InvalidConfiguration, e.to_string())).await?;
             return Ok(Action::await_change());
         }
     };
@@ -145,7 +145,7 @@ async fn apply(sp: &SalesPipeline, ctx: &Context, api: &Api<SalesPipeline>) -> R
             );
             publish(ctx, sp, warning("OutsideNamePrefix", "Reconcile", message.clone())).await;
             let status = SalesPipelineStatus { observed_generation: generation, ..previous.clone() };
-            write_status(api, sp, status, &stalled("OutsideNamePrefix", message)).await?;
+            write_status(api, sp, status, &stalled(Reason::OutsideNamePrefix, message)).await?;
             ctx.record_ready(ObjectRef::from(sp), Some(FALSE));
             return Ok(Action::requeue(ctx.resync));
         }
@@ -185,11 +185,11 @@ async fn apply(sp: &SalesPipeline, ctx: &Context, api: &Api<SalesPipeline>) -> R
 
 /// Ready=False and Stalled=True for `reason`, found before any AWS call: nothing to retry
 /// until the spec changes.
-fn stalled(reason: &str, message: String) -> [NewCondition; 3] {
+fn stalled(reason: Reason, message: String) -> [NewCondition; 3] {
     [
         NewCondition::new(READY, FALSE, reason, message.clone()),
         NewCondition::new(STALLED, TRUE, reason, message),
-        NewCondition::new(RECONCILING, FALSE, "Stalled", "waiting for a spec change"),
+        NewCondition::new(RECONCILING, FALSE, Reason::Stalled, "waiting for a spec change"),
     ]
 }
 
@@ -217,8 +217,8 @@ async fn cleanup(sp: &SalesPipeline, ctx: &Context, api: &Api<SalesPipeline>) ->
         publish(ctx, sp, warning("DeletionFailed", "Delete", message.clone())).await;
         let previous = sp.status.clone().unwrap_or_default();
         let computed = [
-            NewCondition::new(READY, FALSE, "DeletionFailed", message.clone()),
-            NewCondition::new(RECONCILING, TRUE, "Deleting", message),
+            NewCondition::new(READY, FALSE, Reason::DeletionFailed, message.clone()),
+            NewCondition::new(RECONCILING, TRUE, Reason::Deleting, message),
         ];
         write_status(api, sp, previous, &computed).await?;
         return Err(Error::Aws { component, source });

@@ -13,6 +13,7 @@ use super::graph::{rank, walk, Need, Progress, GRAPH};
 use super::memory::{Memory, Timing, MAX_RECOVERIES};
 use super::outcome::{join, Action, ComponentState, Mode, Outcome, Verb};
 use super::Reconciler;
+use crate::api::Reason;
 use crate::aws::error::ErrorKind;
 use crate::aws::tagging::TagIndex;
 use crate::aws::{not_ours, AwsError, Change, Component, ComponentKind, Failure, Owner, PipelineCtx, Recovery, Refs};
@@ -100,7 +101,7 @@ impl<A: Components> Pass<'_, A> {
         if observed.is_none() {
             self.act(C::KIND, &resource, Verb::Create, vec![]);
             if self.mode != Mode::Apply {
-                let reason = if self.mode == Mode::Observe { "Paused" } else { "Absent" };
+                let reason = if self.mode == Mode::Observe { Reason::Paused } else { Reason::Absent };
                 self.state(C::KIND, false, reason, format!("{resource} does not exist"));
                 return Ok(Progress::Planned);
             }
@@ -111,13 +112,13 @@ impl<A: Components> Pass<'_, A> {
             if let Some(other) = self.refused() {
                 self.retract(C::KIND, Verb::Create);
                 let message = format!("{resource} is not created while {other} is not this pipeline's");
-                self.state(C::KIND, false, "NotCreated", message);
+                self.state(C::KIND, false, Reason::NotCreated, message);
                 return Ok(Progress::Stopped);
             }
             match c.create(&desired).await {
                 Ok(()) => {
                     created = true;
-                    verb = Some("Created");
+                    verb = Some(Reason::Created);
                 }
                 // It appeared since the observe (someone else's, or read-after-create lag):
                 // judged below like any resource that was there before.
@@ -128,7 +129,7 @@ impl<A: Components> Pass<'_, A> {
             if observed.is_none() {
                 // AWS is eventually consistent: a Describe right after a Create may not find it.
                 let message = format!("{resource} is being created; AWS does not show it yet");
-                return Ok(self.wait(C::KIND, "Creating", message));
+                return Ok(self.wait(C::KIND, Reason::Creating, message));
             }
         }
         // Nothing that exists is changed before its ownership is known (SPEC §8); what this pass
@@ -140,7 +141,7 @@ impl<A: Components> Pass<'_, A> {
                     desired = C::desired(&self.ctx.adopting(), &refs);
                     let note = Some(format!("existing, untagged: {}", claimed.join(", ")));
                     self.act_noted(C::KIND, &resource, Verb::Adopt, C::diff(&desired, o), note);
-                    verb = Some("Adopted");
+                    verb = Some(Reason::Adopted);
                 }
                 Ownership::Refused => return Ok(Progress::Stopped),
             }
@@ -154,7 +155,7 @@ impl<A: Components> Pass<'_, A> {
             // AWS refuses changes to what it is still creating or changing: wait for it.
             if let (Some(doing), Mode::Apply) = (C::busy(o), self.mode) {
                 self.publish::<C>(o);
-                self.wait(C::KIND, "InProgress", doing);
+                self.wait(C::KIND, Reason::InProgress, doing);
                 return Ok(Progress::Exists);
             }
         }
@@ -172,7 +173,7 @@ impl<A: Components> Pass<'_, A> {
                     c.delete(o).await?;
                     self.act(C::KIND, &resource, Verb::Replace, immutable.clone());
                     let message = format!("{resource} is being replaced: {}", join(&immutable));
-                    return Ok(self.wait(C::KIND, "Replacing", message));
+                    return Ok(self.wait(C::KIND, Reason::Replacing, message));
                 }
             }
             if !mutable.is_empty() {
@@ -191,17 +192,17 @@ impl<A: Components> Pass<'_, A> {
                                 }
                                 self.publish::<C>(o);
                                 let message = format!("{resource}: AWS is not ready for {}: {e}", join(&mutable));
-                                self.wait(C::KIND, "InProgress", message);
+                                self.wait(C::KIND, Reason::InProgress, message);
                                 return Ok(Progress::Exists);
                             }
                             Err(e) => return Err(e),
                         }
-                        verb = verb.or(Some("Updated"));
+                        verb = verb.or(Some(Reason::Updated));
                         applied = mutable;
                         observed = c.observe(&desired).await?;
                     }
                     Mode::Plan | Mode::Observe => {
-                        let reason = if self.mode == Mode::Observe { "Paused" } else { "Drifted" };
+                        let reason = if self.mode == Mode::Observe { Reason::Paused } else { Reason::Drifted };
                         self.publish::<C>(o);
                         self.state(C::KIND, false, reason, format!("{resource} differs: {}", join(&mutable)));
                         return Ok(Progress::Ready);
@@ -211,7 +212,7 @@ impl<A: Components> Pass<'_, A> {
         }
         let Some(o) = observed else {
             let message = format!("{resource} was changed; AWS does not show it yet");
-            return Ok(self.wait(C::KIND, "InProgress", message));
+            return Ok(self.wait(C::KIND, Reason::InProgress, message));
         };
         self.publish::<C>(&o);
         {
@@ -229,7 +230,7 @@ impl<A: Components> Pass<'_, A> {
         match (C::readiness(&o), blocked) {
             (Err(waiting), _) => {
                 let busy = C::busy(&o).is_some();
-                self.state(C::KIND, false, if busy { "InProgress" } else { "NotReady" }, waiting);
+                self.state(C::KIND, false, if busy { Reason::InProgress } else { Reason::NotReady }, waiting);
                 if busy {
                     self.pace(self.poll());
                 }
@@ -239,7 +240,7 @@ impl<A: Components> Pass<'_, A> {
                 self.state(
                     C::KIND,
                     false,
-                    "ImmutableFieldChanged",
+                    Reason::ImmutableFieldChanged,
                     format!("{resource}: {} (cannot be changed in place)", join(&b.changes)),
                 );
                 Ok(Progress::Ready)
@@ -250,7 +251,7 @@ impl<A: Components> Pass<'_, A> {
                     Some(v) => format!("{v} {resource}"),
                     None => format!("{resource} is in sync"),
                 };
-                self.state(C::KIND, true, verb.unwrap_or("InSync"), message);
+                self.state(C::KIND, true, verb.unwrap_or(Reason::InSync), message);
                 self.memory.attempts.clear(&recovery_key::<C>(&resource, &desired));
                 self.memory.attempts.clear(&refusal_key(C::KIND));
                 Ok(Progress::Ready)
@@ -270,7 +271,7 @@ impl<A: Components> Pass<'_, A> {
     ) -> Result<Progress, AwsError> {
         let Failure { state, reason, recovery } = failure;
         if self.mode != Mode::Apply {
-            self.state(C::KIND, false, "Failed", format!("{resource} is {state}: {reason}"));
+            self.state(C::KIND, false, Reason::Failed, format!("{resource} is {state}: {reason}"));
             return Ok(Progress::Stopped);
         }
         // A pipe AWS failed because IAM had not propagated its role yet is made again for as long
@@ -304,11 +305,11 @@ impl<A: Components> Pass<'_, A> {
             format!("was {state}: {reason}; {done} (recovery {attempt} of {MAX_RECOVERIES})")
         };
         self.act_noted(C::KIND, resource, Verb::Recover, vec![], Some(note.clone()));
-        Ok(self.wait(C::KIND, "Recovering", format!("{resource} {note}")))
+        Ok(self.wait(C::KIND, Reason::Recovering, format!("{resource} {note}")))
     }
 
     /// The component is waiting on AWS: not ready, looked at again at [`WAIT_PACE`](super::memory::WAIT_PACE).
-    fn wait(&self, kind: ComponentKind, reason: &str, message: String) -> Progress {
+    fn wait(&self, kind: ComponentKind, reason: Reason, message: String) -> Progress {
         self.state(kind, false, reason, message);
         self.pace(self.poll());
         Progress::Stopped
@@ -381,7 +382,7 @@ impl<A: Components> Pass<'_, A> {
                 claim.resource
             );
             let note = format!("belongs to SalesPipeline {other}");
-            self.refuse(C::KIND, resource, "NameConflict", note, message);
+            self.refuse(C::KIND, resource, Reason::NameConflict, note, message);
             return Ownership::Refused;
         }
         // What is left is untagged.
@@ -400,19 +401,19 @@ impl<A: Components> Pass<'_, A> {
             C::KIND
         );
         let note = format!("exists, not created by this pipeline (spec.adopt: [{}] takes it over)", C::KIND);
-        self.refuse(C::KIND, resource, "NotOwned", note, message);
+        self.refuse(C::KIND, resource, Reason::NotOwned, note, message);
         Ownership::Refused
     }
 
-    fn refuse(&self, kind: ComponentKind, resource: &str, reason: &str, note: String, message: String) {
+    fn refuse(&self, kind: ComponentKind, resource: &str, reason: Reason, note: String, message: String) {
         self.act_noted(kind, resource, Verb::Conflict, vec![], Some(note));
         self.state(kind, false, reason, message);
     }
 
-    fn state(&self, kind: ComponentKind, ready: bool, reason: &str, message: String) {
+    fn state(&self, kind: ComponentKind, ready: bool, reason: Reason, message: String) {
         let mut outcome = lock(&self.outcome);
         outcome.components.retain(|c| c.kind != kind);
-        outcome.components.push(ComponentState { kind, ready, reason: reason.to_string(), message });
+        outcome.components.push(ComponentState { kind, ready, reason, message });
     }
 
     /// The first component refused as not this pipeline's in this pass.
@@ -432,7 +433,7 @@ impl<A: Components> Pass<'_, A> {
     }
 
     fn failed(&self, kind: ComponentKind, e: AwsError) -> Progress {
-        let reason = if e.is_permanent() { "PermanentError" } else { "AwsError" };
+        let reason = if e.is_permanent() { Reason::PermanentError } else { Reason::AwsError };
         self.state(kind, false, reason, e.to_string());
         // Concurrent components may fail together: the one first in the graph is reported.
         let mut outcome = lock(&self.outcome);
@@ -457,7 +458,7 @@ impl<A: Components> Pass<'_, A> {
                 window.as_secs(),
                 elapsed.as_secs()
             );
-            return self.wait(kind, "WaitingForIam", message);
+            return self.wait(kind, Reason::WaitingForIam, message);
         }
         let message = format!(
             "{} (still refused {} s after the role changed: check its trust policy and permissions)",

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-use crate::api::SalesPipelineStatus;
+use crate::api::{Reason, SalesPipelineStatus};
 use crate::aws::{AwsError, Change, ComponentKind};
 
 /// How far a pass may go.
@@ -80,7 +80,7 @@ impl fmt::Display for Action {
 pub struct ComponentState {
     pub kind: ComponentKind,
     pub ready: bool,
-    pub reason: String,
+    pub reason: Reason,
     pub message: String,
 }
 
@@ -120,10 +120,10 @@ impl Outcome {
     }
 
     /// The first ownership conflict of the pass: (reason, message).
-    pub fn conflict(&self) -> Option<(&str, String)> {
+    pub fn conflict(&self) -> Option<(Reason, String)> {
         let a = self.actions.iter().find(|a| a.verb == Verb::Conflict)?;
         let c = self.components.iter().find(|c| c.kind == a.component)?;
-        Some((c.reason.as_str(), format!("{}: {}", c.kind, c.message)))
+        Some((c.reason, format!("{}: {}", c.kind, c.message)))
     }
 
     /// Whether this pass changed anything in AWS.

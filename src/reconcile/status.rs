@@ -3,6 +3,7 @@
 
 use super::outcome::{join, Mode, Outcome, Verb};
 use crate::api::conditions::{NewCondition, FALSE, READY, RECONCILING, STALLED, TRUE, UNKNOWN};
+use crate::api::Reason;
 use crate::aws::ComponentKind;
 
 impl Outcome {
@@ -23,22 +24,22 @@ impl Outcome {
                 None => "paused (spec.paused): nothing is changed".to_string(),
                 Some(c) => format!("paused (spec.paused): nothing is changed; {}: {}", c.kind, c.message),
             };
-            out.push(NewCondition::new(READY, TRUE, "Paused", message));
+            out.push(NewCondition::new(READY, TRUE, Reason::Paused, message));
         } else if self.ready() {
-            out.push(NewCondition::new(READY, TRUE, "Ready", "every component exists and matches the spec"));
+            out.push(NewCondition::new(READY, TRUE, Reason::Ready, "every component exists and matches the spec"));
         } else if let Some((kind, e)) = &self.error {
-            out.push(NewCondition::new(READY, FALSE, "AwsError", format!("{kind}: {e}")));
+            out.push(NewCondition::new(READY, FALSE, Reason::AwsError, format!("{kind}: {e}")));
         } else if let Some(c) = first_bad {
-            out.push(NewCondition::new(READY, FALSE, &c.reason, format!("{}: {}", c.kind, c.message)));
+            out.push(NewCondition::new(READY, FALSE, c.reason, format!("{}: {}", c.kind, c.message)));
         } else {
-            out.push(NewCondition::new(READY, UNKNOWN, "Pending", "not reconciled yet"));
+            out.push(NewCondition::new(READY, UNKNOWN, Reason::Pending, "not reconciled yet"));
         }
         if self.stalled() {
             let (reason, msg) = match (self.conflict(), &self.error) {
                 (Some((reason, message)), _) => (reason, message),
-                (None, Some((kind, e))) => ("PermanentError", format!("{kind}: {e}")),
+                (None, Some((kind, e))) => (Reason::PermanentError, format!("{kind}: {e}")),
                 (None, None) => (
-                    "ImmutableFieldChanged",
+                    Reason::ImmutableFieldChanged,
                     self.actions
                         .iter()
                         .filter(|a| a.verb == Verb::Blocked)
@@ -50,30 +51,30 @@ impl Outcome {
                 ),
             };
             out.push(NewCondition::new(STALLED, TRUE, reason, msg));
-            out.push(NewCondition::new(RECONCILING, FALSE, "Stalled", "waiting for a spec change"));
+            out.push(NewCondition::new(RECONCILING, FALSE, Reason::Stalled, "waiting for a spec change"));
         } else {
-            out.push(NewCondition::new(STALLED, FALSE, "NotStalled", ""));
+            out.push(NewCondition::new(STALLED, FALSE, Reason::NotStalled, ""));
             if paused {
-                out.push(NewCondition::new(RECONCILING, FALSE, "Paused", ""));
+                out.push(NewCondition::new(RECONCILING, FALSE, Reason::Paused, ""));
             } else if self.ready() {
-                out.push(NewCondition::new(RECONCILING, FALSE, "InSync", ""));
+                out.push(NewCondition::new(RECONCILING, FALSE, Reason::InSync, ""));
             } else {
                 let msg = match (&self.error, first_bad) {
                     (Some((kind, e)), _) => format!("retrying after {kind}: {e}"),
                     (None, Some(c)) => format!("{}: {}", c.kind, c.message),
                     (None, None) => "in progress".to_string(),
                 };
-                out.push(NewCondition::new(RECONCILING, TRUE, "Progressing", msg));
+                out.push(NewCondition::new(RECONCILING, TRUE, Reason::Progressing, msg));
             }
         }
         for kind in ComponentKind::ALL {
             let c = self.components.iter().find(|c| c.kind == kind);
             out.push(match c {
-                Some(c) if c.ready => NewCondition::new(kind.condition_type(), TRUE, &c.reason, c.message.clone()),
-                Some(c) => NewCondition::new(kind.condition_type(), FALSE, &c.reason, c.message.clone()),
+                Some(c) if c.ready => NewCondition::new(kind.condition_type(), TRUE, c.reason, c.message.clone()),
+                Some(c) => NewCondition::new(kind.condition_type(), FALSE, c.reason, c.message.clone()),
                 None => {
                     let message = self.waiting.get(&kind).map_or("waiting for an earlier component", String::as_str);
-                    NewCondition::new(kind.condition_type(), UNKNOWN, "NotReached", message)
+                    NewCondition::new(kind.condition_type(), UNKNOWN, Reason::NotReached, message)
                 }
             });
         }
@@ -94,7 +95,7 @@ mod tests {
             .map(|(&kind, &ready)| ComponentState {
                 kind,
                 ready,
-                reason: if ready { "InSync" } else { "Paused" }.into(),
+                reason: if ready { Reason::InSync } else { Reason::Paused },
                 message: if ready { "in sync".into() } else { "x differs: retentionHours: 24 -> 48".into() },
             })
             .collect();

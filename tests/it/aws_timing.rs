@@ -10,8 +10,8 @@ use std::time::Duration;
 use serde_json::json;
 
 use sales_operator::api::manifest::parse_pipeline;
-use sales_operator::reconcile::Reconciler;
 use sales_operator::aws::{ComponentKind, PipelineCtx};
+use sales_operator::reconcile::Reconciler;
 use sales_operator::reconcile::{Outcome, Verb};
 
 use apply::converge_observed;

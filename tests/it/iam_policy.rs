@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 use sales_operator::api::manifest::parse_pipeline;
 use sales_operator::api::DeletionPolicy;
 use sales_operator::aws::operator_policy::{self, iam_actions, missing_actions, OPERATOR_ACTIONS};
-use sales_operator::reconcile::Reconciler;
 use sales_operator::aws::{PipelineCtx, TAG_ADOPTED, TAG_MANAGED_BY};
+use sales_operator::reconcile::Reconciler;
 use sales_operator::reconcile::{reconcile, teardown, Mode};
 
 use moto::{reconciler, REGION};
@@ -72,7 +72,8 @@ async fn every_aws_call_of_a_pipeline_lifecycle_is_allowed_by_the_operator_polic
     assert!(restored.error.is_none(), "{:?}", restored.error);
     apply_ready(&c, &changed).await;
     // Data in the bucket: a Delete teardown empties it first.
-    oob.aws.s3
+    oob.aws
+        .s3
         .put_object()
         .bucket(&ctx.names.bucket)
         .key("orders/2026/01/01/00/part-0.gz")
@@ -336,7 +337,8 @@ async fn the_pipeline_roles_inline_policies_pass_the_authorization_reference() {
             roles.push((&n.glue_role, &n.glue_policy));
         }
         for (role, name) in roles {
-            let doc = c.aws.iam.get_role_policy().role_name(role).policy_name(name).send().await.unwrap().policy_document;
+            let doc =
+                c.aws.iam.get_role_policy().role_name(role).policy_name(name).send().await.unwrap().policy_document;
             // IAM returns the document URL-encoded.
             let doc = sales_operator::aws::iam::percent_decode(&doc).expect("a URL-encoded policy document");
             policies.push((format!("{name} of {role}"), serde_json::from_str(&doc).unwrap()));

@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 
 use sales_operator::api::manifest::parse_pipeline;
 use sales_operator::api::DeletionPolicy;
-use sales_operator::reconcile::Reconciler;
 use sales_operator::aws::{ComponentKind, PipelineCtx, TAG_ADOPTED, TAG_PIPELINE};
+use sales_operator::reconcile::Reconciler;
 use sales_operator::reconcile::{reconcile, teardown, Mode, Outcome, Verb};
 
 use apply::{converge, converge_observed};
@@ -112,7 +112,8 @@ async fn a_second_pipeline_with_the_same_names_is_refused_and_deletes_nothing_of
 
 /// The seed project's hand-made table: `orderid` key, no stream, no tags.
 async fn hand_made_table(c: &Reconciler, name: &str) {
-    c.aws.dynamodb
+    c.aws
+        .dynamodb
         .create_table()
         .table_name(name)
         .key_schema(KeySchemaElement::builder().attribute_name("orderid").key_type(KeyType::Hash).build().unwrap())

@@ -7,8 +7,8 @@ crate::support::moto::own_server!();
 use sales_operator::api::manifest::parse_pipeline;
 use sales_operator::api::{DeletionPolicy, SalesPipeline};
 use sales_operator::aws::calls::{Fault, FaultPlan};
-use sales_operator::reconcile::Reconciler;
 use sales_operator::aws::{ComponentKind, PipelineCtx};
+use sales_operator::reconcile::Reconciler;
 use sales_operator::reconcile::{reconcile, teardown, Mode, Verb};
 
 use apply::{converge, converge_observed};
@@ -237,7 +237,8 @@ async fn inventory(c: &Reconciler, ctx: &PipelineCtx) -> Vec<(&'static str, usiz
         .map(|w| w.work_group.is_some())
         .unwrap_or(false);
     let queries = if workgroup {
-        c.aws.athena
+        c.aws
+            .athena
             .list_named_queries()
             .work_group(&n.workgroup)
             .send()
@@ -337,7 +338,8 @@ async fn delete_with_delete_policy_removes_everything_including_a_non_empty_buck
 async fn throttling_and_server_errors_are_retried_with_backoff() {
     let c = reconciler().await;
     let (_, ctx) = pipeline("");
-    c.aws.calls
+    c.aws
+        .calls
         .set_faults(FaultPlan { stop_after_mutations: None, faults: vec![("CreateTable".into(), Fault::Throttle, 1)] });
     // Every CreateTable attempt is throttled: the SDK retries, then the pass fails transiently.
     let out = reconcile(&c, &ctx, Mode::Apply).await;

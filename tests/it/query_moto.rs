@@ -77,8 +77,16 @@ async fn query_runs_in_the_pipelines_workgroup_database_and_result_location() {
     .await
     .unwrap();
 
-    let execution =
-        c.aws.athena.get_query_execution().query_execution_id(&result.id).send().await.unwrap().query_execution.unwrap();
+    let execution = c
+        .aws
+        .athena
+        .get_query_execution()
+        .query_execution_id(&result.id)
+        .send()
+        .await
+        .unwrap()
+        .query_execution
+        .unwrap();
     assert_eq!(execution.work_group.as_deref(), Some(ctx.names.workgroup.as_str()));
     assert_eq!(execution.query.as_deref(), Some(req.sql.as_str()));
     assert!(req.sql.contains(&format!("FROM {}", ctx.names.glue_table)) && req.sql.contains("(3 * INTERVAL"));
