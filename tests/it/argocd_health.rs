@@ -88,11 +88,16 @@ fn pipeline(generation: i64, observed: Option<i64>, computed: &[NewCondition]) -
     serde_json::to_value(&sp).unwrap()
 }
 
+/// A condition as any operator might write it: the script judges reasons it has never seen too.
+fn cond(type_: &str, status: &'static str, reason: &str, message: &str) -> NewCondition {
+    NewCondition { type_: type_.into(), status, reason: reason.into(), message: message.into() }
+}
+
 fn ready() -> Vec<NewCondition> {
     vec![
-        NewCondition::new(READY, TRUE, "Ready", "all 8 components are ready"),
-        NewCondition::new(RECONCILING, FALSE, "Ready", ""),
-        NewCondition::new(STALLED, FALSE, "Ready", ""),
+        cond(READY, TRUE, "Ready", "all 8 components are ready"),
+        cond(RECONCILING, FALSE, "Ready", ""),
+        cond(STALLED, FALSE, "Ready", ""),
     ]
 }
 
@@ -113,9 +118,9 @@ fn a_new_object_without_status_is_progressing() {
 #[test]
 fn reconciling_is_progressing_with_its_message() {
     let computed = [
-        NewCondition::new(READY, FALSE, "Reconciling", "stream: waiting for CREATING to become ACTIVE"),
-        NewCondition::new(RECONCILING, TRUE, "Creating", "stream: creating shop-sales-orders"),
-        NewCondition::new(STALLED, FALSE, "Reconciling", ""),
+        cond(READY, FALSE, "Reconciling", "stream: waiting for CREATING to become ACTIVE"),
+        cond(RECONCILING, TRUE, "Creating", "stream: creating shop-sales-orders"),
+        cond(STALLED, FALSE, "Reconciling", ""),
     ];
     let (status, message) = health(&pipeline(1, Some(1), &computed));
     assert_eq!(status, "Progressing");
@@ -126,9 +131,9 @@ fn reconciling_is_progressing_with_its_message() {
 fn stalled_is_degraded_with_the_stalled_message() {
     let aws = "bucket: NoSuchBucket: The specified bucket does not exist (no-such-bucket-anywhere-42)";
     let computed = [
-        NewCondition::new(READY, FALSE, "PermanentAwsError", aws),
-        NewCondition::new(RECONCILING, FALSE, "Stalled", "waiting for a spec change"),
-        NewCondition::new(STALLED, TRUE, "PermanentAwsError", aws),
+        cond(READY, FALSE, "PermanentAwsError", aws),
+        cond(RECONCILING, FALSE, "Stalled", "waiting for a spec change"),
+        cond(STALLED, TRUE, "PermanentAwsError", aws),
     ];
     let (status, message) = health(&pipeline(2, Some(2), &computed));
     assert_eq!(status, "Degraded");
@@ -145,8 +150,8 @@ fn ready_for_an_older_generation_is_progressing_until_observed() {
 #[test]
 fn stalled_on_an_older_generation_is_progressing_after_a_spec_fix() {
     let computed = [
-        NewCondition::new(READY, FALSE, "PermanentAwsError", "bad"),
-        NewCondition::new(STALLED, TRUE, "PermanentAwsError", "bad"),
+        cond(READY, FALSE, "PermanentAwsError", "bad"),
+        cond(STALLED, TRUE, "PermanentAwsError", "bad"),
     ];
     assert_eq!(health(&pipeline(5, Some(4), &computed)).0, "Progressing");
 }
@@ -154,9 +159,9 @@ fn stalled_on_an_older_generation_is_progressing_after_a_spec_fix() {
 #[test]
 fn a_paused_pipeline_is_suspended_once_the_operator_says_so() {
     let paused = [
-        NewCondition::new(READY, TRUE, "Paused", "paused (spec.paused): nothing is changed; stream: differs"),
-        NewCondition::new(RECONCILING, FALSE, "Paused", ""),
-        NewCondition::new(STALLED, FALSE, "NotStalled", ""),
+        cond(READY, TRUE, "Paused", "paused (spec.paused): nothing is changed; stream: differs"),
+        cond(RECONCILING, FALSE, "Paused", ""),
+        cond(STALLED, FALSE, "NotStalled", ""),
     ];
     let mut obj = pipeline(2, Some(2), &paused);
     obj["spec"]["paused"] = serde_json::json!(true);
@@ -173,9 +178,9 @@ fn a_paused_pipeline_is_suspended_once_the_operator_says_so() {
 #[test]
 fn a_paused_generator_whose_pods_are_still_stopping_is_progressing() {
     let pausing = [
-        NewCondition::new(READY, FALSE, "Pausing", "pausing: stopping the generator pods"),
-        NewCondition::new(RECONCILING, TRUE, "Pausing", "pausing: stopping the generator pods"),
-        NewCondition::new(STALLED, FALSE, "NotStalled", ""),
+        cond(READY, FALSE, "Pausing", "pausing: stopping the generator pods"),
+        cond(RECONCILING, TRUE, "Pausing", "pausing: stopping the generator pods"),
+        cond(STALLED, FALSE, "NotStalled", ""),
     ];
     let mut obj = pipeline(2, Some(2), &pausing);
     obj["kind"] = serde_json::json!("OrderGenerator");

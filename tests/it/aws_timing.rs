@@ -41,7 +41,7 @@ fn actions(passes: &[Outcome]) -> Vec<(ComponentKind, Verb)> {
 }
 
 fn reasons(passes: &[Outcome], kind: ComponentKind) -> Vec<String> {
-    passes.iter().filter_map(|o| o.components.iter().find(|c| c.kind == kind)).map(|c| c.reason.clone()).collect()
+    passes.iter().filter_map(|o| o.components.iter().find(|c| c.kind == kind)).map(|c| c.reason.to_string()).collect()
 }
 
 /// AWS's windows as issue #13 measured them, in tenths: every resource CREATING for a while,

@@ -114,7 +114,7 @@ fn glue_columns_are_the_delivered_keys_in_order_with_matching_types() {
     let columns = catalog::columns();
     let names: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
     assert!(
-        !names.iter().any(|n| n == catalog::PARTITION_COLUMN),
+        !names.iter().any(|n| n == sales_operator::partitions::PARTITION_COLUMN),
         "the partition key comes from the S3 key, not the record"
     );
     for line in text.lines() {

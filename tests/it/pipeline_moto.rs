@@ -201,6 +201,7 @@ async fn deleted_stream_and_pipe_are_restored_and_relinked() {
     let created: Vec<_> = actions.iter().filter(|a| a.verb == Verb::Create).map(|a| a.component).collect();
     assert_eq!(created, vec![ComponentKind::Stream, ComponentKind::Pipe]);
     let kinesis_arn = c
+        .aws
         .kinesis
         .describe_stream_summary()
         .stream_name(&ctx.names.stream)
@@ -229,6 +230,7 @@ async fn inventory(c: &Reconciler, ctx: &PipelineCtx) -> Vec<(&'static str, usiz
     let roles = c.aws.iam.list_roles().path_prefix("/sales-operator/").max_items(1000).send().await.unwrap().roles;
     let database = c.aws.glue.get_database().name(&n.database).send().await.is_ok();
     let workgroup = c
+        .aws
         .athena
         .get_work_group()
         .work_group(&n.workgroup)

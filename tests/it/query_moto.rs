@@ -163,6 +163,7 @@ async fn applied_workgroup_holds_every_named_query_with_its_database_and_sql_and
     let c = reconciler().await;
     let (yaml, ctx) = applied_pipeline(&c).await;
     let ids = c
+        .aws
         .athena
         .list_named_queries()
         .work_group(&ctx.names.workgroup)
