@@ -32,6 +32,63 @@ impl NewCondition {
     }
 }
 
+/// The kstatus conditions (`Ready`, `Stalled`, `Reconciling`) of one verdict on either custom
+/// resource: the one place their combinations are decided, so Flux, Argo CD and `kubectl wait`
+/// read every status the same way (docs/status.md).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    ready: NewCondition,
+    stalled: NewCondition,
+    reconciling: NewCondition,
+}
+
+impl Verdict {
+    /// The work is done: `Ready=True` with `reason`, `Reconciling=False` with `settled`.
+    pub fn done(reason: Reason, message: impl Into<String>, settled: Reason) -> Self {
+        Self {
+            ready: NewCondition::new(READY, TRUE, reason, message),
+            stalled: NewCondition::new(STALLED, FALSE, Reason::NotStalled, ""),
+            reconciling: NewCondition::new(RECONCILING, FALSE, settled, ""),
+        }
+    }
+
+    /// Still at work, or retrying: `Ready=False` with `reason`, `Reconciling=True` with `doing`.
+    pub fn working(reason: Reason, message: impl Into<String>, doing: Reason, progress: impl Into<String>) -> Self {
+        Self {
+            ready: NewCondition::new(READY, FALSE, reason, message),
+            stalled: NewCondition::new(STALLED, FALSE, Reason::NotStalled, ""),
+            reconciling: NewCondition::new(RECONCILING, TRUE, doing, progress),
+        }
+    }
+
+    /// Needs a person: `Stalled=True` with `reason` and `message`, `Ready=False` with
+    /// `ready_reason`, `Reconciling=False` saying what it waits for.
+    pub fn stalled(
+        ready_reason: Reason,
+        ready_message: impl Into<String>,
+        reason: Reason,
+        message: impl Into<String>,
+        waiting_for: &str,
+    ) -> Self {
+        Self {
+            ready: NewCondition::new(READY, FALSE, ready_reason, ready_message),
+            stalled: NewCondition::new(STALLED, TRUE, reason, message),
+            reconciling: NewCondition::new(RECONCILING, FALSE, Reason::Stalled, format!("waiting for {waiting_for}")),
+        }
+    }
+
+    /// `Ready` not known yet (`Unknown`), the rest as given.
+    pub fn unknown(mut self) -> Self {
+        self.ready.status = UNKNOWN;
+        self
+    }
+
+    /// `Ready`, `Stalled`, `Reconciling`.
+    pub fn conditions(self) -> Vec<NewCondition> {
+        vec![self.ready, self.stalled, self.reconciling]
+    }
+}
+
 /// Builds the condition list from `computed`, keeping `lastTransitionTime`
 /// from `previous` for every condition whose status did not change.
 pub fn merge(

@@ -20,7 +20,7 @@ use tracing::Instrument;
 
 use super::pipeline::MANAGER;
 use super::Context;
-use crate::api::conditions::{self, NewCondition, FALSE, READY, RECONCILING, STALLED, TRUE};
+use crate::api::conditions::{self, NewCondition, Verdict, FALSE, READY, STALLED, TRUE};
 use crate::api::{OrderGenerator, OrderGeneratorStatus, Reason, SalesPipeline};
 
 /// How soon a generator is retried after a failed reconcile.
@@ -35,6 +35,17 @@ pub enum Error {
     MissingKey(&'static str),
     #[error("cannot serialize the catalogue: {0}")]
     Catalog(#[from] serde_json::Error),
+}
+
+impl Error {
+    /// Short label for the errors metric (`sales_operator_reconcile_errors_total{error}`).
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => "kube",
+            Error::MissingKey(_) => "missing_key",
+            Error::Catalog(_) => "catalog",
+        }
+    }
 }
 
 /// Where the generator pods write, or why they cannot yet.
@@ -302,11 +313,7 @@ pub fn waiting_conditions(reason: Reason, message: &str, stopped: Option<&Rollou
         Some(r) => format!("scaling the generator to zero: {} pods still stopping", r.total),
     };
     let message = format!("{message}; {pods} until it is Ready");
-    vec![
-        NewCondition::new(READY, FALSE, reason, message.clone()),
-        NewCondition::new(RECONCILING, TRUE, reason, message),
-        NewCondition::new(STALLED, FALSE, Reason::NotStalled, ""),
-    ]
+    Verdict::working(reason, message.clone(), reason, message).conditions()
 }
 
 /// What a Deployment's status says of its rollout.
@@ -368,47 +375,25 @@ pub fn rollout_conditions(og: &OrderGenerator, rollout: &Rollout, table: &str) -
     );
     if let (Some(message), false) = (&rollout.deadline_exceeded, rollout.complete()) {
         let message = format!("Deployment {}: {message} ({counts})", deployment_name(og));
-        return vec![
-            NewCondition::new(READY, FALSE, Reason::ProgressDeadlineExceeded, message.clone()),
-            NewCondition::new(
-                RECONCILING,
-                FALSE,
-                Reason::Stalled,
-                "waiting for a spec change or the cluster to make room",
-            ),
-            NewCondition::new(STALLED, TRUE, Reason::ProgressDeadlineExceeded, message),
-        ];
+        let deadline = Reason::ProgressDeadlineExceeded;
+        let waiting_for = "a spec change or the cluster to make room";
+        return Verdict::stalled(deadline, message.clone(), deadline, message, waiting_for).conditions();
     }
-    let not_stalled = NewCondition::new(STALLED, FALSE, Reason::NotStalled, "");
     match (og.spec.paused, rollout.complete()) {
-        (true, true) => vec![
-            NewCondition::new(
-                READY,
-                TRUE,
-                Reason::Paused,
-                "paused (spec.paused): scaled to zero, no orders are written",
-            ),
-            NewCondition::new(RECONCILING, FALSE, Reason::Paused, ""),
-            not_stalled,
-        ],
+        (true, true) => {
+            Verdict::done(Reason::Paused, "paused (spec.paused): scaled to zero, no orders are written", Reason::Paused)
+                .conditions()
+        }
         (true, false) => {
             let message = format!("pausing: stopping the generator pods ({counts})");
-            vec![
-                NewCondition::new(READY, FALSE, Reason::Pausing, message.clone()),
-                NewCondition::new(RECONCILING, TRUE, Reason::Pausing, message),
-                not_stalled,
-            ]
+            Verdict::working(Reason::Pausing, message.clone(), Reason::Pausing, message).conditions()
         }
-        (false, true) => vec![
-            NewCondition::new(
-                READY,
-                TRUE,
-                Reason::Running,
-                format!("{}/{} generator pods writing into {table}", rollout.available, rollout.wanted),
-            ),
-            NewCondition::new(RECONCILING, FALSE, Reason::InSync, ""),
-            not_stalled,
-        ],
+        (false, true) => Verdict::done(
+            Reason::Running,
+            format!("{}/{} generator pods writing into {table}", rollout.available, rollout.wanted),
+            Reason::InSync,
+        )
+        .conditions(),
         (false, false) => {
             let message = if rollout.observed_generation < rollout.generation {
                 format!(
@@ -418,11 +403,7 @@ pub fn rollout_conditions(og: &OrderGenerator, rollout: &Rollout, table: &str) -
             } else {
                 format!("rolling out: {counts}")
             };
-            vec![
-                NewCondition::new(READY, FALSE, Reason::RollingOut, message.clone()),
-                NewCondition::new(RECONCILING, TRUE, Reason::RollingOut, message),
-                not_stalled,
-            ]
+            Verdict::working(Reason::RollingOut, message.clone(), Reason::RollingOut, message).conditions()
         }
     }
 }
@@ -443,7 +424,7 @@ async fn write_status(
 
 /// Retries after a failure with a short fixed delay (the Kubernetes API is the only dependency).
 pub fn error_policy(og: Arc<OrderGenerator>, err: &Error, ctx: Arc<Context>) -> Action {
-    ctx.metrics.failed("OrderGenerator", "kube");
+    ctx.metrics.failed("OrderGenerator", err.metric_label());
     tracing::warn!(namespace = og.namespace().unwrap_or_default(), name = %og.name_any(), error = %err, "reconcile failed");
     Action::requeue(RETRY)
 }
@@ -627,5 +608,12 @@ mod tests {
             resolve_table(&g, Some(&ready)),
             TableTarget::Table { name: "shop-sales-orders".into(), region: None }
         );
+    }
+
+    #[test]
+    fn errors_are_counted_by_kind_not_all_as_kube() {
+        let catalog = serde_json::from_str::<serde_json::Value>("{").unwrap_err();
+        assert_eq!(Error::Catalog(catalog).metric_label(), "catalog");
+        assert_eq!(Error::MissingKey("metadata.namespace").metric_label(), "missing_key");
     }
 }

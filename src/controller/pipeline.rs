@@ -12,7 +12,7 @@ use kube::{Api, Resource, ResourceExt};
 use tracing::Instrument;
 
 use super::Context;
-use crate::api::conditions::{self, NewCondition, FALSE, READY, RECONCILING, STALLED, TRUE};
+use crate::api::conditions::{self, NewCondition, Verdict, FALSE, READY, STALLED, TRUE};
 use crate::api::{Reason, SalesPipeline, SalesPipelineStatus};
 use crate::aws::{AwsError, ComponentKind, PipelineCtx};
 use crate::reconcile::{self, Action as AwsAction, Mode, Verb};
@@ -185,12 +185,8 @@ async fn apply(sp: &SalesPipeline, ctx: &Context, api: &Api<SalesPipeline>) -> R
 
 /// Ready=False and Stalled=True for `reason`, found before any AWS call: nothing to retry
 /// until the spec changes.
-fn stalled(reason: Reason, message: String) -> [NewCondition; 3] {
-    [
-        NewCondition::new(READY, FALSE, reason, message.clone()),
-        NewCondition::new(STALLED, TRUE, reason, message),
-        NewCondition::new(RECONCILING, FALSE, Reason::Stalled, "waiting for a spec change"),
-    ]
+fn stalled(reason: Reason, message: String) -> Vec<NewCondition> {
+    Verdict::stalled(reason, message.clone(), reason, message, "a spec change").conditions()
 }
 
 /// Whether the last reconcile brought this generation of the spec to Ready.
@@ -216,10 +212,8 @@ async fn cleanup(sp: &SalesPipeline, ctx: &Context, api: &Api<SalesPipeline>) ->
         let message = format!("deletion is blocked: {component}: {source}; the finalizer stays until it succeeds");
         publish(ctx, sp, warning("DeletionFailed", "Delete", message.clone())).await;
         let previous = sp.status.clone().unwrap_or_default();
-        let computed = [
-            NewCondition::new(READY, FALSE, Reason::DeletionFailed, message.clone()),
-            NewCondition::new(RECONCILING, TRUE, Reason::Deleting, message),
-        ];
+        let computed =
+            Verdict::working(Reason::DeletionFailed, message.clone(), Reason::Deleting, message).conditions();
         write_status(api, sp, previous, &computed).await?;
         return Err(Error::Aws { component, source });
     }

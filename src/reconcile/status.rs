@@ -2,21 +2,25 @@
 //! one condition per component, computed only from what the pass saw and did.
 
 use super::outcome::{join, Mode, Outcome, Verb};
-use crate::api::conditions::{NewCondition, FALSE, READY, RECONCILING, STALLED, TRUE, UNKNOWN};
+use crate::api::conditions::{NewCondition, Verdict, FALSE, TRUE, UNKNOWN};
 use crate::api::Reason;
 use crate::aws::ComponentKind;
 
 impl Outcome {
     /// `Ready`, `Reconciling`, `Stalled` and one condition per component.
     pub fn conditions(&self, mode: Mode) -> Vec<NewCondition> {
-        let mut out = Vec::new();
         let first_bad = self.components.iter().find(|c| !c.ready);
         // Paused (SPEC §2, README "Paused"): the operator's work is to change nothing, and it is
         // done once it has looked. Ready=True with reason `Paused` (kstatus Current, Argo CD
         // Suspended); what differs from the spec is in the message and the component conditions.
         // A stop that needs a person (Stalled) or an error that a retry may clear still shows.
         let paused = mode == Mode::Observe && self.settled(mode);
-        if paused {
+        let (not_ready, why) = match (&self.error, first_bad) {
+            (Some((kind, e)), _) => (Reason::AwsError, format!("{kind}: {e}")),
+            (None, Some(c)) => (c.reason, format!("{}: {}", c.kind, c.message)),
+            (None, None) => (Reason::Pending, "not reconciled yet".to_string()),
+        };
+        let verdict = if paused {
             let message = match first_bad {
                 None if self.ready() => {
                     "paused (spec.paused): nothing is changed; every component matches the spec".into()
@@ -24,17 +28,10 @@ impl Outcome {
                 None => "paused (spec.paused): nothing is changed".to_string(),
                 Some(c) => format!("paused (spec.paused): nothing is changed; {}: {}", c.kind, c.message),
             };
-            out.push(NewCondition::new(READY, TRUE, Reason::Paused, message));
+            Verdict::done(Reason::Paused, message, Reason::Paused)
         } else if self.ready() {
-            out.push(NewCondition::new(READY, TRUE, Reason::Ready, "every component exists and matches the spec"));
-        } else if let Some((kind, e)) = &self.error {
-            out.push(NewCondition::new(READY, FALSE, Reason::AwsError, format!("{kind}: {e}")));
-        } else if let Some(c) = first_bad {
-            out.push(NewCondition::new(READY, FALSE, c.reason, format!("{}: {}", c.kind, c.message)));
-        } else {
-            out.push(NewCondition::new(READY, UNKNOWN, Reason::Pending, "not reconciled yet"));
-        }
-        if self.stalled() {
+            Verdict::done(Reason::Ready, "every component exists and matches the spec", Reason::InSync)
+        } else if self.stalled() {
             let (reason, msg) = match (self.conflict(), &self.error) {
                 (Some((reason, message)), _) => (reason, message),
                 (None, Some((kind, e))) => (Reason::PermanentError, format!("{kind}: {e}")),
@@ -50,23 +47,21 @@ impl Outcome {
                         .join("; "),
                 ),
             };
-            out.push(NewCondition::new(STALLED, TRUE, reason, msg));
-            out.push(NewCondition::new(RECONCILING, FALSE, Reason::Stalled, "waiting for a spec change"));
+            Verdict::stalled(not_ready, why, reason, msg, "a spec change")
         } else {
-            out.push(NewCondition::new(STALLED, FALSE, Reason::NotStalled, ""));
-            if paused {
-                out.push(NewCondition::new(RECONCILING, FALSE, Reason::Paused, ""));
-            } else if self.ready() {
-                out.push(NewCondition::new(RECONCILING, FALSE, Reason::InSync, ""));
+            let progress = match (&self.error, first_bad) {
+                (Some((kind, e)), _) => format!("retrying after {kind}: {e}"),
+                (None, Some(c)) => format!("{}: {}", c.kind, c.message),
+                (None, None) => "in progress".to_string(),
+            };
+            let verdict = Verdict::working(not_ready, why, Reason::Progressing, progress);
+            if not_ready == Reason::Pending {
+                verdict.unknown()
             } else {
-                let msg = match (&self.error, first_bad) {
-                    (Some((kind, e)), _) => format!("retrying after {kind}: {e}"),
-                    (None, Some(c)) => format!("{}: {}", c.kind, c.message),
-                    (None, None) => "in progress".to_string(),
-                };
-                out.push(NewCondition::new(RECONCILING, TRUE, Reason::Progressing, msg));
+                verdict
             }
-        }
+        };
+        let mut out = verdict.conditions();
         for kind in ComponentKind::ALL {
             let c = self.components.iter().find(|c| c.kind == kind);
             out.push(match c {
@@ -85,6 +80,7 @@ impl Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::conditions::{READY, RECONCILING, STALLED};
     use crate::aws::AwsError;
     use crate::reconcile::ComponentState;
 

@@ -149,10 +149,7 @@ fn ready_for_an_older_generation_is_progressing_until_observed() {
 
 #[test]
 fn stalled_on_an_older_generation_is_progressing_after_a_spec_fix() {
-    let computed = [
-        cond(READY, FALSE, "PermanentAwsError", "bad"),
-        cond(STALLED, TRUE, "PermanentAwsError", "bad"),
-    ];
+    let computed = [cond(READY, FALSE, "PermanentAwsError", "bad"), cond(STALLED, TRUE, "PermanentAwsError", "bad")];
     assert_eq!(health(&pipeline(5, Some(4), &computed)).0, "Progressing");
 }
 

@@ -33,7 +33,8 @@ fn stalled(outcome: &Outcome, kind: ComponentKind) -> (String, String, String) {
         .into_iter()
         .find(|c| c.type_ == "Stalled" && c.status == "True")
         .unwrap_or_else(|| panic!("not stalled: {:#?}", outcome.components));
-    let component = outcome.components.iter().find(|s| s.kind == kind).map(|s| s.reason.to_string()).unwrap_or_default();
+    let component =
+        outcome.components.iter().find(|s| s.kind == kind).map(|s| s.reason.to_string()).unwrap_or_default();
     (component, c.reason.to_string(), c.message)
 }
 
