@@ -16,7 +16,7 @@ use sales_operator::reconcile::{self, Action, Mode, Outcome, Verb};
 /// Builds and runs a real-time sales analytics pipeline on AWS
 /// (DynamoDB -> EventBridge Pipe -> Kinesis -> Firehose -> S3 -> Glue -> Athena).
 #[derive(Parser, Debug)]
-#[command(name = "sales-operator", version)]
+#[command(name = "sales-operator", version = sales_operator::telemetry::VERSION_LINE)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -224,6 +224,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Run(args) => {
+            use sales_operator::telemetry::{BUILD_DATE, REVISION, VERSION};
+            tracing::info!(version = VERSION, revision = REVISION, built = BUILD_DATE, "sales-operator starting");
             sales_operator::controller::run(args, aws_settings(&cli.global)).await?;
             Ok(ExitCode::SUCCESS)
         }
