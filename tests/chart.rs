@@ -533,6 +533,11 @@ fn the_installed_operator_reconciles_the_example_pipeline_to_ready() {
         env.kubectl_ok(&["get", "sp", "sales", "-n", &ns, "-o", "yaml"]),
         op.log()
     );
+    // It said which build runs, first thing.
+    let log = op.log();
+    let start = log.lines().find(|l| l.contains("sales-operator starting")).unwrap_or_else(|| panic!("{log}"));
+    use sales_operator::telemetry::{REVISION, VERSION};
+    assert!(start.contains(VERSION) && start.contains(REVISION), "{start}");
     let holder = env.kubectl_ok(&["get", "lease", &cluster_role, "-n", &ns, "-o", "jsonpath={.spec.holderIdentity}"]);
     assert_eq!(holder, format!("{cluster_role}-0"), "leader election in the release namespace");
     // Torn down while the operator still runs, so the finalizer completes.
