@@ -20,3 +20,16 @@ stop_pidfile() {
     rm -f "$1"
   fi
 }
+
+# apt_install PACKAGE...: installs the Debian packages that are missing (as root; apt-get update
+# only when the package lists do not know one of them yet).
+apt_install() {
+  local missing=() p
+  for p in "$@"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$' || missing+=("$p"); done
+  (( ${#missing[@]} )) || return 0
+  if (( EUID != 0 )); then echo "missing Debian packages: ${missing[*]} (apt-get install them as root)" >&2; return 1; fi
+  echo "installing Debian packages: ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -q --no-install-recommends "${missing[@]}" >&2 \
+    || { apt-get update -q >&2 && apt-get install -y -q --no-install-recommends "${missing[@]}" >&2; }
+}

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: installs what the tests need (the moto
-# venv, Trino, checkov, parliament, policy_sentry, the Kubernetes test binaries and the status
-# judge built from Go modules; all cached under ~/.cache/sales-operator),
-# checks formatting, lints, and runs every test.
+# venv, Trino, checkov, parliament, policy_sentry, the Kubernetes test binaries, the status
+# judge and actionlint built from Go modules, all cached under ~/.cache/sales-operator; umoci
+# and shellcheck from Debian), checks formatting, lints the code and the workflows, builds the
+# image (an OCI archive, no container runtime) and runs every test.
 #
 # On a new machine the installs (downloads and Go builds, ~20 min) and cargo's work (clippy,
 # then the test build) each leave a core idle much of the time, so the installs run in the
@@ -25,6 +26,9 @@ installs() {
   bash scripts/kube-env/build.sh
   step "status judge (Flux's kstatus and Argo CD's Lua runtime, for tests/it/status_judged_e2e.rs)"
   bash scripts/status-judge.sh
+  step "umoci (scripts/image.sh), shellcheck and actionlint (the workflows' linter)"
+  bash scripts/image.sh install
+  bash scripts/actionlint.sh install >/dev/null
   step "installs done"
 }
 
@@ -59,7 +63,11 @@ if (( status != 0 )); then
   step "the installs failed (exit $status)"
   exit "$status"
 fi
+step "actionlint .github/workflows (tests/it/release.rs shows a broken workflow fails it)"
+bash scripts/actionlint.sh
 echo "==> crds/ is generated from the Rust types (checked by tests/it/cli.rs)"
+step "image: static binary (profile image) in an OCI archive (checked by tests/it/image.rs)"
+bash scripts/image.sh --profile image >/dev/null
 step "cargo test"
 cargo test --no-fail-fast 2>&1
 step "done"

@@ -17,7 +17,7 @@ use sales_operator::Flag;
 /// Builds and runs a real-time sales analytics pipeline on AWS
 /// (DynamoDB -> EventBridge Pipe -> Kinesis -> Firehose -> S3 -> Glue -> Athena).
 #[derive(Parser, Debug)]
-#[command(name = "sales-operator", version)]
+#[command(name = "sales-operator", version = sales_operator::telemetry::VERSION_LINE)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -233,6 +233,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Run(args) => {
+            use sales_operator::telemetry::{BUILD_DATE, REVISION, VERSION};
+            tracing::info!(version = VERSION, revision = REVISION, built = BUILD_DATE, "sales-operator starting");
             // On EC2 (EKS) the controller may learn its region from instance metadata.
             let settings = AwsSettings { region_from_imds: true, ..aws_settings(&cli.global) };
             sales_operator::controller::run(args, settings, timing(&cli.global)).await?;

@@ -16,6 +16,7 @@ use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::info::Info;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
@@ -26,6 +27,28 @@ use crate::aws::CallLog;
 /// is set to anything but the empty string (no-color.org).
 pub fn colour_logs(stderr_is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
     stderr_is_terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
+/// The package version (Cargo.toml).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The git commit the binary was built from, or `unknown` (build.rs).
+pub const REVISION: &str = env!("SALES_OPERATOR_REVISION");
+/// The build date, `YYYY-MM-DD` in UTC (build.rs; `SOURCE_DATE_EPOCH` when set).
+pub const BUILD_DATE: &str = env!("SALES_OPERATOR_BUILD_DATE");
+/// What `sales-operator --version` prints after the name.
+pub const VERSION_LINE: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (revision ",
+    env!("SALES_OPERATOR_REVISION"),
+    ", built ",
+    env!("SALES_OPERATOR_BUILD_DATE"),
+    ")"
+);
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildLabels {
+    pub version: String,
+    pub revision: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -121,6 +144,12 @@ impl Metrics {
         );
         registry.register("sales_operator_pipelines", "SalesPipelines by Ready condition status", pipelines.clone());
         registry.register_collector(Box::new(AwsCalls(calls)));
+        // OpenMetrics info: exposed as sales_operator_build_info{version,revision} 1.
+        registry.register(
+            "sales_operator_build",
+            "The version and git revision of the running binary",
+            Info::new(BuildLabels { version: VERSION.into(), revision: REVISION.into() }),
+        );
         Self { registry, reconciles, errors, duration, pipelines }
     }
 
@@ -191,4 +220,26 @@ pub async fn serve(addr: SocketAddr, health: Health) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "serving /metrics, /healthz, /readyz");
     axum::serve(listener, app).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_name_the_running_version_and_revision() {
+        let text = Metrics::new(CallLog::default()).render().unwrap();
+        let line = format!("sales_operator_build_info{{version=\"{VERSION}\",revision=\"{REVISION}\"}} 1");
+        assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
+        assert!(text.contains("# TYPE sales_operator_build info"), "{text}");
+    }
+
+    #[test]
+    fn the_version_line_carries_a_revision_and_a_utc_date() {
+        assert!(VERSION_LINE.starts_with(&format!("{VERSION} (revision {REVISION}, built ")), "{VERSION_LINE}");
+        assert!(REVISION == "unknown" || REVISION.chars().all(|c| c.is_ascii_hexdigit()), "{REVISION}");
+        let date: Vec<&str> = BUILD_DATE.split('-').collect();
+        assert_eq!(date.iter().map(|p| p.len()).collect::<Vec<_>>(), [4, 2, 2], "{BUILD_DATE}");
+        assert!(jiff::civil::Date::strptime("%Y-%m-%d", BUILD_DATE).is_ok(), "{BUILD_DATE}");
+    }
 }

@@ -26,7 +26,7 @@ pub use context::Context;
 use k8s_openapi::api::apps::v1::Deployment;
 
 /// Every Kubernetes permission the operator uses, as (API group, resource, verbs): the chart's
-/// RBAC (charts/sales-operator) grants exactly these, checked by tests/chart.rs. All but the
+/// RBAC (charts/sales-operator) grants exactly these, checked by tests/it/chart.rs. All but the
 /// Lease are needed in each watched namespace; the Lease (leader election) only in the
 /// operator's own. Every write to its own objects is a patch (finalizer: JSON patch; status:
 /// server-side apply; Lease: strategic merge), so no `update`; `get` on SalesPipelines is the

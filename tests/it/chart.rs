@@ -1,8 +1,9 @@
 //! The Helm chart (charts/sales-operator) with the real helm and kubectl of the
 //! Kubernetes test environment: lint, render, values schema, RBAC equal to what
-//! the operator uses, install/upgrade/uninstall into a real API server, the
-//! examples validated server-side, and the installed operator (its rendered
-//! arguments and ServiceAccount, run as a process) reconciling a pipeline.
+//! the operator uses, install/upgrade/uninstall into a real API server, CRDs
+//! upgraded by `helm upgrade` and kept by `helm uninstall`, the examples
+//! validated server-side, and the installed operator (its rendered arguments and
+//! ServiceAccount, run as a process) reconciling a pipeline.
 
 use crate::support::helm_chart;
 use crate::support::kube_env;
@@ -31,18 +32,33 @@ fn helm_ok(env: &KubeEnv, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// This suite's own control plane, with the CRDs (from the chart) and the stand-in ServiceMonitor
-/// CRD applied once. Not the shared one: the chart installs cluster-scoped objects here (the
-/// ServiceMonitor CRD, ClusterRoles) and runs an operator that watches every namespace, which in
-/// the shared control plane would reconcile the other suites' SalesPipelines and OrderGenerators
-/// beside their own operators.
+/// This suite's own control plane, with the CRDs (crds/, as a cluster whose CRDs are managed
+/// outside the chart) and the stand-in ServiceMonitor CRD applied once. Not the shared one: the
+/// chart installs cluster-scoped objects here (the ServiceMonitor CRD, ClusterRoles) and runs an
+/// operator that watches every namespace, which in the shared control plane would reconcile the
+/// other suites' SalesPipelines and OrderGenerators beside their own operators. Releases in it
+/// are installed with [`NO_CRDS`]: only one release can own the CRDs.
 fn env_with_crds() -> &'static KubeEnv {
     static ENV: OnceLock<KubeEnv> = OnceLock::new();
     ENV.get_or_init(|| {
         let env = KubeEnv::start().unwrap_or_else(|e| panic!("kube-env: {e}"));
-        env.apply_crds(&[&chart_dir().join("crds"), &project_dir().join("tests/manifests/servicemonitor-crd.yaml")]);
+        env.apply_crds(&[&project_dir().join("crds"), &project_dir().join("tests/manifests/servicemonitor-crd.yaml")]);
         env
     })
+}
+
+/// `--set` value of a release that leaves the CRDs to [`env_with_crds`].
+const NO_CRDS: &str = "crds.install=false";
+
+/// The chart's CRD copies (templated by templates/crds.yaml).
+fn chart_crd_dir() -> PathBuf {
+    chart_dir().join("files").join("crds")
+}
+
+/// A parsed YAML or JSON file.
+fn read_yaml(path: &std::path::Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 fn kind<'a>(docs: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_json::Value> {
@@ -95,19 +111,19 @@ fn compare(granted: &BTreeSet<Perm>, used: &BTreeSet<Perm>) -> (Vec<Perm>, Vec<P
 #[test]
 fn chart_crds_are_byte_identical_to_the_generated_crds() {
     let top: Vec<PathBuf> = yaml_files(project_dir().join("crds"));
-    let chart: Vec<PathBuf> = yaml_files(chart_dir().join("crds"));
+    let chart: Vec<PathBuf> = yaml_files(chart_crd_dir());
     let names = |files: &[PathBuf]| -> Vec<String> {
         files.iter().map(|f| f.file_name().unwrap().to_string_lossy().into_owned()).collect()
     };
     assert_eq!(
         names(&chart),
         names(&top),
-        "charts/sales-operator/crds/ must hold exactly crds/*.yaml: run `cp crds/*.yaml charts/sales-operator/crds/`"
+        "charts/sales-operator/files/crds/ must hold exactly crds/*.yaml: run `cp crds/*.yaml charts/sales-operator/files/crds/`"
     );
     for (a, b) in top.iter().zip(&chart) {
         assert!(
             std::fs::read(a).unwrap() == std::fs::read(b).unwrap(),
-            "{} differs from {}: run `cp crds/*.yaml charts/sales-operator/crds/`",
+            "{} differs from {}: run `cp crds/*.yaml charts/sales-operator/files/crds/`",
             b.display(),
             a.display()
         );
@@ -134,11 +150,23 @@ fn defaults_render_cluster_rbac_and_a_hardened_single_replica_deployment() {
     let kinds: BTreeSet<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
     assert_eq!(
         kinds,
-        ["ClusterRole", "ClusterRoleBinding", "Deployment", "Role", "RoleBinding", "Service", "ServiceAccount"]
-            .into_iter()
-            .collect(),
+        [
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "CustomResourceDefinition",
+            "Deployment",
+            "Role",
+            "RoleBinding",
+            "Service",
+            "ServiceAccount"
+        ]
+        .into_iter()
+        .collect(),
         "no PodDisruptionBudget for one replica, no ServiceMonitor unless enabled"
     );
+    // The image the release workflow publishes for this version (.github/workflows/release.yml).
+    let image = one(&docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["image"].clone();
+    assert_eq!(image, format!("ghcr.io/sales-operator/sales-operator:{}", env!("CARGO_PKG_VERSION")));
     let deployment = one(&docs, "Deployment");
     assert_eq!(deployment["spec"]["replicas"], 1);
     let pod = &deployment["spec"]["template"]["spec"];
@@ -316,7 +344,10 @@ fn install_upgrade_and_uninstall_with_defaults_keep_the_crds() {
     let ns = env.create_namespace("helm-defaults");
     let release = format!("so-{ns}");
     let chart = chart_dir();
-    helm_ok(env, &["install", &release, chart.to_str().unwrap(), "-n", &ns, "--wait", "--timeout=120s"]);
+    helm_ok(
+        env,
+        &["install", &release, chart.to_str().unwrap(), "-n", &ns, "--set", NO_CRDS, "--wait", "--timeout=120s"],
+    );
     let deploy = format!("deployment/{release}-sales-operator");
     assert_eq!(env.kubectl_ok(&["get", &deploy, "-n", &ns, "-o", "jsonpath={.status.readyReplicas}"]), "1");
     env.kubectl_ok(&["get", "clusterrole", &format!("{release}-sales-operator")]);
@@ -346,7 +377,7 @@ fn install_upgrade_and_uninstall_with_defaults_keep_the_crds() {
     helm_ok(env, &["uninstall", &release, "-n", &ns, "--wait"]);
     assert!(!env.kubectl(&["get", &deploy, "-n", &ns]).status.success(), "Deployment removed");
     assert!(!env.kubectl(&["get", "clusterrole", &format!("{release}-sales-operator")]).status.success());
-    // helm never deletes what it installed from crds/: every SalesPipeline (and its AWS resources) survives.
+    // Not the chart's here (crds.install=false): uninstall leaves them alone.
     env.kubectl_ok(&["get", "crd", "salespipelines.sales-operator.dev"]);
 }
 
@@ -370,6 +401,8 @@ fn install_with_every_feature_on_is_accepted_by_the_api_server() {
             project_dir().join(ALL_FEATURES).to_str().unwrap(),
             "--set",
             &watch,
+            "--set",
+            NO_CRDS,
             "--wait",
             "--timeout=120s",
         ],
@@ -480,6 +513,8 @@ fn the_installed_operator_reconciles_the_example_pipeline_to_ready() {
             &format!("fullnameOverride={cluster_role}"),
             "--set",
             "resyncPeriod=1m",
+            "--set",
+            NO_CRDS,
             "--wait",
             "--timeout=120s",
         ],
@@ -498,6 +533,11 @@ fn the_installed_operator_reconciles_the_example_pipeline_to_ready() {
         env.kubectl_ok(&["get", "sp", "sales", "-n", &ns, "-o", "yaml"]),
         op.log()
     );
+    // It said which build runs, first thing.
+    let log = op.log();
+    let start = log.lines().find(|l| l.contains("sales-operator starting")).unwrap_or_else(|| panic!("{log}"));
+    use sales_operator::telemetry::{REVISION, VERSION};
+    assert!(start.contains(VERSION) && start.contains(REVISION), "{start}");
     let holder = env.kubectl_ok(&["get", "lease", &cluster_role, "-n", &ns, "-o", "jsonpath={.spec.holderIdentity}"]);
     assert_eq!(holder, format!("{cluster_role}-0"), "leader election in the release namespace");
     // Torn down while the operator still runs, so the finalizer completes.
@@ -586,4 +626,149 @@ fn the_optional_network_policy_lets_the_operator_reach_only_the_api_server_aws_a
     // A digest that is not one is refused by the values schema.
     let bad = env.helm(&["template", "x", chart_dir().to_str().unwrap(), "--set", "image.digest=latest"]);
     assert!(!bad.status.success() && text(&bad).contains("digest"), "{}", text(&bad));
+}
+
+/// `doc` without the metadata the chart adds to a CRD (labels, annotations).
+fn without_chart_metadata(mut doc: serde_json::Value) -> serde_json::Value {
+    if let Some(meta) = doc["metadata"].as_object_mut() {
+        meta.remove("labels");
+        meta.remove("annotations");
+    }
+    doc
+}
+
+/// `v` with every number as a float: Helm's fromYaml/toYaml turn `1.0` into `1`, the same
+/// JSON number to the API server.
+fn numbers_as_floats(v: &serde_json::Value) -> serde_json::Value {
+    match v {
+        serde_json::Value::Number(n) => serde_json::json!(n.as_f64()),
+        serde_json::Value::Array(a) => a.iter().map(numbers_as_floats).collect(),
+        serde_json::Value::Object(o) => o.iter().map(|(k, v)| (k.clone(), numbers_as_floats(v))).collect(),
+        other => other.clone(),
+    }
+}
+
+#[test]
+fn the_rendered_crds_are_the_generated_ones_kept_on_uninstall_unless_turned_off() {
+    let env = KubeEnv::shared();
+    let docs = documents(&template(env, "ops", &[]));
+    let rendered = kind(&docs, "CustomResourceDefinition");
+    let generated: Vec<serde_json::Value> =
+        yaml_files(project_dir().join("crds")).iter().map(|f| read_yaml(f)).collect();
+    assert_eq!(rendered.len(), generated.len());
+    for crd in &rendered {
+        let name = &crd["metadata"]["name"];
+        let same = generated.iter().find(|g| &g["metadata"]["name"] == name).unwrap_or_else(|| panic!("{name}"));
+        // The whole schema, defaults and CEL rules as generated: only the chart's metadata is added.
+        assert_eq!(
+            numbers_as_floats(&without_chart_metadata((*crd).clone())),
+            numbers_as_floats(same),
+            "{name} differs from crds/"
+        );
+        assert_eq!(crd["metadata"]["annotations"]["helm.sh/resource-policy"], "keep", "{name}");
+        assert_eq!(crd["metadata"]["labels"]["app.kubernetes.io/managed-by"], "Helm", "{name}");
+    }
+    let off = documents(&template(env, "ops", &["--set", "crds.install=false"]));
+    assert!(kind(&off, "CustomResourceDefinition").is_empty());
+    let not_kept = documents(&template(env, "ops", &["--set", "crds.keep=false"]));
+    for crd in kind(&not_kept, "CustomResourceDefinition") {
+        assert!(crd["metadata"]["annotations"].get("helm.sh/resource-policy").is_none(), "{}", crd["metadata"]);
+    }
+    let bad = env.helm(&["template", "x", chart_dir().to_str().unwrap(), "--set", "crds.install=yes"]);
+    assert!(!bad.status.success() && text(&bad).contains("install"), "{}", text(&bad));
+}
+
+/// Copies the directory tree `from` to `to` (files and directories only).
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+const SP_CRD: &str = "salespipelines.sales-operator.dev";
+
+/// The chart as an older release shipped it: version 0.0.1, its SalesPipeline CRD without
+/// `spec.tags` (written as JSON, which is YAML too).
+fn older_chart(dir: &std::path::Path) -> PathBuf {
+    let chart = dir.join("sales-operator");
+    copy_tree(&chart_dir(), &chart);
+    let meta = std::fs::read_to_string(chart.join("Chart.yaml")).unwrap();
+    let version = format!("version: {}", env!("CARGO_PKG_VERSION"));
+    assert!(meta.contains(&version), "Chart.yaml: {meta}");
+    std::fs::write(chart.join("Chart.yaml"), meta.replace(&version, "version: 0.0.1")).unwrap();
+    let file = chart.join("files/crds").join(format!("{SP_CRD}.yaml"));
+    let mut crd = read_yaml(&file);
+    for version in crd["spec"]["versions"].as_array_mut().unwrap() {
+        let spec = &mut version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"];
+        assert!(spec.as_object_mut().unwrap().remove("tags").is_some(), "no spec.tags to take away");
+    }
+    std::fs::write(&file, serde_json::to_string_pretty(&crd).unwrap()).unwrap();
+    chart
+}
+
+fn has_tags_field(env: &KubeEnv) -> bool {
+    let crd: serde_json::Value = serde_json::from_str(&env.kubectl_ok(&["get", "crd", SP_CRD, "-o", "json"])).unwrap();
+    let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"];
+    spec.get("tags").is_some()
+}
+
+fn pipeline(env: &KubeEnv, ns: &str, name: &str) -> serde_json::Value {
+    serde_json::from_str(&env.kubectl_ok(&["get", "salespipeline", name, "-n", ns, "-o", "json"])).unwrap()
+}
+
+#[test]
+fn helm_upgrade_brings_the_new_crd_schema_and_uninstall_keeps_crds_and_pipelines() {
+    // A control plane of its own: this test changes the CRDs every other test relies on.
+    let env = KubeEnv::start().unwrap_or_else(|e| panic!("kube-env: {e}"));
+    let ns = env.create_namespace("crd-upgrade");
+    let dir = tempfile::tempdir().unwrap();
+    let old = older_chart(dir.path());
+    helm_ok(&env, &["install", "sales-operator", old.to_str().unwrap(), "-n", &ns]);
+    assert!(
+        wait_until(Duration::from_secs(60), || env
+            .kubectl(&["wait", "--for=condition=Established", &format!("crd/{SP_CRD}"), "--timeout=5s"])
+            .status
+            .success()),
+        "the older chart's CRD is not Established"
+    );
+    assert!(!has_tags_field(&env), "the older chart's CRD has no spec.tags");
+
+    let manifest = |name: &str| {
+        format!(
+            "apiVersion: sales-operator.dev/v1alpha1\nkind: SalesPipeline\nmetadata:\n  name: {name}\n  namespace: {ns}\nspec:\n  deletionPolicy: Delete\n  tags:\n    team: data\n"
+        )
+    };
+    // Under the old schema the API server prunes the unknown field (what users met with crds/).
+    let out = env.kubectl_stdin(&["apply", "--validate=false", "-f", "-"], &manifest("before"));
+    assert!(out.status.success(), "{}", text(&out));
+    let before = pipeline(&env, &ns, "before");
+    assert!(before["spec"].get("tags").is_none(), "old schema keeps no tags: {}", before["spec"]);
+    assert_eq!(before["spec"]["deletionPolicy"], "Delete");
+
+    helm_ok(&env, &["upgrade", "sales-operator", chart_dir().to_str().unwrap(), "-n", &ns]);
+    assert!(has_tags_field(&env), "helm upgrade did not upgrade the CRD");
+    let out = env.kubectl_stdin(&["apply", "-f", "-"], &manifest("after"));
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(pipeline(&env, &ns, "after")["spec"]["tags"]["team"], "data", "the new field is kept");
+    // The object made before the upgrade is the same object with the same spec.
+    let still = pipeline(&env, &ns, "before");
+    assert_eq!(still["metadata"]["uid"], before["metadata"]["uid"]);
+    assert_eq!(still["spec"], before["spec"]);
+
+    helm_ok(&env, &["uninstall", "sales-operator", "-n", &ns, "--wait"]);
+    for crd in [SP_CRD, "ordergenerators.sales-operator.dev"] {
+        let out = env.kubectl(&["get", "crd", crd]);
+        assert!(out.status.success(), "helm uninstall deleted {crd}: {}", text(&out));
+    }
+    for name in ["before", "after"] {
+        pipeline(&env, &ns, name);
+    }
+    assert!(text(&env.helm(&["list", "-n", &ns, "-q"])).trim().is_empty(), "release gone");
 }

@@ -87,6 +87,25 @@ fn every_crd_field_and_kind_has_a_description() {
 }
 
 #[test]
+fn version_names_the_release_the_git_revision_and_the_build_date() {
+    let out = operator(&["--version"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let line = text(&out.stdout);
+    let rest = line
+        .trim_end()
+        .strip_prefix(&format!("sales-operator {} (revision ", env!("CARGO_PKG_VERSION")))
+        .unwrap_or_else(|| panic!("{line:?}"));
+    let (revision, date) = rest.strip_suffix(')').and_then(|r| r.split_once(", built ")).expect("revision, date");
+    assert_eq!(date.len(), 10, "{line:?}");
+    // Built in a git checkout (CI, a developer's tree): the commit checked out, not a stale one.
+    let head = Command::new("git").args(["rev-parse", "HEAD"]).current_dir(project()).output();
+    match head {
+        Ok(h) if h.status.success() => assert_eq!(revision, text(&h.stdout).trim(), "{line:?}"),
+        _ => assert_eq!(revision, "unknown", "{line:?}"),
+    }
+}
+
+#[test]
 fn examples_are_valid_pipelines() {
     for example in ["examples/pipeline.yaml", "examples/pipeline-full.yaml"] {
         let p = sales_operator::api::manifest::read_pipeline(project().join(example).to_str().unwrap());

@@ -77,3 +77,13 @@ Kept equal to KUBERNETES_PERMISSIONS in src/controller/mod.rs by tests/chart.rs.
   resources: ["leases"]
   verbs: ["get", "create", "patch"]
 {{- end -}}
+
+{{/* Labels of the CRDs (templates/crds.yaml): the chart's, without the operator's selector. */}}
+{{- define "sales-operator.crdLabels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/name: {{ include "sales-operator.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/component: crds
+{{- end -}}
