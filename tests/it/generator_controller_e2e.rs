@@ -1,9 +1,7 @@
 //! The OrderGenerator controller inside `sales-operator run`, against a real
 //! kube-apiserver with kwok nodes (pods become Ready without a kubelet) and moto.
 
-use crate::support::helm_chart;
 use crate::support::kube_env;
-use crate::support::moto;
 use crate::support::operator;
 
 use std::time::Duration;

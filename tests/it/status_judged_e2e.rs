@@ -7,9 +7,7 @@
 //! and the operator's work is done; Failed and Degraded exactly when Stalled (for the observed
 //! generation); deletion Terminating / Progressing; no message shows Rust Debug formatting.
 
-use crate::support::helm_chart;
 use crate::support::kube_env;
-use crate::support::moto;
 use crate::support::operator;
 use crate::support::status_judge;
 
