@@ -42,12 +42,13 @@ pub fn default_server() -> &'static Server {
 pub fn server_of(suite: &'static str) -> &'static Server {
     static SERVERS: Mutex<BTreeMap<&'static str, &'static OnceLock<Server>>> = Mutex::new(BTreeMap::new());
     let cell: &'static OnceLock<Server> =
-        *SERVERS.lock().unwrap().entry(suite).or_insert_with(|| Box::leak(Box::new(OnceLock::new())));
+        SERVERS.lock().unwrap().entry(suite).or_insert_with(|| Box::leak(Box::new(OnceLock::new())));
     cell.get_or_init(Server::start)
 }
 
 /// Declares `mod moto` in a suite: this module's functions on a moto server of the suite's own
 /// (`crate::support::moto::own_server!();` where the suite, as a binary, had `mod moto;`).
+#[allow(unused_macros)] // the benches include this file and declare no suites
 macro_rules! own_server {
     () => {
         /// This suite's own moto server (see crate::support::moto).
