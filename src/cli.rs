@@ -222,11 +222,16 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Apply(args) => apply(&cli.global, &args).await,
         Command::Delete(args) => delete(&cli.global, &args).await,
         Command::Generate(args) => {
-            sales_operator::generator::command::run_cli(&args, &aws_settings(&cli.global)).await?;
+            sales_operator::generator::command::run_cli(&args, &cli_settings(&cli.global, None).await?).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Query(args) => {
-            sales_operator::run_query::main(&args, aws_settings(&cli.global)).await.map_err(|e| match e {
+            // A manifest's spec.region counts; a cluster object's is read later, by query itself.
+            let spec_region = (!sales_operator::run_query::names_a_cluster_object(&args.pipeline))
+                .then(|| manifest::read_pipeline(&args.pipeline).ok().and_then(|p| p.spec.region))
+                .flatten();
+            let settings = cli_settings(&cli.global, spec_region.as_deref()).await?;
+            sales_operator::run_query::main(&args, settings).await.map_err(|e| match e {
                 sales_operator::run_query::QueryError::Manifest(e) => CliError::Manifest(e),
                 e => CliError::Output(e.to_string()),
             })?;
@@ -284,9 +289,30 @@ struct Target {
     reconciler: Reconciler,
 }
 
+/// [`aws_settings`] with the region resolved as the CLI resolves it: `--region`/`AWS_REGION`,
+/// `AWS_DEFAULT_REGION`, the profile, else the manifest's `spec.region`; without one, an error
+/// that says how to set it, before the SDK is loaded (which would ask EC2 instance metadata,
+/// seconds of retries on a laptop).
+async fn cli_settings(global: &Global, spec_region: Option<&str>) -> Result<AwsSettings, CliError> {
+    use aws_config::meta::region::RegionProviderChain;
+    let mut settings = aws_settings(global);
+    if settings.region.is_none() {
+        let chain = RegionProviderChain::first_try(aws_config::environment::EnvironmentVariableRegionProvider::new())
+            .or_else(aws_config::profile::ProfileFileRegionProvider::new());
+        settings.region = chain.region().await.map(|r| r.to_string()).or_else(|| spec_region.map(str::to_string));
+    }
+    if settings.region.is_none() {
+        return Err(CliError::Aws(AwsError::permanent(
+            "configure",
+            "no AWS region: set spec.region in the manifest, pass --region (e.g. --region eu-west-1) or export AWS_REGION=eu-west-1",
+        )));
+    }
+    Ok(settings)
+}
+
 async fn target(global: &Global, file: &str) -> Result<Target, CliError> {
     let pipeline = manifest::read_pipeline(file)?;
-    let settings = aws_settings(global);
+    let settings = cli_settings(global, pipeline.spec.region.as_deref()).await?;
     let sdk = aws::sdk_config(&settings).await;
     let clients = Clients::new(&sdk, pipeline.spec.region.as_deref(), CallLog::default())?;
     let namespace = pipeline.namespace().unwrap_or_else(|| "default".to_string());
@@ -326,20 +352,40 @@ async fn resources_under_other_names(t: &Target) -> Vec<String> {
 }
 
 /// Refuses a manifest whose pipeline has resources under other names, as the cluster refuses a
-/// changed `spec.namePrefix` (immutable): applying it would create a second set and orphan the first.
+/// changed `spec.namePrefix` (immutable): applying it would create a second set and orphan the
+/// first. The Tagging API can list a resource for a while after its deletion, so the refusal
+/// rests on a table the DynamoDB API still has (the data a second set would leave behind);
+/// anything else listed is a warning.
 async fn refuse_renamed(t: &Target) -> Result<(), CliError> {
     let stale = resources_under_other_names(t).await;
     if stale.is_empty() {
         return Ok(());
     }
-    Err(CliError::Usage(format!(
-        "spec.namePrefix: is immutable: AWS names derive from it, and SalesPipeline {} already has resources \
-         under other names ({}); with namePrefix {:?} apply would create a second set and leave these behind. \
-         Keep the namePrefix (and names) they were created with, or delete them first with that manifest \
-         (sales-operator delete -f OLD.yaml).",
+    let mut tables_left = Vec::new();
+    for arn in stale.iter().filter(|arn| arn.contains(":dynamodb:") && arn.contains(":table/")) {
+        let name = arn.rsplit('/').next().unwrap_or_default();
+        if t.clients.dynamodb.describe_table().table_name(name).send().await.is_ok() {
+            tables_left.push(name.to_string());
+        }
+    }
+    let what = format!(
+        "SalesPipeline {} has resources under other names than namePrefix {:?} gives ({})",
         t.ctx.identity(),
-        stale.join(", "),
-        t.ctx.names.prefix
+        t.ctx.names.prefix,
+        stale.join(", ")
+    );
+    if tables_left.is_empty() {
+        eprintln!(
+            "warning: {what}; the API server refuses a changed spec.namePrefix (immutable). If they are \
+             being deleted, the Tagging API may still list them for a while."
+        );
+        return Ok(());
+    }
+    Err(CliError::Usage(format!(
+        "spec.namePrefix: is immutable: AWS names derive from it, and {what}: apply would create a second \
+         set and leave table {} and the rest behind. Keep the namePrefix (and names) they were created \
+         with, or delete them first with the manifest that created them (sales-operator delete -f FILE).",
+        tables_left.join(", ")
     )))
 }
 

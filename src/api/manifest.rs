@@ -66,6 +66,8 @@ pub fn parse_pipeline(text: &str, source_name: &str) -> Result<SalesPipeline, Ma
     if let (Some(spec), Some(spec_schema)) = (value.get("spec"), pipeline_schema().pointer("/properties/spec")) {
         unknown_fields(spec, spec_schema, "spec", &mut errors);
         if !errors.is_empty() {
+            // By path, whatever order the document (or serde_json's map) has.
+            errors.sort_by(|a, b| a.field.cmp(&b.field));
             return Err(invalid(errors));
         }
         check_schema(spec, spec_schema, "spec", &mut errors);
@@ -374,7 +376,8 @@ mod tests {
         let e = errors(&format!(
             "{HEADER}spec:\n  stream:\n    mode: PROVISONED\n    shardCount: 2\n  deletionPolicy: delete\n"
         ));
-        let fields: Vec<&str> = e.iter().map(|e| e.field.as_str()).collect();
+        let mut fields: Vec<&str> = e.iter().map(|e| e.field.as_str()).collect();
+        fields.sort_unstable();
         assert_eq!(fields, ["spec.deletionPolicy", "spec.stream.mode"], "{e:?}");
     }
 

@@ -111,7 +111,7 @@ fn the_readmes_commands_against_the_emulator_work_as_printed() {
         .iter()
         .map(|c| {
             let c = c.replace("5000", &port.to_string()).replace("cargo run --", bin);
-            if c.contains(" apply ") {
+            if c.contains(" apply -f ") {
                 format!("{c} | tee apply.out")
             } else {
                 c.replace("<the table apply printed>", "\"$(awk '$1 == \"table\" && NF == 2 {print $2}' apply.out)\"")
