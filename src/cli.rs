@@ -364,7 +364,7 @@ async fn refuse_renamed(t: &Target) -> Result<(), CliError> {
     let mut tables_left = Vec::new();
     for arn in stale.iter().filter(|arn| arn.contains(":dynamodb:") && arn.contains(":table/")) {
         let name = arn.rsplit('/').next().unwrap_or_default();
-        if t.clients.dynamodb.describe_table().table_name(name).send().await.is_ok() {
+        if t.reconciler.aws.dynamodb.describe_table().table_name(name).send().await.is_ok() {
             tables_left.push(name.to_string());
         }
     }
