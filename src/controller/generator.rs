@@ -20,7 +20,7 @@ use tracing::Instrument;
 
 use super::pipeline::MANAGER;
 use super::Context;
-use crate::api::conditions::{self, NewCondition, Verdict, FALSE, READY, STALLED, TRUE};
+use crate::api::conditions::{self, NewCondition, Verdict, READY};
 use crate::api::{OrderGenerator, OrderGeneratorStatus, Reason, SalesPipeline};
 
 /// How soon a generator is retried after a failed reconcile.
@@ -430,6 +430,7 @@ pub fn error_policy(og: Arc<OrderGenerator>, err: &Error, ctx: Arc<Context>) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::conditions::{FALSE, STALLED, TRUE};
 
     fn og(spec: serde_json::Value) -> OrderGenerator {
         serde_json::from_value(serde_json::json!({

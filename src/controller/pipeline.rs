@@ -12,7 +12,7 @@ use kube::{Api, Resource, ResourceExt};
 use tracing::Instrument;
 
 use super::Context;
-use crate::api::conditions::{self, NewCondition, Verdict, FALSE, READY, STALLED, TRUE};
+use crate::api::conditions::{self, NewCondition, Verdict, FALSE, READY, RECONCILING, STALLED, TRUE};
 use crate::api::{Reason, SalesPipeline, SalesPipelineStatus};
 use crate::aws::{AwsError, ComponentKind, PipelineCtx};
 use crate::reconcile::{self, Action as AwsAction, Mode, Verb};
