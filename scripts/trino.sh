@@ -126,19 +126,21 @@ run() {
 # node is listed by a query that answers (started comes before Trino can schedule a query:
 # NO_NODES_AVAILABLE). Gives up after TRINO_START_TIMEOUT seconds (default 300).
 wait_ready() {
-  local port="$1" pid="$2" url="http://127.0.0.1:$1" limit="${TRINO_START_TIMEOUT:-300}" waited=0
+  local port="$1" pid="$2" url="http://127.0.0.1:$1" limit="${TRINO_START_TIMEOUT:-300}" began=$SECONDS said=$SECONDS
   until curl -fsS "$url/v1/info" 2>/dev/null | grep -q '"starting":false'; do
     if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then
       echo "trino exited while starting on port $port; log: $STATE/$port/trino.log" >&2
       return 1
     fi
-    if [ "$waited" -ge $((limit * 5)) ]; then
+    if [ $((SECONDS - began)) -ge "$limit" ]; then
       echo "trino did not start on port $port within $limit s; log: $STATE/$port/trino.log" >&2
       return 1
     fi
-    if [ $((waited % 150)) = 149 ]; then echo "    still waiting for Trino to start ($((waited / 5)) s)" >&2; fi
+    if [ $((SECONDS - said)) -ge 30 ]; then
+      echo "    still waiting for Trino to start ($((SECONDS - began)) s)" >&2
+      said=$SECONDS
+    fi
     sleep 0.2
-    waited=$((waited + 1))
   done
   if ! python3 "$(dirname "$0")/trino_query.py" "$url" --wait-ready "$limit" >&2; then
     echo "log: $STATE/$port/trino.log" >&2
