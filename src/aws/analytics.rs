@@ -813,6 +813,34 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn named_query_fields_read_as_users_saw_them() {
+        let field = |part| AnalyticsField::NamedQuery("top_products".into(), part);
+        let names: Vec<_> = [
+            QueryPart::Missing,
+            QueryPart::Database,
+            QueryPart::Sql,
+            QueryPart::Description,
+            QueryPart::Duplicates,
+            QueryPart::Unwanted,
+        ]
+        .into_iter()
+        .map(|part| field(part).name())
+        .collect();
+        assert_eq!(
+            names,
+            [
+                "namedQuery.top_products",
+                "namedQuery.top_products.database",
+                "namedQuery.top_products.sql",
+                "namedQuery.top_products.description",
+                "namedQuery.top_products.duplicates",
+                "namedQuery.top_products",
+            ]
+        );
+        assert_eq!(AnalyticsField::NamedQueries.name(), "namedQueries");
+    }
+
+    #[test]
     fn missing_query_is_created() {
         let d = desired();
         let mut o = observed(&d);
