@@ -22,7 +22,8 @@ use aws_sdk_athena::types::{
 use super::error::build_error;
 use super::tagging::TagIndex;
 use super::{
-    compare, missing_tags, AwsError, AwsResultExt, Change, Claim, Component, ComponentKind, PipelineCtx, Refs,
+    compare, compare_tags, missing_tags, AwsError, AwsResultExt, Claim, Component, ComponentKind, Diff, Field,
+    PipelineCtx, Refs,
 };
 use crate::api::{AnalyticsStatus, Encryption, SalesPipelineStatus};
 use crate::named_queries;
@@ -121,6 +122,59 @@ fn observed_query(q: aws_sdk_athena::types::NamedQuery, id: String) -> ObservedQ
     }
 }
 
+/// What can differ on the workgroup and its named queries; all of it is changed in place.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AnalyticsField {
+    State,
+    ResultLocation,
+    ResultEncryption,
+    EnforceConfiguration,
+    PublishMetrics,
+    BytesScannedCutoff,
+    /// One built-in named query, by name (`namedQuery.top_products.sql`).
+    NamedQuery(String, QueryPart),
+    /// `spec.analytics.namedQueries` names queries that are not built in: reported, and an error.
+    NamedQueries,
+    Tags,
+}
+
+/// What differs about one named query.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QueryPart {
+    /// Wanted and absent: created.
+    Missing,
+    /// In another database: created anew, the old one deleted.
+    Database,
+    Sql,
+    Description,
+    /// More than one of that name: the extra ones deleted.
+    Duplicates,
+    /// A built-in query no longer wanted: deleted.
+    Unwanted,
+}
+
+impl Field for AnalyticsField {
+    fn name(&self) -> String {
+        match self {
+            AnalyticsField::State => "state".into(),
+            AnalyticsField::ResultLocation => "resultLocation".into(),
+            AnalyticsField::ResultEncryption => "resultEncryption".into(),
+            AnalyticsField::EnforceConfiguration => "enforceConfiguration".into(),
+            AnalyticsField::PublishMetrics => "publishMetrics".into(),
+            AnalyticsField::BytesScannedCutoff => "bytesScannedCutoff".into(),
+            AnalyticsField::NamedQuery(name, part) => match part {
+                QueryPart::Missing | QueryPart::Unwanted => format!("namedQuery.{name}"),
+                QueryPart::Database => format!("namedQuery.{name}.database"),
+                QueryPart::Sql => format!("namedQuery.{name}.sql"),
+                QueryPart::Description => format!("namedQuery.{name}.description"),
+                QueryPart::Duplicates => format!("namedQuery.{name}.duplicates"),
+            },
+            AnalyticsField::NamedQueries => "namedQueries".into(),
+            AnalyticsField::Tags => "tags".into(),
+        }
+    }
+}
+
 /// One named-query call.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum QueryAction {
@@ -136,14 +190,14 @@ fn is_built_in(name: &str) -> bool {
 
 /// What to do with the named queries, grouped by the change each group repairs.
 /// Pure: `diff` reports the changes, `update` runs the actions of the changes it is given.
-pub fn plan_queries(d: &DesiredAnalytics, o: &ObservedAnalytics) -> Vec<(Change, Vec<QueryAction>)> {
+pub fn plan_queries(d: &DesiredAnalytics, o: &ObservedAnalytics) -> Vec<(Diff<AnalyticsField>, Vec<QueryAction>)> {
     let mut by_name: BTreeMap<&str, Vec<&ObservedQuery>> = BTreeMap::new();
     for q in &o.queries {
         by_name.entry(q.name.as_str()).or_default().push(q);
     }
     let mut plan = Vec::new();
     for want in &d.queries {
-        let field = format!("namedQuery.{}", want.name);
+        let field = |part| AnalyticsField::NamedQuery(want.name.clone(), part);
         let found = by_name.remove(want.name.as_str()).unwrap_or_default();
         // Keep an exact match if there is one, else the first; the rest are duplicates.
         let exact = |q: &&ObservedQuery| {
@@ -151,19 +205,22 @@ pub fn plan_queries(d: &DesiredAnalytics, o: &ObservedAnalytics) -> Vec<(Change,
         };
         let keep = found.iter().position(exact).or(if found.is_empty() { None } else { Some(0) });
         let Some(keep) = keep else {
-            plan.push((Change::new(&field, "absent", "present"), vec![QueryAction::Create(want.clone())]));
+            plan.push((
+                Diff::new(field(QueryPart::Missing), "absent", "present"),
+                vec![QueryAction::Create(want.clone())],
+            ));
             continue;
         };
         let kept = found[keep];
         if kept.database != want.database {
             plan.push((
-                Change::new(&format!("{field}.database"), &kept.database, &want.database),
+                Diff::new(field(QueryPart::Database), &kept.database, &want.database),
                 vec![QueryAction::Create(want.clone()), QueryAction::Delete { id: kept.id.clone() }],
             ));
         } else if kept.sql != want.sql || kept.description.as_deref() != Some(&want.description) {
-            let part = if kept.sql != want.sql { "sql" } else { "description" };
+            let part = if kept.sql != want.sql { QueryPart::Sql } else { QueryPart::Description };
             plan.push((
-                Change::new(&format!("{field}.{part}"), "differs", "built-in"),
+                Diff::new(field(part), "differs", "built-in"),
                 vec![QueryAction::Update { id: kept.id.clone(), query: want.clone() }],
             ));
         }
@@ -174,32 +231,29 @@ pub fn plan_queries(d: &DesiredAnalytics, o: &ObservedAnalytics) -> Vec<(Change,
             .map(|(_, q)| QueryAction::Delete { id: q.id.clone() })
             .collect();
         if !duplicates.is_empty() {
-            plan.push((Change::new(&format!("{field}.duplicates"), duplicates.len(), 0), duplicates));
+            plan.push((Diff::new(field(QueryPart::Duplicates), duplicates.len(), 0), duplicates));
         }
     }
     // Built-in queries no longer wanted; anything else is someone's own query.
     for (name, found) in by_name.into_iter().filter(|(name, _)| is_built_in(name)) {
         let deletes = found.iter().map(|q| QueryAction::Delete { id: q.id.clone() }).collect();
-        plan.push((Change::new(&format!("namedQuery.{name}"), "present", "absent"), deletes));
+        let field = AnalyticsField::NamedQuery(name.to_string(), QueryPart::Unwanted);
+        plan.push((Diff::new(field, "present", "absent"), deletes));
     }
     plan
 }
 
-fn unknown_queries_change(d: &DesiredAnalytics) -> Option<Change> {
+fn unknown_queries_change(d: &DesiredAnalytics) -> Option<Diff<AnalyticsField>> {
     if d.unknown_queries.is_empty() {
         return None;
     }
     let known: Vec<_> = named_queries::BUILT_IN.iter().map(|q| q.name).collect();
-    Some(Change {
-        field: "namedQueries".into(),
-        from: String::new(),
-        to: format!(
-            "spec.analytics.namedQueries names unknown queries {}; the built-in queries are {}",
-            d.unknown_queries.join(", "),
-            known.join(", ")
-        ),
-        immutable: false,
-    })
+    let problem = format!(
+        "spec.analytics.namedQueries names unknown queries {}; the built-in queries are {}",
+        d.unknown_queries.join(", "),
+        known.join(", ")
+    );
+    Some(Diff::new(AnalyticsField::NamedQueries, "", problem))
 }
 
 fn unknown_queries_error(d: &DesiredAnalytics) -> Result<(), AwsError> {
@@ -240,10 +294,6 @@ fn athena_tags(tags: &BTreeMap<String, String>) -> Vec<Tag> {
 fn is_invalid_request(e: &AwsError) -> bool {
     e.code.as_deref() == Some("InvalidRequestException")
 }
-
-/// Workgroup settings UpdateWorkGroup applies.
-const WORKGROUP_FIELDS: &[&str] =
-    &["state", "resultLocation", "resultEncryption", "enforceConfiguration", "publishMetrics", "bytesScannedCutoff"];
 
 impl Workgroups<'_> {
     async fn list_tags(
@@ -384,6 +434,7 @@ impl Workgroups<'_> {
 impl Component for Workgroups<'_> {
     type Desired = DesiredAnalytics;
     type Observed = ObservedAnalytics;
+    type Field = AnalyticsField;
     const KIND: ComponentKind = ComponentKind::Analytics;
 
     fn desired(ctx: &PipelineCtx, refs: &Refs) -> DesiredAnalytics {
@@ -464,26 +515,33 @@ impl Component for Workgroups<'_> {
         }))
     }
 
-    fn diff(d: &DesiredAnalytics, o: &ObservedAnalytics) -> Vec<Change> {
+    fn diff(d: &DesiredAnalytics, o: &ObservedAnalytics) -> Vec<Diff<AnalyticsField>> {
         let mut changes = Vec::new();
-        compare(&mut changes, "state", o.state.as_str(), "ENABLED");
-        compare(&mut changes, "resultLocation", o.result_location.as_deref(), Some(d.result_location.as_str()));
+        compare(&mut changes, AnalyticsField::State, o.state.as_str(), "ENABLED");
         compare(
             &mut changes,
-            "resultEncryption",
+            AnalyticsField::ResultLocation,
+            o.result_location.as_deref(),
+            Some(d.result_location.as_str()),
+        );
+        compare(
+            &mut changes,
+            AnalyticsField::ResultEncryption,
             (o.encryption.as_deref(), o.kms_key.as_deref()),
             (Some(d.encryption.as_str()), d.kms_key.as_deref()),
         );
-        compare(&mut changes, "enforceConfiguration", o.enforce_configuration, Some(d.enforce_configuration));
-        compare(&mut changes, "publishMetrics", o.publish_metrics, Some(d.publish_metrics));
-        compare(&mut changes, "bytesScannedCutoff", o.bytes_scanned_cutoff, Some(d.bytes_scanned_cutoff));
+        compare(
+            &mut changes,
+            AnalyticsField::EnforceConfiguration,
+            o.enforce_configuration,
+            Some(d.enforce_configuration),
+        );
+        compare(&mut changes, AnalyticsField::PublishMetrics, o.publish_metrics, Some(d.publish_metrics));
+        compare(&mut changes, AnalyticsField::BytesScannedCutoff, o.bytes_scanned_cutoff, Some(d.bytes_scanned_cutoff));
         changes.extend(plan_queries(d, o).into_iter().map(|(change, _)| change));
         changes.extend(unknown_queries_change(d));
         if let Some(tags) = &o.tags {
-            let missing = missing_tags(&d.tags, tags);
-            if !missing.is_empty() {
-                changes.push(Change::new("tags", missing.keys().collect::<Vec<_>>(), "set"));
-            }
+            compare_tags(&mut changes, AnalyticsField::Tags, &d.tags, tags);
         }
         changes
     }
@@ -528,9 +586,30 @@ impl Component for Workgroups<'_> {
         unknown_queries_error(d)
     }
 
-    async fn update(&self, d: &DesiredAnalytics, o: &ObservedAnalytics, changes: &[Change]) -> Result<(), AwsError> {
-        let mutable = |field: &str| changes.iter().any(|c| !c.immutable && c.field == field);
-        if WORKGROUP_FIELDS.iter().any(|f| mutable(f)) {
+    async fn update(
+        &self,
+        d: &DesiredAnalytics,
+        o: &ObservedAnalytics,
+        changes: &[Diff<AnalyticsField>],
+    ) -> Result<(), AwsError> {
+        // Each field to the call that applies it; the workgroup's settings share one call.
+        let (mut workgroup, mut queries, mut tags) = (false, false, false);
+        for change in changes {
+            match change.field {
+                AnalyticsField::State
+                | AnalyticsField::ResultLocation
+                | AnalyticsField::ResultEncryption
+                | AnalyticsField::EnforceConfiguration
+                | AnalyticsField::PublishMetrics
+                | AnalyticsField::BytesScannedCutoff => workgroup = true,
+                // Run below as the plan's actions for that query.
+                AnalyticsField::NamedQuery(..) => queries = true,
+                // Returned as a permanent error below, whatever else changed.
+                AnalyticsField::NamedQueries => {}
+                AnalyticsField::Tags => tags = true,
+            }
+        }
+        if workgroup {
             self.0
                 .update_work_group()
                 .work_group(&d.workgroup)
@@ -541,14 +620,15 @@ impl Component for Workgroups<'_> {
                 .await
                 .aws("UpdateWorkGroup")?;
         }
-        for (change, actions) in plan_queries(d, o) {
-            if mutable(&change.field) {
+        let given = |field: &AnalyticsField| changes.iter().any(|c| c.field == *field);
+        for (change, actions) in plan_queries(d, o).into_iter().filter(|_| queries) {
+            if given(&change.field) {
                 for action in &actions {
                     self.run(d, action).await?;
                 }
             }
         }
-        if mutable("tags") {
+        if tags {
             if let (Some(arn), Some(tags)) = (&d.arn, &o.tags) {
                 let missing = missing_tags(&d.tags, tags);
                 self.0
@@ -649,8 +729,8 @@ pub(crate) mod tests {
         }
     }
 
-    fn fields(changes: Vec<Change>) -> Vec<String> {
-        changes.into_iter().map(|c| c.field).collect()
+    fn fields(changes: Vec<Diff<AnalyticsField>>) -> Vec<String> {
+        changes.into_iter().map(|c| c.field.name()).collect()
     }
 
     fn actions(d: &DesiredAnalytics, o: &ObservedAnalytics) -> Vec<QueryAction> {
@@ -733,6 +813,34 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn named_query_fields_read_as_users_saw_them() {
+        let field = |part| AnalyticsField::NamedQuery("top_products".into(), part);
+        let names: Vec<_> = [
+            QueryPart::Missing,
+            QueryPart::Database,
+            QueryPart::Sql,
+            QueryPart::Description,
+            QueryPart::Duplicates,
+            QueryPart::Unwanted,
+        ]
+        .into_iter()
+        .map(|part| field(part).name())
+        .collect();
+        assert_eq!(
+            names,
+            [
+                "namedQuery.top_products",
+                "namedQuery.top_products.database",
+                "namedQuery.top_products.sql",
+                "namedQuery.top_products.description",
+                "namedQuery.top_products.duplicates",
+                "namedQuery.top_products",
+            ]
+        );
+        assert_eq!(AnalyticsField::NamedQueries.name(), "namedQueries");
+    }
+
+    #[test]
     fn missing_query_is_created() {
         let d = desired();
         let mut o = observed(&d);
@@ -784,7 +892,7 @@ pub(crate) mod tests {
         let plan = plan_queries(&d, &o);
         assert_eq!(plan.len(), named_queries::BUILT_IN.len() - 1);
         assert!(plan.iter().all(|(c, a)| c.to == "absent" && matches!(a[..], [QueryAction::Delete { .. }])));
-        assert!(plan.iter().all(|(c, _)| c.field != "namedQuery.top_products"));
+        assert!(plan.iter().all(|(c, _)| c.field.name() != "namedQuery.top_products"));
     }
 
     #[test]

@@ -16,7 +16,7 @@ use aws_sdk_s3::types::{
 
 use super::error::{absent_if_not_found, built, ok_if_not_found};
 use super::tagging::TagIndex;
-use super::{AwsError, AwsResultExt, Change, Claim, Component, ComponentKind, PipelineCtx, Refs};
+use super::{compare_tags, AwsError, AwsResultExt, Claim, Component, ComponentKind, Diff, Field, PipelineCtx, Refs};
 use crate::api::{Encryption, SalesPipelineStatus};
 
 /// Id of the lifecycle rule the operator manages (other rules are kept).
@@ -308,9 +308,31 @@ impl Buckets<'_> {
     }
 }
 
+/// What can differ on a managed bucket; all of it is changed in place.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BucketField {
+    PublicAccessBlock,
+    Encryption,
+    Lifecycle,
+    Tags,
+}
+
+impl Field for BucketField {
+    fn name(&self) -> String {
+        match self {
+            BucketField::PublicAccessBlock => "publicAccessBlock",
+            BucketField::Encryption => "encryption",
+            BucketField::Lifecycle => "lifecycle",
+            BucketField::Tags => "tags",
+        }
+        .into()
+    }
+}
+
 impl Component for Buckets<'_> {
     type Desired = DesiredBucket;
     type Observed = ObservedBucket;
+    type Field = BucketField;
     const KIND: ComponentKind = ComponentKind::Bucket;
 
     fn desired(ctx: &PipelineCtx, _refs: &Refs) -> DesiredBucket {
@@ -390,24 +412,21 @@ impl Component for Buckets<'_> {
         }))
     }
 
-    fn diff(d: &DesiredBucket, o: &ObservedBucket) -> Vec<Change> {
+    fn diff(d: &DesiredBucket, o: &ObservedBucket) -> Vec<Diff<BucketField>> {
         let mut changes = Vec::new();
         if !d.managed {
             return changes;
         }
         if o.public_access != Some(PublicAccessBlock::ALL) {
-            changes.push(Change::new("publicAccessBlock", o.public_access, PublicAccessBlock::ALL));
+            changes.push(Diff::new(BucketField::PublicAccessBlock, o.public_access, PublicAccessBlock::ALL));
         }
         if o.encryption.as_ref() != Some(&d.encryption) {
-            changes.push(Change::new("encryption", &o.encryption, &d.encryption));
+            changes.push(Diff::new(BucketField::Encryption, &o.encryption, &d.encryption));
         }
         if o.lifecycle != Some(d.lifecycle) {
-            changes.push(Change::new("lifecycle", o.lifecycle, d.lifecycle));
+            changes.push(Diff::new(BucketField::Lifecycle, o.lifecycle, d.lifecycle));
         }
-        let missing = super::missing_tags(&d.tags, &o.tags);
-        if !missing.is_empty() {
-            changes.push(Change::new("tags", missing.keys().collect::<Vec<_>>(), "set"));
-        }
+        compare_tags(&mut changes, BucketField::Tags, &d.tags, &o.tags);
         changes
     }
 
@@ -437,13 +456,18 @@ impl Component for Buckets<'_> {
         }
     }
 
-    async fn update(&self, d: &DesiredBucket, o: &ObservedBucket, changes: &[Change]) -> Result<(), AwsError> {
+    async fn update(
+        &self,
+        d: &DesiredBucket,
+        o: &ObservedBucket,
+        changes: &[Diff<BucketField>],
+    ) -> Result<(), AwsError> {
         if !d.managed || !o.managed {
             return Ok(());
         }
         for change in changes {
-            match change.field.as_str() {
-                "publicAccessBlock" => {
+            match change.field {
+                BucketField::PublicAccessBlock => {
                     let all = PublicAccessBlock::ALL;
                     let config = PublicAccessBlockConfiguration::builder()
                         .block_public_acls(all.block_public_acls)
@@ -459,7 +483,7 @@ impl Component for Buckets<'_> {
                         .await
                         .aws("PutPublicAccessBlock")?;
                 }
-                "encryption" => {
+                BucketField::Encryption => {
                     const OP: &str = "PutBucketEncryption";
                     let default = built(
                         OP,
@@ -481,7 +505,7 @@ impl Component for Buckets<'_> {
                         .await
                         .aws(OP)?;
                 }
-                "lifecycle" => {
+                BucketField::Lifecycle => {
                     const OP: &str = "PutBucketLifecycleConfiguration";
                     let mut rules = o.other_rules.clone();
                     rules.push(lifecycle_rule(&d.lifecycle)?);
@@ -494,13 +518,12 @@ impl Component for Buckets<'_> {
                         .await
                         .aws(OP)?;
                 }
-                "tags" => {
+                BucketField::Tags => {
                     const OP: &str = "PutBucketTagging";
                     let tag_set = s3_tags(&merged_tags(&d.tags, &o.tags), OP)?;
                     let tagging = built(OP, Tagging::builder().set_tag_set(Some(tag_set)).build())?;
                     self.0.put_bucket_tagging().bucket(&d.name).tagging(tagging).send().await.aws(OP)?;
                 }
-                _ => {}
             }
         }
         Ok(())
@@ -569,15 +592,15 @@ mod tests {
         }
     }
 
-    fn fields(changes: Vec<Change>) -> Vec<String> {
-        changes.into_iter().map(|c| c.field).collect()
+    fn fields(changes: Vec<Diff<BucketField>>) -> Vec<String> {
+        changes.into_iter().map(|c| c.field.name()).collect()
     }
 
     #[test]
     fn bucket_settings_read_as_settings_not_structs() {
         use super::super::Shown;
         let partial = PublicAccessBlock { block_public_acls: true, ..PublicAccessBlock::default() };
-        assert_eq!(Change::new("publicAccessBlock", Some(partial), PublicAccessBlock::ALL).to_string(),
+        assert_eq!(Diff::new(BucketField::PublicAccessBlock, Some(partial), PublicAccessBlock::ALL).shown().to_string(),
             "publicAccessBlock: blockPublicAcls -> blockPublicAcls, ignorePublicAcls, blockPublicPolicy, restrictPublicBuckets");
         assert_eq!(None::<PublicAccessBlock>.shown(), "(unset)");
         let kms =

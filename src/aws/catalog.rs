@@ -27,8 +27,8 @@ use aws_sdk_glue::types::{
 use super::error::{absent_if_not_found, build_error, ok_if_not_found, ErrorKind};
 use super::tagging::TagIndex;
 use super::{
-    missing_tags, AwsError, AwsResultExt, Change, Claim, Component, ComponentKind, PipelineCtx, Refs, Shown,
-    TAG_MANAGED_BY, UNKNOWN,
+    compare_tags, missing_tags, AwsError, AwsResultExt, Claim, Component, ComponentKind, Diff, Field, PipelineCtx,
+    Refs, Shown, TAG_MANAGED_BY, UNKNOWN,
 };
 use crate::api::{CatalogMode, CatalogStatus, SalesPipelineStatus};
 use crate::order::{EVENT_FIELDS, FIELDS};
@@ -250,28 +250,84 @@ fn crawler_description(c: &CrawlerDef) -> String {
     format!("Discovers the orders delivered to {} (managed by sales-operator)", c.s3_targets.join(", "))
 }
 
-fn table_changes(d: &TableDef, o: &TableDef, changes: &mut Vec<Change>) {
-    let mut field = |name: &str, differs: bool, from: &dyn Shown, to: &dyn Shown| {
+/// What can differ in the catalog; all of it is changed in place.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CatalogField {
+    /// The spec cannot be served (no Glue role in Crawler mode): reported, and an error.
+    Spec,
+    DatabaseTags,
+    /// The projection table is missing: created.
+    Table,
+    TableType,
+    TableColumns,
+    TablePartitionKeys,
+    TableLocation,
+    TableFormats,
+    TableSerde,
+    TableParameters,
+    /// Our projection table, in Crawler mode: deleted.
+    StaleTable,
+    /// The crawler is missing: created.
+    Crawler,
+    CrawlerRole,
+    CrawlerDatabase,
+    CrawlerTargets,
+    CrawlerSchedule,
+    CrawlerSchemaChangePolicy,
+    CrawlerTags,
+    /// The crawler, in Projection mode: deleted.
+    StaleCrawler,
+}
+
+impl Field for CatalogField {
+    fn name(&self) -> String {
+        match self {
+            CatalogField::Spec => "spec",
+            CatalogField::DatabaseTags => "database.tags",
+            CatalogField::Table => "table",
+            CatalogField::TableType => "table.type",
+            CatalogField::TableColumns => "table.columns",
+            CatalogField::TablePartitionKeys => "table.partitionKeys",
+            CatalogField::TableLocation => "table.location",
+            CatalogField::TableFormats => "table.formats",
+            CatalogField::TableSerde => "table.serde",
+            CatalogField::TableParameters => "table.parameters",
+            CatalogField::StaleTable => "staleTable",
+            CatalogField::Crawler => "crawler",
+            CatalogField::CrawlerRole => "crawler.role",
+            CatalogField::CrawlerDatabase => "crawler.database",
+            CatalogField::CrawlerTargets => "crawler.targets",
+            CatalogField::CrawlerSchedule => "crawler.schedule",
+            CatalogField::CrawlerSchemaChangePolicy => "crawler.schemaChangePolicy",
+            CatalogField::CrawlerTags => "crawler.tags",
+            CatalogField::StaleCrawler => "staleCrawler",
+        }
+        .into()
+    }
+}
+
+fn table_changes(d: &TableDef, o: &TableDef, changes: &mut Vec<Diff<CatalogField>>) {
+    let mut field = |name: CatalogField, differs: bool, from: &dyn Shown, to: &dyn Shown| {
         if differs {
-            changes.push(Change::new(name, from, to));
+            changes.push(Diff::new(name, from, to));
         }
     };
-    field("table.type", o.table_type != d.table_type, &o.table_type, &d.table_type);
-    field("table.columns", o.columns != d.columns, &names(&o.columns), &names(&d.columns));
+    field(CatalogField::TableType, o.table_type != d.table_type, &o.table_type, &d.table_type);
+    field(CatalogField::TableColumns, o.columns != d.columns, &names(&o.columns), &names(&d.columns));
     field(
-        "table.partitionKeys",
+        CatalogField::TablePartitionKeys,
         o.partition_keys != d.partition_keys,
         &names(&o.partition_keys),
         &names(&d.partition_keys),
     );
-    field("table.location", o.location != d.location, &o.location, &d.location);
+    field(CatalogField::TableLocation, o.location != d.location, &o.location, &d.location);
     let formats = |t: &TableDef| (t.input_format.clone(), t.output_format.clone());
-    field("table.formats", formats(o) != formats(d), &formats(o), &formats(d));
-    field("table.serde", o.serde != d.serde, &o.serde, &d.serde);
+    field(CatalogField::TableFormats, formats(o) != formats(d), &formats(o), &formats(d));
+    field(CatalogField::TableSerde, o.serde != d.serde, &o.serde, &d.serde);
     // Extra parameters (added by Glue or Athena) are left alone.
     let missing = missing_tags(&d.parameters, &o.parameters);
     field(
-        "table.parameters",
+        CatalogField::TableParameters,
         !missing.is_empty(),
         &missing.keys().map(|k| (k, o.parameters.get(k))).collect::<BTreeMap<_, _>>(),
         &missing,
@@ -282,34 +338,36 @@ fn names(columns: &[GlueColumn]) -> Vec<String> {
     columns.iter().map(|c| format!("{} {}", c.name, c.glue_type)).collect()
 }
 
-fn crawler_changes(d: &CrawlerDef, o: &CrawlerDef, changes: &mut Vec<Change>) {
-    let mut field = |name: &str, from: String, to: String| {
+fn crawler_changes(d: &CrawlerDef, o: &CrawlerDef, changes: &mut Vec<Diff<CatalogField>>) {
+    let mut field = |name: CatalogField, from: String, to: String| {
         if from != to {
-            changes.push(Change::new(name, from, to));
+            changes.push(Diff::new(name, from, to));
         }
     };
-    field("crawler.role", o.role.clone(), d.role.clone());
-    field("crawler.database", o.database.clone(), d.database.clone());
-    field("crawler.targets", o.s3_targets.join(","), d.s3_targets.join(","));
-    field("crawler.schedule", o.schedule.clone().unwrap_or_default(), d.schedule.clone().unwrap_or_default());
+    field(CatalogField::CrawlerRole, o.role.clone(), d.role.clone());
+    field(CatalogField::CrawlerDatabase, o.database.clone(), d.database.clone());
+    field(CatalogField::CrawlerTargets, o.s3_targets.join(","), d.s3_targets.join(","));
     field(
-        "crawler.schemaChangePolicy",
+        CatalogField::CrawlerSchedule,
+        o.schedule.clone().unwrap_or_default(),
+        d.schedule.clone().unwrap_or_default(),
+    );
+    field(
+        CatalogField::CrawlerSchemaChangePolicy,
         format!("{}/{}", o.update_behavior, o.delete_behavior),
         format!("{}/{}", d.update_behavior, d.delete_behavior),
     );
 }
 
+/// The tags diff of a resource whose tags could be read (with an ARN known).
 fn tag_change(
-    field: &str,
+    field: CatalogField,
     desired: &BTreeMap<String, String>,
     observed: &Option<BTreeMap<String, String>>,
-    changes: &mut Vec<Change>,
+    changes: &mut Vec<Diff<CatalogField>>,
 ) {
     if let Some(observed) = observed {
-        let missing = missing_tags(desired, observed);
-        if !missing.is_empty() {
-            changes.push(Change::new(field, missing.keys().collect::<Vec<_>>(), "set"));
-        }
+        compare_tags(changes, field, desired, observed);
     }
 }
 
@@ -438,9 +496,23 @@ fn problem(ctx: &PipelineCtx, refs: &Refs) -> Option<String> {
     }
 }
 
+/// The calls an update makes, from the fields that changed.
+#[derive(Default)]
+struct CatalogCalls {
+    database_tags: bool,
+    create_table: bool,
+    update_table: bool,
+    delete_table: bool,
+    create_crawler: bool,
+    update_crawler: bool,
+    crawler_tags: bool,
+    delete_crawler: bool,
+}
+
 impl Component for Catalogs<'_> {
     type Desired = DesiredCatalog;
     type Observed = ObservedCatalog;
+    type Field = CatalogField;
     const KIND: ComponentKind = ComponentKind::Catalog;
 
     fn desired(ctx: &PipelineCtx, refs: &Refs) -> DesiredCatalog {
@@ -569,29 +641,29 @@ impl Component for Catalogs<'_> {
         }))
     }
 
-    fn diff(d: &DesiredCatalog, o: &ObservedCatalog) -> Vec<Change> {
+    fn diff(d: &DesiredCatalog, o: &ObservedCatalog) -> Vec<Diff<CatalogField>> {
         let mut changes = Vec::new();
         if let Some(problem) = &d.problem {
-            changes.push(Change { field: "spec".into(), from: String::new(), to: problem.clone(), immutable: false });
+            changes.push(Diff::new(CatalogField::Spec, "", problem));
         }
-        tag_change("database.tags", &d.tags, &o.database_tags, &mut changes);
+        tag_change(CatalogField::DatabaseTags, &d.tags, &o.database_tags, &mut changes);
         match (&d.table, &o.table) {
-            (Some(_), None) => changes.push(Change::new("table", "absent", &d.table_name)),
+            (Some(_), None) => changes.push(Diff::new(CatalogField::Table, "absent", &d.table_name)),
             (Some(want), Some(have)) => table_changes(want, &have.def, &mut changes),
             // Crawler mode: our projection table goes; the crawler's own table stays.
             (None, Some(have)) if d.mode == CatalogMode::Crawler && have.owned => {
-                changes.push(Change::new("staleTable", &have.def.name, "absent"))
+                changes.push(Diff::new(CatalogField::StaleTable, &have.def.name, "absent"))
             }
             (None, _) => {}
         }
         match (&d.crawler, &o.crawler) {
-            (Some(want), None) => changes.push(Change::new("crawler", "absent", &want.name)),
+            (Some(want), None) => changes.push(Diff::new(CatalogField::Crawler, "absent", &want.name)),
             (Some(want), Some(have)) => {
                 crawler_changes(want, &have.def, &mut changes);
-                tag_change("crawler.tags", &d.tags, &have.tags, &mut changes);
+                tag_change(CatalogField::CrawlerTags, &d.tags, &have.tags, &mut changes);
             }
             (None, Some(have)) if d.mode == CatalogMode::Projection => {
-                changes.push(Change::new("staleCrawler", &have.def.name, "absent"))
+                changes.push(Diff::new(CatalogField::StaleCrawler, &have.def.name, "absent"))
             }
             (None, _) => {}
         }
@@ -628,42 +700,69 @@ impl Component for Catalogs<'_> {
         }
     }
 
-    async fn update(&self, d: &DesiredCatalog, o: &ObservedCatalog, changes: &[Change]) -> Result<(), AwsError> {
-        let has = |field: &str| changes.iter().any(|c| !c.immutable && c.field == field);
-        let has_prefix = |prefix: &str| changes.iter().any(|c| !c.immutable && c.field.starts_with(prefix));
-        if has("database.tags") {
+    async fn update(
+        &self,
+        d: &DesiredCatalog,
+        o: &ObservedCatalog,
+        changes: &[Diff<CatalogField>],
+    ) -> Result<(), AwsError> {
+        // Each field to the call that applies it; the parts of a table or crawler share one call.
+        let mut calls = CatalogCalls::default();
+        for change in changes {
+            match change.field {
+                // Returned as a permanent error below, whatever else changed.
+                CatalogField::Spec => {}
+                CatalogField::DatabaseTags => calls.database_tags = true,
+                CatalogField::Table => calls.create_table = true,
+                CatalogField::TableType
+                | CatalogField::TableColumns
+                | CatalogField::TablePartitionKeys
+                | CatalogField::TableLocation
+                | CatalogField::TableFormats
+                | CatalogField::TableSerde
+                | CatalogField::TableParameters => calls.update_table = true,
+                CatalogField::StaleTable => calls.delete_table = true,
+                CatalogField::Crawler => calls.create_crawler = true,
+                CatalogField::CrawlerRole
+                | CatalogField::CrawlerDatabase
+                | CatalogField::CrawlerTargets
+                | CatalogField::CrawlerSchedule
+                | CatalogField::CrawlerSchemaChangePolicy => calls.update_crawler = true,
+                CatalogField::CrawlerTags => calls.crawler_tags = true,
+                CatalogField::StaleCrawler => calls.delete_crawler = true,
+            }
+        }
+        if calls.database_tags {
             self.tag(&d.database_arn, &d.tags, &o.database_tags).await?;
         }
         if let Some(table) = &d.table {
-            if has("table") {
+            if calls.create_table {
                 self.create_table(d, table).await?;
-            } else if has_prefix("table.") {
+            } else if calls.update_table {
                 self.update_table(d, table).await?;
             }
         }
         if let Some(crawler) = &d.crawler {
-            if has("crawler") {
+            if calls.create_crawler {
                 require_role(crawler, "CreateCrawler")?;
                 self.create_crawler(d, crawler).await?;
-            } else if has_prefix("crawler.") {
-                let definition_changed =
-                    changes.iter().any(|c| c.field.starts_with("crawler.") && c.field != "crawler.tags");
-                if definition_changed {
+            } else {
+                if calls.update_crawler {
                     require_role(crawler, "UpdateCrawler")?;
                     self.update_crawler(crawler).await?;
                 }
-                if has("crawler.tags") {
+                if calls.crawler_tags {
                     self.tag(&d.crawler_arn, &d.tags, &o.crawler.as_ref().and_then(|c| c.tags.clone())).await?;
                 }
             }
         }
         // The new part exists now; remove the one of the other mode.
-        if has("staleCrawler") {
+        if calls.delete_crawler {
             if let Some(crawler) = &o.crawler {
                 self.delete_crawler(crawler).await?;
             }
         }
-        if has("staleTable") {
+        if calls.delete_table {
             self.delete_table(&d.database, &d.table_name).await?;
         }
         match &d.problem {
@@ -776,8 +875,8 @@ mod tests {
         }
     }
 
-    fn fields(changes: Vec<Change>) -> Vec<String> {
-        changes.into_iter().map(|c| c.field).collect()
+    fn fields(changes: Vec<Diff<CatalogField>>) -> Vec<String> {
+        changes.into_iter().map(|c| c.field.name()).collect()
     }
 
     #[test]

@@ -17,8 +17,8 @@ use aws_sdk_firehose::types::{
 use super::error::{absent_if_not_found, build_error, ok_if_not_found, require_known};
 use super::tagging::TagIndex;
 use super::{
-    compare, known, missing_tags, AwsError, AwsResultExt, Change, Claim, Component, ComponentKind, Failure,
-    PipelineCtx, Recovery, Refs,
+    compare, compare_tags, known, missing_tags, AwsError, AwsResultExt, Claim, Component, ComponentKind, Diff, Failure,
+    Field, PipelineCtx, Recovery, Refs,
 };
 use crate::api::{Compression, Encryption, NamedArn, SalesPipelineStatus};
 
@@ -131,18 +131,78 @@ fn tags(tags: &BTreeMap<String, String>, operation: &'static str) -> Result<Vec<
     tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build().map_err(build_error(operation))).collect()
 }
 
-/// Changes applied by UpdateDestination.
-const DESTINATION_FIELDS: &[&str] = &[
-    "roleArn",
-    "bucketArn",
-    "prefix",
-    "errorPrefix",
-    "bufferSeconds",
-    "bufferMib",
-    "compression",
-    "processing",
-    "encryption",
-];
+/// What can differ on a delivery stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeliveryField {
+    /// Immutable: a delivery stream's type (source) is fixed at creation (see the module docs).
+    Type,
+    /// Immutable, like the type.
+    SourceStream,
+    /// Immutable, like the type.
+    SourceRole,
+    RoleArn,
+    BucketArn,
+    Prefix,
+    ErrorPrefix,
+    BufferSeconds,
+    BufferMib,
+    Compression,
+    Processing,
+    Encryption,
+    Tags,
+}
+
+impl Field for DeliveryField {
+    fn name(&self) -> String {
+        match self {
+            DeliveryField::Type => "type",
+            DeliveryField::SourceStream => "sourceStream",
+            DeliveryField::SourceRole => "sourceRole",
+            DeliveryField::RoleArn => "roleArn",
+            DeliveryField::BucketArn => "bucketArn",
+            DeliveryField::Prefix => "prefix",
+            DeliveryField::ErrorPrefix => "errorPrefix",
+            DeliveryField::BufferSeconds => "bufferSeconds",
+            DeliveryField::BufferMib => "bufferMib",
+            DeliveryField::Compression => "compression",
+            DeliveryField::Processing => "processing",
+            DeliveryField::Encryption => "encryption",
+            DeliveryField::Tags => "tags",
+        }
+        .into()
+    }
+
+    fn immutable(&self) -> bool {
+        matches!(self, DeliveryField::Type | DeliveryField::SourceStream | DeliveryField::SourceRole)
+    }
+}
+
+/// The call that applies a change of a delivery stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum DeliveryCall {
+    UpdateDestination,
+    TagDeliveryStream,
+    /// Immutable fields: the reconciler partitions them out and never passes them to update.
+    None,
+}
+
+impl DeliveryField {
+    fn call(self) -> DeliveryCall {
+        match self {
+            DeliveryField::RoleArn
+            | DeliveryField::BucketArn
+            | DeliveryField::Prefix
+            | DeliveryField::ErrorPrefix
+            | DeliveryField::BufferSeconds
+            | DeliveryField::BufferMib
+            | DeliveryField::Compression
+            | DeliveryField::Processing
+            | DeliveryField::Encryption => DeliveryCall::UpdateDestination,
+            DeliveryField::Tags => DeliveryCall::TagDeliveryStream,
+            DeliveryField::Type | DeliveryField::SourceStream | DeliveryField::SourceRole => DeliveryCall::None,
+        }
+    }
+}
 
 impl Deliveries<'_> {
     async fn list_tags(&self, name: &str) -> Result<BTreeMap<String, String>, AwsError> {
@@ -170,6 +230,7 @@ impl Deliveries<'_> {
 impl Component for Deliveries<'_> {
     type Desired = DesiredDelivery;
     type Observed = ObservedDelivery;
+    type Field = DeliveryField;
     const KIND: ComponentKind = ComponentKind::Delivery;
 
     fn desired(ctx: &PipelineCtx, refs: &Refs) -> DesiredDelivery {
@@ -248,31 +309,28 @@ impl Component for Deliveries<'_> {
         }))
     }
 
-    fn diff(d: &DesiredDelivery, o: &ObservedDelivery) -> Vec<Change> {
+    fn diff(d: &DesiredDelivery, o: &ObservedDelivery) -> Vec<Diff<DeliveryField>> {
         let mut changes = Vec::new();
         if o.stream_type != KINESIS_SOURCE {
-            changes.push(Change::immutable("type", &o.stream_type, KINESIS_SOURCE));
+            changes.push(Diff::new(DeliveryField::Type, &o.stream_type, KINESIS_SOURCE));
         }
         if o.source_stream_arn.as_deref() != Some(d.source_stream_arn.as_str()) {
-            changes.push(Change::immutable("sourceStream", &o.source_stream_arn, &d.source_stream_arn));
+            changes.push(Diff::new(DeliveryField::SourceStream, &o.source_stream_arn, &d.source_stream_arn));
         }
         if o.source_role_arn.as_deref() != Some(d.role_arn.as_str()) {
-            changes.push(Change::immutable("sourceRole", &o.source_role_arn, &d.role_arn));
+            changes.push(Diff::new(DeliveryField::SourceRole, &o.source_role_arn, &d.role_arn));
         }
         let want = |v: &str| Some(v.to_string());
-        compare(&mut changes, "roleArn", o.role_arn.clone(), want(&d.role_arn));
-        compare(&mut changes, "bucketArn", o.bucket_arn.clone(), want(&d.bucket_arn));
-        compare(&mut changes, "prefix", o.prefix.clone(), want(&d.prefix));
-        compare(&mut changes, "errorPrefix", o.error_prefix.clone(), want(&d.error_prefix));
-        compare(&mut changes, "bufferSeconds", o.buffer_seconds, Some(d.buffer_seconds));
-        compare(&mut changes, "bufferMib", o.buffer_mib, Some(d.buffer_mib));
-        compare(&mut changes, "compression", o.compression.clone(), want(&d.compression));
-        compare(&mut changes, "processing", &o.processors, &d.processors);
-        compare(&mut changes, "encryption", &o.kms_key_arn, &d.kms_key_arn);
-        let missing = missing_tags(&d.tags, &o.tags);
-        if !missing.is_empty() {
-            changes.push(Change::new("tags", missing.keys().collect::<Vec<_>>(), "set"));
-        }
+        compare(&mut changes, DeliveryField::RoleArn, o.role_arn.clone(), want(&d.role_arn));
+        compare(&mut changes, DeliveryField::BucketArn, o.bucket_arn.clone(), want(&d.bucket_arn));
+        compare(&mut changes, DeliveryField::Prefix, o.prefix.clone(), want(&d.prefix));
+        compare(&mut changes, DeliveryField::ErrorPrefix, o.error_prefix.clone(), want(&d.error_prefix));
+        compare(&mut changes, DeliveryField::BufferSeconds, o.buffer_seconds, Some(d.buffer_seconds));
+        compare(&mut changes, DeliveryField::BufferMib, o.buffer_mib, Some(d.buffer_mib));
+        compare(&mut changes, DeliveryField::Compression, o.compression.clone(), want(&d.compression));
+        compare(&mut changes, DeliveryField::Processing, &o.processors, &d.processors);
+        compare(&mut changes, DeliveryField::Encryption, &o.kms_key_arn, &d.kms_key_arn);
+        compare_tags(&mut changes, DeliveryField::Tags, &d.tags, &o.tags);
         changes
     }
 
@@ -312,9 +370,14 @@ impl Component for Deliveries<'_> {
         result.map(|_| ())
     }
 
-    async fn update(&self, d: &DesiredDelivery, o: &ObservedDelivery, changes: &[Change]) -> Result<(), AwsError> {
-        let mutable = |field: &str| changes.iter().any(|c| !c.immutable && c.field == field);
-        if DESTINATION_FIELDS.iter().any(|f| mutable(f)) {
+    async fn update(
+        &self,
+        d: &DesiredDelivery,
+        o: &ObservedDelivery,
+        changes: &[Diff<DeliveryField>],
+    ) -> Result<(), AwsError> {
+        let calls: Vec<DeliveryCall> = changes.iter().map(|c| c.field.call()).collect();
+        if calls.contains(&DeliveryCall::UpdateDestination) {
             require_known("UpdateDestination", "the Firehose role ARN", &d.role_arn)?;
             require_known("UpdateDestination", "the bucket ARN", &d.bucket_arn)?;
             // A stale version id answers ConcurrentModificationException (a
@@ -329,7 +392,7 @@ impl Component for Deliveries<'_> {
                 .await
                 .aws("UpdateDestination")?;
         }
-        if mutable("tags") {
+        if calls.contains(&DeliveryCall::TagDeliveryStream) {
             let missing = missing_tags(&d.tags, &o.tags);
             self.0
                 .tag_delivery_stream()
@@ -434,8 +497,8 @@ mod tests {
     /// A change made to an in-sync observation.
     type Mutation = fn(&mut ObservedDelivery);
 
-    fn fields(changes: Vec<Change>) -> Vec<(String, bool)> {
-        changes.into_iter().map(|c| (c.field, c.immutable)).collect()
+    fn fields(changes: Vec<Diff<DeliveryField>>) -> Vec<(String, bool)> {
+        changes.into_iter().map(|c| (c.field.name(), c.field.immutable())).collect()
     }
 
     #[test]

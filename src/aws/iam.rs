@@ -13,8 +13,8 @@ use serde_json::{json, Value};
 
 use super::error::{absent_if_not_found, ok_if_not_found};
 use super::{
-    known, missing_tags, AwsError, AwsResultExt, Change, Claim, Component, ComponentKind, PipelineCtx, Refs,
-    TAG_PIPELINE,
+    compare_tags, known, missing_tags, AwsError, AwsResultExt, Claim, Component, ComponentKind, Diff, Field,
+    PipelineCtx, Refs, TAG_PIPELINE,
 };
 use crate::api::{CatalogMode, Encryption, RolesStatus, SalesPipelineStatus};
 use crate::names::ROLE_PATH;
@@ -40,7 +40,7 @@ impl RolePurpose {
         }
     }
 
-    /// Prefix of the role's fields in a [`Change`] (`pipeRole.policy`).
+    /// Prefix of the role's fields in a change (`pipeRole.policy`).
     fn field(self) -> &'static str {
         match self {
             RolePurpose::Pipe => "pipeRole",
@@ -314,12 +314,30 @@ fn same_policy(observed: &Value, desired: &Value) -> bool {
     normalise(observed) == normalise(desired)
 }
 
-fn policy_change(field: String, observed: Option<&Value>, desired: &Value) -> Change {
-    Change {
-        field,
-        from: observed.map(Value::to_string).unwrap_or_else(|| "absent".to_string()),
-        to: desired.to_string(),
-        immutable: false,
+fn policy_change(field: RoleField, observed: Option<&Value>, desired: &Value) -> Diff<RoleField> {
+    Diff::new(field, observed.map(Value::to_string).unwrap_or_else(|| "absent".to_string()), desired.to_string())
+}
+
+/// What can differ on the managed roles, per role; all of it is changed in place.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RoleField {
+    /// The role is missing: created (`pipeRole`: absent -> present).
+    Missing(RolePurpose),
+    /// A role the spec no longer needs: deleted (`glueRole`: present -> absent).
+    Retired(RolePurpose),
+    TrustPolicy(RolePurpose),
+    Policy(RolePurpose),
+    Tags(RolePurpose),
+}
+
+impl Field for RoleField {
+    fn name(&self) -> String {
+        match *self {
+            RoleField::Missing(role) | RoleField::Retired(role) => role.field().to_string(),
+            RoleField::TrustPolicy(role) => format!("{}.trustPolicy", role.field()),
+            RoleField::Policy(role) => format!("{}.policy", role.field()),
+            RoleField::Tags(role) => format!("{}.tags", role.field()),
+        }
     }
 }
 
@@ -412,6 +430,7 @@ impl Roles<'_> {
 impl Component for Roles<'_> {
     type Desired = DesiredRoles;
     type Observed = ObservedRoles;
+    type Field = RoleField;
     const KIND: ComponentKind = ComponentKind::Iam;
 
     fn desired(ctx: &PipelineCtx, refs: &Refs) -> DesiredRoles {
@@ -492,27 +511,24 @@ impl Component for Roles<'_> {
         Ok(Some(ObservedRoles { roles, retired, given: None, missing }))
     }
 
-    fn diff(d: &DesiredRoles, o: &ObservedRoles) -> Vec<Change> {
+    fn diff(d: &DesiredRoles, o: &ObservedRoles) -> Vec<Diff<RoleField>> {
         let mut changes = Vec::new();
         for r in &d.roles {
-            let field = r.purpose.field();
             let Some(found) = o.roles.iter().find(|x| x.name == r.name) else {
-                changes.push(Change::new(field, "absent", "present"));
+                changes.push(Diff::new(RoleField::Missing(r.purpose), "absent", "present"));
                 continue;
             };
             if !same_policy(&found.trust_policy, &r.trust_policy) {
-                changes.push(policy_change(format!("{field}.trustPolicy"), Some(&found.trust_policy), &r.trust_policy));
+                let field = RoleField::TrustPolicy(r.purpose);
+                changes.push(policy_change(field, Some(&found.trust_policy), &r.trust_policy));
             }
             if !found.policy.as_ref().is_some_and(|p| same_policy(p, &r.policy)) {
-                changes.push(policy_change(format!("{field}.policy"), found.policy.as_ref(), &r.policy));
+                changes.push(policy_change(RoleField::Policy(r.purpose), found.policy.as_ref(), &r.policy));
             }
-            let missing = missing_tags(&r.tags, &found.tags);
-            if !missing.is_empty() {
-                changes.push(Change::new(&format!("{field}.tags"), missing.keys().collect::<Vec<_>>(), "set"));
-            }
+            compare_tags(&mut changes, RoleField::Tags(r.purpose), &r.tags, &found.tags);
         }
         for r in &o.retired {
-            changes.push(Change::new(r.purpose.field(), "present", "absent"));
+            changes.push(Diff::new(RoleField::Retired(r.purpose), "present", "absent"));
         }
         changes
     }
@@ -524,23 +540,37 @@ impl Component for Roles<'_> {
         Ok(())
     }
 
-    async fn update(&self, d: &DesiredRoles, o: &ObservedRoles, changes: &[Change]) -> Result<(), AwsError> {
+    async fn update(&self, d: &DesiredRoles, o: &ObservedRoles, changes: &[Diff<RoleField>]) -> Result<(), AwsError> {
+        let desired = |purpose: RolePurpose| d.roles.iter().find(|r| r.purpose == purpose);
         for change in changes {
-            let (role_field, what) = change.field.split_once('.').unwrap_or((change.field.as_str(), ""));
-            if let Some(r) = d.roles.iter().find(|r| r.purpose.field() == role_field) {
-                match what {
-                    "" => self.create_role(r).await?,
-                    "trustPolicy" => self.put_trust_policy(r).await?,
-                    "policy" => self.put_policy(r).await?,
-                    "tags" => {
+            match change.field {
+                RoleField::Missing(purpose) => {
+                    if let Some(r) = desired(purpose) {
+                        self.create_role(r).await?;
+                    }
+                }
+                RoleField::TrustPolicy(purpose) => {
+                    if let Some(r) = desired(purpose) {
+                        self.put_trust_policy(r).await?;
+                    }
+                }
+                RoleField::Policy(purpose) => {
+                    if let Some(r) = desired(purpose) {
+                        self.put_policy(r).await?;
+                    }
+                }
+                RoleField::Tags(purpose) => {
+                    if let Some(r) = desired(purpose) {
                         let observed =
                             o.roles.iter().find(|x| x.name == r.name).map(|x| x.tags.clone()).unwrap_or_default();
                         self.tag_role(&r.name, &missing_tags(&r.tags, &observed)).await?;
                     }
-                    _ => {}
                 }
-            } else if let Some(r) = o.retired.iter().find(|r| r.purpose.field() == role_field) {
-                self.delete_role(&r.name, &r.policy_name).await?;
+                RoleField::Retired(purpose) => {
+                    if let Some(r) = o.retired.iter().find(|r| r.purpose == purpose) {
+                        self.delete_role(&r.name, &r.policy_name).await?;
+                    }
+                }
             }
         }
         Ok(())
@@ -663,8 +693,24 @@ mod tests {
         }
     }
 
-    fn fields(changes: &[Change]) -> Vec<&str> {
-        changes.iter().map(|c| c.field.as_str()).collect()
+    fn fields(changes: &[Diff<RoleField>]) -> Vec<String> {
+        changes.iter().map(|c| c.field.name()).collect()
+    }
+
+    #[test]
+    fn role_fields_read_as_users_saw_them() {
+        use RolePurpose::{Firehose, Glue, Pipe};
+        let names: Vec<_> = [
+            RoleField::Missing(Pipe),
+            RoleField::Retired(Glue),
+            RoleField::TrustPolicy(Pipe),
+            RoleField::Policy(Firehose),
+            RoleField::Tags(Glue),
+        ]
+        .iter()
+        .map(Field::name)
+        .collect();
+        assert_eq!(names, ["pipeRole", "glueRole", "pipeRole.trustPolicy", "firehoseRole.policy", "glueRole.tags"]);
     }
 
     #[test]

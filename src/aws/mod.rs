@@ -164,7 +164,79 @@ impl Clients {
 
 pub use crate::api::ComponentKind;
 
-/// One field that differs between desired and observed.
+/// A changeable field of one component: each component's fields are an enum, so a field that
+/// [`Component::diff`] reports and [`Component::update`] does not apply is a compile error
+/// (update matches on it without a catch-all arm), never a string that silently matches nothing.
+///
+/// ```compile_fail,E0004
+/// use sales_operator::aws::Field;
+/// #[derive(Clone, Debug, PartialEq)]
+/// enum StreamField { ShardCount, RetentionHours }
+/// impl Field for StreamField {
+///     fn name(&self) -> String {
+///         match self {
+///             StreamField::ShardCount => "shardCount".into(),
+///             StreamField::RetentionHours => "retentionHours".into(),
+///         }
+///     }
+/// }
+/// fn update(field: &StreamField) -> &'static str {
+///     // RetentionHours is not handled: E0004, non-exhaustive patterns.
+///     match field {
+///         StreamField::ShardCount => "UpdateShardCount",
+///     }
+/// }
+/// ```
+pub trait Field: Clone + fmt::Debug + PartialEq + Send + Sync {
+    /// How the field reads for users in plans, conditions and events (`shardCount`,
+    /// `pipeRole.policy`, `namedQuery.top_products.sql`).
+    fn name(&self) -> String;
+
+    /// AWS cannot change it in place: reported, never passed to [`Component::update`].
+    fn immutable(&self) -> bool {
+        false
+    }
+}
+
+/// One typed field that differs between desired and observed: what `diff` finds and `update`
+/// applies. Its values are already shown as a user reads them ([`Shown`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Diff<F> {
+    pub field: F,
+    pub from: String,
+    pub to: String,
+}
+
+impl<F: Field> Diff<F> {
+    /// A change of `field` from `from` to `to`.
+    pub fn new(field: F, from: impl Shown, to: impl Shown) -> Self {
+        Self { field, from: from.shown(), to: to.shown() }
+    }
+
+    /// The change as plans, conditions and events show it.
+    pub fn shown(&self) -> Change {
+        Change {
+            field: self.field.name(),
+            from: self.from.clone(),
+            to: self.to.clone(),
+            immutable: self.field.immutable(),
+        }
+    }
+}
+
+impl<F: Field> fmt::Display for Diff<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.shown().fmt(f)
+    }
+}
+
+/// The shown form of typed changes.
+pub fn shown<F: Field>(diffs: &[Diff<F>]) -> Vec<Change> {
+    diffs.iter().map(Diff::shown).collect()
+}
+
+/// One field that differs between desired and observed, as users read it (type-erased from a
+/// [`Diff`]): what actions, plans and conditions carry.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Change {
     /// Field, e.g. `shardCount`.
@@ -180,11 +252,6 @@ impl Change {
     pub fn new(field: &str, from: impl Shown, to: impl Shown) -> Self {
         Self { field: field.to_string(), from: from.shown(), to: to.shown(), immutable: false }
     }
-
-    /// A change AWS cannot make in place.
-    pub fn immutable(field: &str, from: impl Shown, to: impl Shown) -> Self {
-        Self { immutable: true, ..Self::new(field, from, to) }
-    }
 }
 
 impl fmt::Display for Change {
@@ -193,10 +260,25 @@ impl fmt::Display for Change {
     }
 }
 
-/// Compares one field, pushing a [`Change`] when it differs.
-pub fn compare<T: PartialEq + Shown>(changes: &mut Vec<Change>, field: &str, observed: T, desired: T) {
+/// Compares one field, pushing a [`Diff`] when it differs.
+pub fn compare<F: Field, T: PartialEq + Shown>(changes: &mut Vec<Diff<F>>, field: F, observed: T, desired: T) {
     if observed != desired {
-        changes.push(Change::new(field, observed, desired));
+        changes.push(Diff::new(field, observed, desired));
+    }
+}
+
+/// The one tags diff of every component: when tags of `desired` are missing or different in
+/// `observed`, a change of `field` (the component's `Tags`) from the keys to set to `set`.
+/// Extra tags are left alone. Applied with [`missing_tags`] and the service's tagging call.
+pub fn compare_tags<F: Field>(
+    changes: &mut Vec<Diff<F>>,
+    field: F,
+    desired: &BTreeMap<String, String>,
+    observed: &BTreeMap<String, String>,
+) {
+    let missing = missing_tags(desired, observed);
+    if !missing.is_empty() {
+        changes.push(Diff::new(field, missing.keys().collect::<Vec<_>>(), "set"));
     }
 }
 
@@ -453,6 +535,8 @@ pub trait Component: Send + Sync {
     type Desired: fmt::Debug + Send + Sync;
     /// The resource(s) as AWS reports them.
     type Observed: fmt::Debug + Send + Sync;
+    /// What can differ between them ([`Field`]).
+    type Field: Field;
 
     const KIND: ComponentKind;
 
@@ -467,16 +551,16 @@ pub trait Component: Send + Sync {
         -> impl Future<Output = Result<Option<Self::Observed>, AwsError>> + Send;
 
     /// What differs (pure).
-    fn diff(desired: &Self::Desired, observed: &Self::Observed) -> Vec<Change>;
+    fn diff(desired: &Self::Desired, observed: &Self::Observed) -> Vec<Diff<Self::Field>>;
 
     fn create(&self, desired: &Self::Desired) -> impl Future<Output = Result<(), AwsError>> + Send;
 
-    /// Applies the mutable `changes` in place.
+    /// Applies the mutable `changes` in place (the reconciler never passes an immutable one).
     fn update(
         &self,
         desired: &Self::Desired,
         observed: &Self::Observed,
-        changes: &[Change],
+        changes: &[Diff<Self::Field>],
     ) -> impl Future<Output = Result<(), AwsError>> + Send;
 
     fn delete(&self, observed: &Self::Observed) -> impl Future<Output = Result<(), AwsError>> + Send;

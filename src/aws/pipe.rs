@@ -21,8 +21,8 @@ use aws_sdk_pipes::types::{
 
 use super::error::{absent_if_not_found, build_error, ok_if_not_found, require_known};
 use super::{
-    compare, known, missing_tags, AwsError, AwsResultExt, Change, Claim, Component, ComponentKind, Failure,
-    PipelineCtx, Recovery, Refs,
+    compare, compare_tags, known, missing_tags, AwsError, AwsResultExt, Claim, Component, ComponentKind, Diff, Failure,
+    Field, PipelineCtx, Recovery, Refs,
 };
 use crate::api::{PipeStatus, SalesPipelineStatus, StartingPosition};
 
@@ -137,13 +137,79 @@ fn update_source_parameters(d: &DesiredPipe) -> UpdatePipeSourceParameters {
         .build()
 }
 
-/// Changes that UpdatePipe applies.
-const UPDATED_BY_UPDATE_PIPE: &[&str] =
-    &["roleArn", "batchSize", "maximumBatchingWindowSeconds", "filter", "target", "partitionKey", "inputTemplate"];
+/// What can differ on a pipe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PipeField {
+    /// Immutable: Pipes cannot change a pipe's source (see the module docs).
+    Source,
+    /// Immutable, like the source.
+    StartingPosition,
+    RoleArn,
+    BatchSize,
+    MaximumBatchingWindowSeconds,
+    Filter,
+    Target,
+    PartitionKey,
+    InputTemplate,
+    /// A stopped pipe, to run.
+    State,
+    Tags,
+}
+
+impl Field for PipeField {
+    fn name(&self) -> String {
+        match self {
+            PipeField::Source => "source",
+            PipeField::StartingPosition => "startingPosition",
+            PipeField::RoleArn => "roleArn",
+            PipeField::BatchSize => "batchSize",
+            PipeField::MaximumBatchingWindowSeconds => "maximumBatchingWindowSeconds",
+            PipeField::Filter => "filter",
+            PipeField::Target => "target",
+            PipeField::PartitionKey => "partitionKey",
+            PipeField::InputTemplate => "inputTemplate",
+            PipeField::State => "state",
+            PipeField::Tags => "tags",
+        }
+        .into()
+    }
+
+    fn immutable(&self) -> bool {
+        matches!(self, PipeField::Source | PipeField::StartingPosition)
+    }
+}
+
+/// The call that applies a change of a pipe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PipeCall {
+    UpdatePipe,
+    StartPipe,
+    TagResource,
+    /// Immutable fields: the reconciler partitions them out and never passes them to update.
+    None,
+}
+
+impl PipeField {
+    fn call(self) -> PipeCall {
+        match self {
+            PipeField::RoleArn
+            | PipeField::BatchSize
+            | PipeField::MaximumBatchingWindowSeconds
+            | PipeField::Filter
+            | PipeField::Target
+            | PipeField::PartitionKey
+            | PipeField::InputTemplate => PipeCall::UpdatePipe,
+            PipeField::State => PipeCall::StartPipe,
+            PipeField::Tags => PipeCall::TagResource,
+            PipeField::Source | PipeField::StartingPosition => PipeCall::None,
+        }
+    }
+}
 
 impl Component for Pipes<'_> {
     type Desired = DesiredPipe;
     type Observed = ObservedPipe;
+    type Field = PipeField;
     const KIND: ComponentKind = ComponentKind::Pipe;
 
     fn desired(ctx: &PipelineCtx, refs: &Refs) -> DesiredPipe {
@@ -214,40 +280,37 @@ impl Component for Pipes<'_> {
         }))
     }
 
-    fn diff(d: &DesiredPipe, o: &ObservedPipe) -> Vec<Change> {
+    fn diff(d: &DesiredPipe, o: &ObservedPipe) -> Vec<Diff<PipeField>> {
         let mut changes = Vec::new();
         if o.source != d.source {
             // Pipes cannot change a pipe's source: the reconciler decides (see the module docs).
-            changes.push(Change::immutable("source", &o.source, &d.source));
+            changes.push(Diff::new(PipeField::Source, &o.source, &d.source));
         }
         if let Some(position) = &o.starting_position {
             if *position != d.starting_position {
-                changes.push(Change::immutable("startingPosition", position, &d.starting_position));
+                changes.push(Diff::new(PipeField::StartingPosition, position, &d.starting_position));
             }
         }
-        compare(&mut changes, "roleArn", o.role_arn.as_str(), d.role_arn.as_str());
+        compare(&mut changes, PipeField::RoleArn, o.role_arn.as_str(), d.role_arn.as_str());
         // Absent values are AWS's defaults for a DynamoDB stream source.
-        compare(&mut changes, "batchSize", o.batch_size.unwrap_or(100), d.batch_size);
+        compare(&mut changes, PipeField::BatchSize, o.batch_size.unwrap_or(100), d.batch_size);
         compare(
             &mut changes,
-            "maximumBatchingWindowSeconds",
+            PipeField::MaximumBatchingWindowSeconds,
             o.maximum_batching_window_seconds.unwrap_or(0),
             d.maximum_batching_window_seconds,
         );
         if !same_patterns(&o.filter_patterns, &d.filter_pattern) {
-            changes.push(Change::new("filter", &o.filter_patterns, &d.filter_pattern));
+            changes.push(Diff::new(PipeField::Filter, &o.filter_patterns, &d.filter_pattern));
         }
-        compare(&mut changes, "target", o.target.as_str(), d.target.as_str());
-        compare(&mut changes, "partitionKey", o.partition_key.as_deref(), Some(d.partition_key.as_str()));
-        compare(&mut changes, "inputTemplate", o.input_template.as_deref(), Some(d.input_template.as_str()));
+        compare(&mut changes, PipeField::Target, o.target.as_str(), d.target.as_str());
+        compare(&mut changes, PipeField::PartitionKey, o.partition_key.as_deref(), Some(d.partition_key.as_str()));
+        compare(&mut changes, PipeField::InputTemplate, o.input_template.as_deref(), Some(d.input_template.as_str()));
         let stopped = o.desired_state.as_deref() == Some("STOPPED") || o.current_state == "STOPPED";
         if stopped && d.desired_state == RUNNING {
-            changes.push(Change::new("state", &o.current_state, &d.desired_state));
+            changes.push(Diff::new(PipeField::State, &o.current_state, &d.desired_state));
         }
-        let missing = missing_tags(&d.tags, &o.tags);
-        if !missing.is_empty() {
-            changes.push(Change::new("tags", missing.keys().collect::<Vec<_>>(), "set"));
-        }
+        compare_tags(&mut changes, PipeField::Tags, &d.tags, &o.tags);
         changes
     }
 
@@ -274,10 +337,9 @@ impl Component for Pipes<'_> {
         result.map(|_| ())
     }
 
-    async fn update(&self, d: &DesiredPipe, o: &ObservedPipe, changes: &[Change]) -> Result<(), AwsError> {
-        let mutable = |field: &str| changes.iter().any(|c| !c.immutable && c.field == field);
-        let update_pipe = UPDATED_BY_UPDATE_PIPE.iter().any(|f| mutable(f));
-        if update_pipe {
+    async fn update(&self, d: &DesiredPipe, o: &ObservedPipe, changes: &[Diff<PipeField>]) -> Result<(), AwsError> {
+        let calls: Vec<PipeCall> = changes.iter().map(|c| c.field.call()).collect();
+        if calls.contains(&PipeCall::UpdatePipe) {
             require_known("UpdatePipe", "the Kinesis stream ARN", &d.target)?;
             require_known("UpdatePipe", "the pipe role ARN", &d.role_arn)?;
             // Asking for RUNNING here also restarts a stopped pipe.
@@ -292,10 +354,10 @@ impl Component for Pipes<'_> {
                 .send()
                 .await
                 .aws("UpdatePipe")?;
-        } else if mutable("state") {
+        } else if calls.contains(&PipeCall::StartPipe) {
             self.0.start_pipe().name(&d.name).send().await.aws("StartPipe")?;
         }
-        if mutable("tags") {
+        if calls.contains(&PipeCall::TagResource) {
             let missing = missing_tags(&d.tags, &o.tags);
             self.0
                 .tag_resource()
@@ -406,8 +468,8 @@ mod tests {
     /// A change made to an in-sync observation.
     type Mutation = fn(&mut ObservedPipe);
 
-    fn fields(changes: Vec<Change>) -> Vec<(String, bool)> {
-        changes.into_iter().map(|c| (c.field, c.immutable)).collect()
+    fn fields(changes: Vec<Diff<PipeField>>) -> Vec<(String, bool)> {
+        changes.into_iter().map(|c| (c.field.name(), c.field.immutable())).collect()
     }
 
     #[test]

@@ -9,7 +9,8 @@ use aws_sdk_kinesis::types::{
 use super::error::{absent_if_not_found, ok_if_not_found};
 use super::tagging::TagIndex;
 use super::{
-    compare, missing_tags, AwsError, AwsResultExt, Change, Claim, Component, ComponentKind, PipelineCtx, Refs,
+    compare, compare_tags, missing_tags, AwsError, AwsResultExt, Claim, Component, ComponentKind, Diff, Field,
+    PipelineCtx, Refs,
 };
 use crate::api::{NamedArn, SalesPipelineStatus, StreamMode};
 
@@ -38,6 +39,29 @@ pub struct ObservedStream {
     pub tags: BTreeMap<String, String>,
 }
 
+/// What can differ on a stream; all of it is changed in place.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamField {
+    Mode,
+    ShardCount,
+    RetentionHours,
+    Encryption,
+    Tags,
+}
+
+impl Field for StreamField {
+    fn name(&self) -> String {
+        match self {
+            StreamField::Mode => "mode",
+            StreamField::ShardCount => "shardCount",
+            StreamField::RetentionHours => "retentionHours",
+            StreamField::Encryption => "encryption",
+            StreamField::Tags => "tags",
+        }
+        .into()
+    }
+}
+
 /// Kinesis calls of this component.
 pub struct Streams<'a>(pub &'a aws_sdk_kinesis::Client, pub &'a TagIndex);
 
@@ -58,6 +82,7 @@ fn mode_details(mode: StreamMode) -> Result<StreamModeDetails, AwsError> {
 impl Component for Streams<'_> {
     type Desired = DesiredStream;
     type Observed = ObservedStream;
+    type Field = StreamField;
     const KIND: ComponentKind = ComponentKind::Stream;
 
     fn desired(ctx: &PipelineCtx, _refs: &Refs) -> DesiredStream {
@@ -109,18 +134,15 @@ impl Component for Streams<'_> {
         }))
     }
 
-    fn diff(d: &DesiredStream, o: &ObservedStream) -> Vec<Change> {
+    fn diff(d: &DesiredStream, o: &ObservedStream) -> Vec<Diff<StreamField>> {
         let mut changes = Vec::new();
-        compare(&mut changes, "mode", o.mode, d.mode);
+        compare(&mut changes, StreamField::Mode, o.mode, d.mode);
         if let Some(shards) = d.shard_count {
-            compare(&mut changes, "shardCount", o.open_shards, shards);
+            compare(&mut changes, StreamField::ShardCount, o.open_shards, shards);
         }
-        compare(&mut changes, "retentionHours", o.retention_hours, d.retention_hours);
-        compare(&mut changes, "encryption", o.encrypted, true);
-        let missing = missing_tags(&d.tags, &o.tags);
-        if !missing.is_empty() {
-            changes.push(Change::new("tags", missing.keys().collect::<Vec<_>>(), "set"));
-        }
+        compare(&mut changes, StreamField::RetentionHours, o.retention_hours, d.retention_hours);
+        compare(&mut changes, StreamField::Encryption, o.encrypted, true);
+        compare_tags(&mut changes, StreamField::Tags, &d.tags, &o.tags);
         changes
     }
 
@@ -140,10 +162,15 @@ impl Component for Streams<'_> {
         Ok(())
     }
 
-    async fn update(&self, d: &DesiredStream, o: &ObservedStream, changes: &[Change]) -> Result<(), AwsError> {
+    async fn update(
+        &self,
+        d: &DesiredStream,
+        o: &ObservedStream,
+        changes: &[Diff<StreamField>],
+    ) -> Result<(), AwsError> {
         for change in changes {
-            match change.field.as_str() {
-                "mode" => {
+            match change.field {
+                StreamField::Mode => {
                     self.0
                         .update_stream_mode()
                         .stream_arn(&o.arn)
@@ -152,7 +179,7 @@ impl Component for Streams<'_> {
                         .await
                         .aws("UpdateStreamMode")?;
                 }
-                "shardCount" => {
+                StreamField::ShardCount => {
                     if let Some(shards) = d.shard_count {
                         self.0
                             .update_shard_count()
@@ -164,7 +191,7 @@ impl Component for Streams<'_> {
                             .aws("UpdateShardCount")?;
                     }
                 }
-                "retentionHours" if d.retention_hours > o.retention_hours => {
+                StreamField::RetentionHours if d.retention_hours > o.retention_hours => {
                     self.0
                         .increase_stream_retention_period()
                         .stream_name(&d.name)
@@ -173,7 +200,7 @@ impl Component for Streams<'_> {
                         .await
                         .aws("IncreaseStreamRetentionPeriod")?;
                 }
-                "retentionHours" => {
+                StreamField::RetentionHours => {
                     self.0
                         .decrease_stream_retention_period()
                         .stream_name(&d.name)
@@ -182,7 +209,7 @@ impl Component for Streams<'_> {
                         .await
                         .aws("DecreaseStreamRetentionPeriod")?;
                 }
-                "encryption" => {
+                StreamField::Encryption => {
                     self.0
                         .start_stream_encryption()
                         .stream_name(&d.name)
@@ -192,7 +219,7 @@ impl Component for Streams<'_> {
                         .await
                         .aws("StartStreamEncryption")?;
                 }
-                "tags" => {
+                StreamField::Tags => {
                     let missing = missing_tags(&d.tags, &o.tags);
                     self.0
                         .add_tags_to_stream()
@@ -202,7 +229,6 @@ impl Component for Streams<'_> {
                         .await
                         .aws("AddTagsToStream")?;
                 }
-                _ => {}
             }
         }
         Ok(())
@@ -284,7 +310,7 @@ mod tests {
         let mut o = observed(&d);
         o.open_shards = 1;
         o.retention_hours = 48;
-        let fields: Vec<_> = Streams::diff(&d, &o).into_iter().map(|c| (c.field, c.immutable)).collect();
+        let fields: Vec<_> = Streams::diff(&d, &o).into_iter().map(|c| (c.field.name(), c.field.immutable())).collect();
         assert_eq!(fields, vec![("shardCount".to_string(), false), ("retentionHours".to_string(), false)]);
     }
 
@@ -297,5 +323,20 @@ mod tests {
         o.open_shards = 7;
         o.tags.insert("added-by-someone".into(), "x".into());
         assert!(Streams::diff(&d, &o).is_empty());
+    }
+
+    #[test]
+    fn fields_read_as_users_saw_them() {
+        let names: Vec<_> = [
+            StreamField::Mode,
+            StreamField::ShardCount,
+            StreamField::RetentionHours,
+            StreamField::Encryption,
+            StreamField::Tags,
+        ]
+        .iter()
+        .map(Field::name)
+        .collect();
+        assert_eq!(names, ["mode", "shardCount", "retentionHours", "encryption", "tags"]);
     }
 }

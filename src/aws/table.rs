@@ -11,7 +11,8 @@ use aws_sdk_dynamodb::types::{
 use super::error::{absent_if_not_found, built, ok_if_not_found};
 use super::tagging::TagIndex;
 use super::{
-    compare, missing_tags, AwsError, AwsResultExt, Change, Claim, Component, ComponentKind, PipelineCtx, Refs,
+    compare, compare_tags, missing_tags, AwsError, AwsResultExt, Claim, Component, ComponentKind, Diff, Field,
+    PipelineCtx, Refs,
 };
 use crate::api::{BillingMode, SalesPipelineStatus, StreamViewType, TableStatus};
 use crate::order::KEY;
@@ -173,9 +174,46 @@ fn observed_from(name: &str, t: TableDescription) -> Result<ObservedTable, AwsEr
     })
 }
 
+/// What can differ on a table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TableField {
+    /// Immutable: a table's key schema is fixed at creation.
+    PartitionKey,
+    BillingMode,
+    ReadCapacity,
+    WriteCapacity,
+    /// The table's stream, off to on.
+    Stream,
+    /// Immutable: changing it means a new stream (new ARN) and a gap in the orders the pipe sees.
+    StreamViewType,
+    PointInTimeRecovery,
+    Tags,
+}
+
+impl Field for TableField {
+    fn name(&self) -> String {
+        match self {
+            TableField::PartitionKey => "partitionKey",
+            TableField::BillingMode => "billingMode",
+            TableField::ReadCapacity => "readCapacity",
+            TableField::WriteCapacity => "writeCapacity",
+            TableField::Stream => "stream",
+            TableField::StreamViewType => "streamViewType",
+            TableField::PointInTimeRecovery => "pointInTimeRecovery",
+            TableField::Tags => "tags",
+        }
+        .into()
+    }
+
+    fn immutable(&self) -> bool {
+        matches!(self, TableField::PartitionKey | TableField::StreamViewType)
+    }
+}
+
 impl Component for Tables<'_> {
     type Desired = DesiredTable;
     type Observed = ObservedTable;
+    type Field = TableField;
     const KIND: ComponentKind = ComponentKind::Table;
 
     fn desired(ctx: &PipelineCtx, _refs: &Refs) -> DesiredTable {
@@ -214,29 +252,25 @@ impl Component for Tables<'_> {
         Ok(Some(observed))
     }
 
-    fn diff(d: &DesiredTable, o: &ObservedTable) -> Vec<Change> {
+    fn diff(d: &DesiredTable, o: &ObservedTable) -> Vec<Diff<TableField>> {
         let mut changes = Vec::new();
         if o.partition_key.as_deref() != Some(KEY) {
-            changes.push(Change::immutable("partitionKey", &o.partition_key, KEY));
+            changes.push(Diff::new(TableField::PartitionKey, &o.partition_key, KEY));
         }
-        compare(&mut changes, "billingMode", o.billing_mode, d.billing_mode);
+        compare(&mut changes, TableField::BillingMode, o.billing_mode, d.billing_mode);
         // A billing mode change carries the capacity with it.
         if let (Some((read, write)), BillingMode::Provisioned) = (d.capacity, o.billing_mode) {
-            compare(&mut changes, "readCapacity", o.capacity.0, read);
-            compare(&mut changes, "writeCapacity", o.capacity.1, write);
+            compare(&mut changes, TableField::ReadCapacity, o.capacity.0, read);
+            compare(&mut changes, TableField::WriteCapacity, o.capacity.1, write);
         }
         let view = aws_view(d.stream_view_type).as_str().to_string();
         if !o.stream_enabled {
-            changes.push(Change::new("stream", "disabled", format!("enabled ({view})")));
+            changes.push(Diff::new(TableField::Stream, "disabled", format!("enabled ({view})")));
         } else if o.stream_view_type.as_deref() != Some(view.as_str()) {
-            // Changing it means a new stream (new ARN) and a gap in the orders the pipe sees.
-            changes.push(Change::immutable("streamViewType", &o.stream_view_type, &view));
+            changes.push(Diff::new(TableField::StreamViewType, &o.stream_view_type, &view));
         }
-        compare(&mut changes, "pointInTimeRecovery", o.point_in_time_recovery, d.point_in_time_recovery);
-        let missing = missing_tags(&d.tags, &o.tags);
-        if !missing.is_empty() {
-            changes.push(Change::new("tags", missing.keys().collect::<Vec<_>>(), "set"));
-        }
+        compare(&mut changes, TableField::PointInTimeRecovery, o.point_in_time_recovery, d.point_in_time_recovery);
+        compare_tags(&mut changes, TableField::Tags, &d.tags, &o.tags);
         changes
     }
 
@@ -267,18 +301,30 @@ impl Component for Tables<'_> {
         created.map(|_| ())
     }
 
-    async fn update(&self, d: &DesiredTable, o: &ObservedTable, changes: &[Change]) -> Result<(), AwsError> {
-        let changed = |field: &str| changes.iter().any(|c| c.field == field && !c.immutable);
-        if changed("billingMode") || changed("readCapacity") || changed("writeCapacity") {
+    async fn update(&self, d: &DesiredTable, o: &ObservedTable, changes: &[Diff<TableField>]) -> Result<(), AwsError> {
+        // Each field to the call that applies it; several fields may share one call.
+        let (mut throughput_call, mut billing, mut stream, mut pitr, mut tags) = (false, false, false, false, false);
+        for change in changes {
+            match change.field {
+                TableField::BillingMode => (throughput_call, billing) = (true, true),
+                TableField::ReadCapacity | TableField::WriteCapacity => throughput_call = true,
+                TableField::Stream => stream = true,
+                TableField::PointInTimeRecovery => pitr = true,
+                TableField::Tags => tags = true,
+                // Immutable: the reconciler partitions them out and never passes them here.
+                TableField::PartitionKey | TableField::StreamViewType => {}
+            }
+        }
+        if throughput_call {
             let mut req =
                 self.0.update_table().table_name(&d.name).set_provisioned_throughput(throughput(d, "UpdateTable")?);
-            if changed("billingMode") {
+            if billing {
                 req = req.billing_mode(aws_billing(d.billing_mode));
             }
             req.send().await.aws("UpdateTable")?;
         }
         // A separate UpdateTable: AWS changes throughput and streams in different calls.
-        if changed("stream") {
+        if stream {
             self.0
                 .update_table()
                 .table_name(&d.name)
@@ -287,10 +333,10 @@ impl Component for Tables<'_> {
                 .await
                 .aws("UpdateTable")?;
         }
-        if changed("pointInTimeRecovery") {
+        if pitr {
             self.set_point_in_time_recovery(&d.name, d.point_in_time_recovery).await?;
         }
-        if changed("tags") {
+        if tags {
             let missing = missing_tags(&d.tags, &o.tags);
             self.0
                 .tag_resource()
@@ -370,8 +416,8 @@ mod tests {
         }
     }
 
-    fn fields(changes: Vec<Change>) -> Vec<(String, bool)> {
-        changes.into_iter().map(|c| (c.field, c.immutable)).collect()
+    fn fields(changes: Vec<Diff<TableField>>) -> Vec<(String, bool)> {
+        changes.into_iter().map(|c| (c.field.name(), c.field.immutable())).collect()
     }
 
     #[test]

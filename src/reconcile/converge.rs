@@ -16,7 +16,9 @@ use super::Reconciler;
 use crate::api::Reason;
 use crate::aws::error::ErrorKind;
 use crate::aws::tagging::TagIndex;
-use crate::aws::{not_ours, AwsError, Change, Component, ComponentKind, Failure, Owner, PipelineCtx, Recovery, Refs};
+use crate::aws::{
+    not_ours, shown, AwsError, Change, Component, ComponentKind, Failure, Field, Owner, PipelineCtx, Recovery, Refs,
+};
 use Need::{Exists, Ready, RolesSettled};
 
 /// What the ownership check allows.
@@ -140,7 +142,7 @@ impl<A: Components> Pass<'_, A> {
                 Ownership::Adopt(claimed) => {
                     desired = C::desired(&self.ctx.adopting(), &refs);
                     let note = Some(format!("existing, untagged: {}", claimed.join(", ")));
-                    self.act_noted(C::KIND, &resource, Verb::Adopt, C::diff(&desired, o), note);
+                    self.act_noted(C::KIND, &resource, Verb::Adopt, shown(&C::diff(&desired, o)), note);
                     verb = Some(Reason::Adopted);
                 }
                 Ownership::Refused => return Ok(Progress::Stopped),
@@ -162,7 +164,9 @@ impl<A: Components> Pass<'_, A> {
         // After a create too: what the create call cannot set (encryption, backups) is set by an update.
         if let Some(o) = &observed {
             let changes = C::diff(&desired, o);
-            let (immutable, mutable): (Vec<Change>, Vec<Change>) = changes.into_iter().partition(|ch| ch.immutable);
+            let (immutable, mutable): (Vec<_>, Vec<_>) = changes.into_iter().partition(|ch| ch.field.immutable());
+            // Shown as users read them; `mutable` stays typed for the update.
+            let (immutable, shown_mutable) = (shown(&immutable), shown(&mutable));
             if !immutable.is_empty() && !created {
                 if C::KIND.holds_data() || self.mode != Mode::Apply {
                     let v = if C::KIND.holds_data() { Verb::Blocked } else { Verb::Replace };
@@ -178,7 +182,7 @@ impl<A: Components> Pass<'_, A> {
             }
             if !mutable.is_empty() {
                 if verb.is_none() {
-                    self.act(C::KIND, &resource, Verb::Update, mutable.clone());
+                    self.act(C::KIND, &resource, Verb::Update, shown_mutable.clone());
                 }
                 match self.mode {
                     Mode::Apply => {
@@ -191,20 +195,20 @@ impl<A: Components> Pass<'_, A> {
                                     self.retract(C::KIND, Verb::Update);
                                 }
                                 self.publish::<C>(o);
-                                let message = format!("{resource}: AWS is not ready for {}: {e}", join(&mutable));
+                                let message = format!("{resource}: AWS is not ready for {}: {e}", join(&shown_mutable));
                                 self.wait(C::KIND, Reason::InProgress, message);
                                 return Ok(Progress::Exists);
                             }
                             Err(e) => return Err(e),
                         }
                         verb = verb.or(Some(Reason::Updated));
-                        applied = mutable;
+                        applied = shown_mutable;
                         observed = c.observe(&desired).await?;
                     }
                     Mode::Plan | Mode::Observe => {
                         let reason = if self.mode == Mode::Observe { Reason::Paused } else { Reason::Drifted };
                         self.publish::<C>(o);
-                        self.state(C::KIND, false, reason, format!("{resource} differs: {}", join(&mutable)));
+                        self.state(C::KIND, false, reason, format!("{resource} differs: {}", join(&shown_mutable)));
                         return Ok(Progress::Ready);
                     }
                 }

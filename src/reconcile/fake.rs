@@ -12,7 +12,7 @@ use std::time::SystemTime;
 use super::components::{Components, Env, Step};
 use crate::api::{NamedArn, SalesPipelineStatus};
 use crate::aws::tagging::TagIndex;
-use crate::aws::{AwsError, Change, Claim, Component, ComponentKind, Failure, PipelineCtx, Recovery, Refs};
+use crate::aws::{AwsError, Claim, Component, ComponentKind, Diff, Failure, Field, PipelineCtx, Recovery, Refs};
 
 /// One fake resource.
 #[derive(Clone, Debug, PartialEq)]
@@ -103,6 +103,20 @@ pub struct FakeObserved {
     pub resource: Resource,
 }
 
+/// The one field of a fake.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FakeField {
+    Value,
+}
+
+impl Field for FakeField {
+    fn name(&self) -> String {
+        match self {
+            FakeField::Value => "value".into(),
+        }
+    }
+}
+
 /// The fake component of `ComponentKind::ALL[K]`.
 pub struct Fake<const K: usize>(World);
 
@@ -112,6 +126,7 @@ pub const ROLE: &str = "arn:aws:iam::123456789012:role/sales-operator/fake-pipe-
 impl<const K: usize> Component for Fake<K> {
     type Desired = FakeDesired;
     type Observed = FakeObserved;
+    type Field = FakeField;
     const KIND: ComponentKind = ComponentKind::ALL[K];
 
     fn desired(ctx: &PipelineCtx, _refs: &Refs) -> FakeDesired {
@@ -137,10 +152,10 @@ impl<const K: usize> Component for Fake<K> {
         async move { result }
     }
 
-    fn diff(d: &FakeDesired, o: &FakeObserved) -> Vec<Change> {
+    fn diff(d: &FakeDesired, o: &FakeObserved) -> Vec<Diff<FakeField>> {
         let mut changes = Vec::new();
         if o.resource.value != d.value {
-            changes.push(Change::new("value", o.resource.value.as_str(), d.value.as_str()));
+            changes.push(Diff::new(FakeField::Value, o.resource.value.as_str(), d.value.as_str()));
         }
         changes
     }
@@ -181,7 +196,7 @@ impl<const K: usize> Component for Fake<K> {
         &self,
         d: &FakeDesired,
         _: &FakeObserved,
-        _: &[Change],
+        _: &[Diff<FakeField>],
     ) -> impl Future<Output = Result<(), AwsError>> + Send {
         let result = self.0.call(Self::KIND, "update").map(|mut state| {
             if let Some(r) = state.resources.get_mut(&Self::KIND) {
