@@ -1,6 +1,6 @@
 //! The IAM policy of the operator's own role: every AWS action the operator
 //! may call, in one list. `docs/iam.md` and `sales-operator iam-policy` are
-//! generated from it; tests/iam_policy.rs fails when the code calls an action
+//! generated from it; tests/it/iam_policy.rs fails when the code calls an action
 //! that is not listed (observed calls against moto and a scan of src/aws/) or
 //! lists one the code never calls.
 
@@ -195,7 +195,7 @@ pub const MANAGED_BY_VALUE: &str = "sales-operator";
 
 /// The actions on existing resources the policy allows only on resources carrying the ownership
 /// tag (`aws:ResourceTag/sales-operator.dev/managed-by`), because their service evaluates that
-/// key for them (AWS's Service Authorization Reference; checked by tests/iam_policy.rs).
+/// key for them (AWS's Service Authorization Reference; checked by tests/it/iam_policy.rs).
 pub const OWNED_ACTIONS: &[&str] = &[
     "athena:CreateNamedQuery",
     "athena:DeleteNamedQuery",
