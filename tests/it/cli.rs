@@ -72,7 +72,7 @@ fn undescribed(node: &serde_json::Value, path: &str, out: &mut Vec<String>) {
 #[test]
 fn every_crd_field_and_kind_has_a_description() {
     let mut missing = Vec::new();
-    for dir in ["crds", "charts/sales-operator/crds"] {
+    for dir in ["crds", "charts/sales-operator/files/crds"] {
         for entry in std::fs::read_dir(project().join(dir)).unwrap() {
             let path = entry.unwrap().path();
             let crd: serde_json::Value = serde_saphyr::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
