@@ -294,12 +294,13 @@ struct Target {
 /// that says how to set it, before the SDK is loaded (which would ask EC2 instance metadata,
 /// seconds of retries on a laptop).
 async fn cli_settings(global: &Global, spec_region: Option<&str>) -> Result<AwsSettings, CliError> {
-    use aws_config::meta::region::RegionProviderChain;
     let mut settings = aws_settings(global);
     if settings.region.is_none() {
-        let chain = RegionProviderChain::first_try(aws_config::environment::EnvironmentVariableRegionProvider::new())
-            .or_else(aws_config::profile::ProfileFileRegionProvider::new());
-        settings.region = chain.region().await.map(|r| r.to_string()).or_else(|| spec_region.map(str::to_string));
+        settings.region = aws::region_without_imds()
+            .region()
+            .await
+            .map(|r| r.to_string())
+            .or_else(|| spec_region.map(str::to_string));
     }
     if settings.region.is_none() {
         return Err(CliError::Aws(AwsError::permanent(

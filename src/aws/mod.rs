@@ -71,17 +71,21 @@ pub async fn sdk_config(settings: &AwsSettings) -> SdkConfig {
     if let Some(region) = &settings.region {
         loader = loader.region(Region::new(region.clone()));
     } else if !settings.region_from_imds {
-        loader = loader.region(
-            aws_config::meta::region::RegionProviderChain::first_try(
-                aws_config::environment::EnvironmentVariableRegionProvider::new(),
-            )
-            .or_else(aws_config::profile::ProfileFileRegionProvider::new()),
-        );
+        loader = loader.region(region_without_imds());
     }
     if let Some(url) = &settings.endpoint_url {
         loader = loader.endpoint_url(url);
     }
     loader.load().await
+}
+
+/// The SDK's region chain without EC2 instance metadata: `AWS_REGION` / `AWS_DEFAULT_REGION`,
+/// then the profile. Off EC2 every metadata probe waits out a timeout before failing.
+pub fn region_without_imds() -> aws_config::meta::region::RegionProviderChain {
+    aws_config::meta::region::RegionProviderChain::first_try(
+        aws_config::environment::EnvironmentVariableRegionProvider::new(),
+    )
+    .or_else(aws_config::profile::ProfileFileRegionProvider::new())
 }
 
 /// The SDK's default HTTPS client (rustls on aws-lc, system roots, proxy from the environment),
