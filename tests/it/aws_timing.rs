@@ -72,9 +72,11 @@ async fn a_new_pipeline_gets_ready_without_ever_stalling_and_with_point_in_time_
     assert_eq!(pitr.point_in_time_recovery_status.unwrap().as_str(), "ENABLED");
     assert!(reasons(&passes, ComponentKind::Table).iter().any(|r| r == "InProgress"), "{passes:#?}");
     // One create per component, no recovery needed.
+    // Every action with its note, so a failure says which resource AWS failed and why.
+    let every: Vec<_> = passes.iter().flat_map(|o| &o.actions).map(|a| (a.component, &a.verb, &a.note)).collect();
     let creates = actions(&passes).into_iter().filter(|(_, v)| *v == Verb::Create).count();
-    assert_eq!(creates, 8, "{:?}", actions(&passes));
-    assert!(!actions(&passes).iter().any(|(_, v)| *v == Verb::Recover));
+    assert_eq!(creates, 8, "{every:#?}");
+    assert!(!actions(&passes).iter().any(|(_, v)| *v == Verb::Recover), "{every:#?}");
 }
 
 #[tokio::test]
