@@ -75,7 +75,7 @@ reasons! {
     InSync: "`Reconciling`, component conditions",
     /// The operator is still at work: converging, or retrying.
     Progressing: "SalesPipeline `Reconciling`",
-    /// The component was not looked at in this pass: the message says what it waits for.
+    /// The component waits for an earlier one: not looked at in this pass, or a value it names (an ARN) is not known yet. The message says what it waits for.
     NotReached: "component conditions",
     /// The resource does not exist (in a plan).
     Absent: "component conditions",

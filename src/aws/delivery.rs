@@ -14,7 +14,7 @@ use aws_sdk_firehose::types::{
     ProcessingConfiguration, Processor, ProcessorType, Tag,
 };
 
-use super::error::{absent_if_not_found, build_error, ok_if_not_found, require_known};
+use super::error::{absent_if_not_found, build_error, ok_if_not_found};
 use super::tagging::TagIndex;
 use super::{
     compare, compare_tags, known, missing_tags, AwsError, AwsResultExt, Claim, Component, ComponentKind, Diff, Failure,
@@ -335,9 +335,6 @@ impl Component for Deliveries<'_> {
     }
 
     async fn create(&self, d: &DesiredDelivery) -> Result<(), AwsError> {
-        require_known("CreateDeliveryStream", "the Kinesis stream ARN", &d.source_stream_arn)?;
-        require_known("CreateDeliveryStream", "the Firehose role ARN", &d.role_arn)?;
-        require_known("CreateDeliveryStream", "the bucket ARN", &d.bucket_arn)?;
         let op = "CreateDeliveryStream";
         let source = KinesisStreamSourceConfiguration::builder()
             .kinesis_stream_arn(&d.source_stream_arn)
@@ -378,8 +375,6 @@ impl Component for Deliveries<'_> {
     ) -> Result<(), AwsError> {
         let calls: Vec<DeliveryCall> = changes.iter().map(|c| c.field.call()).collect();
         if calls.contains(&DeliveryCall::UpdateDestination) {
-            require_known("UpdateDestination", "the Firehose role ARN", &d.role_arn)?;
-            require_known("UpdateDestination", "the bucket ARN", &d.bucket_arn)?;
             // A stale version id answers ConcurrentModificationException (a
             // conflict): the next reconcile reads the new one.
             self.0

@@ -236,20 +236,6 @@ pub fn build_error(operation: &'static str) -> impl Fn(aws_smithy_types::error::
     move |e| AwsError::permanent(operation, e.to_string())
 }
 
-/// Refuses an ARN that upstream has not produced yet (transient: wait, do not send it to AWS).
-pub fn require_known(operation: &'static str, what: &str, value: &str) -> Result<(), AwsError> {
-    if value == super::UNKNOWN {
-        return Err(AwsError {
-            operation,
-            code: None,
-            message: format!("{what} is not known yet (its component does not exist)"),
-            status: None,
-            kind: ErrorKind::Transient,
-        });
-    }
-    Ok(())
-}
-
 /// `Ok(())` when the resource is already gone (what a delete wants).
 pub fn ok_if_not_found<T>(r: Result<T, AwsError>) -> Result<(), AwsError> {
     match r {

@@ -513,8 +513,50 @@ pub struct Refs {
     pub roles_changed_at: Option<std::time::SystemTime>,
 }
 
-/// Placeholder for an ARN not known until its resource exists.
+/// Placeholder for an ARN not known until its resource exists: shown by a plan, never sent to
+/// AWS (a component whose desired state holds it waits, [`Ref`]).
 pub const UNKNOWN: &str = "(known after apply)";
+
+/// A value of [`Refs`] a component's desired state is built from. Until it is known the
+/// component waits (the graph's `Need::Known`): a role policy naming `(known after apply)` is
+/// refused by IAM, and a wait is not a permanent error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ref {
+    TableStreamArn,
+    StreamArn,
+    BucketArn,
+    PipeRoleArn,
+    FirehoseRoleArn,
+    Account,
+}
+
+impl Ref {
+    /// Whether `refs` holds it.
+    pub fn known(self, refs: &Refs) -> bool {
+        let value = match self {
+            Ref::TableStreamArn => &refs.table_stream_arn,
+            Ref::StreamArn => &refs.stream_arn,
+            Ref::BucketArn => &refs.bucket_arn,
+            Ref::PipeRoleArn => &refs.pipe_role_arn,
+            Ref::FirehoseRoleArn => &refs.firehose_role_arn,
+            Ref::Account => &refs.account,
+        };
+        value.is_some()
+    }
+}
+
+impl fmt::Display for Ref {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Ref::TableStreamArn => "the table's stream ARN (the table has no DynamoDB stream yet)",
+            Ref::StreamArn => "the Kinesis stream's ARN",
+            Ref::BucketArn => "the bucket's ARN",
+            Ref::PipeRoleArn => "the pipe role's ARN",
+            Ref::FirehoseRoleArn => "the Firehose role's ARN",
+            Ref::Account => "the AWS account id",
+        })
+    }
+}
 
 /// The ARN in `r`, or [`UNKNOWN`].
 pub fn known(r: &Option<String>) -> String {

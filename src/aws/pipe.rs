@@ -19,7 +19,7 @@ use aws_sdk_pipes::types::{
     UpdatePipeSourceDynamoDbStreamParameters, UpdatePipeSourceParameters,
 };
 
-use super::error::{absent_if_not_found, build_error, ok_if_not_found, require_known};
+use super::error::{absent_if_not_found, build_error, ok_if_not_found};
 use super::{
     compare, compare_tags, known, missing_tags, AwsError, AwsResultExt, Claim, Component, ComponentKind, Diff, Failure,
     Field, PipelineCtx, Recovery, Refs,
@@ -315,9 +315,6 @@ impl Component for Pipes<'_> {
     }
 
     async fn create(&self, d: &DesiredPipe) -> Result<(), AwsError> {
-        require_known("CreatePipe", "the table's stream ARN", &d.source)?;
-        require_known("CreatePipe", "the Kinesis stream ARN", &d.target)?;
-        require_known("CreatePipe", "the pipe role ARN", &d.role_arn)?;
         let result = self
             .0
             .create_pipe()
@@ -340,8 +337,6 @@ impl Component for Pipes<'_> {
     async fn update(&self, d: &DesiredPipe, o: &ObservedPipe, changes: &[Diff<PipeField>]) -> Result<(), AwsError> {
         let calls: Vec<PipeCall> = changes.iter().map(|c| c.field.call()).collect();
         if calls.contains(&PipeCall::UpdatePipe) {
-            require_known("UpdatePipe", "the Kinesis stream ARN", &d.target)?;
-            require_known("UpdatePipe", "the pipe role ARN", &d.role_arn)?;
             // Asking for RUNNING here also restarts a stopped pipe.
             self.0
                 .update_pipe()
@@ -428,7 +423,6 @@ impl Component for Pipes<'_> {
 mod tests {
     use super::*;
     use crate::api::{EventName, SalesPipelineSpec};
-    use crate::aws::error::ErrorKind;
     use crate::aws::UNKNOWN;
 
     fn refs() -> Refs {
@@ -499,7 +493,6 @@ mod tests {
         let ctx = PipelineCtx::new("shop", "sales", &SalesPipelineSpec::default(), "eu-west-1");
         let d = Pipes::desired(&ctx, &Refs::default());
         assert_eq!(d.source, UNKNOWN);
-        assert!(require_known("CreatePipe", "x", &d.source).is_err_and(|e| e.kind == ErrorKind::Transient));
     }
 
     #[test]

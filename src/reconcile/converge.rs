@@ -18,8 +18,9 @@ use crate::aws::error::ErrorKind;
 use crate::aws::tagging::TagIndex;
 use crate::aws::{
     not_ours, shown, AwsError, Change, Component, ComponentKind, Failure, Field, Owner, PipelineCtx, Recovery, Refs,
+    UNKNOWN,
 };
-use Need::{Exists, Ready, RolesSettled};
+use Need::{Exists, Known, Ready, RolesSettled};
 
 /// What the ownership check allows.
 enum Ownership {
@@ -107,6 +108,11 @@ impl<A: Components> Pass<'_, A> {
                 self.state(C::KIND, false, reason, format!("{resource} does not exist"));
                 return Ok(Progress::Planned);
             }
+            if names_unknown(&desired) {
+                self.retract(C::KIND, Verb::Create);
+                let message = format!("{resource} is not created while a value it names is not known yet");
+                return Ok(self.wait(C::KIND, Reason::NotReached, message));
+            }
             // Nothing is created while a component started with it may still turn out not to be
             // this pipeline's: a pipeline whose names are taken creates nothing at all.
             checked.done();
@@ -185,6 +191,15 @@ impl<A: Components> Pass<'_, A> {
                     self.act(C::KIND, &resource, Verb::Update, shown_mutable.clone());
                 }
                 match self.mode {
+                    Mode::Apply if names_unknown(&desired) => {
+                        if verb.is_none() {
+                            self.retract(C::KIND, Verb::Update);
+                        }
+                        self.publish::<C>(o);
+                        let message = format!("{resource} is not changed while a value it names is not known yet");
+                        self.wait(C::KIND, Reason::NotReached, message);
+                        return Ok(Progress::Exists);
+                    }
                     Mode::Apply => {
                         match c.update(&desired, o, &mutable).await {
                             Ok(()) => {}
@@ -481,6 +496,14 @@ impl<A: Components> Pass<'_, A> {
     fn met(&self, need: Need, progress: &BTreeMap<ComponentKind, Progress>) -> bool {
         match need {
             Exists(kind) | Ready(kind) => progress.get(&kind).is_some_and(|p| p.meets(need)),
+            // A plan shows what is not known yet as `(known after apply)`.
+            Known(value) => {
+                let known = self.mode != Mode::Apply || value.known(&lock(&self.refs));
+                if !known {
+                    self.pace(self.poll());
+                }
+                known
+            }
             RolesSettled => {
                 if self.mode != Mode::Apply {
                     return true;
@@ -502,6 +525,13 @@ impl<A: Components> Pass<'_, A> {
         let checked = Checked::new(&self.gate);
         self.aws.with(kind, Env { tags, memory: self.memory }, Converge { pass: self, checked })
     }
+}
+
+/// Whether `desired` still holds [`UNKNOWN`]: a backstop behind the graph's `Need::Known`, so a
+/// placeholder is never sent to AWS (IAM refuses it as a malformed ARN, a service as a bad
+/// parameter, and either would be reported as the user's error).
+fn names_unknown<D: std::fmt::Debug>(desired: &D) -> bool {
+    format!("{desired:?}").contains(UNKNOWN)
 }
 
 /// The key of a failed resource's recoveries: a new desired state (a spec change) starts afresh.
@@ -545,19 +575,22 @@ pub(super) async fn pass<A: Components>(r: &Reconciler<A>, ctx: &PipelineCtx, mo
     let progress =
         walk(&kinds, |kind, progress| needs(kind).iter().all(|&n| pass.met(n, progress)), |kind| pass.run(kind, &tags))
             .await;
-    let mut outcome = pass.outcome.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut waiting = BTreeMap::new();
     for (kind, needs) in GRAPH.iter().filter(|(kind, _)| !progress.contains_key(kind)) {
         let unmet: Vec<String> = needs
             .iter()
-            .filter(|n| !matches!(n, Exists(k) | Ready(k) if progress.get(k).is_some_and(|p| p.meets(**n))))
+            .filter(|n| !pass.met(**n, &progress))
             .map(|n| match n {
                 Exists(k) => format!("{k} to exist"),
                 Ready(k) => format!("{k} to be ready"),
                 RolesSettled => "its IAM roles to propagate".to_string(),
+                Known(value) => value.to_string(),
             })
             .collect();
-        outcome.waiting.insert(*kind, format!("waiting for {}", unmet.join(", ")));
+        waiting.insert(*kind, format!("waiting for {}", unmet.join(", ")));
     }
+    let mut outcome = pass.outcome.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner());
+    outcome.waiting = waiting;
     // Components finish in any order; status and actions read in graph order.
     outcome.components.sort_by_key(|c| rank(c.kind));
     outcome.actions.sort_by_key(|a| rank(a.component));

@@ -12,7 +12,7 @@ use std::time::SystemTime;
 use super::components::{Components, Env, Step};
 use crate::api::{NamedArn, SalesPipelineStatus};
 use crate::aws::tagging::TagIndex;
-use crate::aws::{AwsError, Claim, Component, ComponentKind, Diff, Failure, Field, PipelineCtx, Recovery, Refs};
+use crate::aws::{known, AwsError, Claim, Component, ComponentKind, Diff, Failure, Field, PipelineCtx, Recovery, Refs};
 
 /// One fake resource.
 #[derive(Clone, Debug, PartialEq)]
@@ -24,6 +24,8 @@ pub struct Resource {
     pub creating_left: u32,
     pub tags: BTreeMap<String, String>,
     pub created_at: SystemTime,
+    /// Observations left before the table shows its stream ARN.
+    pub streamless_left: u32,
 }
 
 /// What one kind is scripted to do.
@@ -35,6 +37,9 @@ pub struct Script {
     pub failed_creates: u32,
     /// The next this many creates are refused as IAM propagation ("is unable to assume role").
     pub iam_refusals: u32,
+    /// A created table shows no stream ARN for this many observations (its stream turned off, or
+    /// adopted while AWS is still creating it).
+    pub streamless_observations: u32,
 }
 
 /// One call a fake component received: its kind, the operation, and the resource's state then.
@@ -95,6 +100,9 @@ impl World {
 pub struct FakeDesired {
     pub value: String,
     pub tags: BTreeMap<String, String>,
+    /// The table's stream ARN, for the kinds whose real desired state names it (the roles, the
+    /// pipe) and for the analytics, whose graph entry does not declare it (the backstop's case).
+    pub stream_arn: String,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -129,8 +137,13 @@ impl<const K: usize> Component for Fake<K> {
     type Field = FakeField;
     const KIND: ComponentKind = ComponentKind::ALL[K];
 
-    fn desired(ctx: &PipelineCtx, _refs: &Refs) -> FakeDesired {
-        FakeDesired { value: ctx.spec.tags.get("value").cloned().unwrap_or_default(), tags: ctx.tags.clone() }
+    fn desired(ctx: &PipelineCtx, refs: &Refs) -> FakeDesired {
+        let names_stream = matches!(Self::KIND, ComponentKind::Iam | ComponentKind::Pipe | ComponentKind::Analytics);
+        FakeDesired {
+            value: ctx.spec.tags.get("value").cloned().unwrap_or_default(),
+            tags: ctx.tags.clone(),
+            stream_arn: if names_stream { known(&refs.table_stream_arn) } else { String::new() },
+        }
     }
 
     fn resource_name(_: &FakeDesired) -> String {
@@ -140,6 +153,7 @@ impl<const K: usize> Component for Fake<K> {
     fn observe(&self, _: &FakeDesired) -> impl Future<Output = Result<Option<FakeObserved>, AwsError>> + Send {
         let result = self.0.call(Self::KIND, "observe").map(|mut state| {
             let r = state.resources.get_mut(&Self::KIND)?;
+            r.streamless_left = r.streamless_left.saturating_sub(1);
             if r.state == "CREATING" {
                 if r.creating_left == 0 {
                     r.state = "ACTIVE";
@@ -185,6 +199,7 @@ impl<const K: usize> Component for Fake<K> {
                 creating_left,
                 tags: d.tags.clone(),
                 created_at: SystemTime::now(),
+                streamless_left: script.streamless_observations,
             };
             state.resources.insert(Self::KIND, resource);
             Ok(())
@@ -214,9 +229,18 @@ impl<const K: usize> Component for Fake<K> {
     }
 
     fn publish(o: &FakeObserved, refs: &mut Refs) {
+        let arn = |what: &str| Some(format!("arn:aws:fake:eu-west-1:123456789012:{what}"));
         refs.learn_account(ROLE);
-        if o.kind == ComponentKind::Iam {
-            refs.roles_changed_at = Some(o.resource.created_at);
+        match o.kind {
+            ComponentKind::Table if o.resource.streamless_left == 0 => refs.table_stream_arn = arn("table/stream"),
+            ComponentKind::Stream => refs.stream_arn = arn("stream"),
+            ComponentKind::Bucket => refs.bucket_arn = arn("bucket"),
+            ComponentKind::Iam => {
+                refs.pipe_role_arn = Some(ROLE.to_string());
+                refs.firehose_role_arn = Some(ROLE.to_string());
+                refs.roles_changed_at = Some(o.resource.created_at);
+            }
+            _ => {}
         }
     }
 

@@ -7,7 +7,7 @@ use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 
-use crate::aws::ComponentKind;
+use crate::aws::{ComponentKind, Ref};
 
 /// Starts `start(kind)` for each of `kinds` as soon as `ready(kind, finished)` holds, all that
 /// are ready at once, until nothing more can start: what each started component returned (the
@@ -46,10 +46,15 @@ pub enum Need {
     /// The roles it is given have had [`Memory::iam_settle`](crate::aws::Memory) to propagate
     /// through IAM since they last changed (a service refuses, or fails on, a younger role).
     RolesSettled,
+    /// A value its desired state is built from is known (in a plan it is shown as
+    /// `(known after apply)` instead): a resource can exist without it, e.g. a table whose
+    /// stream was turned off, or one adopted while AWS is still creating it.
+    Known(Ref),
 }
 
 use ComponentKind::{Analytics, Bucket, Catalog, Delivery, Iam, Pipe, Stream, Table};
-use Need::{Exists, Ready, RolesSettled};
+use Need::{Exists, Known, Ready, RolesSettled};
+use Ref::{Account, BucketArn, FirehoseRoleArn, PipeRoleArn, StreamArn, TableStreamArn};
 
 /// The dependency graph as data: every component with what it needs. [`reconcile`] starts each
 /// component as soon as its needs are met, concurrently (the roles' policies name the table's
@@ -59,9 +64,42 @@ pub const GRAPH: [(ComponentKind, &[Need]); 8] = [
     (Table, &[]),
     (Stream, &[]),
     (Bucket, &[]),
-    (Iam, &[Exists(Table), Exists(Stream), Exists(Bucket)]),
-    (Pipe, &[Ready(Table), Ready(Stream), Ready(Iam), RolesSettled]),
-    (Delivery, &[Ready(Stream), Ready(Bucket), Ready(Iam), RolesSettled]),
+    (
+        Iam,
+        &[
+            Exists(Table),
+            Exists(Stream),
+            Exists(Bucket),
+            Known(TableStreamArn),
+            Known(StreamArn),
+            Known(BucketArn),
+            Known(Account),
+        ],
+    ),
+    (
+        Pipe,
+        &[
+            Ready(Table),
+            Ready(Stream),
+            Ready(Iam),
+            RolesSettled,
+            Known(TableStreamArn),
+            Known(StreamArn),
+            Known(PipeRoleArn),
+        ],
+    ),
+    (
+        Delivery,
+        &[
+            Ready(Stream),
+            Ready(Bucket),
+            Ready(Iam),
+            RolesSettled,
+            Known(StreamArn),
+            Known(BucketArn),
+            Known(FirehoseRoleArn),
+        ],
+    ),
     (Catalog, &[Exists(Table), Exists(Bucket), Ready(Iam), RolesSettled]),
     (Analytics, &[Exists(Table), Exists(Bucket)]),
 ];
@@ -84,7 +122,7 @@ impl Progress {
         match need {
             Exists(_) => matches!(self, Progress::Ready | Progress::Exists | Progress::Planned),
             Ready(_) => matches!(self, Progress::Ready | Progress::Planned),
-            RolesSettled => true,
+            RolesSettled | Known(_) => true,
         }
     }
 }
