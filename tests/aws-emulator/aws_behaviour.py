@@ -532,7 +532,32 @@ def delivery_limit(call):
     )
 
 
-BEFORE = [throttle, creating_refusal, backups_unavailable, read_after_create, iam_refusal, delivery_limit]
+# What the operator shows for an ARN its resource has not produced yet (src/aws/mod.rs UNKNOWN).
+PLACEHOLDER = "(known after apply)"
+
+
+def placeholder_refusal(call):
+    """Always on: AWS refuses a request naming the placeholder where an ARN belongs.
+
+    IAM refuses such a policy as `MalformedPolicyDocument` "Resource <value> must be in ARN
+    format or "*"."; the JSON services validate ARN members against their pattern and answer
+    `ValidationException`. The operator must wait for the ARN instead (never send it).
+    """
+    text = json.dumps(call.params)
+    if PLACEHOLDER not in text:
+        return None
+    if call.service == "iam":
+        return error("iam", "MalformedPolicyDocument", f'Resource {PLACEHOLDER} must be in ARN format or "*".')
+    code = "InvalidArgumentException" if call.service == "firehose" else "ValidationException"
+    return error(
+        call.service,
+        code,
+        f"1 validation error detected: Value '{PLACEHOLDER}' failed to satisfy constraint: "
+        "Member must satisfy regular expression pattern: arn:.*",
+    )
+
+
+BEFORE = [placeholder_refusal, throttle, creating_refusal, backups_unavailable, read_after_create, iam_refusal, delivery_limit]
 
 
 # --- behaviours after moto answered 2xx: bookkeeping ----------------------------------

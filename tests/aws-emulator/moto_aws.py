@@ -10,6 +10,9 @@
   (a new buffer interval, a catalog mode switch) could never converge on it.
 - Athena's DeleteWorkGroup with RecursiveDeleteOption deletes the workgroup's named
   queries; moto keeps them, and they reappear in a new workgroup of the same name.
+- DynamoDB's UpdateTable turns a table's stream on again after it was turned off, with a
+  new stream (a new LatestStreamArn); moto refuses ("Cannot enable stream") once a
+  table ever had a stream, so a stream turned off outside could never be repaired.
 - AWS's timing and refusals (creation windows, IAM propagation, failed states,
   read-after-create, throttling, the Firehose quota): aws_behaviour.py, the
   AWS-behaviour layer, configured by SALES_OPERATOR_AWS_BEHAVIOUR and POST /_behaviour
@@ -28,6 +31,7 @@ import xml.etree.ElementTree as ElementTree
 import aws_behaviour
 
 from moto.athena.responses import AthenaResponse
+from moto.dynamodb.models import DynamoDBBackend
 from moto.kinesis.responses import KinesisResponse
 from moto.s3.responses import S3Response
 from moto.server import main
@@ -111,6 +115,18 @@ def delete_work_group(self):
 
 
 AthenaResponse.delete_work_group = delete_work_group
+
+_update_table_streams = DynamoDBBackend.update_table_streams
+
+
+def update_table_streams(self, table, stream_specification):
+    """UpdateTable's StreamSpecification: a table whose stream is off gets a new one."""
+    if not (table.stream_specification or {}).get("StreamEnabled"):
+        table.latest_stream_label = None
+    return _update_table_streams(self, table, stream_specification)
+
+
+DynamoDBBackend.update_table_streams = update_table_streams
 
 if __name__ == "__main__":
     aws_behaviour.install()

@@ -530,3 +530,29 @@ async fn every_nth_request_is_throttled_with_the_services_error() {
         ddb.describe_table().table_name(&table).send().await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn a_placeholder_where_an_arn_belongs_is_refused_by_iam_and_by_the_services() {
+    let conf = conf().await;
+    let (iam, pipes) = (aws_sdk_iam::Client::new(&conf), aws_sdk_pipes::Client::new(&conf));
+    let base = name("ph");
+    let role = format!("{base}-role");
+    let role_arn = create_role(&iam, &role).await;
+    let policy = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+        "Action": "kinesis:PutRecord", "Resource": sales_operator::aws::UNKNOWN}]});
+    let put = iam.put_role_policy().role_name(&role).policy_name("p").policy_document(policy.to_string()).send().await;
+    let (code, message) = refusal(put);
+    assert_eq!(code, "MalformedPolicyDocument");
+    assert!(message.contains("must be in ARN format"), "{message}");
+    let create = pipes
+        .create_pipe()
+        .name(&base)
+        .source(sales_operator::aws::UNKNOWN)
+        .target(format!("arn:aws:kinesis:{}:{ACCOUNT}:stream/{base}", moto::REGION))
+        .role_arn(role_arn)
+        .send()
+        .await;
+    assert_eq!(refusal(create).0, "ValidationException");
+    // Nothing was made: the refusal came before moto.
+    assert!(pipes.describe_pipe().name(&base).send().await.is_err());
+}

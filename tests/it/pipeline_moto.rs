@@ -215,6 +215,28 @@ async fn deleted_stream_and_pipe_are_restored_and_relinked() {
     assert_eq!(pipe.target.as_deref(), Some(kinesis_arn.as_str()));
 }
 
+/// A table whose stream was turned off outside has no stream ARN for a while: what names it (the
+/// pipe role's policy, the pipe) waits for the new one, never sends `(known after apply)` to AWS.
+#[tokio::test]
+async fn a_table_stream_turned_off_outside_is_turned_on_again_and_the_pipe_follows_its_new_arn() {
+    let c = reconciler().await;
+    let (_, ctx) = pipeline("");
+    assert!(converge(&c, &ctx).await.ready());
+    let off = aws_sdk_dynamodb::types::StreamSpecification::builder().stream_enabled(false).build().unwrap();
+    c.aws.dynamodb.update_table().table_name(&ctx.names.table).stream_specification(off).send().await.unwrap();
+
+    let mut passes = Vec::new();
+    let out = converge_observed(&c, &ctx, |o| passes.push(o.clone())).await;
+    assert!(out.ready(), "{:#?}", out.components);
+    for (i, pass) in passes.iter().enumerate() {
+        assert!(pass.error.is_none() && !pass.stalled(), "pass {i}: {:#?}", pass.components);
+    }
+    let table = c.aws.dynamodb.describe_table().table_name(&ctx.names.table).send().await.unwrap().table.unwrap();
+    let stream_arn = table.latest_stream_arn.expect("the stream is on again");
+    let pipe = c.aws.pipes.describe_pipe().name(&ctx.names.pipe).send().await.unwrap();
+    assert_eq!(pipe.source.as_deref(), Some(stream_arn.as_str()));
+}
+
 /// This pipeline's resources of every kind: existence of the name-unique ones,
 /// counts where AWS allows duplicates (roles with our prefix, named queries).
 /// Named queries are only counted while their workgroup exists (moto keeps
