@@ -114,6 +114,10 @@ pub struct DeleteArgs {
     /// Show what would be deleted; delete nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Keep deleting for at most this long while AWS is still creating or changing a resource
+    /// (a Firehose stream CREATING cannot be deleted yet), e.g. 10m; 0 = one pass.
+    #[arg(long, default_value = "10m", value_parser = sales_operator::parse_duration)]
+    pub wait: Duration,
 }
 
 /// `--deletion-policy`, spelled as in the manifest (`Retain`, `Delete`).
@@ -579,7 +583,18 @@ async fn delete(global: &Global, args: &DeleteArgs) -> Result<ExitCode, CliError
         Some(PolicyArg::Delete) => DeletionPolicy::Delete,
         None => t.pipeline.spec.deletion_policy,
     };
-    let done = reconcile::teardown(&t.reconciler, &t.ctx, policy, args.dry_run).await;
+    let deadline = Instant::now() + args.wait;
+    let mut done = reconcile::Teardown::default();
+    loop {
+        let pass = reconcile::teardown(&t.reconciler, &t.ctx, policy, args.dry_run).await;
+        done.merge(pass);
+        let busy = done.error.as_ref().filter(|(_, e)| e.is_busy()).filter(|_| !args.dry_run);
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Some((kind, e)) = busy.filter(|_| !left.is_zero()) else { break };
+        let pause = timing(global).pace().min(left);
+        tracing::info!(component = %kind, "AWS is not done with it yet ({e}); deleting again in {} s", pause.as_secs_f32());
+        tokio::time::sleep(pause).await;
+    }
     let mut out = std::io::stdout().lock();
     for line in teardown_lines(&done, policy, args.dry_run) {
         let _ = writeln!(out, "{line}");

@@ -112,6 +112,13 @@ impl AwsError {
         self.kind == ErrorKind::Conflict
     }
 
+    /// Whether AWS refused because the resource is still being created or changed (a Firehose
+    /// stream CREATING cannot be deleted, a pipe CREATING answers ConflictException): the same
+    /// call later may succeed.
+    pub fn is_busy(&self) -> bool {
+        matches!(self.kind, ErrorKind::Busy | ErrorKind::Conflict)
+    }
+
     /// Whether retrying will not help: a permanent refusal, or a quota used up.
     pub fn is_permanent(&self) -> bool {
         matches!(self.kind, ErrorKind::Permanent | ErrorKind::Quota)

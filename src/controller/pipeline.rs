@@ -209,6 +209,19 @@ async fn cleanup(sp: &SalesPipeline, ctx: &Context, api: &Api<SalesPipeline>) ->
         publish(ctx, sp, action_event(action)).await;
     }
     if let Some((component, source)) = done.error {
+        if source.is_busy() {
+            // AWS is still creating or changing it (a Firehose stream CREATING cannot be
+            // deleted yet): a wait at the AWS pace, not a failure to back off from.
+            let pace = reconciler.timing.pace();
+            let message = format!(
+                "deleting: {component}: AWS is not done with it yet ({source}); deleting again in {} s",
+                pace.as_secs()
+            );
+            let previous = sp.status.clone().unwrap_or_default();
+            let computed = Verdict::working(Reason::Deleting, message.clone(), Reason::Deleting, message).conditions();
+            write_status(api, sp, previous, &computed).await?;
+            return Ok(Action::requeue(pace));
+        }
         let message = format!("deletion is blocked: {component}: {source}; the finalizer stays until it succeeds");
         publish(ctx, sp, warning("DeletionFailed", "Delete", message.clone())).await;
         let previous = sp.status.clone().unwrap_or_default();

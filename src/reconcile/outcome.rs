@@ -147,6 +147,18 @@ impl Teardown {
     pub fn complete(&self) -> bool {
         self.error.is_none()
     }
+
+    /// Adds a later pass: its actions not already recorded, its error, and as absent only what
+    /// no earlier pass deleted or retained.
+    pub fn merge(&mut self, later: Teardown) {
+        for action in later.actions {
+            if !self.actions.iter().any(|a| a.resource == action.resource && a.verb == action.verb) {
+                self.actions.push(action);
+            }
+        }
+        self.absent = later.absent.into_iter().filter(|r| !self.actions.iter().any(|a| &a.resource == r)).collect();
+        self.error = later.error;
+    }
 }
 
 pub(super) fn join(changes: &[Change]) -> String {

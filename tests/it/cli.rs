@@ -228,6 +228,38 @@ fn delete_says_per_resource_what_it_did_or_would_do_and_takes_the_policy_as_the_
     assert!(out.contains(&format!("{name}: 2 deleted, 0 retained, 6 absent (deletionPolicy Delete).")), "{out}");
 }
 
+/// `delete` waits, as `apply` does, for what AWS is still creating: a Firehose stream CREATING
+/// refuses DeleteDeliveryStream (docs/aws-behaviour.md), and minutes of CREATING are normal on AWS.
+#[tokio::test]
+async fn delete_waits_for_a_resource_aws_is_still_creating() {
+    let dir = tempfile::tempdir().unwrap();
+    let name = format!("{}x", moto::unique("delw"));
+    moto::behave(&name, serde_json::json!({}));
+    let file = manifest(&dir, &name, "");
+    let apply = operator(&["apply", "-f", &file]);
+    assert!(apply.status.success(), "{}", text(&apply.stderr));
+    // The Firehose stream is made again, and is CREATING for a while.
+    moto::behave(&name, serde_json::json!({"delivery_creating": 6}));
+    let delivery = format!("default-{name}-orders");
+    let firehose = aws_sdk_firehose::Client::new(&moto::sdk(&moto::settings()).await);
+    firehose.delete_delivery_stream().delivery_stream_name(&delivery).send().await.unwrap();
+    let again = operator(&["apply", "-f", &file, "--wait", "0"]);
+    let out = text(&again.stderr);
+    assert!(out.contains(&format!("create   firehose delivery stream {delivery}")), "{out}");
+
+    // One pass: refused while CREATING, reported, the rest of what needs it kept.
+    let once = operator(&["delete", "-f", &file, "--deletion-policy", "Delete", "--wait", "0"]);
+    assert_eq!(once.status.code(), Some(1), "{}", text(&once.stdout));
+    assert!(text(&once.stderr).contains("CREATING"), "{}", text(&once.stderr));
+    // Waiting: everything goes once AWS is done creating it.
+    let waited = operator(&["delete", "-f", &file, "--deletion-policy", "Delete", "--wait", "60s"]);
+    assert!(waited.status.success(), "{}\n{}", text(&waited.stdout), text(&waited.stderr));
+    let out = text(&waited.stdout);
+    assert!(has_line(&out, "deleted", &format!("firehose delivery stream {delivery}")), "{out}");
+    assert!(has_line(&out, "deleted", &format!("kinesis stream {delivery}")), "{out}");
+    assert!(text(&waited.stderr).contains("deleting again in"), "{}", text(&waited.stderr));
+}
+
 #[test]
 fn a_changed_name_prefix_is_refused_as_the_cluster_refuses_it() {
     let dir = tempfile::tempdir().unwrap();
