@@ -52,8 +52,15 @@ pub fn read_pipeline(path: &str) -> Result<SalesPipeline, ManifestError> {
 
 /// Parses and validates one SalesPipeline document.
 pub fn parse_pipeline(text: &str, source_name: &str) -> Result<SalesPipeline, ManifestError> {
-    let value: serde_json::Value = serde_saphyr::from_str(text)
-        .map_err(|e| ManifestError::Yaml { source_name: source_name.to_string(), message: e.to_string() })?;
+    let yaml = |message: String| ManifestError::Yaml { source_name: source_name.to_string(), message };
+    // Empty documents are skipped: a trailing `---` is fine, as it is for kubectl.
+    let mut documents: Vec<serde_json::Value> =
+        serde_saphyr::from_multiple(text).map_err(|e| yaml(yaml_message(&e)))?;
+    let value = match documents.len() {
+        1 => documents.remove(0),
+        0 => return Err(yaml("it holds no YAML document (a SalesPipeline is expected)".into())),
+        n => return Err(yaml(format!("it holds {n} YAML documents: give one SalesPipeline per file"))),
+    };
     let invalid =
         |errors| ManifestError::Invalid { source_name: source_name.to_string(), kind: "SalesPipeline", errors };
     let mut errors = check_header::<SalesPipeline>(&value);
@@ -91,6 +98,20 @@ pub fn parse_pipeline(text: &str, source_name: &str) -> Result<SalesPipeline, Ma
         Ok(pipeline)
     } else {
         Err(invalid(errors))
+    }
+}
+
+/// A YAML error in the user's terms (the parser's own hints name its options).
+fn yaml_message(e: &serde_saphyr::Error) -> String {
+    let at = e.location().map(|l| format!("line {} column {}: ", l.line(), l.column())).unwrap_or_default();
+    match e.without_snippet() {
+        serde_saphyr::Error::DuplicateMappingKey { key: Some(key), .. } => {
+            format!("{at}the key `{key}` appears twice in one mapping; each key may appear once")
+        }
+        serde_saphyr::Error::DuplicateMappingKey { key: None, .. } => {
+            format!("{at}a key appears twice in one mapping; each key may appear once")
+        }
+        other => other.to_string(),
     }
 }
 
@@ -397,6 +418,19 @@ mod tests {
             ["analytics"]["properties"]["namedQueries"]["items"]["enum"];
         let names: Vec<&str> = crate::named_queries::BUILT_IN.iter().map(|q| q.name).collect();
         assert_eq!(items, &serde_json::json!(names));
+    }
+
+    #[test]
+    fn a_trailing_empty_document_is_accepted_and_yaml_errors_speak_the_users_terms() {
+        let one = "apiVersion: sales-operator.dev/v1alpha1\nkind: SalesPipeline\nmetadata: {name: a}\nspec: {}\n";
+        assert!(parse_pipeline(&format!("---\n{one}---\n"), "m.yaml").is_ok());
+        let two = parse_pipeline(&format!("{one}---\n{one}"), "m.yaml").unwrap_err().to_string();
+        assert_eq!(two, "m.yaml is not valid YAML: it holds 2 YAML documents: give one SalesPipeline per file");
+        let none = parse_pipeline("---\n", "m.yaml").unwrap_err().to_string();
+        assert!(none.contains("holds no YAML document"), "{none}");
+        let twice = "apiVersion: sales-operator.dev/v1alpha1\nkind: SalesPipeline\nmetadata:\n  name: a\n  name: b\n";
+        let twice = parse_pipeline(twice, "m.yaml").unwrap_err().to_string();
+        assert_eq!(twice, "m.yaml is not valid YAML: line 5 column 3: the key `name` appears twice in one mapping; each key may appear once");
     }
 
     #[test]
