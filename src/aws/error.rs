@@ -213,6 +213,16 @@ where
                 SdkError::ConstructionFailure(_) => {
                     AwsError { operation, code: None, message: error_chain(&err), status, kind: ErrorKind::Permanent }
                 }
+                // AWS answered success with a body the SDK cannot read (a description it does not
+                // expect, e.g. left by a partial outside change): asking again gives the same
+                // answer, so it is reported, not waited on.
+                SdkError::ResponseError(_) if status.is_some_and(|s| (200..300).contains(&s)) => AwsError {
+                    operation,
+                    code: None,
+                    message: format!("AWS's answer could not be read: {}", error_chain(&err)),
+                    status,
+                    kind: ErrorKind::Permanent,
+                },
                 _ => AwsError::new(operation, None, error_chain(&err), status.filter(|s| *s >= 400)),
             }
         })
@@ -263,6 +273,21 @@ pub fn absent_if_not_found<T>(r: Result<T, AwsError>) -> Result<Option<T>, AwsEr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_answer_that_cannot_be_read_is_permanent_and_a_failed_connection_transient() {
+        use aws_smithy_runtime_api::http::StatusCode;
+        use aws_smithy_types::body::SdkBody;
+        let answer = |status: u16| HttpResponse::new(StatusCode::try_from(status).unwrap(), SdkBody::empty());
+        let unreadable: Result<(), SdkError<aws_sdk_firehose::Error, HttpResponse>> =
+            Err(SdkError::response_error("missing field `DeliveryStreamARN`", answer(200)));
+        let e = unreadable.aws("DescribeDeliveryStream").unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Permanent);
+        assert!(e.message.starts_with("AWS's answer could not be read"), "{e}");
+        let cut: Result<(), SdkError<aws_sdk_firehose::Error, HttpResponse>> =
+            Err(SdkError::response_error("connection reset", answer(503)));
+        assert_eq!(cut.aws("DescribeDeliveryStream").unwrap_err().kind, ErrorKind::Transient);
+    }
 
     #[test]
     fn codes_and_statuses_are_classified() {
