@@ -147,6 +147,9 @@ pub enum CliError {
     Reconcile { component: ComponentKind, source: AwsError },
     #[error("{0}")]
     Output(String),
+    /// AWS left a call unanswered past `--wait`.
+    #[error("{0}")]
+    NoAnswer(String),
     /// A flag's value is not usable.
     #[error("{0}")]
     Usage(String),
@@ -162,7 +165,11 @@ impl CliError {
         match self {
             CliError::Manifest(_) | CliError::Usage(_) => 2,
             CliError::Generate(e) => e.exit_code(),
-            CliError::Aws(_) | CliError::Reconcile { .. } | CliError::Output(_) | CliError::Controller(_) => 1,
+            CliError::Aws(_)
+            | CliError::Reconcile { .. }
+            | CliError::Output(_)
+            | CliError::NoAnswer(_)
+            | CliError::Controller(_) => 1,
         }
     }
 }
@@ -481,13 +488,61 @@ pub fn explain_buffer_queries(actions: &[Action]) -> (Vec<Action>, Option<String
     (actions, note)
 }
 
+/// How long a call may go unanswered before the CLI says which it is waiting for.
+const SLOW_CALL: Duration = Duration::from_secs(5);
+
+/// Runs `work` (AWS calls) until `deadline` (`--wait`; none for a single pass, bounded by the
+/// SDK's own timeouts), saying every [`SLOW_CALL`] which call AWS has not answered yet.
+async fn bounded<T>(
+    calls: &CallLog,
+    deadline: Option<Instant>,
+    wait: Duration,
+    work: impl std::future::Future<Output = T>,
+) -> Result<T, CliError> {
+    tokio::pin!(work);
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut said = tokio::time::Instant::now();
+    let end = deadline.map_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86_400 * 365), Into::into);
+    loop {
+        tokio::select! {
+            out = &mut work => return Ok(out),
+            _ = tick.tick() => {
+                let slow = calls.slowest_in_flight().filter(|(_, w)| *w >= SLOW_CALL);
+                if let Some((call, waited)) = slow.filter(|_| said.elapsed() >= SLOW_CALL) {
+                    tracing::info!("waiting for AWS: {call} has not answered for {} s", waited.as_secs());
+                    said = tokio::time::Instant::now();
+                }
+            }
+            _ = tokio::time::sleep_until(end) => {
+                let pending = calls
+                    .slowest_in_flight()
+                    .map(|(call, waited)| format!(": {call} has not answered for {} s", waited.as_secs()))
+                    .unwrap_or_default();
+                return Err(CliError::NoAnswer(format!("AWS did not answer within --wait {}{pending}", humantime(wait))));
+            }
+        }
+    }
+}
+
+/// `d` as users write it for `--wait` (`90s`, `10m`).
+fn humantime(d: Duration) -> String {
+    let secs = d.as_secs();
+    if secs >= 60 && secs.is_multiple_of(60) {
+        format!("{}m", secs / 60)
+    } else {
+        format!("{}s", d.as_secs_f64())
+    }
+}
+
 async fn apply(global: &Global, args: &ApplyArgs) -> Result<ExitCode, CliError> {
     let t = target(global, &args.file.file).await?;
-    refuse_renamed(&t).await?;
-    let mode = if t.pipeline.spec.paused { Mode::Observe } else { Mode::Apply };
     let deadline = Instant::now() + args.wait;
+    let bound = (!args.wait.is_zero()).then_some(deadline);
+    let calls = &t.reconciler.aws.calls;
+    bounded(calls, bound, args.wait, refuse_renamed(&t)).await??;
+    let mode = if t.pipeline.spec.paused { Mode::Observe } else { Mode::Apply };
     let outcome = loop {
-        let outcome = reconcile::reconcile(&t.reconciler, &t.ctx, mode).await;
+        let outcome = bounded(calls, bound, args.wait, reconcile::reconcile(&t.reconciler, &t.ctx, mode)).await?;
         print_actions(&outcome.actions);
         if outcome.ready() || outcome.stalled() || mode == Mode::Observe || Instant::now() >= deadline {
             break outcome;
@@ -584,9 +639,11 @@ async fn delete(global: &Global, args: &DeleteArgs) -> Result<ExitCode, CliError
         None => t.pipeline.spec.deletion_policy,
     };
     let deadline = Instant::now() + args.wait;
+    let bound = (!args.wait.is_zero()).then_some(deadline);
     let mut done = reconcile::Teardown::default();
     loop {
-        let pass = reconcile::teardown(&t.reconciler, &t.ctx, policy, args.dry_run).await;
+        let teardown = reconcile::teardown(&t.reconciler, &t.ctx, policy, args.dry_run);
+        let pass = bounded(&t.reconciler.aws.calls, bound, args.wait, teardown).await?;
         done.merge(pass);
         let busy = done.error.as_ref().filter(|(_, e)| e.is_busy()).filter(|_| !args.dry_run);
         let left = deadline.saturating_duration_since(Instant::now());

@@ -68,6 +68,9 @@ struct State {
     plan: FaultPlan,
     /// Time between sending a request and receiving its response, summed.
     waiting: std::time::Duration,
+    /// The attempts sent and not answered yet: `service:Operation` and when it was sent.
+    in_flight: BTreeMap<u64, (String, std::time::Instant)>,
+    next_flight: u64,
 }
 
 /// The interceptor shared by every client of one [`super::Clients`].
@@ -130,6 +133,14 @@ impl aws_smithy_types::config_bag::Storable for SentAt {
     type Storer = aws_smithy_types::config_bag::StoreReplace<Self>;
 }
 
+/// The current attempt's key in `State::in_flight`.
+#[derive(Clone, Debug)]
+struct Flight(u64);
+
+impl aws_smithy_types::config_bag::Storable for Flight {
+    type Storer = aws_smithy_types::config_bag::StoreReplace<Self>;
+}
+
 /// Present in the config bag once an execution has made its first attempt.
 #[derive(Clone, Debug)]
 struct AttemptMarker;
@@ -167,6 +178,11 @@ impl CallLog {
     /// Total time spent waiting on AWS responses.
     pub fn waiting(&self) -> std::time::Duration {
         self.lock().waiting
+    }
+
+    /// The call waiting longest for its answer (`service:Operation`), and for how long.
+    pub fn slowest_in_flight(&self) -> Option<(String, std::time::Duration)> {
+        self.lock().in_flight.values().min_by_key(|(_, at)| *at).map(|(op, at)| (op.clone(), at.elapsed()))
     }
 
     /// Total calls (executions, not attempts) that only read.
@@ -276,7 +292,28 @@ impl Intercept for CallLog {
         _rc: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        cfg.interceptor_state().store_put(SentAt(std::time::Instant::now()));
+        let now = std::time::Instant::now();
+        cfg.interceptor_state().store_put(SentAt(now));
+        let (service, operation) = metadata(cfg);
+        let mut s = self.lock();
+        let id = s.next_flight;
+        s.next_flight += 1;
+        s.in_flight.insert(id, (format!("{service}:{operation}"), now));
+        drop(s);
+        cfg.interceptor_state().store_put(Flight(id));
+        Ok(())
+    }
+
+    fn read_after_attempt(
+        &self,
+        _ctx: &FinalizerInterceptorContextRef<'_>,
+        _rc: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Some(Flight(id)) = cfg.load::<Flight>().cloned() {
+            self.lock().in_flight.remove(&id);
+            cfg.interceptor_state().unset::<Flight>();
+        }
         Ok(())
     }
 

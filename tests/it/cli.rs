@@ -353,6 +353,32 @@ fn an_unreachable_endpoint_is_a_clear_error_not_a_panic() {
     assert!(!stderr.contains("panicked"));
 }
 
+/// An endpoint that accepts connections and never answers (a hung AWS, a stopped emulator):
+/// `apply --wait` ends at its deadline, saying which call is unanswered, and says so while it
+/// waits; so does `delete --wait`.
+#[test]
+fn a_silent_endpoint_ends_apply_and_delete_at_their_wait_naming_the_unanswered_call() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", silent.local_addr().unwrap());
+    let file = project().join("examples/pipeline.yaml");
+    for (command, wait) in [("apply", "7s"), ("delete", "7s")] {
+        let started = std::time::Instant::now();
+        let out = Command::new(env!("CARGO_BIN_EXE_sales-operator"))
+            .args([command, "-f", file.to_str().unwrap(), "--aws-endpoint-url", &url, "--wait", wait])
+            .envs(moto::aws_env().into_iter().filter(|(k, _)| *k != "AWS_ENDPOINT_URL"))
+            .output()
+            .unwrap();
+        let took = started.elapsed();
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{command}: {stderr}");
+        assert!(stderr.contains("AWS did not answer within --wait 7s: "), "{command}: {stderr}");
+        assert!(stderr.contains("has not answered for"), "{command}: {stderr}");
+        assert!(stderr.contains("waiting for AWS: "), "{command}: no line while waiting: {stderr}");
+        assert!(took < std::time::Duration::from_secs(15), "{command} took {took:?}");
+    }
+    drop(silent);
+}
+
 #[test]
 fn the_longest_legal_name_and_namespace_give_aws_names_within_every_limit() {
     let name = format!("{}.{}", "n".repeat(126), "m".repeat(126));
