@@ -172,7 +172,7 @@ fn scalar_text(v: &serde_json::Value) -> String {
 }
 
 /// The structural-schema checks the API server makes beyond types and unknown fields (which
-/// the typed deserialisation reports): `enum`, `maxItems`/`minItems`, `maxLength`/`minLength`,
+/// the typed deserialisation reports): `enum`, `maxItems`/`minItems`, `maxProperties`, `maxLength`/`minLength`,
 /// `minimum`/`maximum`, and unique items in `x-kubernetes-list-type: set` and `map` lists,
 /// with the API server's field paths.
 fn check_schema(value: &serde_json::Value, schema: &serde_json::Value, path: &str, errors: &mut Vec<FieldError>) {
@@ -207,6 +207,9 @@ fn check_schema(value: &serde_json::Value, schema: &serde_json::Value, path: &st
             }
         }
         Value::Object(map) => {
+            if let Some(max) = limit("maxProperties").filter(|max| map.len() as f64 > *max) {
+                errors.push(field(path, format!("Too many: {}: must have at most {max} items", map.len())));
+            }
             let properties = schema.get("properties").and_then(Value::as_object);
             let additional = schema.get("additionalProperties").filter(|a| a.is_object());
             for (key, v) in map {
@@ -376,6 +379,40 @@ mod tests {
         assert_eq!(p.spec.stream.retention_hours, 24);
         assert!(p.spec.iam.create_roles);
         assert_eq!(p.spec.analytics.named_queries.len(), crate::named_queries::BUILT_IN.len());
+    }
+
+    /// What IAM, Firehose and the other services refuse half-way through an apply is refused
+    /// here, one rule per message.
+    #[test]
+    fn tags_meet_every_services_rules_and_each_error_names_one_rule() {
+        let tags = |body: &str| format!("{HEADER}spec:\n  tags:\n{body}");
+        let many = |n: usize| (0..n).map(|i| format!("    k{i}: v\n")).collect::<String>();
+        assert!(parse_pipeline(&tags(&many(47)), "t").is_ok());
+        assert!(parse_pipeline(&tags("    équipe: ventes été\n    app:tier: a/b=c+d-e@f_g.h\n"), "t").is_ok());
+        let one = |body: &str| {
+            let e = errors(&tags(body));
+            assert_eq!(e.len(), 1, "{e:?}");
+            assert_eq!(e[0].field, "spec.tags");
+            e[0].message.clone()
+        };
+        assert_eq!(one(&many(48)), "Too many: 48: must have at most 47 items");
+        assert!(one("    team#1: a\n").starts_with("keys and values may hold only letters"));
+        assert!(one("    team: \"🚀\"\n").starts_with("keys and values may hold only letters"));
+        assert!(one("    AWS:owner: me\n").starts_with("keys must not use the reserved prefixes"));
+        assert_eq!(one(&format!("    team: {}\n", "v".repeat(257))), "values must be at most 256 characters");
+        assert_eq!(one("    \"\": v\n"), "keys must be 1 to 128 characters");
+    }
+
+    #[test]
+    fn a_region_must_be_one_the_sdk_knows() {
+        for known in ["eu-west-1", "us-gov-west-1", "cn-north-1", "eusc-de-east-1", "ap-southeast-7"] {
+            assert!(parse_pipeline(&format!("{HEADER}spec:\n  region: {known}\n"), "t").is_ok(), "{known}");
+        }
+        let e = errors(&format!("{HEADER}spec:\n  region: xx-yyyy-1\n"));
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].field, "spec.region");
+        assert!(e[0].message.starts_with("Unsupported value: \"xx-yyyy-1\": supported values: "), "{}", e[0].message);
+        assert!(e[0].message.contains("\"eu-west-1\""), "{}", e[0].message);
     }
 
     #[test]

@@ -33,9 +33,11 @@ use serde::{Deserialize, Serialize};
 )]
 #[serde(rename_all = "camelCase")]
 pub struct SalesPipelineSpec {
-    /// AWS region of every resource. Default: the operator's configured region.
+    /// AWS region of every resource, one the AWS SDK's partition data lists (aws-sdk 1.136:
+    /// the aws, aws-cn, aws-us-gov, aws-eusc and ISO partitions; a newer region needs a newer
+    /// operator). Default: the operator's configured region.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("self.matches('^[a-z]{2}(-[a-z]+)+-[0-9]+$')").message("must be an AWS region such as eu-west-1"))]
+    #[schemars(extend("enum" = ["af-south-1", "ap-east-1", "ap-east-2", "ap-northeast-1", "ap-northeast-2", "ap-northeast-3", "ap-south-1", "ap-south-2", "ap-southeast-1", "ap-southeast-2", "ap-southeast-3", "ap-southeast-4", "ap-southeast-5", "ap-southeast-6", "ap-southeast-7", "ca-central-1", "ca-west-1", "cn-north-1", "cn-northwest-1", "eu-central-1", "eu-central-2", "eu-isoe-west-1", "eu-north-1", "eu-south-1", "eu-south-2", "eu-west-1", "eu-west-2", "eu-west-3", "eusc-de-east-1", "il-central-1", "me-central-1", "me-south-1", "mx-central-1", "sa-east-1", "us-east-1", "us-east-2", "us-gov-east-1", "us-gov-west-1", "us-iso-east-1", "us-iso-west-1", "us-isob-east-1", "us-isob-west-1", "us-isof-east-1", "us-isof-south-1", "us-west-1", "us-west-2"]))]
     pub region: Option<String>,
     /// Prefix of every AWS name. Default: `<namespace>-<name>` (shortened with a
     /// hash when too long). Changing it after creation is refused.
@@ -64,9 +66,16 @@ pub struct SalesPipelineSpec {
     /// removes them too. Everything else is always removed.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
-    /// Tags added to every AWS resource, beside the operator's ownership tags.
+    /// Tags added to every AWS resource, beside the operator's ownership tags: at most 47
+    /// (AWS allows 50 per resource; the operator adds up to 3), keys of 1-128 and values of at
+    /// most 256 letters, digits, spaces and `_ . : / = + - @` (what every service of the
+    /// pipeline accepts), no key starting with `aws:` or `sales-operator.dev/`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[x_kube(validation = Rule::new("self.all(k, !k.startsWith('sales-operator.dev/') && !k.startsWith('aws:') && k.size() <= 128 && self[k].size() <= 256)").message("keys must be at most 128 characters, values at most 256, and must not use the reserved prefixes 'sales-operator.dev/' or 'aws:'"))]
+    #[schemars(extend("maxProperties" = 47))]
+    #[x_kube(validation = Rule::new("self.all(k, !k.startsWith('sales-operator.dev/') && !k.matches('^[aA][wW][sS]:'))").message("keys must not use the reserved prefixes 'sales-operator.dev/' or 'aws:'"))]
+    #[x_kube(validation = Rule::new("self.all(k, k.size() >= 1 && k.size() <= 128)").message("keys must be 1 to 128 characters"))]
+    #[x_kube(validation = Rule::new("self.all(k, self[k].size() <= 256)").message("values must be at most 256 characters"))]
+    #[x_kube(validation = Rule::new(r"self.all(k, k.matches('^[\\p{L}\\p{Z}\\p{N}_.:/=+\\-@]*$') && self[k].matches('^[\\p{L}\\p{Z}\\p{N}_.:/=+\\-@]*$'))").message("keys and values may hold only letters, digits, spaces and _ . : / = + - @ (what IAM, Firehose and every other service of the pipeline accept)"))]
     pub tags: BTreeMap<String, String>,
     /// Observe and report only; change nothing in AWS.
     #[serde(default)]
