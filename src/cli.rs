@@ -427,7 +427,7 @@ async fn plan(global: &Global, args: &FileArgs) -> Result<ExitCode, CliError> {
                 Verb::Replace => "-/+",
                 Verb::Delete => "-",
                 Verb::Retain => "=",
-                Verb::Blocked | Verb::Conflict => "!",
+                Verb::Blocked | Verb::Conflict | Verb::Missing => "!",
                 Verb::Adopt => "&",
                 Verb::Recover => "-/+",
             };
@@ -437,11 +437,14 @@ async fn plan(global: &Global, args: &FileArgs) -> Result<ExitCode, CliError> {
             let _ = writeln!(out, "\n{note}");
         }
         let count = |verb: Verb| actions.iter().filter(|a| a.verb == verb).count();
-        let (creates, conflicts) = (count(Verb::Create), count(Verb::Conflict));
-        let _ = write!(out, "\nPlan: {creates} to create, {} to change", actions.len() - creates - conflicts);
-        let _ = match conflicts {
-            0 => writeln!(out, "."),
-            n => writeln!(out, ", {n} in conflict: apply would stop there and change nothing of it."),
+        let (creates, conflicts, missing) = (count(Verb::Create), count(Verb::Conflict), count(Verb::Missing));
+        let changes = actions.len() - creates - conflicts - missing;
+        let _ = write!(out, "\nPlan: {creates} to create, {changes} to change");
+        let _ = match (conflicts, missing) {
+            (0, 0) => writeln!(out, "."),
+            (0, m) => writeln!(out, ", {m} missing: apply would create nothing until it exists."),
+            (n, 0) => writeln!(out, ", {n} in conflict: apply would stop there and change nothing of it."),
+            (n, m) => writeln!(out, ", {n} in conflict and {m} missing: apply would create nothing."),
         };
     }
     Ok(ExitCode::SUCCESS)

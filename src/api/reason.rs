@@ -79,6 +79,8 @@ reasons! {
     NotReached: "component conditions",
     /// The resource does not exist (in a plan).
     Absent: "component conditions",
+    /// It does not exist and the pipeline does not create it (`spec.bucket.create: false`): nothing is created until it exists outside.
+    Missing: "component conditions",
     /// The resource is not created while another one started with it is not this pipeline's.
     NotCreated: "component conditions",
     /// AWS is creating the resource, or has just been asked to and does not show it yet.

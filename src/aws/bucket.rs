@@ -547,6 +547,16 @@ impl Component for Buckets<'_> {
         o.managed
     }
 
+    fn creatable(d: &DesiredBucket) -> Result<(), String> {
+        if d.managed {
+            return Ok(());
+        }
+        Err(format!(
+            "bucket {} does not exist and spec.bucket.create is false: create it (the pipeline goes on by itself), or set create to true",
+            d.name
+        ))
+    }
+
     fn claims(o: &ObservedBucket) -> Vec<Claim<'_>> {
         if o.managed {
             vec![Claim::new(format!("s3 bucket {}", o.name), &o.tags)]

@@ -628,6 +628,13 @@ pub trait Component: Send + Sync {
         true
     }
 
+    /// Whether the pipeline may create it when it does not exist; else what is missing (a bucket
+    /// used with `create: false`): nothing of the pipeline is created until it exists.
+    fn creatable(desired: &Self::Desired) -> Result<(), String> {
+        let _ = desired;
+        Ok(())
+    }
+
     /// Whether it is usable (e.g. ACTIVE); the message says what it is waiting for.
     fn readiness(observed: &Self::Observed) -> Result<(), String> {
         let _ = observed;

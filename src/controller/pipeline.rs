@@ -274,6 +274,7 @@ fn action_event(a: &AwsAction) -> Event {
         Verb::Adopt => (EventType::Normal, "Adopted"),
         Verb::Conflict => (EventType::Warning, "Conflict"),
         Verb::Recover => (EventType::Warning, "Recovered"),
+        Verb::Missing => (EventType::Warning, "Missing"),
     };
     let action = if matches!(a.verb, Verb::Delete | Verb::Retain) { "Delete" } else { "Reconcile" };
     // One reason per component and verb, for `kubectl get events --field-selector reason=...`.

@@ -102,6 +102,15 @@ impl<A: Components> Pass<'_, A> {
         let mut applied = Vec::new();
         let mut created = false;
         if observed.is_none() {
+            if let Err(missing) = C::creatable(&desired) {
+                let note = format!("{missing}; nothing of the pipeline is created until it exists");
+                self.act_noted(C::KIND, &resource, Verb::Missing, vec![], Some(note.clone()));
+                self.state(C::KIND, false, Reason::Missing, note);
+                if self.mode == Mode::Apply {
+                    self.pace(self.poll());
+                }
+                return Ok(Progress::Stopped);
+            }
             self.act(C::KIND, &resource, Verb::Create, vec![]);
             if self.mode != Mode::Apply {
                 let reason = if self.mode == Mode::Observe { Reason::Paused } else { Reason::Absent };
@@ -117,9 +126,10 @@ impl<A: Components> Pass<'_, A> {
             // this pipeline's: a pipeline whose names are taken creates nothing at all.
             checked.done();
             self.gate.open().await;
-            if let Some(other) = self.refused() {
+            if let Some((other, verb)) = self.refused() {
                 self.retract(C::KIND, Verb::Create);
-                let message = format!("{resource} is not created while {other} is not this pipeline's");
+                let why = if verb == Verb::Missing { "is missing" } else { "is not this pipeline's" };
+                let message = format!("{resource} is not created while {other} {why}");
                 self.state(C::KIND, false, Reason::NotCreated, message);
                 return Ok(Progress::Stopped);
             }
@@ -436,8 +446,14 @@ impl<A: Components> Pass<'_, A> {
     }
 
     /// The first component refused as not this pipeline's in this pass.
-    fn refused(&self) -> Option<ComponentKind> {
-        lock(&self.outcome).actions.iter().find(|a| a.verb == Verb::Conflict).map(|a| a.component)
+    /// The first component that keeps the others from creating anything: not this pipeline's
+    /// (`Conflict`), or missing and not the pipeline's to create (`Missing`).
+    fn refused(&self) -> Option<(ComponentKind, Verb)> {
+        lock(&self.outcome)
+            .actions
+            .iter()
+            .find(|a| matches!(a.verb, Verb::Conflict | Verb::Missing))
+            .map(|a| (a.component, a.verb.clone()))
     }
 
     async fn step<C: Component>(&self, c: C, mut checked: Checked<'_>) -> (ComponentKind, Progress) {

@@ -48,6 +48,9 @@ pub enum Verb {
     /// In a failed state AWS does not leave by itself (`CREATE_FAILED`): deleted to be created
     /// again, or restarted. Only what holds no data (a pipe, a Firehose stream).
     Recover,
+    /// It does not exist and the pipeline does not create it (`spec.bucket.create: false`):
+    /// nothing is created until it exists.
+    Missing,
 }
 
 impl fmt::Display for Action {
@@ -62,6 +65,7 @@ impl fmt::Display for Action {
             Verb::Adopt => "adopt",
             Verb::Conflict => "conflict",
             Verb::Recover => "recover",
+            Verb::Missing => "missing",
         };
         write!(f, "{verb:<8} {}", self.resource)?;
         if !self.changes.is_empty() {

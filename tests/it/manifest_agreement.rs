@@ -31,6 +31,11 @@ fn manifest(name: &str, namespace: Option<&str>, spec: &str) -> String {
     )
 }
 
+/// `spec.tags` with `n` tags.
+fn tags(n: usize) -> String {
+    format!("  tags:{}", (0..n).map(|i| format!("\n    k{i}: v")).collect::<String>())
+}
+
 fn spec_case(label: &str, spec: &str) -> (String, String) {
     (label.to_string(), manifest("bounds", None, spec))
 }
@@ -80,8 +85,8 @@ fn cases(long_namespace: &str) -> Vec<(String, String)> {
         ("a region no partition lists", "  region: xx-yyyy-1"),
         ("a region of the European Sovereign Cloud", "  region: eusc-de-east-1"),
         ("reserved tag key in capitals", "  tags:\n    AWS:owner: me"),
-        ("47 tags", &(0..47).map(|i| format!("    k{i}: v\n")).collect::<String>().replace("    k0", "  tags:\n    k0").trim_end().to_string()),
-        ("48 tags", &(0..48).map(|i| format!("    k{i}: v\n")).collect::<String>().replace("    k0", "  tags:\n    k0").trim_end().to_string()),
+        ("47 tags", &tags(47)),
+        ("48 tags", &tags(48)),
         ("tag key with '#'", "  tags:\n    team#1: a"),
         ("tag value with an emoji", "  tags:\n    team: \"\u{1F680}\""),
         ("tags of letters, spaces and every allowed sign", "  tags:\n    \u{e9}quipe: ventes \u{e9}t\u{e9}\n    app:tier: a/b=c+d-e@f_g.h"),

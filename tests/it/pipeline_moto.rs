@@ -237,6 +237,40 @@ async fn a_table_stream_turned_off_outside_is_turned_on_again_and_the_pipe_follo
     assert_eq!(pipe.source.as_deref(), Some(stream_arn.as_str()));
 }
 
+/// A bucket the pipeline uses but does not create (`bucket.create: false`) that does not exist:
+/// the plan says it is missing, apply creates nothing at all and waits (not a permanent error),
+/// and the pipeline goes on by itself once the bucket is created outside.
+#[tokio::test]
+async fn a_missing_bucket_it_may_not_create_stops_everything_before_any_create_until_it_exists() {
+    let c = reconciler().await;
+    let bucket = format!("{}-own", moto::unique("b"));
+    let (_, ctx) = pipeline(&format!("  bucket:\n    create: false\n    name: {bucket}\n"));
+
+    let plan = reconcile(&c, &ctx, Mode::Plan).await;
+    let missing: Vec<_> = plan.actions.iter().filter(|a| a.verb == Verb::Missing).collect();
+    assert_eq!(missing.len(), 1, "{:#?}", plan.actions);
+    assert_eq!(missing[0].component, ComponentKind::Bucket);
+    assert!(missing[0].to_string().contains("spec.bucket.create is false"), "{}", missing[0]);
+
+    c.aws.calls.reset();
+    let pass = reconcile(&c, &ctx, Mode::Apply).await;
+    assert_eq!(c.aws.calls.mutations(), 0, "created: {:?}", c.aws.calls.mutating_operations());
+    assert!(!pass.stalled() && pass.error.is_none(), "{:#?}", pass.components);
+    assert!(pass.wait.is_some(), "looked at again");
+    let state = |kind| pass.components.iter().find(|s| s.kind == kind).map(|s| (s.reason.as_str(), s.message.clone()));
+    let (reason, message) = state(ComponentKind::Bucket).unwrap();
+    assert_eq!(reason, "Missing", "{message}");
+    let (_, table) = state(ComponentKind::Table).unwrap();
+    assert!(table.ends_with("is not created while bucket is missing"), "{table}");
+
+    let location = aws_sdk_s3::types::CreateBucketConfiguration::builder()
+        .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(REGION))
+        .build();
+    c.aws.s3.create_bucket().bucket(&bucket).create_bucket_configuration(location).send().await.unwrap();
+    let out = converge(&c, &ctx).await;
+    assert!(out.ready(), "{:#?}", out.components);
+}
+
 /// This pipeline's resources of every kind: existence of the name-unique ones,
 /// counts where AWS allows duplicates (roles with our prefix, named queries).
 /// Named queries are only counted while their workgroup exists (moto keeps
