@@ -35,7 +35,14 @@ pub enum Error {
     Finalizer(Box<kube::runtime::finalizer::Error<Error>>),
     #[error("object has no {0}")]
     MissingKey(&'static str),
+    /// A pass AWS kept waiting past [`PASS_BOUND`]: abandoned, tried again with backoff.
+    #[error("{0}")]
+    NoAnswer(String),
 }
+
+/// The longest one reconcile pass may wait on AWS: a hung endpoint must not hold a worker
+/// forever (each call is bounded too, by the SDK's 2-minute operation timeout).
+pub const PASS_BOUND: std::time::Duration = std::time::Duration::from_secs(300);
 
 impl Error {
     /// Short label for the errors metric.
@@ -51,6 +58,7 @@ impl Error {
                 _ => "finalizer",
             },
             Error::MissingKey(_) => "missing_key",
+            Error::NoAnswer(_) => "aws_no_answer",
         }
     }
 }
@@ -152,7 +160,7 @@ async fn apply(sp: &SalesPipeline, ctx: &Context, api: &Api<SalesPipeline>) -> R
     }
     pctx.sweep = !settled(sp);
     let mode = if sp.spec.paused { Mode::Observe } else { Mode::Apply };
-    let outcome = reconcile::reconcile(&reconciler, &pctx, mode).await;
+    let outcome = within(PASS_BOUND, &reconciler.aws.calls, reconcile::reconcile(&reconciler, &pctx, mode)).await?;
 
     for action in outcome.actions.iter().filter(|_| mode == Mode::Apply) {
         publish(ctx, sp, action_event(action)).await;
@@ -181,6 +189,24 @@ async fn apply(sp: &SalesPipeline, ctx: &Context, api: &Api<SalesPipeline>) -> R
         ctx.echoes.expect(ObjectRef::from(sp), version, generation, next);
     }
     Ok(Action::requeue(next))
+}
+
+/// `pass` if it ends within `bound`; else [`Error::NoAnswer`] naming the call AWS left unanswered.
+async fn within<T>(
+    bound: std::time::Duration,
+    calls: &crate::aws::CallLog,
+    pass: impl std::future::Future<Output = T>,
+) -> Result<T, Error> {
+    tokio::time::timeout(bound, pass).await.map_err(|_| {
+        let pending = calls
+            .slowest_in_flight()
+            .map(|(call, waited)| format!(" ({call} unanswered for {} s)", waited.as_secs()))
+            .unwrap_or_default();
+        Error::NoAnswer(format!(
+            "AWS kept this reconcile waiting for {} s{pending}: abandoned, tried again",
+            bound.as_secs()
+        ))
+    })
 }
 
 /// Ready=False and Stalled=True for `reason`, found before any AWS call: nothing to retry
@@ -315,5 +341,22 @@ async fn publish(ctx: &Context, sp: &SalesPipeline, event: Event) {
     };
     if let Err(e) = recorder.publish(&event, &sp.object_ref(&())).await {
         tracing::warn!(error = %e, reason = %event.reason, "cannot publish event");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_pass_aws_never_answers_is_abandoned_at_the_bound_and_one_that_ends_is_kept() {
+        let calls = crate::aws::CallLog::default();
+        let bound = std::time::Duration::from_millis(50);
+        let hung = within(bound, &calls, std::future::pending::<()>()).await;
+        match hung {
+            Err(Error::NoAnswer(message)) => assert!(message.contains("abandoned, tried again"), "{message}"),
+            other => panic!("expected NoAnswer, got {other:?}"),
+        }
+        assert_eq!(within(bound, &calls, async { 7 }).await.ok(), Some(7));
     }
 }
