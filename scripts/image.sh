@@ -6,6 +6,9 @@
 # shell, no libc. The Dockerfile builds the same image with buildx (the release workflow).
 #
 #   scripts/image.sh install                  install umoci and ca-certificates (Debian) if missing
+#   scripts/image.sh build [--profile release|image]
+#                                             only build the static binary and print its path
+#                                             (CI builds it while the installs run, packs it later)
 #   scripts/image.sh [--profile release|image] [--binary FILE] [--output FILE]
 #
 # --profile   cargo profile of the binary: `release` (default; what releases ship) or `image`
@@ -30,6 +33,8 @@ die() { log "$*"; exit 1; }
 install_tools() { apt_install umoci ca-certificates; }
 
 if [[ "${1:-}" == install ]]; then install_tools; exit 0; fi
+build_only=false
+if [[ "${1:-}" == build ]]; then build_only=true; shift; fi
 
 profile=release binary="" output=""
 while (( $# )); do
@@ -42,17 +47,22 @@ while (( $# )); do
 done
 target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
 output="${output:-$target_dir/image/sales-operator-linux-amd64.oci.tar}"
+
+# The static binary of `profile`, built (cargo builds nothing when it is up to date).
+static_binary() {
+  log "building the static binary (cargo --profile $profile --target $TARGET, crt-static)"
+  # RUSTFLAGS with --target reach only the target's units: build scripts and proc macros stay dynamic.
+  RUSTFLAGS="-C target-feature=+crt-static" cargo build --locked --quiet --profile "$profile" --target "$TARGET" --bin sales-operator \
+    || return 1
+  local dir=$profile; [[ $profile == dev ]] && dir=debug
+  echo "$target_dir/$TARGET/$dir/sales-operator"
+}
+if $build_only; then static_binary; exit 0; fi
 install_tools
 [[ -f /etc/ssl/certs/ca-certificates.crt ]] || die "/etc/ssl/certs/ca-certificates.crt missing: apt-get install ca-certificates"
 
 start=$(date +%s)
-if [[ -z "$binary" ]]; then
-  log "building the static binary (cargo --profile $profile --target $TARGET, crt-static)"
-  # RUSTFLAGS with --target reach only the target's units: build scripts and proc macros stay dynamic.
-  RUSTFLAGS="-C target-feature=+crt-static" cargo build --locked --quiet --profile "$profile" --target "$TARGET" --bin sales-operator
-  dir=$profile; [[ $profile == dev ]] && dir=debug
-  binary="$target_dir/$TARGET/$dir/sales-operator"
-fi
+if [[ -z "$binary" ]]; then binary=$(static_binary); fi
 built=$(date +%s)
 [[ -x "$binary" ]] || die "no binary at $binary"
 if readelf -l "$binary" | grep -q 'INTERP'; then die "$binary is dynamically linked (it has a program interpreter)"; fi

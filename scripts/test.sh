@@ -61,6 +61,8 @@ export RUSTC_WORKSPACE_WRAPPER
 export CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
 step "cargo clippy and cargo test --no-run in one build (the installs finish meanwhile)"
 cargo test --no-run --all-targets --quiet 2>&1
+step "image: the static binary (profile image), built while the installs finish"
+image_binary=$(bash scripts/image.sh build --profile image)
 step "waiting for the installs"
 status=0
 wait "$installs_pid" || status=$?
@@ -72,8 +74,8 @@ fi
 step "actionlint .github/workflows (tests/it/release.rs shows a broken workflow fails it)"
 bash scripts/actionlint.sh
 echo "==> crds/ is generated from the Rust types (checked by tests/it/cli.rs)"
-step "image: static binary (profile image) in an OCI archive (checked by tests/it/image.rs)"
-bash scripts/image.sh --profile image >/dev/null
+step "image: the static binary in an OCI archive (checked by tests/it/image.rs)"
+bash scripts/image.sh --profile image --binary "$image_binary" >/dev/null
 step "cargo test"
 cargo test --no-fail-fast 2>&1
 step "done"
