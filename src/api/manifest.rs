@@ -399,8 +399,11 @@ mod tests {
         assert!(one("    team#1: a\n").starts_with("keys and values may hold only letters"));
         assert!(one("    team: \"🚀\"\n").starts_with("keys and values may hold only letters"));
         assert!(one("    AWS:owner: me\n").starts_with("keys must not use the reserved prefixes"));
-        assert_eq!(one(&format!("    team: {}\n", "v".repeat(257))), "values must be at most 256 characters");
         assert_eq!(one("    \"\": v\n"), "keys must be 1 to 128 characters");
+        let long = errors(&tags(&format!("    team: {}\n", "v".repeat(257))));
+        assert_eq!(long.len(), 1, "{long:?}");
+        assert_eq!(long[0].field, "spec.tags.team");
+        assert!(long[0].message.starts_with("Too long: may not be more than 256"), "{}", long[0].message);
     }
 
     #[test]

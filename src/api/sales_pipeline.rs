@@ -71,10 +71,9 @@ pub struct SalesPipelineSpec {
     /// most 256 letters, digits, spaces and `_ . : / = + - @` (what every service of the
     /// pipeline accepts), no key starting with `aws:` or `sales-operator.dev/`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[schemars(extend("maxProperties" = 47))]
+    #[schemars(extend("maxProperties" = 47, "additionalProperties" = {"type": "string", "maxLength": 256}))]
     #[x_kube(validation = Rule::new("self.all(k, !k.startsWith('sales-operator.dev/') && !k.matches('^[aA][wW][sS]:'))").message("keys must not use the reserved prefixes 'sales-operator.dev/' or 'aws:'"))]
     #[x_kube(validation = Rule::new("self.all(k, k.size() >= 1 && k.size() <= 128)").message("keys must be 1 to 128 characters"))]
-    #[x_kube(validation = Rule::new("self.all(k, self[k].size() <= 256)").message("values must be at most 256 characters"))]
     #[x_kube(validation = Rule::new(r"self.all(k, k.matches('^[\\p{L}\\p{Z}\\p{N}_.:/=+\\-@]*$') && self[k].matches('^[\\p{L}\\p{Z}\\p{N}_.:/=+\\-@]*$'))").message("keys and values may hold only letters, digits, spaces and _ . : / = + - @ (what IAM, Firehose and every other service of the pipeline accept)"))]
     pub tags: BTreeMap<String, String>,
     /// Observe and report only; change nothing in AWS.
