@@ -132,10 +132,12 @@ fn delete_policy_delete_removes_every_aws_resource() {
 }
 
 #[test]
-fn a_spec_aws_rejects_stalls_with_the_message_and_is_not_retried() {
+fn a_pipeline_that_needs_a_person_stalls_with_the_message_and_is_not_retried() {
     let (ns, kubeconfig) = namespace_with_operator_role("stall");
     let op = Operator::start(&ns, &kubeconfig, &["--resync-period", "1m"]);
-    apply(&ns, "bad", "  bucket:\n    create: false\n    name: no-such-bucket-anywhere-42\n");
+    let theirs = format!("{ns}-someone-elses");
+    moto::create_bucket_outside(&theirs);
+    apply(&ns, "bad", &format!("  bucket:\n    name: {theirs}\n"));
     assert!(
         wait_until(TIMEOUT, || jsonpath(&ns, "sp/bad", "{.status.conditions[?(@.type==\"Stalled\")].status}")
             == "True"),
@@ -143,12 +145,42 @@ fn a_spec_aws_rejects_stalls_with_the_message_and_is_not_retried() {
         kubectl(&ns, &["get", "sp", "bad", "-o", "yaml"]),
         op.log()
     );
+    assert_eq!(jsonpath(&ns, "sp/bad", "{.status.conditions[?(@.type==\"Stalled\")].reason}"), "NotOwned");
     let message = jsonpath(&ns, "sp/bad", "{.status.conditions[?(@.type==\"Stalled\")].message}");
-    assert!(message.contains("no-such-bucket-anywhere-42"), "{message}");
+    assert!(message.contains(&theirs), "{message}");
     assert_eq!(jsonpath(&ns, "sp/bad", "{.status.conditions[?(@.type==\"Ready\")].status}"), "False");
     let before = op.aws_calls("");
     std::thread::sleep(Duration::from_secs(8));
     assert_eq!(op.aws_calls(""), before, "a stalled pipeline makes no AWS calls until its spec changes");
+}
+
+/// Issue 21: a bucket the pipeline may not create is waited for (a person creates it), not a
+/// stall "waiting for a spec change"; nothing else is created meanwhile, and once the bucket
+/// exists the pipeline goes on by itself.
+#[test]
+fn a_missing_bucket_it_may_not_create_is_waited_for_and_the_pipeline_goes_on_once_it_exists() {
+    let (ns, kubeconfig) = namespace_with_operator_role("given");
+    let op = Operator::start(&ns, &kubeconfig, &["--resync-period", "1m", "--aws-poll", "1s"]);
+    let bucket = format!("{ns}-given-bucket");
+    apply(&ns, "later", &format!("  bucket:\n    create: false\n    name: {bucket}\n"));
+    let bucket_reason = || jsonpath(&ns, "sp/later", "{.status.conditions[?(@.type==\"BucketReady\")].reason}");
+    assert!(wait_until(TIMEOUT, || bucket_reason() == "Missing"), "{}", op.log());
+    let condition = |t: &str| jsonpath(&ns, "sp/later", &format!("{{.status.conditions[?(@.type==\"{t}\")].status}}"));
+    assert_eq!(
+        (condition("Ready"), condition("Reconciling"), condition("Stalled")),
+        ("False".into(), "True".into(), "False".into())
+    );
+    let message = jsonpath(&ns, "sp/later", "{.status.conditions[?(@.type==\"BucketReady\")].message}");
+    assert!(message.contains(&bucket) && message.contains("create it"), "{message}");
+    let calls = op.aws_calls("");
+    assert!(calls > 0, "the operator's metrics count its AWS calls\n{}", op.log());
+    assert_eq!(op.aws_calls("kind=\"mutating\""), 0, "nothing is created while the bucket is missing");
+    // Looked at again at the poll pace, not only when the spec changes: created outside, it is found.
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(op.aws_calls("") > calls, "looked at again while the bucket is missing\n{}", op.log());
+    moto::create_bucket_outside(&bucket);
+    wait_ready(&ns, "later", &op);
+    assert_eq!(condition("Stalled"), "False");
 }
 
 #[test]
@@ -309,29 +341,18 @@ fn a_status_written_over_by_another_client_is_restored() {
 fn a_stalled_pipeline_is_looked_at_again_each_resync_and_recovers_once_fixed_outside() {
     let (ns, kubeconfig) = namespace_with_operator_role("recover");
     let op = Operator::start(&ns, &kubeconfig, &["--resync-period", "3s"]);
-    let bucket = format!("{ns}-given-bucket");
-    apply(&ns, "later", &format!("  bucket:\n    create: false\n    name: {bucket}\n"));
+    let bucket = format!("{ns}-taken-bucket");
+    moto::create_bucket_outside(&bucket);
+    apply(&ns, "later", &format!("  bucket:\n    name: {bucket}\n"));
     assert!(
         wait_until(TIMEOUT, || jsonpath(&ns, "sp/later", "{.status.conditions[?(@.type==\"Stalled\")].status}")
             == "True"),
         "not Stalled:\n{}",
         op.log()
     );
-    // The missing bucket is created outside Kubernetes: the next resync finds it.
+    // The bucket that was not the pipeline's is removed outside Kubernetes: a resync finds the name free.
     let c = aws();
-    tokio::runtime::Runtime::new()
-        .unwrap()
-        .block_on(
-            c.s3.create_bucket()
-                .bucket(&bucket)
-                .create_bucket_configuration(
-                    aws_sdk_s3::types::CreateBucketConfiguration::builder()
-                        .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::EuWest1)
-                        .build(),
-                )
-                .send(),
-        )
-        .unwrap();
+    tokio::runtime::Runtime::new().unwrap().block_on(c.s3.delete_bucket().bucket(&bucket).send()).unwrap();
     wait_ready(&ns, "later", &op);
     assert_eq!(jsonpath(&ns, "sp/later", "{.status.conditions[?(@.type==\"Stalled\")].status}"), "False");
 }

@@ -275,8 +275,10 @@ fn pipeline_and_generator_states_are_never_current_before_the_work_is_done() {
     let out = env().kubectl(&["wait", "-n", &ns, "--for=condition=Ready", "sp/held", "sp/sales", "--timeout=10s"]);
     assert!(out.status.success(), "kubectl wait on paused pipelines");
 
-    // A permanent error.
-    apply(&ns, "SalesPipeline", "bad", &format!("  bucket:\n    create: false\n    name: no-such-bucket-{ns}\n"));
+    // Needs a person: the bucket it names is someone else's.
+    let theirs = format!("{ns}-someone-elses");
+    crate::support::moto::create_bucket_outside(&theirs);
+    apply(&ns, "SalesPipeline", "bad", &format!("  bucket:\n    name: {theirs}\n"));
     await_condition(&ns, "sp/bad", "Stalled", "status", "True", &op);
 
     // Deletion.

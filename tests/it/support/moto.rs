@@ -289,3 +289,24 @@ pub fn set_aws_env() {
         unsafe { std::env::set_var(k, v) };
     }
 }
+
+/// Creates the S3 bucket `name` in [`REGION`] on the default server as someone other than the
+/// operator would: no ownership tags, so a pipeline naming it must not take it.
+pub fn create_bucket_outside(name: &str) {
+    let rt = tokio::runtime::Runtime::new().expect("a runtime");
+    rt.block_on(async {
+        let c = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&sdk(&settings()).await).force_path_style(true).build(),
+        );
+        c.create_bucket()
+            .bucket(name)
+            .create_bucket_configuration(
+                aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                    .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(REGION))
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("create bucket {name}: {}", aws_sdk_s3::error::DisplayErrorContext(e)));
+    });
+}
