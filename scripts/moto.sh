@@ -12,8 +12,11 @@
 set -euo pipefail
 
 MOTO_VERSION="${MOTO_VERSION:-5.2.5}"
+# boto3/botocore pinned too: moto takes whatever is newest, and botocore 1.44.18 speaks
+# rest-json to Athena, which moto 5.2.5 answers with 404 (the demo's scripts/named_query.py).
+BOTO_VERSION="${BOTO_VERSION:-1.44.8}"
 CACHE="${SALES_OPERATOR_CACHE:-$HOME/.cache/sales-operator}"
-VENV="$CACHE/moto-$MOTO_VERSION"
+VENV="$CACHE/moto-$MOTO_VERSION-boto-$BOTO_VERSION"
 HERE="$(cd "$(dirname "$0")" && pwd)"
 # The emulator: moto plus what AWS does and moto does not (docs/aws-behaviour.md).
 SERVER="$(cd "$HERE/../tests/aws-emulator" && pwd)/moto-server"
@@ -22,7 +25,7 @@ STATE="${SALES_OPERATOR_STATE:-${TMPDIR:-/tmp}/sales-operator-moto}"
 # shellcheck source=common.sh
 . "$HERE/common.sh"
 
-install() { pip_venv "$VENV" "moto[server]==$MOTO_VERSION"; }
+install() { pip_venv "$VENV" "moto[server]==$MOTO_VERSION" "boto3==$BOTO_VERSION" "botocore==$BOTO_VERSION"; }
 
 start() {
   local port="${1:-5000}"

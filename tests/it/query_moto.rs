@@ -187,6 +187,23 @@ async fn applied_workgroup_holds_every_named_query_with_its_database_and_sql_and
         assert_eq!(q.work_group.as_deref(), Some(ctx.names.workgroup.as_str()), "{}", want.name);
     }
 
+    // The demo reads them back with the emulator venv's boto3 (scripts/named_query.py): that
+    // client must still speak the protocol moto serves (boto3 1.44.18 moved Athena to
+    // rest-json, which moto 5.2.5 answers with 404; scripts/moto.sh pins boto3).
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let venv = Command::new("bash").arg(root.join("scripts/moto.sh")).arg("venv").output().unwrap();
+    assert!(venv.status.success(), "{}", String::from_utf8_lossy(&venv.stderr));
+    let python = std::path::Path::new(String::from_utf8_lossy(&venv.stdout).trim()).join("bin/python");
+    let want = &sales_operator::named_queries::BUILT_IN[0];
+    let out = Command::new(python)
+        .arg(root.join("scripts/named_query.py"))
+        .args([ctx.names.workgroup.as_str(), want.name])
+        .envs(moto::aws_env())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "scripts/named_query.py: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim_end(), installed[want.name].query_string.trim_end());
+
     // `apply` (in sync now) reports them in the status.
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("pipeline.yaml");
