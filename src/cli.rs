@@ -681,7 +681,7 @@ pub fn teardown_lines(done: &reconcile::Teardown, policy: DeletionPolicy, dry_ru
             };
             let why = match (&a.verb, &a.note) {
                 (_, Some(note)) => format!(": {note}"),
-                (Verb::Retain, None) => format!(": deletionPolicy {policy:?} keeps it and its data"),
+                (Verb::Retain, None) => format!(": deletionPolicy {policy} keeps it and its data"),
                 _ => String::new(),
             };
             format!("{word:<12} {}{why}", a.resource)
@@ -697,9 +697,9 @@ pub fn teardown_summary(name: &str, done: &reconcile::Teardown, policy: Deletion
     let (deleted, retained, absent) = (count(Verb::Delete), count(Verb::Retain), done.absent.len());
     if dry_run {
         format!(
-            "{name} (dry run, nothing changed): {deleted} would be deleted, {retained} would be retained, {absent} absent (deletionPolicy {policy:?})."
+            "{name} (dry run, nothing changed): {deleted} would be deleted, {retained} would be retained, {absent} absent (deletionPolicy {policy})."
         )
     } else {
-        format!("{name}: {deleted} deleted, {retained} retained, {absent} absent (deletionPolicy {policy:?}).")
+        format!("{name}: {deleted} deleted, {retained} retained, {absent} absent (deletionPolicy {policy}).")
     }
 }

@@ -615,6 +615,16 @@ pub enum DeletionPolicy {
     Delete,
 }
 
+/// As the API spells it (`Retain`, `Delete`).
+impl std::fmt::Display for DeletionPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Retain => "Retain",
+            Self::Delete => "Delete",
+        })
+    }
+}
+
 /// Observed state, kstatus-compatible.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
