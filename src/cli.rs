@@ -43,6 +43,14 @@ pub struct Global {
     /// Look again this often at a pipeline waiting on AWS (a resource CREATING, a refusal to retry).
     #[arg(long, global = true, default_value_t = Flag(reconcile::WAIT_PACE), env = "SALES_OPERATOR_AWS_POLL")]
     pub aws_poll: Flag,
+    /// Act in AWS as this IAM role (STS AssumeRole with the credentials found), e.g. a role in
+    /// the account the pipeline belongs in: arn:aws:iam::ACCOUNT:role/NAME. The session is named
+    /// and tagged after the pipeline (docs/identities.md).
+    #[arg(long, global = true, value_name = "ROLE_ARN", env = "SALES_OPERATOR_ASSUME_ROLE")]
+    pub assume_role: Option<String>,
+    /// The ExternalId the role's trust policy asks for (with --assume-role, or iam-policy --trust-policy).
+    #[arg(long, global = true, value_name = "ID", env = "SALES_OPERATOR_EXTERNAL_ID")]
+    pub external_id: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -64,6 +72,11 @@ pub enum Command {
         /// Print instead the policy of a role for OrderGenerator pods writing into this table.
         #[arg(long, value_name = "TABLE_ARN", conflicts_with = "name_prefix")]
         generator_table_arn: Option<String>,
+        /// Print instead the trust policy of a role the operator assumes (--assume-role) for
+        /// this principal: the ARN of the role the operator or CLI runs as, or its account id;
+        /// with --external-id, only with that ExternalId.
+        #[arg(long, value_name = "PRINCIPAL", conflicts_with_all = ["generator_table_arn", "name_prefix"])]
+        trust_policy: Option<String>,
         /// Narrow the policy to AWS names starting with PREFIX (the pipelines' spec.namePrefix
         /// must start with it, and any name set in a spec too); docs/iam.md.
         #[arg(long, value_name = "PREFIX")]
@@ -205,7 +218,21 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::IamPolicy { generator_table_arn: None, name_prefix } => {
+        Command::IamPolicy { trust_policy: Some(principal), .. } => {
+            let account = principal.len() == 12 && principal.bytes().all(|b| b.is_ascii_digit());
+            let arn = principal.starts_with("arn:") && principal.contains(":iam::");
+            if !(account || arn) {
+                return Err(CliError::Usage(format!(
+                    "--trust-policy: {principal} is neither an IAM principal ARN \
+                     (arn:aws:iam::123456789012:role/NAME) nor a 12-digit account id"
+                )));
+            }
+            let external_id = external_id(&cli.global)?;
+            let policy = aws::operator_policy::trust_policy_document(&principal, external_id.as_deref());
+            println!("{}", serde_json::to_string_pretty(&policy).map_err(|e| CliError::Output(e.to_string()))?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::IamPolicy { generator_table_arn: None, name_prefix, .. } => {
             if let Some(p) = name_prefix.as_deref().filter(|p| !aws::operator_policy::valid_name_prefix(p)) {
                 return Err(CliError::Usage(format!(
                     "--name-prefix: {p:?} is not a name prefix (1-40 letters, digits or '-', starting with a letter or digit)"
@@ -251,6 +278,13 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Run(args) => {
             use sales_operator::telemetry::{BUILD_DATE, REVISION, VERSION};
             tracing::info!(version = VERSION, revision = REVISION, built = BUILD_DATE, "sales-operator starting");
+            if cli.global.assume_role.is_some() {
+                return Err(CliError::Usage(
+                    "--assume-role is for apply, plan, delete, query and generate; `run` acts with its own \
+                     credentials (IRSA, Pod Identity or the default chain)"
+                        .into(),
+                ));
+            }
             // On EC2 (EKS) the controller may learn its region from instance metadata.
             let settings = AwsSettings { region_from_imds: true, ..aws_settings(&cli.global) };
             sales_operator::controller::run(args, settings, timing(&cli.global)).await?;
@@ -289,6 +323,28 @@ fn aws_settings(global: &Global) -> AwsSettings {
     AwsSettings { region: global.region.clone(), endpoint_url: global.aws_endpoint_url.clone(), ..Default::default() }
 }
 
+/// `--assume-role` and `--external-id`, checked.
+fn assume(global: &Global) -> Result<Option<aws::identity::Assume>, CliError> {
+    let Some(arn) = &global.assume_role else {
+        return match &global.external_id {
+            Some(_) => Err(CliError::Usage("--external-id: only with --assume-role".into())),
+            None => Ok(None),
+        };
+    };
+    let role = aws::identity::RoleArn::parse(arn).map_err(|e| CliError::Usage(format!("--assume-role: {e}")))?;
+    Ok(Some(aws::identity::Assume::new(role, external_id(global)?)))
+}
+
+/// `--external-id`, checked.
+fn external_id(global: &Global) -> Result<Option<String>, CliError> {
+    match global.external_id.as_deref() {
+        Some(id) if !aws::identity::valid_external_id(id) => Err(CliError::Usage(format!(
+            "--external-id: {id} is not an ExternalId (2 to 1224 letters, digits or +=,.@:/_-)"
+        ))),
+        id => Ok(id.map(str::to_string)),
+    }
+}
+
 /// How the reconciler paces itself, from the flags.
 fn timing(global: &Global) -> Timing {
     Timing { iam_settle: Some(global.iam_settle.0), pace: Some(global.aws_poll.0), iam_window: None }
@@ -305,7 +361,7 @@ struct Target {
 /// that says how to set it, before the SDK is loaded (which would ask EC2 instance metadata,
 /// seconds of retries on a laptop).
 async fn cli_settings(global: &Global, spec_region: Option<&str>) -> Result<AwsSettings, CliError> {
-    let mut settings = aws_settings(global);
+    let mut settings = AwsSettings { assume: assume(global)?, ..aws_settings(global) };
     if settings.region.is_none() {
         settings.region = aws::region_without_imds()
             .region()
@@ -324,10 +380,11 @@ async fn cli_settings(global: &Global, spec_region: Option<&str>) -> Result<AwsS
 
 async fn target(global: &Global, file: &str) -> Result<Target, CliError> {
     let pipeline = manifest::read_pipeline(file)?;
-    let settings = cli_settings(global, pipeline.spec.region.as_deref()).await?;
-    let sdk = aws::sdk_config(&settings).await;
-    let clients = Clients::new(&sdk, pipeline.spec.region.as_deref(), CallLog::default())?;
+    let mut settings = cli_settings(global, pipeline.spec.region.as_deref()).await?;
     let namespace = pipeline.namespace().unwrap_or_else(|| "default".to_string());
+    settings.assume = settings.assume.map(|a| a.for_pipeline(&namespace, &pipeline.name_any()));
+    let sdk = aws::connect(&settings).await?;
+    let clients = Clients::new(&sdk, pipeline.spec.region.as_deref(), CallLog::default())?;
     let ctx = PipelineCtx::new(&namespace, &pipeline.name_any(), &pipeline.spec, &clients.region);
     Ok(Target { pipeline, ctx, reconciler: Reconciler::new(clients, timing(global)) })
 }

@@ -9,6 +9,7 @@ pub mod bucket;
 pub mod catalog;
 pub mod delivery;
 pub mod iam;
+pub mod identity;
 pub mod operator_policy;
 pub mod pipe;
 pub mod stream;
@@ -49,6 +50,8 @@ pub struct AwsSettings {
     /// environment nor the profile names one (the controller on EC2). The CLI's commands do
     /// not ask: off EC2 every probe waits out a timeout before the "no AWS region" error.
     pub region_from_imds: bool,
+    /// Act as this role (STS AssumeRole with the credentials found), not as those credentials.
+    pub assume: Option<identity::Assume>,
 }
 
 /// The shared SDK configuration (credentials, retries, endpoint).
@@ -77,6 +80,16 @@ pub async fn sdk_config(settings: &AwsSettings) -> SdkConfig {
         loader = loader.endpoint_url(url);
     }
     loader.load().await
+}
+
+/// [`sdk_config`], acting as `settings.assume`'s role when one is given (a refusal is reported
+/// here, before anything else is called).
+pub async fn connect(settings: &AwsSettings) -> Result<SdkConfig, AwsError> {
+    let sdk = sdk_config(settings).await;
+    match &settings.assume {
+        Some(assume) => identity::assumed(&sdk, assume).await,
+        None => Ok(sdk),
+    }
 }
 
 /// The SDK's region chain without EC2 instance metadata: `AWS_REGION` / `AWS_DEFAULT_REGION`,

@@ -106,6 +106,31 @@ pub fn generator_policy_document(table_arn: &str) -> serde_json::Value {
     })
 }
 
+/// The trust policy of a role the operator assumes for pipelines (`--assume-role`): `principal`
+/// (the operator's role ARN, or an account id) may assume it, only with `external_id` when
+/// given, and may tag the session with the pipeline and nothing else.
+pub fn trust_policy_document(principal: &str, external_id: Option<&str>) -> serde_json::Value {
+    let mut assume = serde_json::json!({
+        "Sid": "SalesOperatorAssumes",
+        "Effect": "Allow",
+        "Principal": { "AWS": principal },
+        "Action": "sts:AssumeRole"
+    });
+    if let Some(id) = external_id {
+        assume["Condition"] = serde_json::json!({ "StringEquals": { "sts:ExternalId": id } });
+    }
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [assume, {
+            "Sid": "SalesOperatorTagsSessions",
+            "Effect": "Allow",
+            "Principal": { "AWS": principal },
+            "Action": "sts:TagSession",
+            "Condition": { "ForAllValues:StringEquals": { "aws:TagKeys": [super::TAG_PIPELINE] } }
+        }]
+    })
+}
+
 /// The role the operator creates for each pipeline live under this IAM path
 /// ([`crate::names::ROLE_PATH`]), so its IAM rights are scoped to them.
 pub const ROLE_RESOURCE: &str = "arn:aws:iam::*:role/sales-operator/*";

@@ -23,7 +23,7 @@ use super::products::{parse_product_flag, Catalog, CatalogError};
 use super::writer::{DynamoDbSink, Report, StopReason, WriterConfig};
 use super::{GeneratorConfig, GeneratorError, MAX_RATE, MIN_RATE};
 use crate::api::order_generator::CatalogProduct;
-use crate::aws::{sdk_config, AwsError, AwsResultExt, AwsSettings, CallLog};
+use crate::aws::{connect, AwsError, AwsResultExt, AwsSettings, CallLog};
 use crate::order::KEY;
 use crate::parse_duration;
 
@@ -231,7 +231,7 @@ pub async fn run_cli(args: &GenerateArgs, aws: &AwsSettings) -> Result<Report, G
     let mut signalled = listen_for_signals(Arc::clone(&received))?;
     let config = args.config()?;
 
-    let sdk = sdk_config(aws).await;
+    let sdk = connect(aws).await?;
     if sdk.region().is_none() {
         return Err(AwsError::permanent(
             "configure",

@@ -15,7 +15,11 @@ refusals", cites each):
   CREATING_FAILED;
 - read-after-create: a Describe answering "not found" for a moment after the create;
 - throttling: every Nth request answers the service's throttling error;
-- the Firehose quota of delivery streams per region.
+- the Firehose quota of delivery streams per region;
+- STS AssumeRole as IAM decides it: refused unless the role exists in its account and
+  its trust policy lets the caller assume it (ExternalId and TagSession included), with
+  AWS Organizations' OrganizationAccountAccessRole in every other account; sessions
+  that expire (`session_lifetime`), after which their calls answer ExpiredToken.
 
 Configuration. A rule is a JSON object of the keys in `KEYS` (absent = 0 = off).
 The default rule comes from the env var SALES_OPERATOR_AWS_BEHAVIOUR (absent: all
@@ -55,6 +59,7 @@ KEYS = {
     "pipe_create_failures": int,
     "pipe_start_failures": int,
     "delivery_create_failures": int,
+    "session_lifetime": float,
 }
 
 # The calls each creation window refuses, by service (the operation names of the API).
@@ -107,6 +112,7 @@ SHOWN_BY = {
     "kinesis": {"DescribeStream", "DescribeStreamSummary", "ListStreams"},
     "pipes": {"CreatePipe", "UpdatePipe", "DescribePipe", "StartPipe", "StopPipe", "ListPipes"},
     "firehose": {"DescribeDeliveryStream"},
+    "sts": {"AssumeRole"},
 }
 DELETES = {"DeleteTable", "DeleteStream", "DeletePipe", "DeleteDeliveryStream"}
 # IAM calls after which a role is young again.
@@ -185,6 +191,7 @@ class State:
         self.roles = {}  # role name -> monotonic time of its last change
         self.requests = {}  # rule key -> requests counted for throttle_every
         self.creates = {}  # (rule key, service, name) -> creates counted for *_failures
+        self.sessions = {}  # access key id of an AssumeRole session -> monotonic time it expires
 
     def rule_for(self, name):
         """(rule key, rule) for a resource name: the longest matching substring, else the default."""
@@ -230,6 +237,7 @@ class Call:
 
     def __init__(self, service, op, region, params, name):
         self.service, self.op, self.region, self.params, self.name = service, op, region, params, name
+        self.access_key = None
 
 
 def last_segment(arn_or_name):
@@ -256,6 +264,14 @@ def json_params(body):
     except ValueError:
         return {}
     return doc if isinstance(doc, dict) else {}
+
+
+def access_key_of(environ):
+    """The access key id that signed a SigV4 request, else None."""
+    try:
+        return environ.get("HTTP_AUTHORIZATION", "").split("Credential=", 1)[1].split("/", 1)[0]
+    except IndexError:
+        return None
 
 
 def credential_scope(environ):
@@ -316,7 +332,8 @@ def classify(environ):
         return pipes_call(environ, read_body(environ), region)
     if content_type.startswith("application/x-www-form-urlencoded"):
         form = {k: v[0] for k, v in parse_qs(read_body(environ).decode()).items()}
-        return Call(service, form.get("Action", ""), region, form, form.get("RoleName"))
+        name = form.get("RoleName") or last_segment(form.get("RoleArn"))
+        return Call(service, form.get("Action", ""), region, form, name)
     if service == "s3":
         parts = [p for p in environ.get("PATH_INFO", "").split("/") if p]
         return Call(service, environ.get("REQUEST_METHOD"), region, {}, parts[0] if parts else None)
@@ -557,7 +574,145 @@ def placeholder_refusal(call):
     )
 
 
-BEFORE = [placeholder_refusal, throttle, creating_refusal, backups_unavailable, read_after_create, iam_refusal, delivery_limit]
+# --- identities: who calls, and whether they may assume a role -------------------------
+
+# AWS Organizations creates this role in every member account it creates, trusting the
+# management account (here moto's default account).
+ORGANIZATION_ROLE = "OrganizationAccountAccessRole"
+
+
+def caller(access_key):
+    """(account, principal ARNs) of the principal whose access key signed a request: an
+    assumed-role session is its session ARN and its role's ARN; any other key is moto's
+    default user in the account moto maps the key to."""
+    from moto.iam.models import get_account_id_from
+    from moto.sts.models import sts_backends
+
+    account = get_account_id_from(access_key or "")
+    for backend in sts_backends[account].values():
+        session = backend.get_assumed_role_from_access_key(access_key)
+        if session is not None:
+            return account, {session.arn, session.role_arn}
+    return account, {f"arn:aws:iam::{account}:user/moto"}
+
+
+def as_list(value):
+    return value if isinstance(value, list) else [value]
+
+
+def grants(statement, action, account, principals, context):
+    """Whether one Allow statement of a trust policy grants `action` to the caller."""
+    if statement.get("Effect") != "Allow":
+        return False
+    actions = [a.lower() for a in as_list(statement.get("Action", []))]
+    if not ({action.lower(), "sts:*", "*"} & set(actions)):
+        return False
+    principal = statement.get("Principal", {})
+    named = as_list(principal.get("AWS", [])) if isinstance(principal, dict) else as_list(principal)
+    if not any(p == "*" or p == account or p.endswith(f":iam::{account}:root") or p in principals for p in named):
+        return False
+    for operator, keys in statement.get("Condition", {}).items():
+        for key, wanted in keys.items():
+            wanted, have = set(as_list(wanted)), context.get(key)
+            if operator == "StringEquals" and key == "sts:ExternalId":
+                if have not in wanted:
+                    return False
+            elif operator == "ForAllValues:StringEquals" and key == "aws:TagKeys":
+                if not set(have or []) <= wanted:
+                    return False
+            else:
+                return False  # a condition this layer does not evaluate never grants
+    return True
+
+
+def trust_refusal(call):
+    """Always on: STS AssumeRole is refused (AccessDenied, 403) unless the role exists in its
+    account and its trust policy grants sts:AssumeRole to the caller, with the ExternalId it
+    asks for; a request with session tags needs sts:TagSession too."""
+    if call.service != "sts" or call.op != "AssumeRole":
+        return None
+    from urllib.parse import unquote
+
+    from moto.iam.models import iam_backends
+
+    arn = call.params.get("RoleArn", "")
+    account, principals = caller(call.access_key)
+    caller_arn = sorted(principals)[0]
+    parts = arn.split(":")
+    target = parts[4] if len(parts) == 6 else ""
+
+    def denied(action):
+        message = f"User: {caller_arn} is not authorized to perform: {action} on resource: {arn}"
+        return error("sts", "AccessDenied", message, 403)
+
+    role = None
+    if target.isdigit():
+        try:
+            backend = iam_backends[target][parts[1]]
+        except KeyError:
+            backend = None
+        role = backend and next((r for r in list(backend.roles.values()) if r.arn == arn), None)
+    if role is None:
+        if last_segment(arn) == ORGANIZATION_ROLE and target not in ("", DEFAULT_ACCOUNT_ID) and account == DEFAULT_ACCOUNT_ID:
+            return None
+        return denied("sts:AssumeRole")
+    try:
+        doc = json.loads(unquote(role.assume_role_policy_document))
+    except ValueError:
+        return denied("sts:AssumeRole")
+    tags = [v for k, v in call.params.items() if k.startswith("Tags.member.") and k.endswith(".Key")]
+    context = {"sts:ExternalId": call.params.get("ExternalId"), "aws:TagKeys": tags}
+    statements = as_list(doc.get("Statement", []))
+    if not any(grants(s, "sts:AssumeRole", account, principals, context) for s in statements):
+        return denied("sts:AssumeRole")
+    if tags and not any(grants(s, "sts:TagSession", account, principals, context) for s in statements):
+        return denied("sts:TagSession")
+    return None
+
+
+EXPIRED = {
+    "iam": ("ExpiredToken", 403, "The security token included in the request is expired"),
+    "sts": ("ExpiredToken", 403, "The security token included in the request is expired"),
+    "s3": ("ExpiredToken", 400, "The provided token has expired."),
+}
+
+
+def expired_session(call):
+    """session_lifetime: a call signed with the keys of a session past its expiry is refused."""
+    expires = state.sessions.get(call.access_key)
+    if expires is None or now() < expires:
+        return None
+    code, status, message = EXPIRED.get(
+        call.service, ("ExpiredTokenException", 400, "The security token included in the request is expired")
+    )
+    return error(call.service, code, message, status)
+
+
+def session_answer(call, body):
+    """session_lifetime: AssumeRole's Expiration shortened to the rule's lifetime, and the
+    session's keys remembered so that their calls expire with it."""
+    lifetime = state.rule_for(call.name)[1].get("session_lifetime", 0)
+    text = body.decode()
+    key = text.split("<AccessKeyId>", 1)[-1].split("</AccessKeyId>", 1)[0]
+    if not lifetime or "<Expiration>" not in text or not key:
+        return body
+    state.sessions[key] = now() + lifetime
+    expiry = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + lifetime))
+    head, rest = text.split("<Expiration>", 1)
+    return f"{head}<Expiration>{expiry}</Expiration>{rest.split('</Expiration>', 1)[1]}".encode()
+
+
+BEFORE = [
+    placeholder_refusal,
+    expired_session,
+    trust_refusal,
+    throttle,
+    creating_refusal,
+    backups_unavailable,
+    read_after_create,
+    iam_refusal,
+    delivery_limit,
+]
 
 
 # --- behaviours after moto answered 2xx: bookkeeping ----------------------------------
@@ -767,6 +922,7 @@ def layered(app, environ, start_response):
     call = classify(environ)
     if call is None:
         return app(environ, start_response)
+    call.access_key = access_key_of(environ)
     with lock:
         key = f"{call.service}:{call.op}"
         state.calls[key] = state.calls.get(key, 0) + 1
@@ -817,6 +973,8 @@ def with_length(headers, body):
 
 def rewritten(call, body):
     """moto's 2xx answer body, with the states this layer shows."""
+    if call.service == "sts":
+        return session_answer(call, body)
     if not body or not body.lstrip().startswith(b"{"):
         return body
     try:

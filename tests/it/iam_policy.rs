@@ -892,3 +892,59 @@ fn a_broad_delete_and_an_unconditioned_delete_fail_the_checks() {
     };
     assert!(allows(&unconditioned, &foreign) && !allows(&operator_policy::policy_document(), &foreign));
 }
+
+/// A trust policy read as IAM reads it when the role is assumed: each statement applies to the
+/// role itself, so it is linted with that role as its Resource (parliament and the reference
+/// check identity policies, which name their resource).
+fn as_identity_policy(trust: &serde_json::Value, role_arn: &str) -> serde_json::Value {
+    let mut policy = trust.clone();
+    for statement in policy["Statement"].as_array_mut().unwrap() {
+        let statement = statement.as_object_mut().unwrap();
+        statement.remove("Principal");
+        statement.insert("Resource".into(), role_arn.into());
+    }
+    policy
+}
+
+#[test]
+fn the_trust_policy_of_an_assumed_role_names_the_principal_and_external_id_and_passes_the_reference() {
+    let principal = "arn:aws:iam::123456789012:role/sales-operator";
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sales-operator"))
+        .args(["iam-policy", "--trust-policy", principal, "--external-id", "team-a"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let trust: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(trust, operator_policy::trust_policy_document(principal, Some("team-a")));
+    let statements = trust["Statement"].as_array().unwrap();
+    assert!(statements.iter().all(|s| s["Principal"]["AWS"] == principal && s["Effect"] == "Allow"));
+    assert_eq!(statements[0]["Action"], "sts:AssumeRole");
+    assert_eq!(statements[0]["Condition"]["StringEquals"]["sts:ExternalId"], "team-a");
+    assert_eq!(statements[1]["Action"], "sts:TagSession");
+    assert_eq!(
+        statements[1]["Condition"]["ForAllValues:StringEquals"]["aws:TagKeys"],
+        serde_json::json!(["sales-operator.dev/pipeline"]),
+        "the session may carry the pipeline tag and nothing else"
+    );
+
+    let role = "arn:aws:iam::222222222222:role/sales-pipelines";
+    let findings = serious(lint(&[("trust".into(), as_identity_policy(&trust, role))]));
+    assert!(findings.is_empty(), "{findings:#?}");
+    // The check can fail: a condition key AssumeRole does not have is found.
+    let mut wrong = trust.clone();
+    wrong["Statement"][0]["Condition"] = serde_json::json!({ "StringEquals": { "sts:ExternalIdentity": "team-a" } });
+    assert!(!serious(lint(&[("wrong".into(), as_identity_policy(&wrong, role))])).is_empty());
+
+    for (args, says) in [
+        (vec!["--trust-policy", "operator"], "--trust-policy: operator is neither"),
+        (vec!["--trust-policy", "123456789012", "--external-id", "a b"], "--external-id: a b is not an ExternalId"),
+    ] {
+        let bad = std::process::Command::new(env!("CARGO_BIN_EXE_sales-operator"))
+            .arg("iam-policy")
+            .args(&args)
+            .output()
+            .unwrap();
+        assert_eq!(bad.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&bad.stderr).contains(says), "{}", String::from_utf8_lossy(&bad.stderr));
+    }
+}

@@ -29,6 +29,7 @@ mod delivered_fixture;
 mod generator_controller_e2e;
 mod generator_moto;
 mod iam_policy;
+mod identities;
 mod image;
 mod kube_env_smoke;
 mod manifest_agreement;

@@ -78,6 +78,9 @@ macro_rules! own_server {
             pub fn behave(matching: &str, rule: serde_json::Value) {
                 server().behave(matching, rule)
             }
+            pub fn calls_seen(operation: &str) -> u64 {
+                server().calls_seen(operation)
+            }
         }
     };
 }
@@ -122,6 +125,14 @@ impl Server {
         doc.as_object_mut().expect("a rule is a JSON object").insert("match".into(), matching.into());
         let (status, body) = self.http("POST", "/_behaviour", &doc.to_string());
         assert_eq!(status, 200, "POST /_behaviour {doc}: {body}");
+    }
+
+    /// How many requests of `operation` ("sts:AssumeRole") the AWS-behaviour layer has seen.
+    pub fn calls_seen(&self, operation: &str) -> u64 {
+        let (status, body) = self.http("GET", "/_behaviour/calls", "");
+        assert_eq!(status, 200, "GET /_behaviour/calls: {body}");
+        let calls: serde_json::Value = serde_json::from_str(&body).expect("calls are JSON");
+        calls[operation].as_u64().unwrap_or(0)
     }
 
     /// One HTTP/1.1 request to this moto server: (status, body).
