@@ -380,9 +380,9 @@ async fn cli_settings(global: &Global, spec_region: Option<&str>) -> Result<AwsS
 
 async fn target(global: &Global, file: &str) -> Result<Target, CliError> {
     let pipeline = manifest::read_pipeline(file)?;
-    let mut settings = cli_settings(global, pipeline.spec.region.as_deref()).await?;
     let namespace = pipeline.namespace().unwrap_or_else(|| "default".to_string());
-    settings.assume = settings.assume.map(|a| a.for_pipeline(&namespace, &pipeline.name_any()));
+    let settings =
+        cli_settings(global, pipeline.spec.region.as_deref()).await?.for_pipeline(&namespace, &pipeline.name_any());
     let sdk = aws::connect(&settings).await?;
     let clients = Clients::new(&sdk, pipeline.spec.region.as_deref(), CallLog::default())?;
     let ctx = PipelineCtx::new(&namespace, &pipeline.name_any(), &pipeline.spec, &clients.region);

@@ -422,8 +422,8 @@ pub async fn main(args: &QueryArgs, settings: AwsSettings) -> Result<(), QueryEr
         manifest::read_pipeline(&args.pipeline)?
     };
     let namespace = pipeline.namespace().unwrap_or_else(|| "default".to_string());
-    let assume = settings.assume.clone().map(|a| a.for_pipeline(&namespace, &pipeline.name_any()));
-    let sdk = aws::connect(&AwsSettings { assume, ..settings.clone() }).await?;
+    let settings = settings.for_pipeline(&namespace, &pipeline.name_any());
+    let sdk = aws::connect(&settings).await?;
     let clients = Clients::new(&sdk, pipeline.spec.region.as_deref(), CallLog::default())?;
     let ctx = PipelineCtx::new(&namespace, &pipeline.name_any(), &pipeline.spec, &clients.region);
     let req = request(&ctx, &args.query, &args.params)?;

@@ -18,11 +18,8 @@ use aws_credential_types::Credentials;
 
 use super::{AwsError, AwsResultExt, TAG_PIPELINE};
 
-/// The shortest and longest session STS grants (`DurationSeconds`); a role-chained session is
-/// capped at one hour whatever is asked.
-pub const SESSION_MIN: Duration = Duration::from_secs(900);
-pub const SESSION_MAX: Duration = Duration::from_secs(43_200);
-/// What a session lasts unless configured: the longest a role-chained session may.
+/// What a session lasts unless configured: the longest a role-chained session may (STS grants
+/// 900 s to 12 h, but caps a role-chained session at one hour whatever is asked).
 pub const SESSION_DEFAULT: Duration = Duration::from_secs(3600);
 
 /// An IAM role's ARN, checked: `arn:PARTITION:iam::ACCOUNT:role/[PATH/]NAME`.
@@ -186,7 +183,6 @@ impl ProvideCredentials for Session {
 
 /// `base` acting as `assume`'s role: its credentials come from STS AssumeRole (asked once now,
 /// so a refusal is reported before anything else is called), refreshed before they expire.
-/// Returns the account the role lives in too.
 pub async fn assumed(base: &SdkConfig, assume: &Assume) -> Result<SdkConfig, AwsError> {
     let sts = aws_sdk_sts::Client::new(base);
     let first = assume.session(&sts).await?;

@@ -82,6 +82,14 @@ pub async fn sdk_config(settings: &AwsSettings) -> SdkConfig {
     loader.load().await
 }
 
+impl AwsSettings {
+    /// These settings with the assumed role's session (if any) named and tagged after pipeline
+    /// `namespace/name` ([`identity::Assume::for_pipeline`]).
+    pub fn for_pipeline(self, namespace: &str, name: &str) -> Self {
+        Self { assume: self.assume.map(|a| a.for_pipeline(namespace, name)), ..self }
+    }
+}
+
 /// [`sdk_config`], acting as `settings.assume`'s role when one is given (a refusal is reported
 /// here, before anything else is called).
 pub async fn connect(settings: &AwsSettings) -> Result<SdkConfig, AwsError> {

@@ -4,23 +4,14 @@
 crate::support::moto::own_server!();
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Command;
 
 fn project() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn operator(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sales-operator"))
-        .args(args)
-        .envs(moto::aws_env())
-        .output()
-        .expect("run sales-operator")
-}
-
-fn text(o: &[u8]) -> String {
-    String::from_utf8_lossy(o).into_owned()
-}
+use crate::support::text;
+use moto::operator;
 
 #[test]
 fn crds_directory_matches_the_rust_types() {

@@ -5,7 +5,6 @@
 
 crate::support::moto::own_server!();
 
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use sales_operator::api::manifest::parse_pipeline;
@@ -18,17 +17,8 @@ const HOME: &str = "123456789012";
 /// A member account of the same organization (AWS Organizations' role leads into it).
 const TENANT: &str = "222222222222";
 
-fn operator(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sales-operator"))
-        .args(args)
-        .envs(moto::aws_env())
-        .output()
-        .expect("run sales-operator")
-}
-
-fn text(o: &[u8]) -> String {
-    String::from_utf8_lossy(o).into_owned()
-}
+use crate::support::text;
+use moto::operator;
 
 /// The SDK configuration of `account`: the operator's own credentials for [`HOME`], else an
 /// administrator's through OrganizationAccountAccessRole.

@@ -11,3 +11,8 @@ pub mod operator;
 pub mod s3_counter;
 pub mod status_judge;
 pub mod trino;
+
+/// A process's output as text (lossy UTF-8).
+pub fn text(o: &[u8]) -> String {
+    String::from_utf8_lossy(o).into_owned()
+}

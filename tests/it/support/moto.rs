@@ -81,6 +81,14 @@ macro_rules! own_server {
             pub fn calls_seen(operation: &str) -> u64 {
                 server().calls_seen(operation)
             }
+            /// The `sales-operator` binary with `args`, against this suite's server.
+            pub fn operator(args: &[&str]) -> std::process::Output {
+                std::process::Command::new(env!("CARGO_BIN_EXE_sales-operator"))
+                    .args(args)
+                    .envs(aws_env())
+                    .output()
+                    .expect("run sales-operator")
+            }
         }
     };
 }
