@@ -582,9 +582,10 @@ ORGANIZATION_ROLE = "OrganizationAccountAccessRole"
 
 
 def caller(access_key):
-    """(account, principal ARNs) of the principal whose access key signed a request: an
-    assumed-role session is its session ARN and its role's ARN; any other key is moto's
-    default user in the account moto maps the key to."""
+    """(account, ARN, principal ARNs) of the principal whose access key signed a request: an
+    assumed-role session is its session ARN (as AWS names the caller) and, as a principal,
+    its role's ARN too; any other key is moto's default user in the account moto maps the
+    key to."""
     from moto.iam.models import get_account_id_from
     from moto.sts.models import sts_backends
 
@@ -592,8 +593,9 @@ def caller(access_key):
     for backend in sts_backends[account].values():
         session = backend.get_assumed_role_from_access_key(access_key)
         if session is not None:
-            return account, {session.arn, session.role_arn}
-    return account, {f"arn:aws:iam::{account}:user/moto"}
+            return account, session.arn, {session.arn, session.role_arn}
+    user = f"arn:aws:iam::{account}:user/moto"
+    return account, user, {user}
 
 
 def as_list(value):
@@ -636,8 +638,7 @@ def trust_refusal(call):
     from moto.iam.models import iam_backends
 
     arn = call.params.get("RoleArn", "")
-    account, principals = caller(call.access_key)
-    caller_arn = sorted(principals)[0]
+    account, caller_arn, principals = caller(call.access_key)
     parts = arn.split(":")
     target = parts[4] if len(parts) == 6 else ""
 
