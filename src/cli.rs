@@ -296,7 +296,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
 /// Every CRD of the operator: (metadata.name, YAML).
 pub fn crd_documents() -> Result<Vec<(String, String)>, String> {
     // In file-name order, so `crd` prints exactly `cat crds/*.yaml`.
-    let mut crds = [SalesPipeline::crd(), sales_operator::api::OrderGenerator::crd()];
+    let mut crds =
+        [SalesPipeline::crd(), sales_operator::api::OrderGenerator::crd(), sales_operator::api::AwsIdentity::crd()];
     crds.sort_by_key(|crd| crd.name_any());
     crds.iter()
         .map(|crd| {

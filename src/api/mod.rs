@@ -1,11 +1,13 @@
 //! Custom resource types of the `sales-operator.dev/v1alpha1` API.
 
+pub mod aws_identity;
 pub mod conditions;
 pub mod manifest;
 pub mod order_generator;
 pub mod reason;
 pub mod sales_pipeline;
 
+pub use aws_identity::{AwsIdentity, AwsIdentitySpec, NamespaceSelector};
 pub use order_generator::{OrderGenerator, OrderGeneratorSpec, OrderGeneratorStatus};
 pub use reason::Reason;
 pub use sales_pipeline::*;

@@ -63,6 +63,18 @@ reasons! {
     InvalidConfiguration: "SalesPipeline `Ready`, `Stalled`",
     /// Its AWS names fall outside the name prefix the operator's IAM policy is narrowed to (`--name-prefix`).
     OutsideNamePrefix: "SalesPipeline `Ready`, `Stalled`",
+    /// `spec.identityRef` names an AwsIdentity that does not exist (or the one the pipeline was built with is gone): nothing is called in AWS.
+    IdentityNotFound: "SalesPipeline `Ready`, `Stalled`",
+    /// `spec.identityRef` names an AwsIdentity whose namespaceSelector does not select the pipeline's namespace: nothing is called in AWS.
+    IdentityNotAllowed: "SalesPipeline `Ready`, `Stalled`",
+    /// The pipeline names no identity and more than one AwsIdentity is the default for its namespace: nothing is called in AWS.
+    IdentityAmbiguous: "SalesPipeline `Ready`, `Stalled`",
+    /// The pipeline names no identity, none is its namespace's default, and the operator runs with `--require-identity`: nothing is called in AWS.
+    IdentityRequired: "SalesPipeline `Ready`, `Stalled`",
+    /// STS refused to assume the identity's role (its trust policy, the ExternalId, a session tag): the message has AWS's words and the role.
+    IdentityRefused: "SalesPipeline `Ready`, `Stalled`",
+    /// The identity now resolves to another AWS account than the one the pipeline's resources are in: nothing is done in either.
+    AccountChanged: "SalesPipeline `Ready`, `Stalled`",
     /// AWS refused a deletion: the finalizer stays and the message says why.
     DeletionFailed: "SalesPipeline `Ready`",
     /// The pipeline is being deleted: its AWS resources are being removed.

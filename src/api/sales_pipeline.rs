@@ -28,8 +28,11 @@ use serde::{Deserialize, Serialize};
     printcolumn = r#"{"name":"Table","type":"string","jsonPath":".status.table.name"}"#,
     printcolumn = r#"{"name":"Stream","type":"string","jsonPath":".status.stream.name"}"#,
     printcolumn = r#"{"name":"Pipe","type":"string","jsonPath":".status.pipe.state"}"#,
+    printcolumn = r#"{"name":"Account","type":"string","jsonPath":".status.account"}"#,
+    printcolumn = r#"{"name":"Region","type":"string","jsonPath":".status.region"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
-    printcolumn = r#"{"name":"Reason","type":"string","priority":1,"jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#
+    printcolumn = r#"{"name":"Reason","type":"string","priority":1,"jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
+    printcolumn = r#"{"name":"Identity","type":"string","priority":1,"jsonPath":".status.identity"}"#
 )]
 #[serde(rename_all = "camelCase")]
 pub struct SalesPipelineSpec {
@@ -37,8 +40,14 @@ pub struct SalesPipelineSpec {
     /// the aws, aws-cn, aws-us-gov, aws-eusc and ISO partitions; a newer region needs a newer
     /// operator). Default: the operator's configured region.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("enum" = ["af-south-1", "ap-east-1", "ap-east-2", "ap-northeast-1", "ap-northeast-2", "ap-northeast-3", "ap-south-1", "ap-south-2", "ap-southeast-1", "ap-southeast-2", "ap-southeast-3", "ap-southeast-4", "ap-southeast-5", "ap-southeast-6", "ap-southeast-7", "ca-central-1", "ca-west-1", "cn-north-1", "cn-northwest-1", "eu-central-1", "eu-central-2", "eu-isoe-west-1", "eu-north-1", "eu-south-1", "eu-south-2", "eu-west-1", "eu-west-2", "eu-west-3", "eusc-de-east-1", "il-central-1", "me-central-1", "me-south-1", "mx-central-1", "sa-east-1", "us-east-1", "us-east-2", "us-gov-east-1", "us-gov-west-1", "us-iso-east-1", "us-iso-west-1", "us-isob-east-1", "us-isob-west-1", "us-isof-east-1", "us-isof-south-1", "us-west-1", "us-west-2"]))]
+    #[schemars(schema_with = "region_schema")]
     pub region: Option<String>,
+    /// The AwsIdentity (an AWS account's role, granted to namespaces by the cluster admin) whose
+    /// account the pipeline lives in. Default: the one marked default for the namespace, else
+    /// the operator's own credentials. The account cannot change under a pipeline that has
+    /// resources (it stalls with `AccountChanged`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_ref: Option<IdentityRef>,
     /// Prefix of every AWS name. Default: `<namespace>-<name>` (shortened with a
     /// hash when too long). Changing it after creation is refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -87,6 +96,23 @@ pub struct SalesPipelineSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "set"))]
     pub adopt: Vec<ComponentKind>,
+}
+
+/// Names a cluster-scoped AwsIdentity.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct IdentityRef {
+    /// metadata.name of the AwsIdentity.
+    #[x_kube(validation = Rule::new("self.size() >= 1 && self.size() <= 253").message("must be the name of an AwsIdentity (1-253 characters)"))]
+    pub name: String,
+}
+
+/// A region the AWS SDK's partition data lists (see `spec.region`), or none.
+pub(crate) fn region_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "string",
+        "nullable": true,
+        "enum": ["af-south-1", "ap-east-1", "ap-east-2", "ap-northeast-1", "ap-northeast-2", "ap-northeast-3", "ap-south-1", "ap-south-2", "ap-southeast-1", "ap-southeast-2", "ap-southeast-3", "ap-southeast-4", "ap-southeast-5", "ap-southeast-6", "ap-southeast-7", "ca-central-1", "ca-west-1", "cn-north-1", "cn-northwest-1", "eu-central-1", "eu-central-2", "eu-isoe-west-1", "eu-north-1", "eu-south-1", "eu-south-2", "eu-west-1", "eu-west-2", "eu-west-3", "eusc-de-east-1", "il-central-1", "me-central-1", "me-south-1", "mx-central-1", "sa-east-1", "us-east-1", "us-east-2", "us-gov-east-1", "us-gov-west-1", "us-iso-east-1", "us-iso-west-1", "us-isob-east-1", "us-isob-west-1", "us-isof-east-1", "us-isof-south-1", "us-west-1", "us-west-2"]
+    })
 }
 
 /// The components of a pipeline, in dependency (creation) order; `spec.adopt` names them.
@@ -665,6 +691,15 @@ pub struct SalesPipelineStatus {
     /// ARNs of the IAM roles the pipe, Firehose and the Glue crawler assume.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub roles: Option<RolesStatus>,
+    /// The AWS account the pipeline's resources are in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    /// The AWS region the pipeline's resources are in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// The AwsIdentity the operator acts through (none: its own credentials).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
     /// The resources taken under management through `spec.adopt` (never deleted if they hold data).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub adopted: Vec<String>,

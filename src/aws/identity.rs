@@ -153,7 +153,7 @@ impl Assume {
 }
 
 /// `text` as a RoleSessionName: at most 64 of letters, digits and `+=,.@_-`.
-fn session_name(text: &str) -> String {
+pub fn session_name(text: &str) -> String {
     text.chars().map(|c| if c.is_ascii_alphanumeric() || "+=,.@_-".contains(c) { c } else { '-' }).take(64).collect()
 }
 

@@ -125,6 +125,14 @@ fn https_client() -> SharedHttpClient {
     })
 }
 
+/// The error of a pipeline with no region known.
+pub fn no_region() -> AwsError {
+    AwsError::permanent(
+        "configure",
+        "no AWS region: set spec.region in the manifest (or the AwsIdentity's), pass --region (e.g. --region eu-west-1) or export AWS_REGION=eu-west-1",
+    )
+}
+
 /// A client for each service the pipeline uses, all sharing one [`CallLog`].
 #[derive(Clone, Debug)]
 pub struct Clients {
@@ -159,9 +167,7 @@ macro_rules! client {
 impl Clients {
     /// Clients for `region` (falling back to the SDK config's region).
     pub fn new(sdk: &SdkConfig, region: Option<&str>, calls: CallLog) -> Result<Self, AwsError> {
-        let region = region.map(str::to_string).or_else(|| sdk.region().map(|r| r.to_string())).ok_or_else(|| {
-            AwsError::permanent("configure", "no AWS region: set spec.region in the manifest, pass --region (e.g. --region eu-west-1) or export AWS_REGION=eu-west-1")
-        })?;
+        let region = region.map(str::to_string).or_else(|| sdk.region().map(|r| r.to_string())).ok_or_else(no_region)?;
         let s3 = aws_sdk_s3::Client::from_conf(
             aws_sdk_s3::config::Builder::from(sdk)
                 .region(Region::new(region.clone()))

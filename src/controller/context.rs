@@ -1,17 +1,20 @@
 //! Everything a reconcile needs: the Kubernetes client, the event recorder,
 //! metrics, configuration and the AWS clients per region.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use aws_config::SdkConfig;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::{Client, ResourceExt};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::{Api, Client, ResourceExt};
 
 use super::RunArgs;
-use crate::api::SalesPipeline;
+use super::identities::{self, Refusal};
+use crate::api::{AwsIdentity, SalesPipeline};
+use crate::aws::identity::Assume;
 use crate::aws::{sdk_config, AwsError, AwsSettings, CallLog, Clients};
 use crate::names::Names;
 use crate::reconcile::{Reconciler, Timing};
@@ -33,13 +36,49 @@ pub struct Context {
     sdk: SdkConfig,
     timing: Timing,
     calls: CallLog,
-    reconcilers: Mutex<HashMap<String, Reconciler>>,
+    /// One reconciler per identity session (none: the operator's credentials) and region.
+    reconcilers: Mutex<HashMap<(Option<Assume>, String), Reconciler>>,
+    /// The operator's own account, once STS has said it.
+    own_account: Mutex<Option<String>>,
     failures: Mutex<HashMap<ObjectRef<SalesPipeline>, u32>>,
     ready: Mutex<HashMap<ObjectRef<SalesPipeline>, &'static str>>,
     /// The watch events of our own status writes, to tell them from real changes.
     pub echoes: Echoes,
     /// The watch caches of every watched namespace's SalesPipelines.
     pipelines: Vec<Store<SalesPipeline>>,
+    /// The watch cache of the cluster's AwsIdentities.
+    identities: Store<AwsIdentity>,
+    /// `--require-identity`: a pipeline with no identity stalls instead of using the operator's own credentials.
+    require_identity: bool,
+}
+
+/// The watch caches a reconcile reads besides its own object.
+pub struct Caches {
+    /// Every watched namespace's SalesPipelines.
+    pub pipelines: Vec<Store<SalesPipeline>>,
+    /// The cluster's AwsIdentities.
+    pub identities: Store<AwsIdentity>,
+}
+
+/// Where a pipeline's AWS calls go: the identity it acts through (if any), its account and region.
+#[derive(Clone, Debug)]
+pub struct Target {
+    /// The AwsIdentity's name and session; `None`: the operator's own credentials.
+    pub identity: Option<(String, Assume)>,
+    pub region: String,
+    /// The account, when known before any AWS call (an identity's role names it).
+    pub account: Option<String>,
+}
+
+/// Why a pipeline's target cannot be known.
+#[derive(Debug, thiserror::Error)]
+pub enum Untargeted {
+    #[error("{0}")]
+    Refused(Refusal),
+    #[error("{0}")]
+    Config(AwsError),
+    #[error("reading the namespace's labels for the AwsIdentities' namespaceSelector: {0}")]
+    Kube(#[from] kube::Error),
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -59,7 +98,7 @@ impl Context {
         args: &RunArgs,
         metrics: Arc<Metrics>,
         calls: CallLog,
-        pipelines: Vec<Store<SalesPipeline>>,
+        caches: Caches,
     ) -> Self {
         let reporter = Reporter { controller: "sales-operator".into(), instance: args.identity.clone() };
         let pod_defaults = super::generator::PodDefaults {
@@ -79,32 +118,73 @@ impl Context {
             name_prefix: args.name_prefix.clone(),
             calls,
             reconcilers: Mutex::new(HashMap::new()),
+            own_account: Mutex::new(None),
+            identities: caches.identities,
+            require_identity: args.require_identity,
             failures: Mutex::new(HashMap::new()),
             ready: Mutex::new(HashMap::new()),
             echoes: Echoes::default(),
-            pipelines,
+            pipelines: caches.pipelines,
         }
     }
 
-    /// The region a pipeline's resources live in: its own, else the operator's.
-    pub fn region_of<'a>(&'a self, sp: &'a SalesPipeline) -> Option<&'a str> {
-        sp.spec.region.as_deref().or_else(|| self.sdk.region().map(|r| r.as_ref()))
+    /// The operator's own region, if configured.
+    fn own_region(&self) -> Option<&str> {
+        self.sdk.region().map(|r| r.as_ref())
+    }
+
+    /// Where `sp`'s calls go: its identity (`spec.identityRef`, else its namespace's default, else
+    /// none) and region (its own, else the identity's, else the operator's). No AWS call.
+    pub async fn target(&self, sp: &SalesPipeline) -> Result<Target, Untargeted> {
+        let namespace = sp.namespace().unwrap_or_default();
+        let all = self.identities.state();
+        let labels = if identities::needs_labels(&all) {
+            let ns = Api::<Namespace>::all(self.client.clone()).get(&namespace).await?;
+            ns.metadata.labels.unwrap_or_default()
+        } else {
+            BTreeMap::new()
+        };
+        let wanted = sp.spec.identity_ref.as_ref().map(|r| r.name.as_str());
+        let identity =
+            identities::resolve(&namespace, &labels, wanted, &all, self.require_identity).map_err(Untargeted::Refused)?;
+        let region = sp
+            .spec
+            .region
+            .clone()
+            .or_else(|| identity.as_ref().and_then(|i| i.spec.region.clone()))
+            .or_else(|| self.own_region().map(str::to_string))
+            .ok_or_else(|| Untargeted::Config(crate::aws::no_region()))?;
+        match identity {
+            None => Ok(Target { identity: None, region, account: lock(&self.own_account).clone() }),
+            Some(i) => {
+                let assume = identities::session(&i).map_err(Untargeted::Refused)?;
+                let account = Some(assume.role.account.clone());
+                Ok(Target { identity: Some((i.name_any(), assume)), region, account })
+            }
+        }
     }
 
     /// The SalesPipeline that claimed one of `sp`'s AWS names first (older, or first by
-    /// namespace/name when created in the same second), and the names they share. Seen in the
-    /// watch caches, before any AWS call: AWS's ownership tags decide in any case, this only
-    /// says it sooner and names the other pipeline.
-    pub fn name_conflict(&self, sp: &SalesPipeline) -> Option<(String, Vec<String>)> {
+    /// namespace/name when created in the same second), and the names they share, in `target`'s
+    /// account and region. Seen in the watch caches, before any AWS call: AWS's ownership tags
+    /// decide in any case, this only says it sooner and names the other pipeline. Another
+    /// pipeline's account and region are those its status records (else its spec's region and
+    /// the same account: the conservative guess).
+    pub fn name_conflict(&self, sp: &SalesPipeline, target: &Target) -> Option<(String, Vec<String>)> {
         let key = |p: &SalesPipeline| (p.creation_timestamp(), p.namespace(), p.name_any());
-        let region = self.region_of(sp)?;
+        let region = target.region.as_str();
         let names = Names::derive(&sp.namespace()?, &sp.name_any(), &sp.spec, region);
         self.pipelines
             .iter()
             .flat_map(|store| store.state())
             .filter(|other| key(other) < key(sp))
+            .filter(|other| {
+                let theirs = other.status.as_ref().and_then(|s| s.account.as_deref());
+                !matches!((theirs, target.account.as_deref()), (Some(a), Some(b)) if a != b)
+            })
             .filter_map(|other| {
-                let other_region = self.region_of(&other)?;
+                let status_region = other.status.as_ref().and_then(|s| s.region.as_deref());
+                let other_region = status_region.or(other.spec.region.as_deref()).or(self.own_region())?;
                 let other_namespace = other.namespace()?;
                 let theirs = Names::derive(&other_namespace, &other.name_any(), &other.spec, other_region);
                 let shared = names.shared_with(region, &theirs, other_region);
@@ -114,17 +194,46 @@ impl Context {
             .map(|(_, other, shared)| (other, shared))
     }
 
-    /// The reconciler of `region` (the pipeline's, else the operator's): its AWS clients and
-    /// what it remembers between passes, created once.
-    pub fn reconciler(&self, region: Option<&str>) -> Result<Reconciler, AwsError> {
-        let key = region.map(str::to_string).or_else(|| self.sdk.region().map(|r| r.to_string())).unwrap_or_default();
-        let mut cache = lock(&self.reconcilers);
-        if let Some(r) = cache.get(&key) {
+    /// The reconciler of `target` (its identity's session, else the operator's credentials, in
+    /// its region): its AWS clients and what it remembers between passes, created once. An
+    /// identity's role is assumed when its reconciler is created, so STS's refusal comes here.
+    pub async fn reconciler(&self, target: &Target) -> Result<Reconciler, AwsError> {
+        let key = (target.identity.as_ref().map(|(_, a)| a.clone()), target.region.clone());
+        if let Some(r) = lock(&self.reconcilers).get(&key) {
             return Ok(r.clone());
         }
-        let r = Reconciler::new(Clients::new(&self.sdk, region, self.calls.clone())?, self.timing);
-        cache.insert(key, r.clone());
-        Ok(r)
+        let sdk = match &key.0 {
+            Some(assume) => crate::aws::identity::assumed(&self.sdk_in(&target.region), assume).await?,
+            None => self.sdk.clone(),
+        };
+        let r = Reconciler::new(Clients::new(&sdk, Some(&target.region), self.calls.clone())?, self.timing);
+        Ok(lock(&self.reconcilers).entry(key).or_insert(r).clone())
+    }
+
+    /// The operator's SDK configuration with `region`.
+    fn sdk_in(&self, region: &str) -> SdkConfig {
+        self.sdk.to_builder().region(aws_config::Region::new(region.to_string())).build()
+    }
+
+    /// The operator's own account (STS GetCallerIdentity, asked once per process); `None` while
+    /// STS has not answered.
+    pub async fn own_account(&self) -> Option<String> {
+        if let Some(account) = lock(&self.own_account).clone() {
+            return Some(account);
+        }
+        let region = self.own_region().unwrap_or("us-east-1").to_string();
+        let sts = aws_sdk_sts::Client::new(&self.sdk_in(&region));
+        match sts.get_caller_identity().send().await {
+            Ok(me) => {
+                let account = me.account?;
+                *lock(&self.own_account) = Some(account.clone());
+                Some(account)
+            }
+            Err(e) => {
+                tracing::debug!(error = %aws_smithy_types::error::display::DisplayErrorContext(&e), "GetCallerIdentity");
+                None
+            }
+        }
     }
 
     /// Delay before retrying `obj` after another failure (exponential, capped).

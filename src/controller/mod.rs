@@ -3,6 +3,7 @@
 
 pub mod context;
 pub mod generator;
+pub mod identities;
 pub mod pipeline;
 
 use std::net::SocketAddr;
@@ -13,12 +14,12 @@ use std::time::Duration;
 use futures::{StreamExt, TryStreamExt};
 use kube::api::ListParams;
 use kube::runtime::controller::{self, Controller};
-use kube::runtime::reflector::{self, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client, Resource, ResourceExt};
 use kube_lease_manager::LeaseManagerBuilder;
 
-use crate::api::{OrderGenerator, SalesPipeline};
+use crate::api::{AwsIdentity, OrderGenerator, SalesPipeline};
 use crate::aws::{AwsSettings, CallLog};
 use crate::reconcile::Timing;
 use crate::telemetry::{self, Health, Metrics};
@@ -42,6 +43,12 @@ pub const KUBERNETES_PERMISSIONS: &[(&str, &str, &[&str])] = &[
     ("events.k8s.io", "events", &["create", "patch"]),
     ("coordination.k8s.io", "leases", &["get", "create", "patch"]),
 ];
+
+/// The cluster-wide permissions the operator uses, whatever namespaces it watches: it reads the
+/// AwsIdentities and, for their label selectors, the labels of a pipeline's namespace. The chart
+/// grants exactly these in a ClusterRole of their own.
+pub const CLUSTER_PERMISSIONS: &[(&str, &str, &[&str])] =
+    &[("sales-operator.dev", "awsidentities", &["list", "watch"]), ("", "namespaces", &["get"])];
 
 /// How the controller runs (flags and environment of `sales-operator run`).
 #[derive(clap::Args, Debug, Clone)]
@@ -76,6 +83,11 @@ pub struct RunArgs {
     /// Lease duration in seconds; a replica that stops renewing loses leadership after it.
     #[arg(long, env = "SALES_OPERATOR_LEASE_SECONDS", default_value_t = 15)]
     pub lease_seconds: u64,
+    /// Stall pipelines that name no AwsIdentity when none is their namespace's default
+    /// (`IdentityRequired`), instead of building them with the operator's own credentials: for
+    /// clusters where every team has its own account and the operator's is nobody's.
+    #[arg(long, env = "SALES_OPERATOR_REQUIRE_IDENTITY", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub require_identity: bool,
     /// The prefix the operator's IAM policy was narrowed to (`iam-policy --name-prefix`): a
     /// pipeline with AWS names outside it stalls (`OutsideNamePrefix`) before any AWS call.
     #[arg(long, env = "SALES_OPERATOR_NAME_PREFIX", value_parser = parse_name_prefix)]
@@ -99,6 +111,8 @@ pub enum RunError {
     Serve { addr: SocketAddr, source: std::io::Error },
     #[error("leader election failed: {0}")]
     Lease(String),
+    #[error("cannot watch {0}")]
+    Watch(String),
     #[error("leadership lost: stopping so another replica takes over")]
     LostLease,
 }
@@ -169,12 +183,28 @@ pub async fn run(args: RunArgs, aws: AwsSettings, timing: Timing) -> Result<(), 
         leadership = Some((is_leader, task));
     }
 
+    // The cluster's AwsIdentities: known in full before the first pipeline is looked at, so that
+    // none is built with the operator's credentials for want of its namespace's default.
+    let (identity_events, identities) = slim_watch(Api::<AwsIdentity>::all(client.clone()));
+    tokio::spawn(identity_events.for_each(|event| async move {
+        if let Err(e) = event {
+            tracing::warn!(error = %e, "watching AwsIdentities");
+        }
+    }));
+    identities.wait_until_ready().await.map_err(|e| RunError::Watch(format!("AwsIdentities: {e}")))?;
     let watches: Vec<_> = apis::<SalesPipeline>(&client, &args.namespaces).into_iter().map(slim_watch).collect();
     // Every watched SalesPipeline, for the in-cluster name-conflict check.
     let stores = watches.iter().map(|(_, store)| store.clone()).collect();
-    let ctx = Arc::new(Context::new(client.clone(), aws, timing, &args, metrics, calls, stores).await);
+    let caches = context::Caches { pipelines: stores, identities };
+    let ctx = Arc::new(Context::new(client.clone(), aws, timing, &args, metrics, calls, caches).await);
     let pipelines = watches.into_iter().map(|(trigger, store)| {
+        let users = store.clone();
+        // A changed identity (granted, revoked, made default, its role changed) wakes every
+        // pipeline that may use it.
         Controller::for_stream(trigger, store)
+            .watches(Api::<AwsIdentity>::all(client.clone()), watcher::Config::default(), move |_| {
+                users.state().iter().map(|sp| ObjectRef::from(sp.as_ref())).collect::<Vec<_>>()
+            })
             .with_config(controller::Config::default().concurrency(args.concurrency))
             .shutdown_on_signal()
             .run(pipeline::reconcile, pipeline::error_policy, ctx.clone())

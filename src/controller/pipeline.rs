@@ -11,6 +11,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use tracing::Instrument;
 
+use super::context::{Target, Untargeted};
 use super::Context;
 use crate::api::conditions::{self, NewCondition, Verdict, FALSE, READY, RECONCILING, STALLED, TRUE};
 use crate::api::{Reason, SalesPipeline, SalesPipelineStatus};
@@ -35,6 +36,10 @@ pub enum Error {
     Finalizer(Box<kube::runtime::finalizer::Error<Error>>),
     #[error("object has no {0}")]
     MissingKey(&'static str),
+    /// The pipeline's AWS identity cannot be used now (STS did not answer, or deletion is
+    /// blocked by it); retried with backoff.
+    #[error("{0}")]
+    Identity(String),
     /// A pass AWS kept waiting past [`PASS_BOUND`]: abandoned, tried again with backoff.
     #[error("{0}")]
     NoAnswer(String),
@@ -59,6 +64,7 @@ impl Error {
             },
             Error::MissingKey(_) => "missing_key",
             Error::NoAnswer(_) => "aws_no_answer",
+            Error::Identity(_) => "identity",
         }
     }
 }
@@ -119,21 +125,38 @@ async fn apply(sp: &SalesPipeline, ctx: &Context, api: &Api<SalesPipeline>) -> R
             }
         }
     }
-    if let Some((other, shared)) = ctx.name_conflict(sp) {
+    let stop = |reason: Reason, message: String| stall(ctx, api, sp, &previous, reason, message);
+    let mut target = match ctx.target(sp).await {
+        Ok(target) => target,
+        Err(Untargeted::Kube(e)) => return Err(Error::Kube(e)),
+        Err(Untargeted::Refused(refusal)) => return stop(refusal.reason(), refusal.to_string()).await,
+        Err(Untargeted::Config(e)) => {
+            let status = SalesPipelineStatus { observed_generation: generation, ..previous.clone() };
+            write_status(api, sp, status, &stalled(Reason::InvalidConfiguration, e.to_string())).await?;
+            return Ok(Action::await_change());
+        }
+    };
+    if target.identity.is_none() {
+        target.account = ctx.own_account().await;
+    }
+    if let Some(message) = account_changed(&previous, &target) {
+        return stop(Reason::AccountChanged, message).await;
+    }
+    if let Some((other, shared)) = ctx.name_conflict(sp, &target) {
         // Another pipeline in the cluster claimed these names first: not a single AWS call.
         let message = format!(
             "SalesPipeline {other} already uses {}: two pipelines cannot manage one resource; \
              give this one other names (spec.namePrefix or the component's name)",
             shared.join(", ")
         );
-        publish(ctx, sp, warning("NameConflict", "Reconcile", message.clone())).await;
-        let status = SalesPipelineStatus { observed_generation: generation, ..previous.clone() };
-        write_status(api, sp, status, &stalled(Reason::NameConflict, message)).await?;
-        ctx.record_ready(ObjectRef::from(sp), Some(FALSE));
-        return Ok(Action::requeue(ctx.resync));
+        return stop(Reason::NameConflict, message).await;
     }
-    let reconciler = match ctx.reconciler(sp.spec.region.as_deref()) {
+    let reconciler = match ctx.reconciler(&target).await {
         Ok(r) => r,
+        Err(e) if target.identity.is_some() && e.is_permanent() => {
+            return stop(Reason::IdentityRefused, e.to_string()).await;
+        }
+        Err(e) if target.identity.is_some() => return Err(Error::Identity(e.to_string())),
         Err(e) => {
             let status = SalesPipelineStatus { observed_generation: generation, ..previous.clone() };
             write_status(api, sp, status, &stalled(Reason::InvalidConfiguration, e.to_string())).await?;
@@ -151,11 +174,7 @@ async fn apply(sp: &SalesPipeline, ctx: &Context, api: &Api<SalesPipeline>) -> R
                  (--name-prefix): give this pipeline a spec.namePrefix, and any name it sets, starting with it",
                 outside.join(", ")
             );
-            publish(ctx, sp, warning("OutsideNamePrefix", "Reconcile", message.clone())).await;
-            let status = SalesPipelineStatus { observed_generation: generation, ..previous.clone() };
-            write_status(api, sp, status, &stalled(Reason::OutsideNamePrefix, message)).await?;
-            ctx.record_ready(ObjectRef::from(sp), Some(FALSE));
-            return Ok(Action::requeue(ctx.resync));
+            return stop(Reason::OutsideNamePrefix, message).await;
         }
     }
     pctx.sweep = !settled(sp);
@@ -170,7 +189,13 @@ async fn apply(sp: &SalesPipeline, ctx: &Context, api: &Api<SalesPipeline>) -> R
         publish(ctx, sp, warning(&format!("{reason}{}", component.title()), "Reconcile", format!("{component}: {e}")))
             .await;
     }
-    let status = SalesPipelineStatus { observed_generation: generation, ..outcome.status.clone() };
+    let status = SalesPipelineStatus {
+        observed_generation: generation,
+        account: target.account.clone(),
+        region: Some(target.region.clone()),
+        identity: target.identity.as_ref().map(|(name, _)| name.clone()),
+        ..outcome.status.clone()
+    };
     let computed = outcome.conditions(mode);
     let written = write_status(api, sp, status, &computed).await?;
     let ready = computed.iter().find(|c| c.type_ == READY).map_or("Unknown", |c| c.status);
@@ -209,6 +234,54 @@ async fn within<T>(
     })
 }
 
+/// Stalls `sp` for `reason` found before any AWS call of this pass: a Warning event, Ready=False
+/// and Stalled=True with `message`, the rest of the status kept; looked at again each resync.
+async fn stall(
+    ctx: &Context,
+    api: &Api<SalesPipeline>,
+    sp: &SalesPipeline,
+    previous: &SalesPipelineStatus,
+    reason: Reason,
+    message: String,
+) -> Result<Action, Error> {
+    publish(ctx, sp, warning(reason.as_str(), "Reconcile", message.clone())).await;
+    let status = SalesPipelineStatus { observed_generation: sp.metadata.generation, ..previous.clone() };
+    write_status(api, sp, status, &stalled(reason, message)).await?;
+    ctx.record_ready(ObjectRef::from(sp), Some(FALSE));
+    Ok(Action::requeue(ctx.resync))
+}
+
+/// Whether the status shows AWS resources of the pipeline (its table, stream, ... was seen).
+fn built(status: &SalesPipelineStatus) -> bool {
+    status.table.is_some()
+        || status.stream.is_some()
+        || status.bucket.is_some()
+        || status.roles.is_some()
+        || status.pipe.is_some()
+        || status.delivery.is_some()
+        || status.catalog.is_some()
+        || status.analytics.is_some()
+}
+
+/// Why `target` may not act for a pipeline whose resources are in another account, if so.
+fn account_changed(previous: &SalesPipelineStatus, target: &Target) -> Option<String> {
+    let (Some(before), Some(now)) = (previous.account.as_deref(), target.account.as_deref()) else {
+        return None;
+    };
+    if before == now || !built(previous) {
+        return None;
+    }
+    let through = match &target.identity {
+        Some((name, _)) => format!("AwsIdentity {name} acts"),
+        None => "the operator's own credentials act".to_string(),
+    };
+    Some(format!(
+        "the pipeline's resources are in AWS account {before}, but {through} in account {now}: a pipeline does not \
+         move between accounts; set spec.identityRef (or the identity's roleArn) back to account {before}, or \
+         delete the pipeline and create it again"
+    ))
+}
+
 /// Ready=False and Stalled=True for `reason`, found before any AWS call: nothing to retry
 /// until the spec changes.
 fn stalled(reason: Reason, message: String) -> Vec<NewCondition> {
@@ -225,9 +298,25 @@ fn settled(sp: &SalesPipeline) -> bool {
 }
 
 async fn cleanup(sp: &SalesPipeline, ctx: &Context, api: &Api<SalesPipeline>) -> Result<Action, Error> {
-    let reconciler = ctx
-        .reconciler(sp.spec.region.as_deref())
-        .map_err(|source| Error::Aws { component: ComponentKind::Table, source })?;
+    let previous = sp.status.clone().unwrap_or_default();
+    let blocked = |why: String| blocked_by_identity(ctx, api, sp, why);
+    let mut target = match ctx.target(sp).await {
+        Ok(target) => target,
+        Err(Untargeted::Kube(e)) => return Err(Error::Kube(e)),
+        // Refused before it built anything: nothing of it is in AWS.
+        Err(_) if !built(&previous) => return forget(ctx, sp),
+        Err(e) => return blocked(e.to_string()).await,
+    };
+    if target.identity.is_none() {
+        target.account = ctx.own_account().await;
+    }
+    if let Some(why) = account_changed(&previous, &target) {
+        return blocked(why).await;
+    }
+    let reconciler = match ctx.reconciler(&target).await {
+        Ok(r) => r,
+        Err(e) => return blocked(e.to_string()).await,
+    };
     let namespace = sp.namespace().ok_or(Error::MissingKey("metadata.namespace"))?;
     let pctx = PipelineCtx::new(&namespace, &sp.name_any(), &sp.spec, &reconciler.aws.region);
     let done = reconcile::teardown(&reconciler, &pctx, sp.spec.deletion_policy, false).await;
@@ -243,19 +332,44 @@ async fn cleanup(sp: &SalesPipeline, ctx: &Context, api: &Api<SalesPipeline>) ->
                 "deleting: {component}: AWS is not done with it yet ({source}); deleting again in {} s",
                 pace.as_secs()
             );
-            let previous = sp.status.clone().unwrap_or_default();
             let computed = Verdict::working(Reason::Deleting, message.clone(), Reason::Deleting, message).conditions();
             write_status(api, sp, previous, &computed).await?;
             return Ok(Action::requeue(pace));
         }
-        let message = format!("deletion is blocked: {component}: {source}; the finalizer stays until it succeeds");
-        publish(ctx, sp, warning("DeletionFailed", "Delete", message.clone())).await;
-        let previous = sp.status.clone().unwrap_or_default();
-        let computed =
-            Verdict::working(Reason::DeletionFailed, message.clone(), Reason::Deleting, message).conditions();
-        write_status(api, sp, previous, &computed).await?;
+        deletion_blocked(ctx, api, sp, &format!("{component}: {source}")).await?;
         return Err(Error::Aws { component, source });
     }
+    forget(ctx, sp)
+}
+
+/// The finalizer stays: a Warning event and the Ready condition say why.
+async fn deletion_blocked(
+    ctx: &Context,
+    api: &Api<SalesPipeline>,
+    sp: &SalesPipeline,
+    why: &str,
+) -> Result<(), Error> {
+    let message = format!("deletion is blocked: {why}; the finalizer stays until it succeeds");
+    publish(ctx, sp, warning("DeletionFailed", "Delete", message.clone())).await;
+    let previous = sp.status.clone().unwrap_or_default();
+    let computed = Verdict::working(Reason::DeletionFailed, message.clone(), Reason::Deleting, message).conditions();
+    write_status(api, sp, previous, &computed).await?;
+    Ok(())
+}
+
+/// Deletion waits for the pipeline's identity (or account) to be usable again.
+async fn blocked_by_identity(
+    ctx: &Context,
+    api: &Api<SalesPipeline>,
+    sp: &SalesPipeline,
+    why: String,
+) -> Result<Action, Error> {
+    deletion_blocked(ctx, api, sp, &why).await?;
+    Err(Error::Identity(why))
+}
+
+/// Done with a deleted pipeline: the finalizer goes.
+fn forget(ctx: &Context, sp: &SalesPipeline) -> Result<Action, Error> {
     ctx.record_ready(ObjectRef::from(sp), None);
     ctx.echoes.forget(&ObjectRef::from(sp));
     Ok(Action::await_change())

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use helm_chart::{chart_dir, documents, granted, template};
 use kube_env::{project_dir, wait_until, KubeEnv};
-use sales_operator::controller::KUBERNETES_PERMISSIONS;
+use sales_operator::controller::{CLUSTER_PERMISSIONS, KUBERNETES_PERMISSIONS};
 
 const ALL_FEATURES: &str = "charts/sales-operator/ci/all-features-values.yaml";
 
@@ -71,6 +71,18 @@ fn one<'a>(docs: &'a [serde_json::Value], k: &str) -> &'a serde_json::Value {
     found[0]
 }
 
+/// The document of kind `k` named `name`.
+fn named<'a>(docs: &'a [serde_json::Value], k: &str, name: &str) -> &'a serde_json::Value {
+    let found: Vec<_> = kind(docs, k).into_iter().filter(|d| d["metadata"]["name"] == name).collect();
+    assert_eq!(found.len(), 1, "expected one {k} {name}, got {}", found.len());
+    found[0]
+}
+
+/// Names of the documents of kind `k`.
+fn names_of(docs: &[serde_json::Value], k: &str) -> BTreeSet<String> {
+    kind(docs, k).iter().filter_map(|d| d["metadata"]["name"].as_str().map(str::to_string)).collect()
+}
+
 fn strings(v: &serde_json::Value) -> Vec<String> {
     v.as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect()).unwrap_or_default()
 }
@@ -90,6 +102,17 @@ fn yaml_files(dir: PathBuf) -> Vec<PathBuf> {
 }
 
 type Perm = (String, String, String);
+
+/// `table` expanded to (group, resource, verb).
+fn expanded(table: &[(&str, &str, &[&str])]) -> BTreeSet<Perm> {
+    let mut out = BTreeSet::new();
+    for (group, resource, verbs) in table {
+        for verb in *verbs {
+            out.insert((group.to_string(), resource.to_string(), verb.to_string()));
+        }
+    }
+    out
+}
 
 /// KUBERNETES_PERMISSIONS expanded to (group, resource, verb): (watched namespaces, leader election).
 fn code_permissions() -> (BTreeSet<Perm>, BTreeSet<Perm>) {
@@ -195,6 +218,7 @@ fn defaults_render_cluster_rbac_and_a_hardened_single_replica_deployment() {
     assert_eq!(env_var(c, "SALES_OPERATOR_GENERATOR_IMAGE").unwrap()["value"], c["image"]);
     assert!(env_var(c, "AWS_ENDPOINT_URL").is_none(), "real AWS unless an endpoint is set");
     assert!(env_var(c, "SALES_OPERATOR_NAME_PREFIX").is_none(), "every name unless a prefix is set");
+    assert!(env_var(c, "SALES_OPERATOR_REQUIRE_IDENTITY").is_none(), "the operator's own credentials unless required");
     let service = one(&docs, "Service");
     assert_eq!(service["spec"]["ports"][0]["targetPort"], "http-metrics");
     // The Lease only in the release namespace.
@@ -205,7 +229,20 @@ fn defaults_render_cluster_rbac_and_a_hardened_single_replica_deployment() {
 fn every_feature_on_renders_namespaced_rbac_pdb_service_monitor_and_settings() {
     let env = KubeEnv::shared();
     let docs = documents(&template(env, "ops", &["-f", ALL_FEATURES]));
-    assert!(kind(&docs, "ClusterRole").is_empty() && kind(&docs, "ClusterRoleBinding").is_empty());
+    // Cluster-wide only what AwsIdentities need: nothing on pipelines outside the watched namespaces.
+    assert_eq!(
+        names_of(&docs, "ClusterRole"),
+        ["sales-operator-identities", "sales-operator-identity-admin", "sales-operator-identity-reader"].map(String::from).into()
+    );
+    assert_eq!(
+        names_of(&docs, "ClusterRoleBinding"),
+        ["sales-operator-identities", "sales-operator-identity-reader"].map(String::from).into(),
+        "the admin role is bound to nobody"
+    );
+    let reader = named(&docs, "ClusterRoleBinding", "sales-operator-identity-reader");
+    assert_eq!(reader["subjects"][0]["name"], "shop-developers");
+    let admin = named(&docs, "ClusterRole", "sales-operator-identity-admin");
+    assert_eq!(admin["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-admin"], "true");
     let role_namespaces: BTreeSet<&str> =
         kind(&docs, "Role").iter().filter_map(|r| r["metadata"]["namespace"].as_str()).collect();
     assert_eq!(role_namespaces, ["analytics", "ops", "shop"].into_iter().collect());
@@ -253,6 +290,7 @@ fn every_feature_on_renders_namespaced_rbac_pdb_service_monitor_and_settings() {
     assert_eq!(env_var(c, "AWS_REGION").unwrap()["value"], "eu-west-1");
     assert_eq!(env_var(c, "AWS_ENDPOINT_URL").unwrap()["value"], "http://moto.aws-emulator.svc:5000");
     assert_eq!(env_var(c, "SALES_OPERATOR_NAME_PREFIX").unwrap()["value"], "shop-");
+    assert_eq!(env_var(c, "SALES_OPERATOR_REQUIRE_IDENTITY").unwrap()["value"], "true");
     assert_eq!(env_var(c, "RUST_LOG").unwrap()["value"], "info,sales_operator=debug");
     assert_eq!(
         env_var(c, "SALES_OPERATOR_GENERATOR_IMAGE").unwrap()["value"],
@@ -269,11 +307,25 @@ fn chart_rbac_grants_exactly_the_permissions_the_operator_uses() {
 
     // Cluster-wide: the ClusterRole has the watched-namespace rules, the Role in the release namespace the Lease.
     let docs = documents(&template(env, "ops", &[]));
-    assert_eq!(compare(&granted(one(&docs, "ClusterRole")), &watched), (vec![], vec![]), "ClusterRole");
+    let role = named(&docs, "ClusterRole", "sales-operator");
+    assert_eq!(compare(&granted(role), &watched), (vec![], vec![]), "ClusterRole");
+    // AwsIdentities and namespaces' labels: cluster-wide in either mode, in a ClusterRole of their own.
+    let identities = expanded(CLUSTER_PERMISSIONS);
+    let role = named(&docs, "ClusterRole", "sales-operator-identities");
+    assert_eq!(compare(&granted(role), &identities), (vec![], vec![]), "identities ClusterRole");
+    let binding = named(&docs, "ClusterRoleBinding", "sales-operator-identities");
+    assert_eq!(binding["subjects"][0]["name"], "sales-operator");
+    let readers = named(&docs, "ClusterRoleBinding", "sales-operator-identity-reader");
+    assert_eq!(readers["subjects"][0]["name"], "system:authenticated", "tenants read identities");
+    let admin = named(&docs, "ClusterRole", "sales-operator-identity-admin");
+    assert!(granted(admin).contains(&("sales-operator.dev".into(), "awsidentities".into(), "create".into())));
+    assert!(!granted(named(&docs, "ClusterRole", "sales-operator-identity-reader")).iter().any(|(_, _, v)| v == "create"));
     assert_eq!(compare(&granted(one(&docs, "Role")), &lease), (vec![], vec![]), "leader-election Role");
 
     // Namespaced: the same rules per watched namespace.
     let docs = documents(&template(env, "ops", &["--set", "watchNamespaces={shop,analytics}"]));
+    let role = named(&docs, "ClusterRole", "sales-operator-identities");
+    assert_eq!(compare(&granted(role), &identities), (vec![], vec![]), "identities ClusterRole, namespaced mode");
     for role in kind(&docs, "Role") {
         let expected = if role["metadata"]["namespace"] == "ops" { &lease } else { &watched };
         assert_eq!(compare(&granted(role), expected), (vec![], vec![]), "{}", role["metadata"]);

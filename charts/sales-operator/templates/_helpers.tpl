@@ -71,6 +71,17 @@ Kept equal to KUBERNETES_PERMISSIONS in src/controller/mod.rs by tests/chart.rs.
   verbs: ["create", "patch"]
 {{- end -}}
 
+{{/* Cluster-wide, whatever namespaces are watched: the AwsIdentities, and the labels of a
+pipeline's namespace for their namespaceSelector. */}}
+{{- define "sales-operator.identityRules" -}}
+- apiGroups: ["sales-operator.dev"]
+  resources: ["awsidentities"]
+  verbs: ["list", "watch"]
+- apiGroups: [""]
+  resources: ["namespaces"]
+  verbs: ["get"]
+{{- end -}}
+
 {{/* Leader election, in the release namespace only. */}}
 {{- define "sales-operator.leaseRules" -}}
 - apiGroups: ["coordination.k8s.io"]
