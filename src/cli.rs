@@ -77,6 +77,11 @@ pub enum Command {
         /// with --external-id, only with that ExternalId.
         #[arg(long, value_name = "PRINCIPAL", conflicts_with_all = ["generator_table_arn", "name_prefix"])]
         trust_policy: Option<String>,
+        /// With --trust-policy: a session tag key the role may also be given (an AwsIdentity's
+        /// spec.sessionTags), besides the operator's own `sales-operator.dev/pipeline` and
+        /// `sales-operator.dev/identity`. Repeat for each key.
+        #[arg(long, value_name = "KEY", requires = "trust_policy")]
+        session_tag_key: Vec<String>,
         /// Narrow the policy to AWS names starting with PREFIX (the pipelines' spec.namePrefix
         /// must start with it, and any name set in a spec too); docs/iam.md.
         #[arg(long, value_name = "PREFIX")]
@@ -218,7 +223,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::IamPolicy { trust_policy: Some(principal), .. } => {
+        Command::IamPolicy { trust_policy: Some(principal), session_tag_key, .. } => {
             let account = principal.len() == 12 && principal.bytes().all(|b| b.is_ascii_digit());
             let arn = principal.starts_with("arn:") && principal.contains(":iam::");
             if !(account || arn) {
@@ -228,7 +233,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 )));
             }
             let external_id = external_id(&cli.global)?;
-            let policy = aws::operator_policy::trust_policy_document(&principal, external_id.as_deref());
+            let policy = aws::operator_policy::trust_policy_document(&principal, external_id.as_deref(), &session_tag_key);
             println!("{}", serde_json::to_string_pretty(&policy).map_err(|e| CliError::Output(e.to_string()))?);
             Ok(ExitCode::SUCCESS)
         }

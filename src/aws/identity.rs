@@ -18,6 +18,9 @@ use aws_credential_types::Credentials;
 
 use super::{AwsError, AwsResultExt, TAG_PIPELINE};
 
+/// Session tag of the operator's sessions of an AwsIdentity: the identity's name.
+pub const TAG_IDENTITY: &str = "sales-operator.dev/identity";
+
 /// What a session lasts unless configured: the longest a role-chained session may (STS grants
 /// 900 s to 12 h, but caps a role-chained session at one hour whatever is asked).
 pub const SESSION_DEFAULT: Duration = Duration::from_secs(3600);

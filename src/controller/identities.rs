@@ -9,10 +9,8 @@ use std::time::Duration;
 use kube::ResourceExt;
 
 use crate::api::{AwsIdentity, Reason};
-use crate::aws::identity::{Assume, RoleArn};
+use crate::aws::identity::{Assume, RoleArn, TAG_IDENTITY};
 
-/// Session tag naming the identity a session belongs to.
-pub const TAG_IDENTITY: &str = "sales-operator.dev/identity";
 
 /// Why a pipeline cannot act through any identity.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -23,7 +23,7 @@ use crate::api::{AwsIdentity, OrderGenerator, SalesPipeline};
 use crate::aws::{AwsSettings, CallLog};
 use crate::reconcile::Timing;
 use crate::telemetry::{self, Health, Metrics};
-pub use context::Context;
+pub use context::{Context, Target, Untargeted};
 use k8s_openapi::api::apps::v1::Deployment;
 
 /// Every Kubernetes permission the operator uses, as (API group, resource, verbs): the chart's

@@ -11,8 +11,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use tracing::Instrument;
 
-use super::context::{Target, Untargeted};
-use super::Context;
+use super::{Context, Target, Untargeted};
 use crate::api::conditions::{self, NewCondition, Verdict, FALSE, READY, RECONCILING, STALLED, TRUE};
 use crate::api::{Reason, SalesPipeline, SalesPipelineStatus};
 use crate::aws::{AwsError, ComponentKind, PipelineCtx};

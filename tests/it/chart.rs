@@ -232,16 +232,16 @@ fn every_feature_on_renders_namespaced_rbac_pdb_service_monitor_and_settings() {
     // Cluster-wide only what AwsIdentities need: nothing on pipelines outside the watched namespaces.
     assert_eq!(
         names_of(&docs, "ClusterRole"),
-        ["sales-operator-identities", "sales-operator-identity-admin", "sales-operator-identity-reader"].map(String::from).into()
+        ["sales-operator-ops-identities", "sales-operator-ops-identity-admin", "sales-operator-ops-identity-reader"].map(String::from).into()
     );
     assert_eq!(
         names_of(&docs, "ClusterRoleBinding"),
-        ["sales-operator-identities", "sales-operator-identity-reader"].map(String::from).into(),
+        ["sales-operator-ops-identities", "sales-operator-ops-identity-reader"].map(String::from).into(),
         "the admin role is bound to nobody"
     );
-    let reader = named(&docs, "ClusterRoleBinding", "sales-operator-identity-reader");
+    let reader = named(&docs, "ClusterRoleBinding", "sales-operator-ops-identity-reader");
     assert_eq!(reader["subjects"][0]["name"], "shop-developers");
-    let admin = named(&docs, "ClusterRole", "sales-operator-identity-admin");
+    let admin = named(&docs, "ClusterRole", "sales-operator-ops-identity-admin");
     assert_eq!(admin["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-admin"], "true");
     let role_namespaces: BTreeSet<&str> =
         kind(&docs, "Role").iter().filter_map(|r| r["metadata"]["namespace"].as_str()).collect();
@@ -311,20 +311,20 @@ fn chart_rbac_grants_exactly_the_permissions_the_operator_uses() {
     assert_eq!(compare(&granted(role), &watched), (vec![], vec![]), "ClusterRole");
     // AwsIdentities and namespaces' labels: cluster-wide in either mode, in a ClusterRole of their own.
     let identities = expanded(CLUSTER_PERMISSIONS);
-    let role = named(&docs, "ClusterRole", "sales-operator-identities");
+    let role = named(&docs, "ClusterRole", "sales-operator-ops-identities");
     assert_eq!(compare(&granted(role), &identities), (vec![], vec![]), "identities ClusterRole");
-    let binding = named(&docs, "ClusterRoleBinding", "sales-operator-identities");
+    let binding = named(&docs, "ClusterRoleBinding", "sales-operator-ops-identities");
     assert_eq!(binding["subjects"][0]["name"], "sales-operator");
-    let readers = named(&docs, "ClusterRoleBinding", "sales-operator-identity-reader");
+    let readers = named(&docs, "ClusterRoleBinding", "sales-operator-ops-identity-reader");
     assert_eq!(readers["subjects"][0]["name"], "system:authenticated", "tenants read identities");
-    let admin = named(&docs, "ClusterRole", "sales-operator-identity-admin");
+    let admin = named(&docs, "ClusterRole", "sales-operator-ops-identity-admin");
     assert!(granted(admin).contains(&("sales-operator.dev".into(), "awsidentities".into(), "create".into())));
-    assert!(!granted(named(&docs, "ClusterRole", "sales-operator-identity-reader")).iter().any(|(_, _, v)| v == "create"));
+    assert!(!granted(named(&docs, "ClusterRole", "sales-operator-ops-identity-reader")).iter().any(|(_, _, v)| v == "create"));
     assert_eq!(compare(&granted(one(&docs, "Role")), &lease), (vec![], vec![]), "leader-election Role");
 
     // Namespaced: the same rules per watched namespace.
     let docs = documents(&template(env, "ops", &["--set", "watchNamespaces={shop,analytics}"]));
-    let role = named(&docs, "ClusterRole", "sales-operator-identities");
+    let role = named(&docs, "ClusterRole", "sales-operator-ops-identities");
     assert_eq!(compare(&granted(role), &identities), (vec![], vec![]), "identities ClusterRole, namespaced mode");
     for role in kind(&docs, "Role") {
         let expected = if role["metadata"]["namespace"] == "ops" { &lease } else { &watched };

@@ -910,12 +910,12 @@ fn as_identity_policy(trust: &serde_json::Value, role_arn: &str) -> serde_json::
 fn the_trust_policy_of_an_assumed_role_names_the_principal_and_external_id_and_passes_the_reference() {
     let principal = "arn:aws:iam::123456789012:role/sales-operator";
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_sales-operator"))
-        .args(["iam-policy", "--trust-policy", principal, "--external-id", "team-a"])
+        .args(["iam-policy", "--trust-policy", principal, "--external-id", "team-a", "--session-tag-key", "cost-center"])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let trust: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(trust, operator_policy::trust_policy_document(principal, Some("team-a")));
+    assert_eq!(trust, operator_policy::trust_policy_document(principal, Some("team-a"), &["cost-center".into()]));
     let statements = trust["Statement"].as_array().unwrap();
     assert!(statements.iter().all(|s| s["Principal"]["AWS"] == principal && s["Effect"] == "Allow"));
     assert_eq!(statements[0]["Action"], "sts:AssumeRole");
@@ -923,8 +923,8 @@ fn the_trust_policy_of_an_assumed_role_names_the_principal_and_external_id_and_p
     assert_eq!(statements[1]["Action"], "sts:TagSession");
     assert_eq!(
         statements[1]["Condition"]["ForAllValues:StringEquals"]["aws:TagKeys"],
-        serde_json::json!(["sales-operator.dev/pipeline"]),
-        "the session may carry the pipeline tag and nothing else"
+        serde_json::json!(["sales-operator.dev/pipeline", "sales-operator.dev/identity", "cost-center"]),
+        "the session may carry the pipeline and identity tags, and the keys asked for, nothing else"
     );
 
     let role = "arn:aws:iam::222222222222:role/sales-pipelines";

@@ -12,44 +12,16 @@ use sales_operator::aws::identity::{Assume, RoleArn};
 use sales_operator::aws::{self, AwsSettings, CallLog, Clients, PipelineCtx};
 use sales_operator::reconcile::{reconcile, Mode, Reconciler, Timing};
 
-/// The account the operator's own (dummy) credentials are in: moto's default.
-const HOME: &str = "123456789012";
-/// A member account of the same organization (AWS Organizations' role leads into it).
-const TENANT: &str = "222222222222";
-
+use crate::support::accounts::{self, HOME, TENANT};
 use crate::support::text;
 use moto::operator;
 
-/// The SDK configuration of `account`: the operator's own credentials for [`HOME`], else an
-/// administrator's through OrganizationAccountAccessRole.
 async fn admin_of(account: &str) -> aws_config::SdkConfig {
-    let settings = moto::settings();
-    if account == HOME {
-        return moto::sdk(&settings).await;
-    }
-    let role = RoleArn::parse(&format!("arn:aws:iam::{account}:role/OrganizationAccountAccessRole")).unwrap();
-    moto::set_aws_env();
-    aws::connect(&AwsSettings { assume: Some(Assume::new(role, None)), ..settings })
-        .await
-        .expect("the organization's role")
+    accounts::admin_of(&moto::settings(), account).await
 }
 
-/// Creates role `name` in [`TENANT`] with the trust policy `sales-operator iam-policy
-/// --trust-policy PRINCIPAL [--external-id ID]` prints; returns its ARN.
 async fn tenant_role(name: &str, principal: &str, external_id: Option<&str>) -> String {
-    let mut args = vec!["iam-policy", "--trust-policy", principal];
-    args.extend(external_id.map(|id| ["--external-id", id]).into_iter().flatten());
-    let printed = operator(&args);
-    assert!(printed.status.success(), "{}", text(&printed.stderr));
-    let iam = aws_sdk_iam::Client::new(&admin_of(TENANT).await);
-    let role = iam
-        .create_role()
-        .role_name(name)
-        .assume_role_policy_document(text(&printed.stdout))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("create role {name}: {}", aws_sdk_iam::error::DisplayErrorContext(e)));
-    role.role.unwrap().arn
+    accounts::role_trusting(&moto::settings(), TENANT, name, principal, external_id).await
 }
 
 fn manifest(dir: &tempfile::TempDir, name: &str) -> String {
@@ -59,13 +31,8 @@ fn manifest(dir: &tempfile::TempDir, name: &str) -> String {
     file.to_str().unwrap().to_string()
 }
 
-/// The tags of table `name` in `account`, or None when the account has no such table.
 async fn table_tags(account: &str, name: &str) -> Option<Vec<(String, String)>> {
-    let ddb = aws_sdk_dynamodb::Client::new(&admin_of(account).await);
-    let arn = ddb.describe_table().table_name(name).send().await.ok()?.table?.table_arn?;
-    assert!(arn.contains(&format!(":{account}:table/")), "{arn}");
-    let tags = ddb.list_tags_of_resource().resource_arn(arn).send().await.unwrap().tags.unwrap_or_default();
-    Some(tags.into_iter().map(|t| (t.key, t.value)).collect())
+    accounts::table_tags(&moto::settings(), account, name).await
 }
 
 #[tokio::test]

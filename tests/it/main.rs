@@ -30,6 +30,7 @@ mod generator_controller_e2e;
 mod generator_moto;
 mod iam_policy;
 mod identities;
+mod identities_e2e;
 mod image;
 mod kube_env_smoke;
 mod manifest_agreement;

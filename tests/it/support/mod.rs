@@ -2,6 +2,7 @@
 //! test environment, the status judge), the operator as a process, and the stand-ins for what
 //! the emulator does not run. One instance of each serves the whole test crate.
 
+pub mod accounts;
 pub mod apply;
 pub mod delivery_standin;
 pub mod helm_chart;
