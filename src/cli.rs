@@ -233,7 +233,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 )));
             }
             let external_id = external_id(&cli.global)?;
-            let policy = aws::operator_policy::trust_policy_document(&principal, external_id.as_deref(), &session_tag_key);
+            let policy =
+                aws::operator_policy::trust_policy_document(&principal, external_id.as_deref(), &session_tag_key);
             println!("{}", serde_json::to_string_pretty(&policy).map_err(|e| CliError::Output(e.to_string()))?);
             Ok(ExitCode::SUCCESS)
         }

@@ -36,7 +36,7 @@ pub struct AwsIdentitySpec {
     /// The ExternalId the role's trust policy requires: 2-1,224 letters, digits or `+=,.@:/_-`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 1224))]
-    #[x_kube(validation = Rule::new(r"self.matches('^[A-Za-z0-9+=,.@:/_-]{2,1224}$')").message("must be 2-1224 letters, digits or +=,.@:/_-"))]
+    #[x_kube(validation = Rule::new(r"self.size() >= 2 && self.matches('^[A-Za-z0-9+=,.@:/_-]+$')").message("must be 2-1224 letters, digits or +=,.@:/_-"))]
     pub external_id: Option<String>,
     /// How long each session's credentials last before the operator asks STS again: `15m` to
     /// `12h` (Go duration syntax, e.g. `1h`, `90m`). Default `1h`; AWS caps a role-chained session
@@ -154,11 +154,14 @@ mod tests {
         assert!(!by_labels.selects("x", &labels(&[("team", "a"), ("env", "dev")])), "env not in the list");
         assert!(!by_labels.selects("x", &labels(&[("team", "b"), ("env", "prod")])), "matchLabels too");
         assert!(!by_labels.selects("x", &labels(&[("team", "a"), ("env", "prod"), ("frozen", "")])));
-        let not_in = NamespaceSelector { match_expressions: vec![requirement("env", "NotIn", &["prod"])], ..Default::default() };
+        let not_in =
+            NamespaceSelector { match_expressions: vec![requirement("env", "NotIn", &["prod"])], ..Default::default() };
         assert!(not_in.selects("x", &labels(&[])) && !not_in.selects("x", &labels(&[("env", "prod")])));
-        let exists = NamespaceSelector { match_expressions: vec![requirement("team", "Exists", &[])], ..Default::default() };
+        let exists =
+            NamespaceSelector { match_expressions: vec![requirement("team", "Exists", &[])], ..Default::default() };
         assert!(exists.selects("x", &labels(&[("team", "")])) && !exists.selects("x", &labels(&[])));
-        let unknown = NamespaceSelector { match_expressions: vec![requirement("team", "Gt", &["1"])], ..Default::default() };
+        let unknown =
+            NamespaceSelector { match_expressions: vec![requirement("team", "Gt", &["1"])], ..Default::default() };
         assert!(!unknown.selects("x", &labels(&[("team", "2")])));
         assert!(!NamespaceSelector::default().selects("x", &labels(&[])), "an empty selector grants nothing");
     }

@@ -167,7 +167,8 @@ macro_rules! client {
 impl Clients {
     /// Clients for `region` (falling back to the SDK config's region).
     pub fn new(sdk: &SdkConfig, region: Option<&str>, calls: CallLog) -> Result<Self, AwsError> {
-        let region = region.map(str::to_string).or_else(|| sdk.region().map(|r| r.to_string())).ok_or_else(no_region)?;
+        let region =
+            region.map(str::to_string).or_else(|| sdk.region().map(|r| r.to_string())).ok_or_else(no_region)?;
         let s3 = aws_sdk_s3::Client::from_conf(
             aws_sdk_s3::config::Builder::from(sdk)
                 .region(Region::new(region.clone()))

@@ -109,7 +109,11 @@ pub fn generator_policy_document(table_arn: &str) -> serde_json::Value {
 /// The trust policy of a role the operator assumes for pipelines (`--assume-role`): `principal`
 /// (the operator's role ARN, or an account id) may assume it, only with `external_id` when
 /// given, and may tag the session with the pipeline and nothing else.
-pub fn trust_policy_document(principal: &str, external_id: Option<&str>, session_tag_keys: &[String]) -> serde_json::Value {
+pub fn trust_policy_document(
+    principal: &str,
+    external_id: Option<&str>,
+    session_tag_keys: &[String],
+) -> serde_json::Value {
     let mut keys = vec![super::TAG_PIPELINE.to_string(), super::identity::TAG_IDENTITY.to_string()];
     keys.extend(session_tag_keys.iter().cloned());
     let mut assume = serde_json::json!({

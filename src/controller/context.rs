@@ -6,13 +6,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use aws_config::SdkConfig;
+use k8s_openapi::api::core::v1::Namespace;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
-use k8s_openapi::api::core::v1::Namespace;
 use kube::{Api, Client, ResourceExt};
 
-use super::RunArgs;
 use super::identities::{self, Refusal};
+use super::RunArgs;
 use crate::api::{AwsIdentity, SalesPipeline};
 use crate::aws::identity::Assume;
 use crate::aws::{sdk_config, AwsError, AwsSettings, CallLog, Clients};
@@ -145,8 +145,8 @@ impl Context {
             BTreeMap::new()
         };
         let wanted = sp.spec.identity_ref.as_ref().map(|r| r.name.as_str());
-        let identity =
-            identities::resolve(&namespace, &labels, wanted, &all, self.require_identity).map_err(Untargeted::Refused)?;
+        let identity = identities::resolve(&namespace, &labels, wanted, &all, self.require_identity)
+            .map_err(Untargeted::Refused)?;
         let region = sp
             .spec
             .region
@@ -168,30 +168,45 @@ impl Context {
     /// namespace/name when created in the same second), and the names they share, in `target`'s
     /// account and region. Seen in the watch caches, before any AWS call: AWS's ownership tags
     /// decide in any case, this only says it sooner and names the other pipeline. Another
-    /// pipeline's account and region are those its status records (else its spec's region and
-    /// the same account: the conservative guess).
-    pub fn name_conflict(&self, sp: &SalesPipeline, target: &Target) -> Option<(String, Vec<String>)> {
+    /// pipeline's account and region are those its status records, else those it would get
+    /// (its identity's); an account not known either way counts as the same one.
+    pub async fn name_conflict(&self, sp: &SalesPipeline, target: &Target) -> Option<(String, Vec<String>)> {
         let key = |p: &SalesPipeline| (p.creation_timestamp(), p.namespace(), p.name_any());
         let region = target.region.as_str();
         let names = Names::derive(&sp.namespace()?, &sp.name_any(), &sp.spec, region);
-        self.pipelines
+        let mut claims: Vec<_> = self
+            .pipelines
             .iter()
             .flat_map(|store| store.state())
             .filter(|other| key(other) < key(sp))
-            .filter(|other| {
-                let theirs = other.status.as_ref().and_then(|s| s.account.as_deref());
-                !matches!((theirs, target.account.as_deref()), (Some(a), Some(b)) if a != b)
-            })
             .filter_map(|other| {
                 let status_region = other.status.as_ref().and_then(|s| s.region.as_deref());
                 let other_region = status_region.or(other.spec.region.as_deref()).or(self.own_region())?;
                 let other_namespace = other.namespace()?;
                 let theirs = Names::derive(&other_namespace, &other.name_any(), &other.spec, other_region);
                 let shared = names.shared_with(region, &theirs, other_region);
-                (!shared.is_empty()).then(|| (key(&other), format!("{other_namespace}/{}", other.name_any()), shared))
+                (!shared.is_empty()).then(|| (key(&other), other, shared))
             })
-            .min_by(|a, b| a.0.cmp(&b.0))
-            .map(|(_, other, shared)| (other, shared))
+            .collect();
+        claims.sort_by(|a, b| a.0.cmp(&b.0));
+        for (_, other, shared) in claims {
+            let recorded = other.status.as_ref().and_then(|s| s.account.clone());
+            let theirs = match recorded {
+                Some(account) => Some(account),
+                None => match self.target(&other).await {
+                    Ok(t) if t.identity.is_some() => t.account,
+                    Ok(_) => lock(&self.own_account).clone(),
+                    // It cannot be built while refused: it claims nothing.
+                    Err(Untargeted::Refused(_)) => continue,
+                    Err(_) => None,
+                },
+            };
+            if matches!((theirs.as_deref(), target.account.as_deref()), (Some(a), Some(b)) if a != b) {
+                continue;
+            }
+            return Some((format!("{}/{}", other.namespace().unwrap_or_default(), other.name_any()), shared));
+        }
+        None
     }
 
     /// The reconciler of `target` (its identity's session, else the operator's credentials, in

@@ -11,16 +11,26 @@ use kube::ResourceExt;
 use crate::api::{AwsIdentity, Reason};
 use crate::aws::identity::{Assume, RoleArn, TAG_IDENTITY};
 
-
 /// Why a pipeline cannot act through any identity.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
     NotFound(String),
-    NotAllowed { identity: String, namespace: String },
-    Ambiguous { namespace: String, defaults: Vec<String> },
-    Required { namespace: String },
+    NotAllowed {
+        identity: String,
+        namespace: String,
+    },
+    Ambiguous {
+        namespace: String,
+        defaults: Vec<String>,
+    },
+    Required {
+        namespace: String,
+    },
     /// An identity whose spec the operator cannot use (written before the CRD checked it).
-    Invalid { identity: String, why: String },
+    Invalid {
+        identity: String,
+        why: String,
+    },
 }
 
 impl Refusal {
@@ -81,10 +91,8 @@ pub fn resolve(
         }
         return Ok(Some(identity.clone()));
     }
-    let mut defaults: Vec<&Arc<AwsIdentity>> = identities
-        .iter()
-        .filter(|i| i.spec.default && i.spec.namespace_selector.selects(namespace, labels))
-        .collect();
+    let mut defaults: Vec<&Arc<AwsIdentity>> =
+        identities.iter().filter(|i| i.spec.default && i.spec.namespace_selector.selects(namespace, labels)).collect();
     defaults.sort_by_key(|i| i.name_any());
     match defaults[..] {
         [] if require => Err(Refusal::Required { namespace: namespace.to_string() }),
@@ -195,7 +203,10 @@ mod tests {
         assert_eq!(names(resolve("team-a", &none, Some("gone"), &all, false)), Err(Refusal::NotFound("gone".into())));
         let two = [identity("b", &["team-a"], true), identity("a", &["team-a"], true)];
         let ambiguous = resolve("team-a", &none, None, &two, false).unwrap_err();
-        assert_eq!(ambiguous, Refusal::Ambiguous { namespace: "team-a".into(), defaults: vec!["a".into(), "b".into()] });
+        assert_eq!(
+            ambiguous,
+            Refusal::Ambiguous { namespace: "team-a".into(), defaults: vec!["a".into(), "b".into()] }
+        );
         assert_eq!(ambiguous.reason(), Reason::IdentityAmbiguous);
         assert!(ambiguous.to_string().contains("a and b"), "{ambiguous}");
         assert_eq!(names(resolve("team-a", &none, Some("b"), &two, false)), Ok(Some("b".into())));
@@ -221,7 +232,9 @@ mod tests {
 
     #[test]
     fn session_durations_read_like_go_and_stay_within_what_sts_grants() {
-        for (text, secs) in [("15m", 900), ("1h", 3600), ("1h30m", 5400), ("90m", 5400), ("12h", 43_200), ("3600s", 3600)] {
+        for (text, secs) in
+            [("15m", 900), ("1h", 3600), ("1h30m", 5400), ("90m", 5400), ("12h", 43_200), ("3600s", 3600)]
+        {
             assert_eq!(duration(text), Ok(Duration::from_secs(secs)), "{text}");
         }
         for text in ["", "1", "14m59s", "12h1s", "1x", "m", "30m1h", "1h1h", "99999999999999999999h"] {

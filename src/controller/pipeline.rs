@@ -141,7 +141,7 @@ async fn apply(sp: &SalesPipeline, ctx: &Context, api: &Api<SalesPipeline>) -> R
     if let Some(message) = account_changed(&previous, &target) {
         return stop(Reason::AccountChanged, message).await;
     }
-    if let Some((other, shared)) = ctx.name_conflict(sp, &target) {
+    if let Some((other, shared)) = ctx.name_conflict(sp, &target).await {
         // Another pipeline in the cluster claimed these names first: not a single AWS call.
         let message = format!(
             "SalesPipeline {other} already uses {}: two pipelines cannot manage one resource; \
@@ -302,7 +302,7 @@ async fn cleanup(sp: &SalesPipeline, ctx: &Context, api: &Api<SalesPipeline>) ->
     let mut target = match ctx.target(sp).await {
         Ok(target) => target,
         Err(Untargeted::Kube(e)) => return Err(Error::Kube(e)),
-        // Refused before it built anything: nothing of it is in AWS.
+        // Refused before it built anything (its status shows no resource): nothing to remove.
         Err(_) if !built(&previous) => return forget(ctx, sp),
         Err(e) => return blocked(e.to_string()).await,
     };
@@ -314,6 +314,7 @@ async fn cleanup(sp: &SalesPipeline, ctx: &Context, api: &Api<SalesPipeline>) ->
     }
     let reconciler = match ctx.reconciler(&target).await {
         Ok(r) => r,
+        Err(_) if !built(&previous) => return forget(ctx, sp),
         Err(e) => return blocked(e.to_string()).await,
     };
     let namespace = sp.namespace().ok_or(Error::MissingKey("metadata.namespace"))?;
@@ -342,12 +343,7 @@ async fn cleanup(sp: &SalesPipeline, ctx: &Context, api: &Api<SalesPipeline>) ->
 }
 
 /// The finalizer stays: a Warning event and the Ready condition say why.
-async fn deletion_blocked(
-    ctx: &Context,
-    api: &Api<SalesPipeline>,
-    sp: &SalesPipeline,
-    why: &str,
-) -> Result<(), Error> {
+async fn deletion_blocked(ctx: &Context, api: &Api<SalesPipeline>, sp: &SalesPipeline, why: &str) -> Result<(), Error> {
     let message = format!("deletion is blocked: {why}; the finalizer stays until it succeeds");
     publish(ctx, sp, warning("DeletionFailed", "Delete", message.clone())).await;
     let previous = sp.status.clone().unwrap_or_default();

@@ -232,7 +232,9 @@ fn every_feature_on_renders_namespaced_rbac_pdb_service_monitor_and_settings() {
     // Cluster-wide only what AwsIdentities need: nothing on pipelines outside the watched namespaces.
     assert_eq!(
         names_of(&docs, "ClusterRole"),
-        ["sales-operator-ops-identities", "sales-operator-ops-identity-admin", "sales-operator-ops-identity-reader"].map(String::from).into()
+        ["sales-operator-ops-identities", "sales-operator-ops-identity-admin", "sales-operator-ops-identity-reader"]
+            .map(String::from)
+            .into()
     );
     assert_eq!(
         names_of(&docs, "ClusterRoleBinding"),
@@ -319,7 +321,9 @@ fn chart_rbac_grants_exactly_the_permissions_the_operator_uses() {
     assert_eq!(readers["subjects"][0]["name"], "system:authenticated", "tenants read identities");
     let admin = named(&docs, "ClusterRole", "sales-operator-ops-identity-admin");
     assert!(granted(admin).contains(&("sales-operator.dev".into(), "awsidentities".into(), "create".into())));
-    assert!(!granted(named(&docs, "ClusterRole", "sales-operator-ops-identity-reader")).iter().any(|(_, _, v)| v == "create"));
+    assert!(!granted(named(&docs, "ClusterRole", "sales-operator-ops-identity-reader"))
+        .iter()
+        .any(|(_, _, v)| v == "create"));
     assert_eq!(compare(&granted(one(&docs, "Role")), &lease), (vec![], vec![]), "leader-election Role");
 
     // Namespaced: the same rules per watched namespace.

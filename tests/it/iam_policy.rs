@@ -910,7 +910,15 @@ fn as_identity_policy(trust: &serde_json::Value, role_arn: &str) -> serde_json::
 fn the_trust_policy_of_an_assumed_role_names_the_principal_and_external_id_and_passes_the_reference() {
     let principal = "arn:aws:iam::123456789012:role/sales-operator";
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_sales-operator"))
-        .args(["iam-policy", "--trust-policy", principal, "--external-id", "team-a", "--session-tag-key", "cost-center"])
+        .args([
+            "iam-policy",
+            "--trust-policy",
+            principal,
+            "--external-id",
+            "team-a",
+            "--session-tag-key",
+            "cost-center",
+        ])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

@@ -183,12 +183,17 @@ fn one_operator_builds_same_named_pipelines_of_two_namespaces_in_two_accounts() 
         kubectl(&["get", "-n", &team_c, "sp/sales", "-o", "yaml"]),
         op.log()
     );
-    assert!(condition(&team_c, "sales", "Stalled", "message").contains(&format!("{id_a} is not granted to namespace {team_c}")));
+    assert!(condition(&team_c, "sales", "Stalled", "message")
+        .contains(&format!("{id_a} is not granted to namespace {team_c}")));
     assert_eq!(op.aws_calls(""), calls, "AWS was called for a refused pipeline:\n{}", op.log());
     assert_eq!(tags(TENANT, &format!("{prefix}-c-orders")), None);
 
     // An identity whose role does not trust the operator: STS's refusal, with the role, nothing created.
-    applied(&pipeline(&team_c, "refused", &format!("  namePrefix: {prefix}-r\n  identityRef:\n    name: {id_refusing}\n")));
+    applied(&pipeline(
+        &team_c,
+        "refused",
+        &format!("  namePrefix: {prefix}-r\n  identityRef:\n    name: {id_refusing}\n"),
+    ));
     assert!(
         wait_until(TIMEOUT, || condition(&team_c, "refused", "Stalled", "reason") == "IdentityRefused"),
         "{}\n{}",
