@@ -82,6 +82,12 @@ pub enum Command {
         /// `sales-operator.dev/identity`. Repeat for each key.
         #[arg(long, value_name = "KEY", requires = "trust_policy")]
         session_tag_key: Vec<String>,
+        /// Print instead the operator's own policy for acting through AwsIdentities:
+        /// sts:AssumeRole and sts:TagSession on these roles (their spec.roleArn) only. Repeat for
+        /// each role. An operator that also builds pipelines with its own credentials needs the
+        /// plain `iam-policy` too.
+        #[arg(long, value_name = "ROLE_ARN", conflicts_with_all = ["generator_table_arn", "name_prefix", "trust_policy"])]
+        identity_role: Vec<String>,
         /// Narrow the policy to AWS names starting with PREFIX (the pipelines' spec.namePrefix
         /// must start with it, and any name set in a spec too); docs/iam.md.
         #[arg(long, value_name = "PREFIX")]
@@ -235,6 +241,16 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             let external_id = external_id(&cli.global)?;
             let policy =
                 aws::operator_policy::trust_policy_document(&principal, external_id.as_deref(), &session_tag_key);
+            println!("{}", serde_json::to_string_pretty(&policy).map_err(|e| CliError::Output(e.to_string()))?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::IamPolicy { identity_role, .. } if !identity_role.is_empty() => {
+            let roles = identity_role
+                .iter()
+                .map(|arn| aws::identity::RoleArn::parse(arn))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| CliError::Usage(format!("--identity-role: {e}")))?;
+            let policy = aws::operator_policy::assume_policy_document(&roles);
             println!("{}", serde_json::to_string_pretty(&policy).map_err(|e| CliError::Output(e.to_string()))?);
             Ok(ExitCode::SUCCESS)
         }

@@ -17,6 +17,28 @@ use aws_smithy_runtime_api::http::StatusCode;
 use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::config_bag::ConfigBag;
 
+tokio::task_local! {
+    /// The pipeline (`namespace.name`) the calls of the current task are made for.
+    static PIPELINE: String;
+}
+
+/// `work` with every AWS call it makes marked as made for pipeline `namespace/name`: the
+/// User-Agent ends in `sales-operator-pipeline/<namespace>.<name>`, which CloudTrail records as
+/// each call's `userAgent`. A session serves every pipeline of its identity; this says which one
+/// made the call. (The User-Agent is not signed: SigV4 leaves it out.)
+pub fn for_pipeline<F: std::future::Future>(
+    namespace: &str,
+    name: &str,
+    work: F,
+) -> impl std::future::Future<Output = F::Output> {
+    PIPELINE.scope(format!("{namespace}.{name}"), work)
+}
+
+/// The User-Agent token of the pipeline the current task works for, if any.
+pub fn pipeline_agent() -> Option<String> {
+    PIPELINE.try_with(|p| format!("sales-operator-pipeline/{p}")).ok()
+}
+
 /// Whether an operation only reads.
 pub fn is_read_operation(operation: &str) -> bool {
     ["Describe", "Get", "List", "Head", "BatchGet", "Query", "Scan"].iter().any(|p| operation.starts_with(p))
@@ -283,6 +305,23 @@ impl Intercept for CallLog {
             _ => return Ok(()),
         };
         *request.body_mut() = new_body(request.headers_mut(), bytes);
+        Ok(())
+    }
+
+    fn modify_before_transmit(
+        &self,
+        ctx: &mut BeforeTransmitInterceptorContextMut<'_>,
+        _rc: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Some(token) = pipeline_agent() {
+            let headers = ctx.request_mut().headers_mut();
+            let agent = match headers.get("user-agent") {
+                Some(ua) => format!("{ua} {token}"),
+                None => token,
+            };
+            headers.insert("user-agent", agent);
+        }
         Ok(())
     }
 

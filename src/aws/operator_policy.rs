@@ -137,6 +137,22 @@ pub fn trust_policy_document(
     })
 }
 
+/// The operator's own policy when it acts through AwsIdentities: sts:AssumeRole and
+/// sts:TagSession on their roles, nothing else (each role carries the pipeline permissions in
+/// its own account).
+pub fn assume_policy_document(roles: &[super::identity::RoleArn]) -> serde_json::Value {
+    let resources: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "SalesOperatorAssumesIdentities",
+            "Effect": "Allow",
+            "Action": ["sts:AssumeRole", "sts:TagSession"],
+            "Resource": resources
+        }]
+    })
+}
+
 /// The role the operator creates for each pipeline live under this IAM path
 /// ([`crate::names::ROLE_PATH`]), so its IAM rights are scoped to them.
 pub const ROLE_RESOURCE: &str = "arn:aws:iam::*:role/sales-operator/*";

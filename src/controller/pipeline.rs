@@ -14,6 +14,7 @@ use tracing::Instrument;
 use super::{Context, Target, Untargeted};
 use crate::api::conditions::{self, NewCondition, Verdict, FALSE, READY, RECONCILING, STALLED, TRUE};
 use crate::api::{Reason, SalesPipeline, SalesPipelineStatus};
+use crate::aws::calls::for_pipeline;
 use crate::aws::{AwsError, ComponentKind, PipelineCtx};
 use crate::reconcile::{self, Action as AwsAction, Mode, Verb};
 
@@ -178,7 +179,8 @@ async fn apply(sp: &SalesPipeline, ctx: &Context, api: &Api<SalesPipeline>) -> R
     }
     pctx.sweep = !settled(sp);
     let mode = if sp.spec.paused { Mode::Observe } else { Mode::Apply };
-    let outcome = within(PASS_BOUND, &reconciler.aws.calls, reconcile::reconcile(&reconciler, &pctx, mode)).await?;
+    let pass = for_pipeline(&namespace, &sp.name_any(), reconcile::reconcile(&reconciler, &pctx, mode));
+    let outcome = within(PASS_BOUND, &reconciler.aws.calls, pass).await?;
 
     for action in outcome.actions.iter().filter(|_| mode == Mode::Apply) {
         publish(ctx, sp, action_event(action)).await;
@@ -319,7 +321,8 @@ async fn cleanup(sp: &SalesPipeline, ctx: &Context, api: &Api<SalesPipeline>) ->
     };
     let namespace = sp.namespace().ok_or(Error::MissingKey("metadata.namespace"))?;
     let pctx = PipelineCtx::new(&namespace, &sp.name_any(), &sp.spec, &reconciler.aws.region);
-    let done = reconcile::teardown(&reconciler, &pctx, sp.spec.deletion_policy, false).await;
+    let teardown = reconcile::teardown(&reconciler, &pctx, sp.spec.deletion_policy, false);
+    let done = for_pipeline(&namespace, &sp.name_any(), teardown).await;
     for action in &done.actions {
         publish(ctx, sp, action_event(action)).await;
     }

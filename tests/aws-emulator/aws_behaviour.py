@@ -33,6 +33,7 @@ Everything here is state of this layer (monotonic clock); moto's own objects are
 read (the Firehose stream count), never changed.
 """
 
+import collections
 import io
 import json
 import os
@@ -177,6 +178,13 @@ def default_rule():
     return parse_rule(json.loads(text)) if text else {}
 
 
+# How many CloudTrail-shaped records of the last requests the layer keeps (moto keeps no trail;
+# GET /_behaviour/trail). Fields as CloudTrail's record contents name them
+# (https://docs.aws.amazon.com/awscloudtrail/latest/userguide/cloudtrail-event-reference-record-contents.html):
+# userIdentity.arn is the assumed-role session ARN, userAgent the request's User-Agent header.
+TRAIL_LENGTH = 20000
+
+
 class State:
     """Rules, and what this layer remembers of resources and roles."""
 
@@ -192,6 +200,7 @@ class State:
         self.requests = {}  # rule key -> requests counted for throttle_every
         self.creates = {}  # (rule key, service, name) -> creates counted for *_failures
         self.sessions = {}  # access key id of an AssumeRole session -> monotonic time it expires
+        self.trail = collections.deque(maxlen=TRAIL_LENGTH)  # GET /_behaviour/trail
 
     def rule_for(self, name):
         """(rule key, rule) for a resource name: the longest matching substring, else the default."""
@@ -581,6 +590,20 @@ def placeholder_refusal(call):
 ORGANIZATION_ROLE = "OrganizationAccountAccessRole"
 
 
+# CloudTrail-shaped records of the last requests (moto keeps no trail): see TRAIL_LENGTH.
+def trail_record(call, environ):
+    account, arn, _ = caller(call.access_key)
+    return {
+        "eventSource": f"{call.service}.amazonaws.com",
+        "eventName": call.op,
+        "awsRegion": call.region,
+        "recipientAccountId": account,
+        "userIdentity": {"arn": arn, "accessKeyId": call.access_key},
+        "userAgent": environ.get("HTTP_USER_AGENT", ""),
+        "resourceName": call.name,
+    }
+
+
 def caller(access_key):
     """(account, ARN, principal ARNs) of the principal whose access key signed a request: an
     assumed-role session is its session ARN (as AWS names the caller) and, as a principal,
@@ -916,6 +939,11 @@ def layered(app, environ, start_response):
             if environ.get("REQUEST_METHOD") == "DELETE":
                 state.calls.clear()
         return respond(json_answer(200, calls), start_response)
+    if path == "/_behaviour/trail":
+        # The CloudTrail-shaped records of the last requests, oldest first.
+        with lock:
+            records = list(state.trail)
+        return respond(json_answer(200, {"Records": records}), start_response)
     if path == "/moto-api/reset":
         with lock:
             state.reset()
@@ -924,7 +952,9 @@ def layered(app, environ, start_response):
     if call is None:
         return app(environ, start_response)
     call.access_key = access_key_of(environ)
+    record = trail_record(call, environ)
     with lock:
+        state.trail.append(record)
         key = f"{call.service}:{call.op}"
         state.calls[key] = state.calls.get(key, 0) + 1
         for behaviour in BEFORE:

@@ -956,3 +956,32 @@ fn the_trust_policy_of_an_assumed_role_names_the_principal_and_external_id_and_p
         assert!(String::from_utf8_lossy(&bad.stderr).contains(says), "{}", String::from_utf8_lossy(&bad.stderr));
     }
 }
+
+#[test]
+fn the_operator_acting_through_identities_may_assume_and_tag_sessions_of_their_roles_only() {
+    let roles = ["arn:aws:iam::222222222222:role/sales-pipelines", "arn:aws:iam::333333333333:role/teams/sales"];
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sales-operator"))
+        .args(["iam-policy", "--identity-role", roles[0], "--identity-role", roles[1]])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let policy: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let statements = policy["Statement"].as_array().unwrap();
+    assert_eq!(statements.len(), 1, "{policy:#}");
+    assert_eq!(statements[0]["Action"], serde_json::json!(["sts:AssumeRole", "sts:TagSession"]));
+    assert_eq!(statements[0]["Resource"], serde_json::json!(roles));
+    let findings = serious(lint(&[("assume".into(), policy.clone())]));
+    assert!(findings.is_empty(), "{findings:#?}");
+    // The check can fail: an action STS does not have is found.
+    let mut wrong = policy.clone();
+    wrong["Statement"][0]["Action"] = serde_json::json!(["sts:AssumeRoles"]);
+    assert!(!serious(lint(&[("wrong".into(), wrong)])).is_empty());
+
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_sales-operator"))
+        .args(["iam-policy", "--identity-role", "arn:aws:iam::2222:role/x"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("--identity-role: arn:aws:iam::2222:role/x is not an IAM role ARN"), "{err}");
+}

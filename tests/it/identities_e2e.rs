@@ -88,6 +88,9 @@ fn the_identity_crd_refuses_a_bad_role_arn_an_empty_selector_and_a_bad_duration_
     let good = "  roleArn: arn:aws:iam::222222222222:role/teams/sales\n  sessionDuration: 1h30m\n  namespaceSelector:\n    matchExpressions:\n      - {key: team, operator: Exists}\n";
     let out = env().kubectl_stdin(&["create", "--dry-run=server", "-f", "-"], &identity(&name, good));
     assert!(out.status.success(), "{}", text(&out.stderr));
+    let example = crate::support::kube_env::project_dir().join("examples/aws-identity.yaml");
+    let out = env().kubectl(&["create", "--dry-run=server", "-f", example.to_str().unwrap()]);
+    assert!(out.status.success(), "examples/aws-identity.yaml: {}", text(&out.stderr));
 }
 
 #[test]
@@ -173,6 +176,22 @@ fn one_operator_builds_same_named_pipelines_of_two_namespaces_in_two_accounts() 
     let in_b = tags(OTHER, &table).expect("team B's table in its account");
     assert!(in_b.contains(&("sales-operator.dev/pipeline".into(), format!("{team_b}/sales"))), "{in_b:?}");
     assert_eq!(tags(HOME, &table), None, "nothing in the operator's own account");
+
+    // CloudTrail says who made each call: the session names the identity, the User-Agent the pipeline.
+    let session = |id: &str| format!("/sales-operator.{id}");
+    for (ns, id, account) in [(&team_a, &id_a, TENANT), (&team_b, &id_b, OTHER)] {
+        let trail = moto::default_server().trail();
+        let calls: Vec<_> = trail
+            .iter()
+            .filter(|r| r["userIdentity"]["arn"].as_str().is_some_and(|arn| arn.ends_with(&session(id))))
+            .collect();
+        assert!(calls.len() > 20, "{id}: {} calls in the trail", calls.len());
+        for call in calls {
+            assert_eq!(call["recipientAccountId"], account, "{call}");
+            let agent = call["userAgent"].as_str().unwrap_or_default();
+            assert!(agent.ends_with(&format!(" sales-operator-pipeline/{ns}.sales")), "{call}");
+        }
+    }
 
     // Team C may not use team A's identity: refused before any AWS call.
     let calls = op.aws_calls("");

@@ -143,6 +143,14 @@ impl Server {
         calls[operation].as_u64().unwrap_or(0)
     }
 
+    /// The AWS-behaviour layer's CloudTrail-shaped records of the last requests, oldest first.
+    pub fn trail(&self) -> Vec<serde_json::Value> {
+        let (status, body) = self.http("GET", "/_behaviour/trail", "");
+        assert_eq!(status, 200, "GET /_behaviour/trail: {body}");
+        let trail: serde_json::Value = serde_json::from_str(&body).expect("the trail is JSON");
+        trail["Records"].as_array().cloned().unwrap_or_default()
+    }
+
     /// One HTTP/1.1 request to this moto server: (status, body).
     fn http(&self, method: &str, path: &str, body: &str) -> (u16, String) {
         use std::io::{Read, Write};
