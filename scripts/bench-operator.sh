@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # Memory, CPU and AWS calls of `sales-operator run` holding N SalesPipelines in
 # sync, against a real kube-apiserver (scripts/kube-env) and moto.
-#   [RESYNC=seconds] scripts/bench-operator.sh N [BINARY]   (default binary: target/release/sales-operator)
+#   [RESYNC=seconds] [IDENTITIES=K [SESSION=seconds]] scripts/bench-operator.sh N [BINARY]
+#   (default binary: target/release/sales-operator)
+# With IDENTITIES=K the pipelines are spread over K namespaces, each with a default AwsIdentity
+# whose role is in an AWS account of its own (200000000001, ...); the AWS-behaviour layer makes
+# their sessions last SESSION seconds (default 60), and the row also gives the STS AssumeRole
+# calls while all became Ready and during the steady-state window.
 # Prints one markdown table row: N, RSS after all are Ready (and its anonymous / file-backed
 # parts: heap vs the binary's code), peak RSS, CPU seconds of one steady-state resync, AWS calls
 # per resync (read/mutating), and the calls per hour at the default 5-minute resync; then the
@@ -11,6 +16,8 @@ cd "$(dirname "$0")/.."
 n=${1:?usage: bench-operator.sh N [BINARY]}
 bin=${2:-target/release/sales-operator}
 resync=${RESYNC:-300}  # seconds (default: the operator's default); the steady-state window is one period
+identities=${IDENTITIES:-0}
+session=${SESSION:-60}
 [[ -x "$bin" ]] || { echo "build $bin first (cargo build --release)" >&2; exit 1; }
 
 work=$(mktemp -d)
@@ -32,8 +39,35 @@ trap cleanup EXIT
 kubectl apply --server-side -f crds/ >/dev/null
 kubectl wait --for=condition=Established crd --all --timeout=60s >/dev/null
 kubectl create namespace bench >/dev/null
+watch=(--namespace bench)
+namespace_of() { echo bench; }
+assume_roles() { curl -s "$endpoint/_behaviour/calls" | python3 -c 'import json,sys; print(json.load(sys.stdin).get("sts:AssumeRole", 0))'; }
+if (( identities > 0 )); then
+  # One account, role, namespace and default AwsIdentity per identity; the roles trust the
+  # operator's account as `iam-policy --trust-policy` prints it.
+  trust=$("$bin" iam-policy --trust-policy 123456789012)
+  curl -fsS -X POST "$endpoint/_behaviour" -d "{\"match\": \"bench-identity\", \"session_lifetime\": $session}" >/dev/null
+  for k in $(seq 1 "$identities"); do
+    account=$(printf '2%011d' "$k")
+    AWS_ENDPOINT_URL=$endpoint AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing TRUST=$trust \
+      "$(scripts/moto.sh venv)/bin/python" - "$account" "bench-identity-$k" <<'PY'
+import os, sys, boto3
+account, name = sys.argv[1], sys.argv[2]
+sts = boto3.client("sts", region_name="us-east-1")
+c = sts.assume_role(RoleArn=f"arn:aws:iam::{account}:role/OrganizationAccountAccessRole", RoleSessionName="bench")["Credentials"]
+iam = boto3.client("iam", region_name="us-east-1", aws_access_key_id=c["AccessKeyId"],
+                   aws_secret_access_key=c["SecretAccessKey"], aws_session_token=c["SessionToken"])
+iam.create_role(RoleName=name, AssumeRolePolicyDocument=os.environ["TRUST"])
+PY
+    kubectl create namespace "bench-$k" >/dev/null
+    printf 'apiVersion: sales-operator.dev/v1alpha1\nkind: AwsIdentity\nmetadata:\n  name: bench-%d\nspec:\n  roleArn: arn:aws:iam::%s:role/bench-identity-%d\n  default: true\n  namespaceSelector:\n    names: [bench-%d]\n' \
+      "$k" "$account" "$k" "$k" | kubectl apply -f - >/dev/null
+  done
+  watch=()
+  namespace_of() { echo "bench-$(( ($1 - 1) % identities + 1 ))"; }
+fi
 AWS_ENDPOINT_URL=$endpoint AWS_REGION=eu-west-1 AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \
-  "$bin" run --namespace bench --lease-namespace bench --metrics-address "127.0.0.1:$mport" \
+  "$bin" run "${watch[@]}" --lease-namespace bench --metrics-address "127.0.0.1:$mport" \
   --resync-period "${resync}s" --concurrency 8 >"$work/operator.log" 2>&1 &
 op_pid=$!
 
@@ -49,11 +83,11 @@ regions=(us-east-1 us-east-2 us-west-1 us-west-2 eu-west-1 eu-west-2 eu-west-3 e
   ap-south-1 ap-northeast-1 ap-northeast-2 ap-northeast-3 ap-southeast-1 ap-southeast-2 ca-central-1 sa-east-1 me-south-1 af-south-1)
 for i in $(seq 1 "$n"); do
   region=${regions[$(( (i - 1) % ${#regions[@]} ))]}
-  printf 'apiVersion: sales-operator.dev/v1alpha1\nkind: SalesPipeline\nmetadata:\n  name: p%d\n  namespace: bench\nspec:\n  region: %s\n---\n' "$i" "$region"
+  printf 'apiVersion: sales-operator.dev/v1alpha1\nkind: SalesPipeline\nmetadata:\n  name: p%d\n  namespace: %s\nspec:\n  region: %s\n---\n' "$i" "$(namespace_of "$i")" "$region"
 done >"$work/pipelines.yaml"
 t0=$(date +%s)
 kubectl apply -f "$work/pipelines.yaml" >/dev/null
-until [[ $(kubectl get sp -n bench -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' | grep -c True) -ge $n ]]; do
+until [[ $(kubectl get sp -A -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' | grep -c True) -ge $n ]]; do
   sleep 2
   (( $(date +%s) - t0 < 3600 )) || { echo "not all Ready after 1 h" >&2; tail -20 "$work/operator.log" >&2; exit 1; }
 done
@@ -61,15 +95,21 @@ ready_s=$(( $(date +%s) - t0 ))
 sleep 5
 rss_ready=$(rss); anon=$(rss RssAnon); file=$(rss RssFile)
 # One full steady-state resync window.
+s_ready=$(( $(assume_roles) - identities ))  # not the script's own k calls that created the roles
 r0=$(calls read); m0=$(calls mutating); c0=$(cpu); by_operation >"$work/ops0"
 sleep "$resync"
 r1=$(calls read); m1=$(calls mutating); c1=$(cpu); by_operation >"$work/ops1"
+s_window=$(( $(assume_roles) - s_ready ))
 tick=$(getconf CLK_TCK)
 reads=$(( r1 - r0 )); muts=$(( m1 - m0 ))
 printf '| %d | %d s | %.1f MiB (%.1f + %.1f) | %.1f MiB | %.2f s | %d / %d | %d |\n' "$n" "$ready_s" \
   "$(echo "$rss_ready/1024" | bc -l)" "$(echo "$anon/1024" | bc -l)" "$(echo "$file/1024" | bc -l)" \
   "$(echo "$(hwm)/1024" | bc -l)" "$(echo "($c1-$c0)/$tick" | bc -l)" \
   "$reads" "$muts" "$(( (reads + muts) * 12 ))"
+if (( identities > 0 )); then
+  echo "identities: $identities, sessions of $session s: STS AssumeRole calls until all Ready $s_ready, in the ${resync} s window $s_window"
+  echo "  (one session per identity renewed before it expires: about $identities x $resync / $session = $(( identities * resync / session )) expected in the window)"
+fi
 echo "reads per pipeline in that resync, by operation:"
 join -j1 "$work/ops0" "$work/ops1" |
   awk -v n="$n" '$3 > $2 {printf "  %s %.2f\n", $1, ($3 - $2) / n}'

@@ -38,6 +38,9 @@ pub struct Context {
     calls: CallLog,
     /// One reconciler per identity session (none: the operator's credentials) and region.
     reconcilers: Mutex<HashMap<(Option<Assume>, String), Reconciler>>,
+    /// One STS session per identity, whatever the regions of its pipelines (the clients of each
+    /// region share its credentials cache).
+    sessions: Mutex<HashMap<Assume, SdkConfig>>,
     /// The operator's own account, once STS has said it.
     own_account: Mutex<Option<String>>,
     failures: Mutex<HashMap<ObjectRef<SalesPipeline>, u32>>,
@@ -119,6 +122,7 @@ impl Context {
             calls,
             reconcilers: Mutex::new(HashMap::new()),
             own_account: Mutex::new(None),
+            sessions: Mutex::new(HashMap::new()),
             identities: caches.identities,
             require_identity: args.require_identity,
             failures: Mutex::new(HashMap::new()),
@@ -218,11 +222,20 @@ impl Context {
             return Ok(r.clone());
         }
         let sdk = match &key.0 {
-            Some(assume) => crate::aws::identity::assumed(&self.sdk_in(&target.region), assume).await?,
+            Some(assume) => self.session(assume, &target.region).await?,
             None => self.sdk.clone(),
         };
         let r = Reconciler::new(Clients::new(&sdk, Some(&target.region), self.calls.clone())?, self.timing);
         Ok(lock(&self.reconcilers).entry(key).or_insert(r).clone())
+    }
+
+    /// The SDK configuration of `assume`'s session, assumed once (from `region`'s STS endpoint).
+    async fn session(&self, assume: &Assume, region: &str) -> Result<SdkConfig, AwsError> {
+        if let Some(sdk) = lock(&self.sessions).get(assume) {
+            return Ok(sdk.clone());
+        }
+        let sdk = crate::aws::identity::assumed(&self.sdk_in(region), assume).await?;
+        Ok(lock(&self.sessions).entry(assume.clone()).or_insert(sdk).clone())
     }
 
     /// The operator's SDK configuration with `region`.
