@@ -89,6 +89,13 @@ pub struct OrderGeneratorSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self.size() <= 253 && self.matches('^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$')").message("must be a ServiceAccount name: lowercase letters, digits, '-' or '.', at most 253"))]
     pub service_account_name: Option<String>,
+    /// An IAM role the pods assume (STS AssumeRole with their ServiceAccount's credentials) to
+    /// write into a table in another AWS account, e.g. a pipeline built through an AwsIdentity:
+    /// a role in the table's account whose permissions are `sales-operator iam-policy
+    /// --generator-table-arn TABLE_ARN` and whose trust policy is `sales-operator iam-policy
+    /// --trust-policy <the pods' role ARN>` (docs/identities.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assume_role: Option<GeneratorRole>,
     /// Seconds a rollout may make no progress (e.g. a pod that cannot be scheduled) before the
     /// generator is Stalled with the Deployment's `ProgressDeadlineExceeded` message. Default:
     /// the Deployment default, 600.
@@ -100,6 +107,21 @@ pub struct OrderGeneratorSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "resources_schema")]
     pub resources: Option<ResourceRequirements>,
+}
+
+/// The role generator pods assume.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct GeneratorRole {
+    /// `arn:PARTITION:iam::ACCOUNT:role/[PATH/]NAME`.
+    #[x_kube(validation = Rule::new(r"self.matches('^arn:aws[a-z-]*:iam::[0-9]{12}:role/([A-Za-z0-9+=,.@_-]+/)*[A-Za-z0-9+=,.@_-]{1,64}$')").message("must be an IAM role ARN: arn:aws:iam::123456789012:role/NAME"))]
+    #[schemars(length(max = 2048))]
+    pub role_arn: String,
+    /// The ExternalId the role's trust policy requires: 2-1,224 letters, digits or `+=,.@:/_-`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1224))]
+    #[x_kube(validation = Rule::new(r"self.size() >= 2 && self.matches('^[A-Za-z0-9+=,.@:/_-]+$')").message("must be 2-1224 letters, digits or +=,.@:/_-"))]
+    pub external_id: Option<String>,
 }
 
 impl Default for OrderGeneratorSpec {
@@ -114,6 +136,7 @@ impl Default for OrderGeneratorSpec {
             seed: None,
             image: None,
             service_account_name: None,
+            assume_role: None,
             progress_deadline_seconds: None,
             resources: None,
         }

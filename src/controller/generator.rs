@@ -83,7 +83,9 @@ pub fn resolve_table(og: &OrderGenerator, pipeline: Option<&SalesPipeline>) -> T
     let table = status.table.as_ref().map(|t| t.name.clone());
     match table {
         Some(t) if conditions::is_true(&status.conditions, READY) => {
-            TableTarget::Table { name: t, region: p.spec.region.clone() }
+            // Where the pipeline is (its identity's region, if it has one), else its spec's.
+            let region = p.status.as_ref().and_then(|s| s.region.clone()).or_else(|| p.spec.region.clone());
+            TableTarget::Table { name: t, region }
         }
         _ => {
             let why = conditions::find(&status.conditions, READY)
@@ -161,6 +163,12 @@ pub fn desired_deployment(
     }
     if let Some(url) = &defaults.endpoint_url {
         env.push(env_var("AWS_ENDPOINT_URL", url.clone()));
+    }
+    if let Some(role) = &og.spec.assume_role {
+        env.push(env_var("SALES_OPERATOR_ASSUME_ROLE", role.role_arn.clone()));
+        if let Some(id) = &role.external_id {
+            env.push(env_var("SALES_OPERATOR_EXTERNAL_ID", id.clone()));
+        }
     }
     if let Some(catalog) = &og.spec.catalog {
         env.push(env_var("SALES_OPERATOR_CATALOG", serde_json::to_string(catalog)?));
@@ -471,6 +479,25 @@ mod tests {
     }
 
     #[test]
+    fn pods_assume_the_role_they_are_given_to_write_into_another_account() {
+        let env_of = |og: &OrderGenerator| {
+            let pod = desired_deployment(og, "t", Some("eu-west-2"), &defaults()).unwrap().spec.template.spec.unwrap();
+            let env = pod.containers[0].env.clone().unwrap_or_default();
+            env.into_iter().filter_map(|e| Some((e.name, e.value?))).collect::<BTreeMap<_, _>>()
+        };
+        let role = "arn:aws:iam::222222222222:role/order-writer";
+        let with = og(serde_json::json!({"tableName": "t", "assumeRole": {"roleArn": role, "externalId": "team-a"}}));
+        let env = env_of(&with);
+        assert_eq!(env.get("SALES_OPERATOR_ASSUME_ROLE").map(String::as_str), Some(role));
+        assert_eq!(env.get("SALES_OPERATOR_EXTERNAL_ID").map(String::as_str), Some("team-a"));
+        assert_eq!(env.get("AWS_REGION").map(String::as_str), Some("eu-west-2"));
+        let without = env_of(&og(serde_json::json!({"tableName": "t"})));
+        assert!(
+            !without.contains_key("SALES_OPERATOR_ASSUME_ROLE") && !without.contains_key("SALES_OPERATOR_EXTERNAL_ID")
+        );
+    }
+
+    #[test]
     fn pods_run_under_the_named_service_account_without_an_api_token() {
         let named = og(serde_json::json!({"tableName": "t", "serviceAccountName": "order-writer"}));
         let pod = desired_deployment(&named, "t", None, &defaults()).unwrap().spec.template.spec.unwrap();
@@ -606,6 +633,13 @@ mod tests {
         assert_eq!(
             resolve_table(&g, Some(&ready)),
             TableTarget::Table { name: "shop-sales-orders".into(), region: None }
+        );
+        // Built through an identity in another region: the region the status records wins.
+        ready.spec.region = Some("eu-west-1".into());
+        ready.status.as_mut().unwrap().region = Some("us-east-2".into());
+        assert_eq!(
+            resolve_table(&g, Some(&ready)),
+            TableTarget::Table { name: "shop-sales-orders".into(), region: Some("us-east-2".into()) }
         );
     }
 

@@ -1,12 +1,14 @@
 //! The reconcile core against the moto server: what `apply`, a steady state,
 //! drift, crashes, faults and teardown do to real SDK calls.
 
+use crate::support::accounts::{self, HOME, TENANT};
 use crate::support::apply;
 crate::support::moto::own_server!();
 
 use sales_operator::api::manifest::parse_pipeline;
 use sales_operator::api::{DeletionPolicy, SalesPipeline};
 use sales_operator::aws::calls::{Fault, FaultPlan};
+use sales_operator::aws::identity::{Assume, RoleArn};
 use sales_operator::aws::{ComponentKind, PipelineCtx};
 use sales_operator::reconcile::Reconciler;
 use sales_operator::reconcile::{reconcile, teardown, Mode, Verb};
@@ -323,13 +325,30 @@ async fn inventory(c: &Reconciler, ctx: &PipelineCtx) -> Vec<(&'static str, usiz
 
 #[tokio::test]
 async fn a_crash_after_any_mutating_call_is_completed_by_the_next_apply_without_duplicates() {
-    let c = reconciler().await;
+    crash_after_every_mutating_call(&reconciler().await).await;
+}
+
+#[tokio::test]
+async fn a_crash_acting_through_an_assumed_role_in_another_account_is_completed_the_same_way() {
+    let settings = moto::settings();
+    let role = accounts::role_trusting(&settings, TENANT, &moto::unique("crash"), HOME, None).await;
+    let c = moto::reconciler_as(Assume::new(RoleArn::parse(&role).unwrap(), None)).await;
+    let probe = crash_after_every_mutating_call(&c).await;
+    let table = c.aws.dynamodb.describe_table().table_name(&probe.names.table).send().await.unwrap();
+    let arn = table.table.and_then(|t| t.table_arn).unwrap_or_default();
+    assert!(arn.contains(&format!(":{TENANT}:table/")), "{arn}");
+    assert_eq!(accounts::table_tags(&settings, HOME, &probe.names.table).await, None);
+}
+
+/// Crashes an apply after each of its mutating calls in turn; the next apply completes it
+/// without duplicates. Returns the first (uncrashed) pipeline.
+async fn crash_after_every_mutating_call(c: &Reconciler) -> PipelineCtx {
     // How many mutating calls a first apply makes.
     let (_, probe) = pipeline("");
-    assert!(converge(&c, &probe).await.ready());
+    assert!(converge(c, &probe).await.ready());
     let total = c.aws.calls.mutations();
     assert!(total > 10, "a first apply makes many calls, got {total}");
-    let expected = inventory(&c, &probe).await;
+    let expected = inventory(c, &probe).await;
     assert!(expected.iter().all(|(_, n)| *n >= 1), "{expected:?}");
 
     let mut crashes = 0;
@@ -340,7 +359,7 @@ async fn a_crash_after_any_mutating_call_is_completed_by_the_next_apply_without_
         // `crash_after`-th varies; each is some mutating call of the apply).
         c.aws.calls.reset();
         let crashed = loop {
-            let pass = reconcile(&c, &ctx, Mode::Apply).await;
+            let pass = reconcile(c, &ctx, Mode::Apply).await;
             if pass.error.is_some() || pass.ready() {
                 break pass;
             }
@@ -350,11 +369,12 @@ async fn a_crash_after_any_mutating_call_is_completed_by_the_next_apply_without_
         // refusals ("retry later") vary the count: near the end an apply may finish first.
         crashes += usize::from(crashed.error.is_some());
         c.aws.calls.set_faults(FaultPlan::default());
-        let resumed = converge(&c, &ctx).await;
+        let resumed = converge(c, &ctx).await;
         assert!(resumed.ready(), "after a crash at call {crash_after}: {:#?}", resumed.components);
-        assert_eq!(inventory(&c, &ctx).await, expected, "after a crash at call {crash_after}");
+        assert_eq!(inventory(c, &ctx).await, expected, "after a crash at call {crash_after}");
     }
     assert!(crashes as u64 * 4 >= total * 3, "only {crashes} of {total} crash points stopped an apply");
+    probe
 }
 
 #[tokio::test]

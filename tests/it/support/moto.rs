@@ -72,6 +72,11 @@ macro_rules! own_server {
             pub async fn reconciler() -> sales_operator::reconcile::Reconciler {
                 server().reconciler().await
             }
+            pub async fn reconciler_as(
+                assume: sales_operator::aws::identity::Assume,
+            ) -> sales_operator::reconcile::Reconciler {
+                server().reconciler_as(Some(assume)).await
+            }
             pub fn aws_env() -> Vec<(&'static str, String)> {
                 server().aws_env()
             }
@@ -195,13 +200,23 @@ impl Server {
     /// [`reconciler`] for this server: in-process SDK clients retrying fast (tests inject faults),
     /// with the tests' pace.
     pub async fn reconciler(&self) -> sales_operator::reconcile::Reconciler {
+        self.reconciler_as(None).await
+    }
+
+    /// [`Server::reconciler`], acting through an assumed role when `assume` is given.
+    pub async fn reconciler_as(
+        &self,
+        assume: Option<sales_operator::aws::identity::Assume>,
+    ) -> sales_operator::reconcile::Reconciler {
         let fast = sales_operator::aws::AwsSettings {
             max_attempts: Some(4),
             initial_backoff: Some(Duration::from_millis(5)),
+            assume,
             ..self.settings()
         };
-        let clients =
-            sales_operator::aws::Clients::new(&sdk(&fast).await, None, Default::default()).expect("clients for moto");
+        set_aws_env();
+        let sdk = sales_operator::aws::connect(&fast).await.expect("the role's session");
+        let clients = sales_operator::aws::Clients::new(&sdk, None, Default::default()).expect("clients for moto");
         let timing =
             sales_operator::reconcile::Timing { iam_settle: Some(iam_settle()), pace: Some(POLL), iam_window: None };
         sales_operator::reconcile::Reconciler::new(clients, timing)
