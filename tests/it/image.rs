@@ -203,7 +203,7 @@ fn run_in_image(mounts: &[(&Path, &str)], env: &[(&str, &str)], args: &[&str]) -
          exec chroot --userspec=65532:65532 \"$r\" /sales-operator \"$@\"",
     );
     let mut cmd = Command::new("unshare");
-    cmd.args(["--mount", "--fork", "sh", "-c", &script, "sh"]).arg(root).args(args);
+    cmd.args(["--mount", "--fork", "--kill-child", "sh", "-c", &script, "sh"]).arg(root).args(args);
     cmd.env_clear().env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin").envs(env.iter().copied());
     for (i, (host, _)) in mounts.iter().enumerate() {
         cmd.env(format!("M{i}"), host);
@@ -212,16 +212,31 @@ fn run_in_image(mounts: &[(&Path, &str)], env: &[(&str, &str)], args: &[&str]) -
     wait_with_timeout(child, Duration::from_secs(90))
 }
 
+/// `child`'s output, killed after `limit`. Its pipes are drained while it runs: a child whose
+/// output outgrows the pipe buffer (64 KiB; the CRDs are more) would otherwise block forever.
 fn wait_with_timeout(mut child: Child, limit: Duration) -> Output {
+    fn drain(pipe: Option<impl std::io::Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    }
+    let (stdout, stderr) = (drain(child.stdout.take()), drain(child.stderr.take()));
     let deadline = Instant::now() + limit;
-    while child.try_wait().expect("wait").is_none() {
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
         if Instant::now() > deadline {
             let _ = child.kill();
-            break;
+            break child.wait().expect("wait");
         }
         std::thread::sleep(Duration::from_millis(100));
-    }
-    child.wait_with_output().expect("output")
+    };
+    Output { status, stdout: stdout.join().expect("stdout"), stderr: stderr.join().expect("stderr") }
 }
 
 #[test]
