@@ -1,9 +1,10 @@
 //! Metrics, health and readiness: one small HTTP server (`/metrics`,
 //! `/healthz`, `/readyz`).
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::State;
@@ -14,7 +15,7 @@ use axum::Router;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::metrics::MetricType;
@@ -68,10 +69,8 @@ pub struct ErrorLabels {
     pub error: String,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ReadyLabels {
-    pub ready: String,
-}
+/// SalesPipelines per (account, Ready status); the account is empty while not known.
+type PipelineCounts = Arc<Mutex<BTreeMap<(String, &'static str), i64>>>;
 
 /// The operator's metrics.
 #[derive(Debug)]
@@ -80,7 +79,35 @@ pub struct Metrics {
     reconciles: Family<ResultLabels, Counter>,
     errors: Family<ErrorLabels, Counter>,
     duration: Family<KindLabels, Histogram>,
-    pipelines: Family<ReadyLabels, Gauge>,
+    pipelines: PipelineCounts,
+}
+
+/// The Ready statuses the pipelines gauge always shows for each account (zero included).
+const READY_STATUSES: [&str; 3] = ["True", "False", "Unknown"];
+
+/// Exposes the pipelines per account and Ready status at scrape time.
+#[derive(Debug)]
+struct Pipelines(PipelineCounts);
+
+impl prometheus_client::collector::Collector for Pipelines {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let counts = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+        let mut gauge = encoder.encode_descriptor(
+            "sales_operator_pipelines",
+            "SalesPipelines by Ready condition status and AWS account",
+            None,
+            MetricType::Gauge,
+        )?;
+        let accounts: std::collections::BTreeSet<&String> = counts.keys().map(|(account, _)| account).collect();
+        for account in accounts {
+            for ready in READY_STATUSES {
+                let n = counts.get(&(account.clone(), ready)).copied().unwrap_or(0);
+                let labels = [("ready", ready), ("account", account.as_str())];
+                ConstGauge::new(n).encode(gauge.encode_family(&labels)?)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Exposes the AWS call counts of a [`CallLog`] at scrape time.
@@ -89,14 +116,14 @@ struct AwsCalls(CallLog);
 
 impl prometheus_client::collector::Collector for AwsCalls {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let counts = self.0.counts();
+        let counts = self.0.counts_by_account();
         let mut calls = encoder.encode_descriptor(
             "sales_operator_aws_calls",
-            "AWS API calls by service, operation, kind (read/mutating) and outcome",
+            "AWS API calls by service, operation, kind (read/mutating), outcome and account",
             None,
             MetricType::Counter,
         )?;
-        for ((service, operation), c) in &counts {
+        for ((account, service, operation), c) in &counts {
             let kind = if is_read_operation(operation) { "read" } else { "mutating" };
             for (outcome, value) in [("ok", c.ok), ("error", c.error)] {
                 let labels = [
@@ -104,6 +131,7 @@ impl prometheus_client::collector::Collector for AwsCalls {
                     ("operation", operation.as_str()),
                     ("kind", kind),
                     ("outcome", outcome),
+                    ("account", account.as_str()),
                 ];
                 ConstCounter::new(value).encode(calls.encode_family(&labels)?)?;
             }
@@ -114,8 +142,9 @@ impl prometheus_client::collector::Collector for AwsCalls {
             None,
             MetricType::Counter,
         )?;
-        for ((service, operation), c) in &counts {
-            let labels = [("service", service.as_str()), ("operation", operation.as_str())];
+        for ((account, service, operation), c) in &counts {
+            let labels =
+                [("service", service.as_str()), ("operation", operation.as_str()), ("account", account.as_str())];
             ConstCounter::new(c.retries).encode(retries.encode_family(&labels)?)?;
         }
         Ok(())
@@ -130,7 +159,7 @@ impl Metrics {
         let duration = Family::<KindLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.01, 2.0, 14))
         });
-        let pipelines = Family::<ReadyLabels, Gauge>::default();
+        let pipelines = PipelineCounts::default();
         registry.register("sales_operator_reconciles", "Reconciles by resource kind and result", reconciles.clone());
         registry.register(
             "sales_operator_reconcile_errors",
@@ -142,7 +171,7 @@ impl Metrics {
             "Reconcile duration by resource kind",
             duration.clone(),
         );
-        registry.register("sales_operator_pipelines", "SalesPipelines by Ready condition status", pipelines.clone());
+        registry.register_collector(Box::new(Pipelines(pipelines.clone())));
         registry.register_collector(Box::new(AwsCalls(calls)));
         // OpenMetrics info: exposed as sales_operator_build_info{version,revision} 1.
         registry.register(
@@ -163,11 +192,10 @@ impl Metrics {
         self.errors.get_or_create(&ErrorLabels { kind: kind.into(), error: error.into() }).inc();
     }
 
-    /// Sets how many pipelines have each Ready status (`True`, `False`, `Unknown`).
-    pub fn set_pipelines(&self, by_ready: &[(&str, i64)]) {
-        for (ready, n) in by_ready {
-            self.pipelines.get_or_create(&ReadyLabels { ready: (*ready).into() }).set(*n);
-        }
+    /// Sets how many pipelines of each account have each Ready status (`True`, `False`,
+    /// `Unknown`); accounts left out have none any more.
+    pub fn set_pipelines(&self, counts: BTreeMap<(String, &'static str), i64>) {
+        *self.pipelines.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = counts;
     }
 
     pub fn render(&self) -> Result<String, std::fmt::Error> {
@@ -232,6 +260,30 @@ mod tests {
         let line = format!("sales_operator_build_info{{version=\"{VERSION}\",revision=\"{REVISION}\"}} 1");
         assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
         assert!(text.contains("# TYPE sales_operator_build info"), "{text}");
+    }
+
+    #[test]
+    fn the_pipelines_gauge_shows_every_ready_status_of_each_account_and_forgets_gone_accounts() {
+        let metrics = Metrics::new(CallLog::default());
+        let counts = [(("111111111111".to_string(), "True"), 2), (("222222222222".to_string(), "False"), 1)];
+        metrics.set_pipelines(counts.into_iter().collect());
+        let text = metrics.render().unwrap();
+        let gauge = |ready: &str, account: &str, n: i64| {
+            format!("sales_operator_pipelines{{ready=\"{ready}\",account=\"{account}\"}} {n}")
+        };
+        for line in [
+            gauge("True", "111111111111", 2),
+            gauge("False", "111111111111", 0),
+            gauge("Unknown", "111111111111", 0),
+            gauge("True", "222222222222", 0),
+            gauge("False", "222222222222", 1),
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
+        }
+        metrics.set_pipelines([(("111111111111".to_string(), "True"), 3)].into_iter().collect());
+        let text = metrics.render().unwrap();
+        assert!(text.lines().any(|l| l == gauge("True", "111111111111", 3)), "{text}");
+        assert!(!text.contains("222222222222"), "{text}");
     }
 
     #[test]

@@ -18,25 +18,39 @@ use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::config_bag::ConfigBag;
 
 tokio::task_local! {
-    /// The pipeline (`namespace.name`) the calls of the current task are made for.
-    static PIPELINE: String;
+    /// The pipeline the calls of the current task are made for.
+    static SCOPE: Scope;
 }
 
-/// `work` with every AWS call it makes marked as made for pipeline `namespace/name`: the
-/// User-Agent ends in `sales-operator-pipeline/<namespace>.<name>`, which CloudTrail records as
-/// each call's `userAgent`. A session serves every pipeline of its identity; this says which one
-/// made the call. (The User-Agent is not signed: SigV4 leaves it out.)
+/// The pipeline (`namespace.name`) and account a task's calls are made for.
+struct Scope {
+    pipeline: String,
+    account: String,
+}
+
+/// `work` with every AWS call it makes marked as made for pipeline `namespace/name` in
+/// `account`: the User-Agent ends in `sales-operator-pipeline/<namespace>.<name>`, which
+/// CloudTrail records as each call's `userAgent` (a session serves every pipeline of its
+/// identity; this says which one made the call; SigV4 leaves the User-Agent unsigned), and the
+/// calls are counted under the account (the `account` label of the AWS call metrics).
 pub fn for_pipeline<F: std::future::Future>(
     namespace: &str,
     name: &str,
+    account: Option<&str>,
     work: F,
 ) -> impl std::future::Future<Output = F::Output> {
-    PIPELINE.scope(format!("{namespace}.{name}"), work)
+    let scope = Scope { pipeline: format!("{namespace}.{name}"), account: account.unwrap_or_default().to_string() };
+    SCOPE.scope(scope, work)
 }
 
 /// The User-Agent token of the pipeline the current task works for, if any.
 pub fn pipeline_agent() -> Option<String> {
-    PIPELINE.try_with(|p| format!("sales-operator-pipeline/{p}")).ok()
+    SCOPE.try_with(|s| format!("sales-operator-pipeline/{}", s.pipeline)).ok()
+}
+
+/// The account the current task's calls are made in; empty when not known.
+fn scope_account() -> String {
+    SCOPE.try_with(|s| s.account.clone()).unwrap_or_default()
 }
 
 /// Whether an operation only reads.
@@ -84,7 +98,8 @@ pub struct FaultPlan {
 
 #[derive(Debug, Default)]
 struct State {
-    counts: BTreeMap<(String, String), OpCount>,
+    /// Per (account, service, operation).
+    counts: BTreeMap<(String, String, String), OpCount>,
     mutations_sent: u64,
     attempts_seen: BTreeMap<String, u64>,
     plan: FaultPlan,
@@ -185,8 +200,21 @@ impl CallLog {
         s.attempts_seen.clear();
     }
 
-    /// Counts per `(service, operation)`.
+    /// Counts per `(service, operation)`, every account together.
     pub fn counts(&self) -> BTreeMap<(String, String), OpCount> {
+        let mut all: BTreeMap<(String, String), OpCount> = BTreeMap::new();
+        for ((_, service, operation), c) in &self.lock().counts {
+            let sum = all.entry((service.clone(), operation.clone())).or_default();
+            sum.ok += c.ok;
+            sum.error += c.error;
+            sum.retries += c.retries;
+        }
+        all
+    }
+
+    /// Counts per `(account, service, operation)`; the account is empty for calls made outside
+    /// [`for_pipeline`] or before the operator's own account was known.
+    pub fn counts_by_account(&self) -> BTreeMap<(String, String, String), OpCount> {
         self.lock().counts.clone()
     }
 
@@ -221,9 +249,11 @@ impl CallLog {
     pub fn mutating_operations(&self) -> Vec<String> {
         self.lock()
             .counts
-            .iter()
-            .filter(|((_, op), _)| !is_read_operation(op))
-            .map(|((svc, op), _)| format!("{svc}:{op}"))
+            .keys()
+            .filter(|(_, _, op)| !is_read_operation(op))
+            .map(|(_, svc, op)| format!("{svc}:{op}"))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
             .collect()
     }
 
@@ -231,7 +261,7 @@ impl CallLog {
         self.lock()
             .counts
             .iter()
-            .filter(|((_, op), _)| is_read_operation(op) == reads)
+            .filter(|((_, _, op), _)| is_read_operation(op) == reads)
             .map(|(_, c)| c.ok + c.error)
             .sum()
     }
@@ -261,7 +291,7 @@ impl Intercept for CallLog {
         let nth = *seen;
         let retry = cfg.load::<AttemptMarker>().is_some();
         if retry {
-            s.counts.entry((service.clone(), operation.clone())).or_default().retries += 1;
+            s.counts.entry((scope_account(), service.clone(), operation.clone())).or_default().retries += 1;
         }
         if !is_read_operation(&operation) {
             if let Some(limit) = s.plan.stop_after_mutations {
@@ -418,7 +448,7 @@ impl Intercept for CallLog {
         if !failed && !is_read_operation(&operation) {
             s.mutations_sent += 1;
         }
-        let c = s.counts.entry((service, operation)).or_default();
+        let c = s.counts.entry((scope_account(), service, operation)).or_default();
         if failed {
             c.error += 1;
         } else {

@@ -44,7 +44,8 @@ pub struct Context {
     /// The operator's own account, once STS has said it.
     own_account: Mutex<Option<String>>,
     failures: Mutex<HashMap<ObjectRef<SalesPipeline>, u32>>,
-    ready: Mutex<HashMap<ObjectRef<SalesPipeline>, &'static str>>,
+    /// Each pipeline's Ready status and account (empty: not known).
+    ready: Mutex<HashMap<ObjectRef<SalesPipeline>, (&'static str, String)>>,
     /// The watch events of our own status writes, to tell them from real changes.
     pub echoes: Echoes,
     /// The watch caches of every watched namespace's SalesPipelines.
@@ -69,7 +70,7 @@ pub struct Target {
     /// The AwsIdentity's name and session; `None`: the operator's own credentials.
     pub identity: Option<(String, Assume)>,
     pub region: String,
-    /// The account, when known before any AWS call (an identity's role names it).
+    /// The account: the identity's role names it; the operator's own is `None` until STS has said it.
     pub account: Option<String>,
 }
 
@@ -138,7 +139,8 @@ impl Context {
     }
 
     /// Where `sp`'s calls go: its identity (`spec.identityRef`, else its namespace's default, else
-    /// none) and region (its own, else the identity's, else the operator's). No AWS call.
+    /// none), region (its own, else the identity's, else the operator's) and account (the
+    /// identity's role's, else the operator's own: STS GetCallerIdentity once per process).
     pub async fn target(&self, sp: &SalesPipeline) -> Result<Target, Untargeted> {
         let namespace = sp.namespace().unwrap_or_default();
         let all = self.identities.state();
@@ -159,7 +161,7 @@ impl Context {
             .or_else(|| self.own_region().map(str::to_string))
             .ok_or_else(|| Untargeted::Config(crate::aws::no_region()))?;
         match identity {
-            None => Ok(Target { identity: None, region, account: lock(&self.own_account).clone() }),
+            None => Ok(Target { identity: None, region, account: self.own_account().await }),
             Some(i) => {
                 let assume = identities::session(&i).map_err(Untargeted::Refused)?;
                 let account = Some(assume.role.account.clone());
@@ -198,8 +200,7 @@ impl Context {
             let theirs = match recorded {
                 Some(account) => Some(account),
                 None => match self.target(&other).await {
-                    Ok(t) if t.identity.is_some() => t.account,
-                    Ok(_) => lock(&self.own_account).clone(),
+                    Ok(t) => t.account,
                     // It cannot be built while refused: it claims nothing.
                     Err(Untargeted::Refused(_)) => continue,
                     Err(_) => None,
@@ -278,23 +279,22 @@ impl Context {
         lock(&self.failures).remove(obj);
     }
 
-    /// Records `obj`'s Ready status (`None`: deleted) and updates the pipelines-by-Ready gauge.
-    pub fn record_ready(&self, obj: ObjectRef<SalesPipeline>, ready: Option<&'static str>) {
+    /// Records `obj`'s Ready status and account (`None`: deleted) and updates the pipelines gauge.
+    pub fn record_ready(&self, obj: ObjectRef<SalesPipeline>, ready: Option<(&'static str, Option<String>)>) {
         let mut map = lock(&self.ready);
         match ready {
-            Some(r) => {
-                map.insert(obj, r);
+            Some((r, account)) => {
+                map.insert(obj, (r, account.unwrap_or_default()));
             }
             None => {
                 map.remove(&obj);
             }
         }
-        let count = |s: &str| map.values().filter(|v| **v == s).count() as i64;
-        self.metrics.set_pipelines(&[
-            ("True", count("True")),
-            ("False", count("False")),
-            ("Unknown", count("Unknown")),
-        ]);
+        let mut counts = BTreeMap::new();
+        for (ready, account) in map.values() {
+            *counts.entry((account.clone(), *ready)).or_insert(0) += 1;
+        }
+        self.metrics.set_pipelines(counts);
     }
 }
 

@@ -126,7 +126,7 @@ async fn apply(sp: &SalesPipeline, ctx: &Context, api: &Api<SalesPipeline>) -> R
         }
     }
     let stop = |reason: Reason, message: String| stall(ctx, api, sp, &previous, reason, message);
-    let mut target = match ctx.target(sp).await {
+    let target = match ctx.target(sp).await {
         Ok(target) => target,
         Err(Untargeted::Kube(e)) => return Err(Error::Kube(e)),
         Err(Untargeted::Refused(refusal)) => return stop(refusal.reason(), refusal.to_string()).await,
@@ -136,9 +136,6 @@ async fn apply(sp: &SalesPipeline, ctx: &Context, api: &Api<SalesPipeline>) -> R
             return Ok(Action::await_change());
         }
     };
-    if target.identity.is_none() {
-        target.account = ctx.own_account().await;
-    }
     if let Some(message) = account_changed(&previous, &target) {
         return stop(Reason::AccountChanged, message).await;
     }
@@ -179,7 +176,8 @@ async fn apply(sp: &SalesPipeline, ctx: &Context, api: &Api<SalesPipeline>) -> R
     }
     pctx.sweep = !settled(sp);
     let mode = if sp.spec.paused { Mode::Observe } else { Mode::Apply };
-    let pass = for_pipeline(&namespace, &sp.name_any(), reconcile::reconcile(&reconciler, &pctx, mode));
+    let account = target.account.as_deref();
+    let pass = for_pipeline(&namespace, &sp.name_any(), account, reconcile::reconcile(&reconciler, &pctx, mode));
     let outcome = within(PASS_BOUND, &reconciler.aws.calls, pass).await?;
 
     for action in outcome.actions.iter().filter(|_| mode == Mode::Apply) {
@@ -200,7 +198,7 @@ async fn apply(sp: &SalesPipeline, ctx: &Context, api: &Api<SalesPipeline>) -> R
     let computed = outcome.conditions(mode);
     let written = write_status(api, sp, status, &computed).await?;
     let ready = computed.iter().find(|c| c.type_ == READY).map_or("Unknown", |c| c.status);
-    ctx.record_ready(ObjectRef::from(sp), Some(ready));
+    ctx.record_ready(ObjectRef::from(sp), Some((ready, target.account.clone())));
 
     let next = match outcome.error {
         Some((component, source)) if !source.is_permanent() => return Err(Error::Aws { component, source }),
@@ -248,7 +246,7 @@ async fn stall(
     publish(ctx, sp, warning(reason.as_str(), "Reconcile", message.clone())).await;
     let status = SalesPipelineStatus { observed_generation: sp.metadata.generation, ..previous.clone() };
     write_status(api, sp, status, &stalled(reason, message)).await?;
-    ctx.record_ready(ObjectRef::from(sp), Some(FALSE));
+    ctx.record_ready(ObjectRef::from(sp), Some((FALSE, previous.account.clone())));
     Ok(Action::requeue(ctx.resync))
 }
 
@@ -301,16 +299,13 @@ fn settled(sp: &SalesPipeline) -> bool {
 async fn cleanup(sp: &SalesPipeline, ctx: &Context, api: &Api<SalesPipeline>) -> Result<Action, Error> {
     let previous = sp.status.clone().unwrap_or_default();
     let blocked = |why: String| blocked_by_identity(ctx, api, sp, why);
-    let mut target = match ctx.target(sp).await {
+    let target = match ctx.target(sp).await {
         Ok(target) => target,
         Err(Untargeted::Kube(e)) => return Err(Error::Kube(e)),
         // Refused before it built anything (its status shows no resource): nothing to remove.
         Err(_) if !built(&previous) => return forget(ctx, sp),
         Err(e) => return blocked(e.to_string()).await,
     };
-    if target.identity.is_none() {
-        target.account = ctx.own_account().await;
-    }
     if let Some(why) = account_changed(&previous, &target) {
         return blocked(why).await;
     }
@@ -322,7 +317,7 @@ async fn cleanup(sp: &SalesPipeline, ctx: &Context, api: &Api<SalesPipeline>) ->
     let namespace = sp.namespace().ok_or(Error::MissingKey("metadata.namespace"))?;
     let pctx = PipelineCtx::new(&namespace, &sp.name_any(), &sp.spec, &reconciler.aws.region);
     let teardown = reconcile::teardown(&reconciler, &pctx, sp.spec.deletion_policy, false);
-    let done = for_pipeline(&namespace, &sp.name_any(), teardown).await;
+    let done = for_pipeline(&namespace, &sp.name_any(), target.account.as_deref(), teardown).await;
     for action in &done.actions {
         publish(ctx, sp, action_event(action)).await;
     }

@@ -3,6 +3,7 @@
 //! Helm chart's own, rendered by `helm template`) and moto, driven with kubectl
 //! as a user would.
 
+use crate::support::accounts;
 use crate::support::helm_chart;
 use crate::support::kube_env;
 use crate::support::moto;
@@ -217,20 +218,22 @@ fn metrics_expose_reconciles_aws_calls_and_pipelines_by_ready() {
     apply(&ns, "m", "  {}\n");
     wait_ready(&ns, "m", &op);
     // The gauge and the counter are updated just after the status write that `kubectl wait` saw.
-    let ready_gauge = "sales_operator_pipelines{ready=\"True\"} 1";
+    // Per account: the operator's own (moto's default), as STS GetCallerIdentity says.
+    let ready_gauge = format!("sales_operator_pipelines{{ready=\"True\",account=\"{}\"}} 1", accounts::HOME);
     let reconciled = "sales_operator_reconciles_total{kind=\"SalesPipeline\",result=\"ok\"}";
     assert!(wait_until(TIMEOUT, || op
         .get("/metrics")
-        .is_some_and(|(_, b)| b.contains(ready_gauge) && b.contains(reconciled))));
+        .is_some_and(|(_, b)| b.contains(&ready_gauge) && b.contains(reconciled))));
     let (status, body) = op.get("/metrics").unwrap();
     assert_eq!(status, 200);
     assert!(body.contains(reconciled), "{body}");
     assert!(body.contains("sales_operator_reconcile_duration_seconds_bucket"), "{body}");
-    assert!(body.contains(ready_gauge), "{body}");
-    assert!(
-        op.aws_calls("service=\"DynamoDB\",operation=\"CreateTable\",kind=\"mutating\",outcome=\"ok\"") == 1,
-        "{body}"
+    assert!(body.contains(&ready_gauge), "{body}");
+    let create_table = format!(
+        "service=\"DynamoDB\",operation=\"CreateTable\",kind=\"mutating\",outcome=\"ok\",account=\"{}\"",
+        accounts::HOME
     );
+    assert!(op.aws_calls(&create_table) == 1, "{body}");
     assert_eq!(op.get("/healthz").unwrap().0, 200);
 }
 

@@ -176,6 +176,18 @@ fn one_operator_builds_same_named_pipelines_of_two_namespaces_in_two_accounts() 
     let in_b = tags(OTHER, &table).expect("team B's table in its account");
     assert!(in_b.contains(&("sales-operator.dev/pipeline".into(), format!("{team_b}/sales"))), "{in_b:?}");
     assert_eq!(tags(HOME, &table), None, "nothing in the operator's own account");
+    // The metrics say which account each call and each Ready pipeline is in.
+    for account in [TENANT, OTHER] {
+        let created = format!(
+            "service=\"DynamoDB\",operation=\"CreateTable\",kind=\"mutating\",outcome=\"ok\",account=\"{account}\""
+        );
+        assert_eq!(op.aws_calls(&created), 1, "{account}: {:?}", op.get("/metrics"));
+        let gauge = format!("sales_operator_pipelines{{ready=\"True\",account=\"{account}\"}} 1");
+        // Set just after the status write `Ready` was read from.
+        let shown = || op.get("/metrics").is_some_and(|(_, b)| b.contains(&gauge));
+        assert!(wait_until(TIMEOUT, shown), "{gauge}: {:?}", op.get("/metrics"));
+    }
+    assert_eq!(op.aws_calls(&format!("account=\"{HOME}\"")), 0, "no call in the operator's own account");
 
     // CloudTrail says who made each call: the session names the identity, the User-Agent the pipeline.
     let session = |id: &str| format!("/sales-operator.{id}");
