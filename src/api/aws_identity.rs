@@ -26,18 +26,9 @@ use serde::{Deserialize, Serialize};
 )]
 #[serde(rename_all = "camelCase")]
 pub struct AwsIdentitySpec {
-    /// The role to assume: `arn:PARTITION:iam::ACCOUNT:role/[PATH/]NAME`. Its trust policy must
-    /// allow the operator's role sts:AssumeRole and sts:TagSession (`sales-operator iam-policy
-    /// --trust-policy OPERATOR_ROLE_ARN` prints one); its permissions are the pipeline policy
-    /// (`sales-operator iam-policy`).
-    #[x_kube(validation = Rule::new(r"self.matches('^arn:aws[a-z-]*:iam::[0-9]{12}:role/([A-Za-z0-9+=,.@_-]+/)*[A-Za-z0-9+=,.@_-]{1,64}$')").message("must be an IAM role ARN: arn:aws:iam::123456789012:role/NAME"))]
-    #[schemars(length(max = 2048))]
-    pub role_arn: String,
-    /// The ExternalId the role's trust policy requires: 2-1,224 letters, digits or `+=,.@:/_-`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 1224))]
-    #[x_kube(validation = Rule::new(r"self.size() >= 2 && self.matches('^[A-Za-z0-9+=,.@:/_-]+$')").message("must be 2-1224 letters, digits or +=,.@:/_-"))]
-    pub external_id: Option<String>,
+    /// The role to assume; its permissions are the pipeline policy (`sales-operator iam-policy`).
+    #[serde(flatten)]
+    pub role: RoleToAssume,
     /// How long each session's credentials last before the operator asks STS again: `15m` to
     /// `12h` (Go duration syntax, e.g. `1h`, `90m`). Default `1h`; AWS caps a role-chained session
     /// (the operator's own credentials are a role's) at one hour, and the role's MaxSessionDuration
@@ -66,6 +57,24 @@ pub struct AwsIdentitySpec {
     /// defaults for one namespace stall its pipelines that name none (`IdentityAmbiguous`).
     #[serde(default)]
     pub default: bool,
+}
+
+/// An IAM role to assume and the ExternalId its trust policy requires (an AwsIdentity's, an
+/// OrderGenerator's `spec.assumeRole`).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RoleToAssume {
+    /// The role: `arn:PARTITION:iam::ACCOUNT:role/[PATH/]NAME`. Its trust policy must allow the
+    /// caller's role (the operator's, or the generator pods') sts:AssumeRole and sts:TagSession:
+    /// `sales-operator iam-policy --trust-policy CALLER_ROLE_ARN` prints one.
+    #[x_kube(validation = Rule::new(r"self.matches('^arn:aws[a-z-]*:iam::[0-9]{12}:role/([A-Za-z0-9+=,.@_-]+/)*[A-Za-z0-9+=,.@_-]{1,64}$')").message("must be an IAM role ARN: arn:aws:iam::123456789012:role/NAME"))]
+    #[schemars(length(max = 2048))]
+    pub role_arn: String,
+    /// The ExternalId the role's trust policy requires: 2-1,224 letters, digits or `+=,.@:/_-`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1224))]
+    #[x_kube(validation = Rule::new(r"self.size() >= 2 && self.matches('^[A-Za-z0-9+=,.@:/_-]+$')").message("must be 2-1224 letters, digits or +=,.@:/_-"))]
+    pub external_id: Option<String>,
 }
 
 /// Namespaces by name and/or by label (a namespace matching either is selected).

@@ -7,7 +7,7 @@ pub mod order_generator;
 pub mod reason;
 pub mod sales_pipeline;
 
-pub use aws_identity::{AwsIdentity, AwsIdentitySpec, NamespaceSelector};
+pub use aws_identity::{AwsIdentity, AwsIdentitySpec, NamespaceSelector, RoleToAssume};
 pub use order_generator::{OrderGenerator, OrderGeneratorSpec, OrderGeneratorStatus};
 pub use reason::Reason;
 pub use sales_pipeline::*;

@@ -95,7 +95,7 @@ pub struct OrderGeneratorSpec {
     /// --generator-table-arn TABLE_ARN` and whose trust policy is `sales-operator iam-policy
     /// --trust-policy <the pods' role ARN>` (docs/identities.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub assume_role: Option<GeneratorRole>,
+    pub assume_role: Option<super::aws_identity::RoleToAssume>,
     /// Seconds a rollout may make no progress (e.g. a pod that cannot be scheduled) before the
     /// generator is Stalled with the Deployment's `ProgressDeadlineExceeded` message. Default:
     /// the Deployment default, 600.
@@ -107,21 +107,6 @@ pub struct OrderGeneratorSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "resources_schema")]
     pub resources: Option<ResourceRequirements>,
-}
-
-/// The role generator pods assume.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct GeneratorRole {
-    /// `arn:PARTITION:iam::ACCOUNT:role/[PATH/]NAME`.
-    #[x_kube(validation = Rule::new(r"self.matches('^arn:aws[a-z-]*:iam::[0-9]{12}:role/([A-Za-z0-9+=,.@_-]+/)*[A-Za-z0-9+=,.@_-]{1,64}$')").message("must be an IAM role ARN: arn:aws:iam::123456789012:role/NAME"))]
-    #[schemars(length(max = 2048))]
-    pub role_arn: String,
-    /// The ExternalId the role's trust policy requires: 2-1,224 letters, digits or `+=,.@:/_-`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 1224))]
-    #[x_kube(validation = Rule::new(r"self.size() >= 2 && self.matches('^[A-Za-z0-9+=,.@:/_-]+$')").message("must be 2-1224 letters, digits or +=,.@:/_-"))]
-    pub external_id: Option<String>,
 }
 
 impl Default for OrderGeneratorSpec {

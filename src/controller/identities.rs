@@ -115,8 +115,8 @@ pub fn needs_labels(identities: &[Arc<AwsIdentity>]) -> bool {
 pub fn session(identity: &AwsIdentity) -> Result<Assume, Refusal> {
     let name = identity.name_any();
     let invalid = |why: String| Refusal::Invalid { identity: name.clone(), why };
-    let role = RoleArn::parse(&identity.spec.role_arn).map_err(|e| invalid(format!("spec.roleArn: {e}")))?;
-    let mut assume = Assume::new(role, identity.spec.external_id.clone());
+    let role = RoleArn::parse(&identity.spec.role.role_arn).map_err(|e| invalid(format!("spec.roleArn: {e}")))?;
+    let mut assume = Assume::new(role, identity.spec.role.external_id.clone());
     assume.session_name = crate::aws::identity::session_name(&format!("sales-operator.{name}"));
     if let Some(text) = &identity.spec.session_duration {
         assume.duration = duration(text).map_err(|e| invalid(format!("spec.sessionDuration: {e}")))?;
@@ -161,14 +161,13 @@ pub fn duration(text: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{AwsIdentitySpec, NamespaceSelector};
+    use crate::api::{AwsIdentitySpec, NamespaceSelector, RoleToAssume};
 
     fn identity(name: &str, namespaces: &[&str], default: bool) -> Arc<AwsIdentity> {
         Arc::new(AwsIdentity::new(
             name,
             AwsIdentitySpec {
-                role_arn: format!("arn:aws:iam::222222222222:role/{name}"),
-                external_id: None,
+                role: RoleToAssume { role_arn: format!("arn:aws:iam::222222222222:role/{name}"), external_id: None },
                 session_duration: None,
                 region: None,
                 session_tags: BTreeMap::new(),
@@ -217,7 +216,7 @@ mod tests {
         let mut spec = identity("team-a", &["team-a"], false).spec.clone();
         spec.session_tags.insert("cost-center".into(), "42".into());
         spec.session_duration = Some("90m".into());
-        spec.external_id = Some("team-a-ext".into());
+        spec.role.external_id = Some("team-a-ext".into());
         let assume = session(&AwsIdentity::new("team-a", spec.clone())).unwrap();
         assert_eq!(assume.session_name, "sales-operator.team-a");
         assert_eq!(assume.duration, Duration::from_secs(5400));
@@ -225,7 +224,7 @@ mod tests {
         assert_eq!(assume.role.account, "222222222222");
         assert_eq!(assume.tags.get(TAG_IDENTITY).map(String::as_str), Some("team-a"));
         assert_eq!(assume.tags.get("cost-center").map(String::as_str), Some("42"));
-        spec.role_arn = "arn:aws:iam::2222:role/x".into();
+        spec.role.role_arn = "arn:aws:iam::2222:role/x".into();
         let e = session(&AwsIdentity::new("team-a", spec)).unwrap_err();
         assert!(e.to_string().contains("spec.roleArn") && e.to_string().contains("12 digits"), "{e}");
     }
