@@ -95,11 +95,12 @@ ready_s=$(( $(date +%s) - t0 ))
 sleep 5
 rss_ready=$(rss); anon=$(rss RssAnon); file=$(rss RssFile)
 # One full steady-state resync window.
-s_ready=$(( $(assume_roles) - identities ))  # not the script's own k calls that created the roles
+a0=$(assume_roles)
+s_ready=$(( a0 - identities ))  # not the script's own k calls that created the roles
 r0=$(calls read); m0=$(calls mutating); c0=$(cpu); by_operation >"$work/ops0"
 sleep "$resync"
 r1=$(calls read); m1=$(calls mutating); c1=$(cpu); by_operation >"$work/ops1"
-s_window=$(( $(assume_roles) - s_ready ))
+s_window=$(( $(assume_roles) - a0 ))
 tick=$(getconf CLK_TCK)
 reads=$(( r1 - r0 )); muts=$(( m1 - m0 ))
 printf '| %d | %d s | %.1f MiB (%.1f + %.1f) | %.1f MiB | %.2f s | %d / %d | %d |\n' "$n" "$ready_s" \
@@ -108,7 +109,7 @@ printf '| %d | %d s | %.1f MiB (%.1f + %.1f) | %.1f MiB | %.2f s | %d / %d | %d 
   "$reads" "$muts" "$(( (reads + muts) * 12 ))"
 if (( identities > 0 )); then
   echo "identities: $identities, sessions of $session s: STS AssumeRole calls until all Ready $s_ready, in the ${resync} s window $s_window"
-  echo "  (one session per identity renewed before it expires: about $identities x $resync / $session = $(( identities * resync / session )) expected in the window)"
+  echo "  (one session per identity, renewed when a call needs it after it expired: at most $identities x ceil($resync / $session) = $(( identities * ((resync + session - 1) / session) )) in the window, and at least $identities)"
 fi
 echo "reads per pipeline in that resync, by operation:"
 join -j1 "$work/ops0" "$work/ops1" |

@@ -14,3 +14,8 @@ pub use sales_pipeline::*;
 
 /// API group of every custom resource of the operator.
 pub const GROUP: &str = "sales-operator.dev";
+
+/// Set to a new value (e.g. the time) to have a SalesPipeline reconciled now, re-reading AWS
+/// even when it is stalled; its `status.lastHandledReconcileAt` echoes the value once done (as
+/// Flux's `reconcile.fluxcd.io/requestedAt`).
+pub const RECONCILE_REQUESTED_AT: &str = "sales-operator.dev/reconcile-requested-at";

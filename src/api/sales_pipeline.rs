@@ -703,6 +703,10 @@ pub struct SalesPipelineStatus {
     /// The resources taken under management through `spec.adopt` (never deleted if they hold data).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub adopted: Vec<String>,
+    /// The last value of the `sales-operator.dev/reconcile-requested-at` annotation the operator
+    /// acted on: once it shows the value you set, the pass it asked for is done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_reconcile_at: Option<String>,
 }
 
 /// A managed resource's name and ARN.

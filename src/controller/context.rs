@@ -39,8 +39,9 @@ pub struct Context {
     /// One reconciler per identity session (none: the operator's credentials) and region.
     reconcilers: Mutex<HashMap<(Option<Assume>, String), Reconciler>>,
     /// One STS session per identity, whatever the regions of its pipelines (the clients of each
-    /// region share its credentials cache).
-    sessions: Mutex<HashMap<Assume, SdkConfig>>,
+    /// region share its credentials cache). The cell makes concurrent first passes of one
+    /// identity's pipelines wait for one AssumeRole instead of each making its own.
+    sessions: Mutex<HashMap<Assume, Arc<tokio::sync::OnceCell<SdkConfig>>>>,
     /// The operator's own account, once STS has said it.
     own_account: Mutex<Option<String>>,
     failures: Mutex<HashMap<ObjectRef<SalesPipeline>, u32>>,
@@ -230,13 +231,13 @@ impl Context {
         Ok(lock(&self.reconcilers).entry(key).or_insert(r).clone())
     }
 
-    /// The SDK configuration of `assume`'s session, assumed once (from `region`'s STS endpoint).
+    /// The SDK configuration of `assume`'s session, assumed once (from `region`'s STS endpoint);
+    /// a refusal is not kept, the next pass asks again.
     async fn session(&self, assume: &Assume, region: &str) -> Result<SdkConfig, AwsError> {
-        if let Some(sdk) = lock(&self.sessions).get(assume) {
-            return Ok(sdk.clone());
-        }
-        let sdk = crate::aws::identity::assumed(&self.sdk_in(region), assume).await?;
-        Ok(lock(&self.sessions).entry(assume.clone()).or_insert(sdk).clone())
+        let cell = lock(&self.sessions).entry(assume.clone()).or_default().clone();
+        let base = self.sdk_in(region);
+        let sdk = cell.get_or_try_init(|| crate::aws::identity::assumed(&base, assume)).await?;
+        Ok(sdk.clone())
     }
 
     /// The operator's SDK configuration with `region`.

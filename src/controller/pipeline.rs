@@ -13,7 +13,7 @@ use tracing::Instrument;
 
 use super::{Context, Target, Untargeted};
 use crate::api::conditions::{self, NewCondition, Verdict, FALSE, READY, RECONCILING, STALLED, TRUE};
-use crate::api::{Reason, SalesPipeline, SalesPipelineStatus};
+use crate::api::{Reason, SalesPipeline, SalesPipelineStatus, RECONCILE_REQUESTED_AT};
 use crate::aws::calls::for_pipeline;
 use crate::aws::{AwsError, ComponentKind, PipelineCtx};
 use crate::reconcile::{self, Action as AwsAction, Mode, Verb};
@@ -113,7 +113,7 @@ pub fn error_policy(sp: Arc<SalesPipeline>, err: &Error, ctx: Arc<Context>) -> A
 async fn apply(sp: &SalesPipeline, ctx: &Context, api: &Api<SalesPipeline>) -> Result<Action, Error> {
     let previous = sp.status.clone().unwrap_or_default();
     let generation = sp.metadata.generation;
-    if previous.observed_generation == generation {
+    if previous.observed_generation == generation && requested(sp).is_none() {
         if let Some(stalled) = conditions::find(&previous.conditions, STALLED).filter(|c| c.status == TRUE) {
             // A permanent error on this generation: no AWS call until the spec changes, except one
             // look per resync period (what AWS refused may have been fixed outside Kubernetes,
@@ -287,6 +287,12 @@ fn stalled(reason: Reason, message: String) -> Vec<NewCondition> {
     Verdict::stalled(reason, message.clone(), reason, message, "a spec change").conditions()
 }
 
+/// The value of `sp`'s reconcile request, if it has not been handled yet.
+fn requested(sp: &SalesPipeline) -> Option<&str> {
+    let handled = sp.status.as_ref().and_then(|s| s.last_handled_reconcile_at.as_deref());
+    sp.annotations().get(RECONCILE_REQUESTED_AT).map(String::as_str).filter(|value| Some(*value) != handled)
+}
+
 /// Whether the last reconcile brought this generation of the spec to Ready.
 fn settled(sp: &SalesPipeline) -> bool {
     sp.status.as_ref().is_some_and(|status| {
@@ -378,6 +384,8 @@ async fn write_status(
     computed: &[NewCondition],
 ) -> Result<Option<String>, Error> {
     let previous = sp.status.clone().unwrap_or_default();
+    status.last_handled_reconcile_at =
+        sp.annotations().get(RECONCILE_REQUESTED_AT).cloned().or(previous.last_handled_reconcile_at);
     let merged = conditions::merge(&previous.conditions, computed, status.observed_generation, jiff::Timestamp::now());
     let mut all: Vec<Condition> =
         previous.conditions.iter().filter(|c| !computed.iter().any(|n| n.type_ == c.type_)).cloned().collect();

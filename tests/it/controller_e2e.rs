@@ -360,6 +360,43 @@ fn a_stalled_pipeline_is_looked_at_again_each_resync_and_recovers_once_fixed_out
     assert_eq!(jsonpath(&ns, "sp/later", "{.status.conditions[?(@.type==\"Stalled\")].status}"), "False");
 }
 
+/// Issue 23: a new value of `sales-operator.dev/reconcile-requested-at` makes a pass now, even
+/// of a stalled pipeline (which otherwise waits for a spec change or the resync), and the status
+/// echoes the value once that pass is done.
+#[test]
+fn a_reconcile_request_re_reads_aws_now_even_when_stalled_and_is_echoed_in_status() {
+    let (ns, kubeconfig) = namespace_with_operator_role("ondemand");
+    let op = Operator::start(&ns, &kubeconfig, &["--resync-period", "1h"]);
+    let bucket = format!("{ns}-taken-bucket");
+    moto::create_bucket_outside(&bucket);
+    apply(&ns, "now", &format!("  bucket:\n    name: {bucket}\n"));
+    let stalled = || condition(&ns, "now", "Stalled", "reason");
+    assert!(wait_until(TIMEOUT, || stalled() == "NotOwned"), "not Stalled:\n{}", op.log());
+    let request = |value: &str| {
+        let annotation = format!("{}={value}", sales_operator::api::RECONCILE_REQUESTED_AT);
+        kubectl(&ns, &["annotate", "--overwrite", "sp/now", &annotation]);
+    };
+    let handled = || jsonpath(&ns, "sp/now", "{.status.lastHandledReconcileAt}");
+    std::thread::sleep(Duration::from_secs(1));
+    let before = op.aws_calls("");
+
+    request("2026-12-06T04:00:00Z");
+    assert!(wait_until(TIMEOUT, || handled() == "2026-12-06T04:00:00Z"), "not echoed:\n{}", op.log());
+    assert!(op.aws_calls("") > before, "the request did not re-read AWS\n{}", op.log());
+    assert_eq!(stalled(), "NotOwned", "still someone else's bucket");
+    std::thread::sleep(Duration::from_secs(3));
+    let handled_once = op.aws_calls("");
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(op.aws_calls(""), handled_once, "a handled request asks for nothing more");
+
+    // Fixed outside: the next request finds the name free at once, not at the 1 h resync.
+    let c = aws();
+    tokio::runtime::Runtime::new().unwrap().block_on(c.s3.delete_bucket().bucket(&bucket).send()).unwrap();
+    request("again");
+    wait_ready(&ns, "now", &op);
+    assert!(wait_until(TIMEOUT, || handled() == "again"), "not echoed:\n{}", op.log());
+}
+
 /// After a switch from Crawler to Projection mode the crawler and its role go; once that
 /// generation is Ready, resyncs stop looking for them (one read per resource, not one more).
 #[test]
