@@ -109,7 +109,7 @@ printf '| %d | %d s | %.1f MiB (%.1f + %.1f) | %.1f MiB | %.2f s | %d / %d | %d 
   "$reads" "$muts" "$(( (reads + muts) * 12 ))"
 if (( identities > 0 )); then
   echo "identities: $identities, sessions of $session s: STS AssumeRole calls until all Ready $s_ready, in the ${resync} s window $s_window"
-  echo "  (one session per identity, renewed when a call needs it after it expired: at most $identities x ceil($resync / $session) = $(( identities * ((resync + session - 1) / session) )) in the window, and at least $identities)"
+  echo "  (one session per identity, renewed by the SDK's credentials cache when a call needs it shortly before it expires: about $identities x $resync / $session = $(( identities * resync / session )) in the window when calls never stop, at least $identities)"
 fi
 echo "reads per pipeline in that resync, by operation:"
 join -j1 "$work/ops0" "$work/ops1" |
