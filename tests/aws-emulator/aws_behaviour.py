@@ -604,6 +604,127 @@ def trail_record(call, environ):
     }
 
 
+# --- change events: what CloudTrail delivers to EventBridge ---------------------------------
+#
+# AWS: with a trail logging management write events, every successful mutating API call of a
+# service reaches the caller's account's default event bus as an "AWS API Call via CloudTrail"
+# event (https://docs.aws.amazon.com/eventbridge/latest/userguide/event-types.html), in the
+# call's region; IAM, a global service, in us-east-1. The detail is the CloudTrail record
+# (https://docs.aws.amazon.com/awscloudtrail/latest/userguide/cloudtrail-event-reference-record-contents.html);
+# `requestParameters` names each field as the service's API does, first letter lowercase
+# (`streamName`, `tableName`, `roleName`, S3's `bucketName`). Delivery is best effort. Moto
+# emits none: this layer puts one on moto's bus for every mutating call moto answered 2xx, so
+# rules and SQS targets see them as on AWS. S3 object calls are data events: none.
+
+CHANGE_DETAIL_TYPE = "AWS API Call via CloudTrail"
+CHANGE_SOURCES = ("dynamodb", "kinesis", "firehose", "pipes", "s3", "glue", "athena", "iam")
+READ_PREFIXES = ("Describe", "Get", "List", "Head", "BatchGet", "Query", "Scan")
+# Data events (logged only when a trail asks for them; never management events).
+DATA_EVENTS = {
+    "PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems", "ExecuteStatement",
+    "BatchExecuteStatement", "PutRecord", "PutRecords", "PutRecordBatch", "SubscribeToShard",
+}
+# S3 (REST): (method, sub-resource) of a bucket request -> CloudTrail's eventName.
+S3_EVENTS = {
+    ("PUT", ""): "CreateBucket",
+    ("DELETE", ""): "DeleteBucket",
+    ("PUT", "encryption"): "PutBucketEncryption",
+    ("DELETE", "encryption"): "DeleteBucketEncryption",
+    ("PUT", "lifecycle"): "PutBucketLifecycle",
+    ("DELETE", "lifecycle"): "DeleteBucketLifecycle",
+    ("PUT", "publicAccessBlock"): "PutBucketPublicAccessBlock",
+    ("DELETE", "publicAccessBlock"): "DeleteBucketPublicAccessBlock",
+    ("PUT", "tagging"): "PutBucketTagging",
+    ("DELETE", "tagging"): "DeleteBucketTagging",
+    ("PUT", "policy"): "PutBucketPolicy",
+    ("DELETE", "policy"): "DeleteBucketPolicy",
+}
+
+
+def lower_first(key):
+    return key[:1].lower() + key[1:]
+
+
+def change_event_name(call, environ):
+    """CloudTrail's eventName of a mutating management call, else None."""
+    if call.service not in CHANGE_SOURCES:
+        return None
+    if call.service == "s3":
+        parts = [p for p in environ.get("PATH_INFO", "").split("/") if p]
+        if len(parts) != 1:
+            return None  # the service root, or an object: not a bucket's management event
+        query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
+        subresources = [k for k in query if (call.op, k) in S3_EVENTS] or [""]
+        return S3_EVENTS.get((call.op, subresources[0]))
+    if not call.op or call.op.startswith(READ_PREFIXES) or call.op in DATA_EVENTS or call.op in ("Tags", "GET"):
+        return None
+    return call.op
+
+
+def request_parameters(call, environ):
+    if call.service == "s3":
+        params = {"bucketName": call.name, "Host": environ.get("HTTP_HOST", "")}
+        for key in parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True):
+            params[key] = ""
+        return params
+    params = {lower_first(k): v for k, v in call.params.items() if k not in ("Action", "Version")}
+    if call.service == "pipes" and call.name:
+        params["name"] = call.name
+    return params
+
+
+def change_event(call, environ, event_name):
+    """(account, region, PutEvents entry) of the event CloudTrail would deliver for `call`."""
+    account, arn, _ = caller(call.access_key)
+    region = "us-east-1" if call.service == "iam" else call.region
+    detail = {
+        "eventVersion": "1.09",
+        "userIdentity": {
+            "type": "AssumedRole" if ":assumed-role/" in arn else "IAMUser",
+            "arn": arn,
+            "accountId": account,
+            "accessKeyId": call.access_key,
+        },
+        "eventTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "eventSource": f"{call.service}.amazonaws.com",
+        "eventName": event_name,
+        "awsRegion": region,
+        "sourceIPAddress": environ.get("REMOTE_ADDR", ""),
+        "userAgent": environ.get("HTTP_USER_AGENT", ""),
+        "requestParameters": request_parameters(call, environ),
+        "responseElements": None,
+        "requestID": str(uuid.uuid4()),
+        "eventID": str(uuid.uuid4()),
+        "readOnly": False,
+        "eventType": "AwsApiCall",
+        "managementEvent": True,
+        "recipientAccountId": account,
+        "eventCategory": "Management",
+    }
+    entry = {
+        "Source": f"aws.{call.service}",
+        "DetailType": CHANGE_DETAIL_TYPE,
+        "Detail": json.dumps(detail),
+        "EventBusName": "default",
+    }
+    return account, region, entry
+
+
+def publish_change(call, environ):
+    """Puts the change event of a successful mutating call on moto's default bus; best effort,
+    as AWS's delivery (moto refuses an event whose rule's SQS target is gone: AWS would not)."""
+    event_name = change_event_name(call, environ)
+    if event_name is None:
+        return
+    from moto.events.models import events_backends
+
+    account, region, entry = change_event(call, environ, event_name)
+    try:
+        events_backends[account][region].put_events([entry])
+    except Exception as e:  # noqa: BLE001 - a lost event is what best effort allows
+        print(f"aws_behaviour: change event {event_name} not delivered: {e}", flush=True)
+
+
 def caller(access_key):
     """(account, ARN, principal ARNs) of the principal whose access key signed a request: an
     assumed-role session is its session ARN (as AWS names the caller) and, as a principal,
@@ -973,6 +1094,7 @@ def layered(app, environ, start_response):
         if seen.get("status", "").startswith("2"):
             with lock:
                 after(call)
+            publish_change(call, environ)
         return result
     captured = {"written": []}
 
@@ -989,6 +1111,7 @@ def layered(app, environ, start_response):
         with lock:
             after(call)
             body = rewritten(call, body)
+        publish_change(call, environ)
     start_response(status, with_length(headers, body))
     return [body]
 

@@ -560,3 +560,111 @@ async fn a_placeholder_where_an_arn_belongs_is_refused_by_iam_and_by_the_service
     // Nothing was made: the refusal came before moto.
     assert!(pipes.describe_pipe().name(&base).send().await.is_err());
 }
+
+/// Issue 23's ground: every successful mutating management call through the layer reaches the
+/// caller's default event bus as CloudTrail delivers it ("AWS API Call via CloudTrail", the
+/// record as detail, request parameters named as the API does), IAM's in us-east-1; reads, data
+/// events (PutRecord, S3 objects) and refused calls send none. An SQS queue behind a rule
+/// receives them as on AWS.
+#[tokio::test]
+async fn mutating_calls_reach_the_default_event_bus_as_cloudtrail_delivers_them() {
+    let base = name("evt");
+    let mut received = std::collections::BTreeMap::new();
+    for region in [moto::REGION, "us-east-1"] {
+        let conf = once(region).await;
+        let (sqs, events) = (aws_sdk_sqs::Client::new(&conf), aws_sdk_eventbridge::Client::new(&conf));
+        let queue = sqs.create_queue().queue_name(&base).send().await.unwrap().queue_url.unwrap();
+        let attributes = sqs
+            .get_queue_attributes()
+            .queue_url(&queue)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .unwrap();
+        let arn = attributes.attributes.unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn].clone();
+        // Only this test's resources: its name in whichever parameter names them.
+        let pattern = json!({
+            "detail-type": ["AWS API Call via CloudTrail"],
+            "detail": {"readOnly": [false], "$or": [
+                {"requestParameters": {"streamName": [{"prefix": base}]}},
+                {"requestParameters": {"bucketName": [{"prefix": base}]}},
+                {"requestParameters": {"roleName": [{"prefix": base}]}}
+            ]}
+        });
+        events.put_rule().name(&base).event_pattern(pattern.to_string()).send().await.unwrap();
+        let target = aws_sdk_eventbridge::types::Target::builder().id("queue").arn(arn).build().unwrap();
+        events.put_targets().rule(&base).targets(target).send().await.unwrap();
+        received.insert(region, (sqs, queue));
+    }
+
+    let conf = conf().await;
+    let (kinesis, s3, iam) =
+        (aws_sdk_kinesis::Client::new(&conf), aws_sdk_s3::Client::new(&conf), aws_sdk_iam::Client::new(&conf));
+    kinesis.create_stream().stream_name(&base).shard_count(1).send().await.unwrap();
+    eventually("stream ACTIVE", Duration::from_secs(10), || async {
+        let d = kinesis.describe_stream_summary().stream_name(&base).send().await;
+        d.is_ok_and(|d| d.stream_description_summary.is_some_and(|s| s.stream_status == StreamStatus::Active))
+    })
+    .await;
+    kinesis.increase_stream_retention_period().stream_name(&base).retention_period_hours(48).send().await.unwrap();
+    let blob = aws_sdk_kinesis::primitives::Blob::new("x");
+    kinesis.put_record().stream_name(&base).data(blob).partition_key("k").send().await.unwrap();
+    let refused = kinesis.decrease_stream_retention_period().stream_name(&base).retention_period_hours(1).send().await;
+    assert!(refused.is_err(), "below 24 h is refused");
+    let location = aws_sdk_s3::types::BucketLocationConstraint::from(moto::REGION);
+    let bucket_conf = aws_sdk_s3::types::CreateBucketConfiguration::builder().location_constraint(location).build();
+    s3.create_bucket().bucket(&base).create_bucket_configuration(bucket_conf).send().await.unwrap();
+    s3.put_object().bucket(&base).key("order.json").body(Vec::from(&b"{}"[..]).into()).send().await.unwrap();
+    s3.delete_bucket_encryption().bucket(&base).send().await.unwrap();
+    iam.create_role().role_name(&base).assume_role_policy_document(TRUST).send().await.unwrap();
+
+    let drain = |region: &'static str| {
+        let (sqs, queue) = &received[region];
+        async move {
+            let mut events = Vec::new();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                let out = sqs.receive_message().queue_url(queue).max_number_of_messages(10).wait_time_seconds(1);
+                let out = out.send().await.unwrap();
+                let messages = out.messages.unwrap_or_default();
+                if messages.is_empty() && !events.is_empty() {
+                    break;
+                }
+                for m in messages {
+                    events.push(serde_json::from_str::<serde_json::Value>(m.body().unwrap()).unwrap());
+                }
+            }
+            events
+        }
+    };
+    let regional = drain(moto::REGION).await;
+    let names: Vec<(&str, &str)> =
+        regional.iter().map(|e| (e["source"].as_str().unwrap(), e["detail"]["eventName"].as_str().unwrap())).collect();
+    assert_eq!(
+        names,
+        [
+            ("aws.kinesis", "CreateStream"),
+            ("aws.kinesis", "IncreaseStreamRetentionPeriod"),
+            ("aws.s3", "CreateBucket"),
+            ("aws.s3", "DeleteBucketEncryption")
+        ],
+        "{regional:#?}"
+    );
+    let retention = &regional[1];
+    assert_eq!(retention["detail-type"], "AWS API Call via CloudTrail");
+    let detail = &retention["detail"];
+    assert_eq!(detail["requestParameters"], json!({"streamName": base, "retentionPeriodHours": 48}));
+    assert_eq!(detail["eventSource"], "kinesis.amazonaws.com");
+    assert_eq!((&detail["awsRegion"], &detail["recipientAccountId"]), (&json!(moto::REGION), &json!(ACCOUNT)));
+    assert_eq!((&detail["readOnly"], &detail["eventType"]), (&json!(false), &json!("AwsApiCall")));
+    assert!(detail["userIdentity"]["arn"].as_str().is_some_and(|a| a.starts_with("arn:aws:iam::")), "{detail}");
+    assert!(detail["userAgent"].as_str().is_some_and(|a| a.contains("aws-sdk-rust")), "{detail}");
+    assert!(detail["eventTime"].as_str().is_some_and(|t| t.ends_with('Z')), "{detail}");
+    assert_eq!(regional[3]["detail"]["requestParameters"]["bucketName"], base.as_str());
+
+    let global = drain("us-east-1").await;
+    assert_eq!(global.len(), 1, "{global:#?}");
+    assert_eq!((&global[0]["source"], &global[0]["detail"]["eventName"]), (&json!("aws.iam"), &json!("CreateRole")));
+    assert_eq!(global[0]["detail"]["requestParameters"]["roleName"], base.as_str());
+    assert_eq!(global[0]["detail"]["awsRegion"], "us-east-1");
+}
