@@ -673,24 +673,24 @@ def request_parameters(call, environ):
     return params
 
 
-def change_event(call, environ, event_name):
-    """(account, region, PutEvents entry) of the event CloudTrail would deliver for `call`."""
-    account, arn, _ = caller(call.access_key)
+def change_event(call, environ, event_name, record):
+    """(account, region, PutEvents entry) of the event CloudTrail would deliver for `call`,
+    whose trail record (`trail_record`) says who made it."""
+    account, identity = record["recipientAccountId"], record["userIdentity"]
     region = "us-east-1" if call.service == "iam" else call.region
     detail = {
         "eventVersion": "1.09",
         "userIdentity": {
-            "type": "AssumedRole" if ":assumed-role/" in arn else "IAMUser",
-            "arn": arn,
+            **identity,
+            "type": "AssumedRole" if ":assumed-role/" in identity["arn"] else "IAMUser",
             "accountId": account,
-            "accessKeyId": call.access_key,
         },
         "eventTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "eventSource": f"{call.service}.amazonaws.com",
+        "eventSource": record["eventSource"],
         "eventName": event_name,
         "awsRegion": region,
         "sourceIPAddress": environ.get("REMOTE_ADDR", ""),
-        "userAgent": environ.get("HTTP_USER_AGENT", ""),
+        "userAgent": record["userAgent"],
         "requestParameters": request_parameters(call, environ),
         "responseElements": None,
         "requestID": str(uuid.uuid4()),
@@ -710,7 +710,7 @@ def change_event(call, environ, event_name):
     return account, region, entry
 
 
-def publish_change(call, environ):
+def publish_change(call, environ, record):
     """Puts the change event of a successful mutating call on moto's default bus; best effort,
     as AWS's delivery (moto refuses an event whose rule's SQS target is gone: AWS would not)."""
     event_name = change_event_name(call, environ)
@@ -718,7 +718,7 @@ def publish_change(call, environ):
         return
     from moto.events.models import events_backends
 
-    account, region, entry = change_event(call, environ, event_name)
+    account, region, entry = change_event(call, environ, event_name, record)
     try:
         events_backends[account][region].put_events([entry])
     except Exception as e:  # noqa: BLE001 - a lost event is what best effort allows
@@ -1094,7 +1094,7 @@ def layered(app, environ, start_response):
         if seen.get("status", "").startswith("2"):
             with lock:
                 after(call)
-            publish_change(call, environ)
+            publish_change(call, environ, record)
         return result
     captured = {"written": []}
 
@@ -1111,7 +1111,7 @@ def layered(app, environ, start_response):
         with lock:
             after(call)
             body = rewritten(call, body)
-        publish_change(call, environ)
+        publish_change(call, environ, record)
     start_response(status, with_length(headers, body))
     return [body]
 
