@@ -21,6 +21,7 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
+use crate::api::conditions::{FALSE, TRUE, UNKNOWN};
 use crate::aws::calls::is_read_operation;
 use crate::aws::CallLog;
 
@@ -83,7 +84,7 @@ pub struct Metrics {
 }
 
 /// The Ready statuses the pipelines gauge always shows for each account (zero included).
-const READY_STATUSES: [&str; 3] = ["True", "False", "Unknown"];
+const READY_STATUSES: [&str; 3] = [TRUE, FALSE, UNKNOWN];
 
 /// Exposes the pipelines per account and Ready status at scrape time.
 #[derive(Debug)]

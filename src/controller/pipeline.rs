@@ -12,7 +12,7 @@ use kube::{Api, Resource, ResourceExt};
 use tracing::Instrument;
 
 use super::{Context, Target, Untargeted};
-use crate::api::conditions::{self, NewCondition, Verdict, FALSE, READY, RECONCILING, STALLED, TRUE};
+use crate::api::conditions::{self, NewCondition, Verdict, FALSE, READY, RECONCILING, STALLED, TRUE, UNKNOWN};
 use crate::api::{Reason, SalesPipeline, SalesPipelineStatus, RECONCILE_REQUESTED_AT};
 use crate::aws::calls::for_pipeline;
 use crate::aws::{AwsError, ComponentKind, PipelineCtx};
@@ -197,7 +197,7 @@ async fn apply(sp: &SalesPipeline, ctx: &Context, api: &Api<SalesPipeline>) -> R
     };
     let computed = outcome.conditions(mode);
     let written = write_status(api, sp, status, &computed).await?;
-    let ready = computed.iter().find(|c| c.type_ == READY).map_or("Unknown", |c| c.status);
+    let ready = computed.iter().find(|c| c.type_ == READY).map_or(UNKNOWN, |c| c.status);
     ctx.record_ready(ObjectRef::from(sp), Some((ready, target.account.clone())));
 
     let next = match outcome.error {
