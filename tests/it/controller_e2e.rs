@@ -45,6 +45,27 @@ fn wait_ready(ns: &str, name: &str, op: &Operator) {
     );
 }
 
+/// Pipeline `name` applied with the name of a bucket someone else created first: it stalls.
+/// The bucket's name.
+fn stalled_on_a_taken_bucket(ns: &str, name: &str, op: &Operator) -> String {
+    let bucket = format!("{ns}-taken-bucket");
+    moto::create_bucket_outside(&bucket);
+    apply(ns, name, &format!("  bucket:\n    name: {bucket}\n"));
+    assert!(
+        wait_until(TIMEOUT, || condition(ns, name, "Stalled", "status") == "True"),
+        "not Stalled:\n{}\n{}",
+        kubectl(ns, &["get", "sp", name, "-o", "yaml"]),
+        op.log()
+    );
+    bucket
+}
+
+/// Deletes `bucket` as someone outside Kubernetes would.
+fn delete_bucket_outside(bucket: &str) {
+    let c = aws();
+    tokio::runtime::Runtime::new().unwrap().block_on(c.s3.delete_bucket().bucket(bucket).send()).unwrap();
+}
+
 fn aws() -> sales_operator::aws::Clients {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let sdk = rt.block_on(moto::sdk(&moto::settings()));
@@ -136,16 +157,7 @@ fn delete_policy_delete_removes_every_aws_resource() {
 fn a_pipeline_that_needs_a_person_stalls_with_the_message_and_is_not_retried() {
     let (ns, kubeconfig) = namespace_with_operator_role("stall");
     let op = Operator::start(&ns, &kubeconfig, &["--resync-period", "1m"]);
-    let theirs = format!("{ns}-someone-elses");
-    moto::create_bucket_outside(&theirs);
-    apply(&ns, "bad", &format!("  bucket:\n    name: {theirs}\n"));
-    assert!(
-        wait_until(TIMEOUT, || jsonpath(&ns, "sp/bad", "{.status.conditions[?(@.type==\"Stalled\")].status}")
-            == "True"),
-        "not Stalled:\n{}\n{}",
-        kubectl(&ns, &["get", "sp", "bad", "-o", "yaml"]),
-        op.log()
-    );
+    let theirs = stalled_on_a_taken_bucket(&ns, "bad", &op);
     assert_eq!(jsonpath(&ns, "sp/bad", "{.status.conditions[?(@.type==\"Stalled\")].reason}"), "NotOwned");
     let message = jsonpath(&ns, "sp/bad", "{.status.conditions[?(@.type==\"Stalled\")].message}");
     assert!(message.contains(&theirs), "{message}");
@@ -344,18 +356,9 @@ fn a_status_written_over_by_another_client_is_restored() {
 fn a_stalled_pipeline_is_looked_at_again_each_resync_and_recovers_once_fixed_outside() {
     let (ns, kubeconfig) = namespace_with_operator_role("recover");
     let op = Operator::start(&ns, &kubeconfig, &["--resync-period", "3s"]);
-    let bucket = format!("{ns}-taken-bucket");
-    moto::create_bucket_outside(&bucket);
-    apply(&ns, "later", &format!("  bucket:\n    name: {bucket}\n"));
-    assert!(
-        wait_until(TIMEOUT, || jsonpath(&ns, "sp/later", "{.status.conditions[?(@.type==\"Stalled\")].status}")
-            == "True"),
-        "not Stalled:\n{}",
-        op.log()
-    );
+    let bucket = stalled_on_a_taken_bucket(&ns, "later", &op);
     // The bucket that was not the pipeline's is removed outside Kubernetes: a resync finds the name free.
-    let c = aws();
-    tokio::runtime::Runtime::new().unwrap().block_on(c.s3.delete_bucket().bucket(&bucket).send()).unwrap();
+    delete_bucket_outside(&bucket);
     wait_ready(&ns, "later", &op);
     assert_eq!(jsonpath(&ns, "sp/later", "{.status.conditions[?(@.type==\"Stalled\")].status}"), "False");
 }
@@ -367,11 +370,9 @@ fn a_stalled_pipeline_is_looked_at_again_each_resync_and_recovers_once_fixed_out
 fn a_reconcile_request_re_reads_aws_now_even_when_stalled_and_is_echoed_in_status() {
     let (ns, kubeconfig) = namespace_with_operator_role("ondemand");
     let op = Operator::start(&ns, &kubeconfig, &["--resync-period", "1h"]);
-    let bucket = format!("{ns}-taken-bucket");
-    moto::create_bucket_outside(&bucket);
-    apply(&ns, "now", &format!("  bucket:\n    name: {bucket}\n"));
+    let bucket = stalled_on_a_taken_bucket(&ns, "now", &op);
     let stalled = || condition(&ns, "now", "Stalled", "reason");
-    assert!(wait_until(TIMEOUT, || stalled() == "NotOwned"), "not Stalled:\n{}", op.log());
+    assert_eq!(stalled(), "NotOwned");
     let request = |value: &str| {
         let annotation = format!("{}={value}", sales_operator::api::RECONCILE_REQUESTED_AT);
         kubectl(&ns, &["annotate", "--overwrite", "sp/now", &annotation]);
@@ -390,8 +391,7 @@ fn a_reconcile_request_re_reads_aws_now_even_when_stalled_and_is_echoed_in_statu
     assert_eq!(op.aws_calls(""), handled_once, "a handled request asks for nothing more");
 
     // Fixed outside: the next request finds the name free at once, not at the 1 h resync.
-    let c = aws();
-    tokio::runtime::Runtime::new().unwrap().block_on(c.s3.delete_bucket().bucket(&bucket).send()).unwrap();
+    delete_bucket_outside(&bucket);
     request("again");
     wait_ready(&ns, "now", &op);
     assert!(wait_until(TIMEOUT, || handled() == "again"), "not echoed:\n{}", op.log());
