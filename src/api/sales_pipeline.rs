@@ -88,6 +88,12 @@ pub struct SalesPipelineSpec {
     /// Observe and report only; change nothing in AWS.
     #[serde(default)]
     pub paused: bool,
+    /// What the operator does when a resource it built is changed outside Kubernetes: `Repair`
+    /// (default) brings it back to the spec; `Report` builds the pipeline once and from its
+    /// first Ready on only reports differences (`DriftDetected` events, `status.drift`, the
+    /// `Drifted` condition), until the spec changes (a new generation is applied once).
+    #[serde(default)]
+    pub drift_policy: DriftPolicy,
     /// Components whose existing, untagged AWS resources the pipeline may take under
     /// management. Without it, a resource that exists but does not carry this pipeline's
     /// ownership tags is never modified or deleted (the pipeline stalls with `NotOwned`). An
@@ -641,6 +647,16 @@ pub enum DeletionPolicy {
     Delete,
 }
 
+/// What the operator does about drift: a managed resource changed outside Kubernetes.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DriftPolicy {
+    /// Report the drift, then bring the resource back to the spec.
+    #[default]
+    Repair,
+    /// Report the drift; change nothing in AWS until the spec changes.
+    Report,
+}
+
 /// As the API spells it (`Retain`, `Delete`).
 impl std::fmt::Display for DeletionPolicy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -707,6 +723,57 @@ pub struct SalesPipelineStatus {
     /// acted on: once it shows the value you set, the pass it asked for is done.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_handled_reconcile_at: Option<String>,
+    /// The generation last brought to Ready: under `driftPolicy: Report`, nothing is changed in
+    /// AWS while it equals `metadata.generation`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_generation: Option<i64>,
+    /// The last drifts found (at most 10, oldest first): what changed outside Kubernetes, who
+    /// changed it when an AWS change event says so, and whether it was repaired.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("maxItems" = 10))]
+    pub drift: Vec<Drift>,
+}
+
+/// One drift: a managed resource found differing from the spec after it had matched it.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Drift {
+    /// When the operator found it (RFC 3339).
+    pub detected_at: String,
+    /// The component (`stream`, `bucket`, ...).
+    pub component: String,
+    /// The AWS resource.
+    pub resource: String,
+    /// Each field that differs; a deleted resource has one change of field `exists`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<DriftChange>,
+    /// `event` (an AWS change event triggered the look) or `resync` (the periodic re-check).
+    pub found_by: String,
+    /// Who made the change (`userIdentity.arn` of the AWS change event); absent when unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    /// The AWS API call that made it (`eventName`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_name: Option<String>,
+    /// When AWS says the call was made (`eventTime`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_time: Option<String>,
+    /// Where the call came from (`sourceIPAddress`, user agent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// Whether the operator brought it back to the spec (`driftPolicy: Repair`).
+    pub repaired: bool,
+}
+
+/// One field of a drift, its values as users write them.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DriftChange {
+    pub field: String,
+    /// The value before the drift: the spec's, which AWS had.
+    pub before: String,
+    /// The value found in AWS.
+    pub after: String,
 }
 
 /// A managed resource's name and ARN.
