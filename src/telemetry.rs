@@ -24,6 +24,7 @@ use prometheus_client::registry::Registry;
 use crate::api::conditions::{FALSE, TRUE, UNKNOWN};
 use crate::aws::calls::is_read_operation;
 use crate::aws::CallLog;
+use crate::events::Feed;
 
 /// Whether log lines may carry ANSI colour codes: only on a terminal, and never when `NO_COLOR`
 /// is set to anything but the empty string (no-color.org).
@@ -152,8 +153,42 @@ impl prometheus_client::collector::Collector for AwsCalls {
     }
 }
 
+/// Exposes the change-event feed's health and what became of its messages at scrape time.
+#[derive(Debug)]
+struct ChangeEvents(Arc<Feed>);
+
+impl prometheus_client::collector::Collector for ChangeEvents {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let feed = &self.0;
+        let mut up = encoder.encode_descriptor(
+            "sales_operator_events_up",
+            "Whether the change-event queue answers (1) or the operator polls with the short resync (0)",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (i, queue) in feed.queues().iter().enumerate() {
+            ConstGauge::new(i64::from(feed.queue_up(i))).encode(up.encode_family(&[("queue", queue.as_str())])?)?;
+        }
+        let mut events = encoder.encode_descriptor(
+            "sales_operator_change_events",
+            "AWS change events received, by outcome: matched (a pipeline reconciled), own (the operator's call), unknown (no pipeline's resource), malformed",
+            None,
+            MetricType::Counter,
+        )?;
+        let c = &feed.counts;
+        for (outcome, n) in
+            [("matched", &c.matched), ("own", &c.own), ("unknown", &c.unknown), ("malformed", &c.malformed)]
+        {
+            let value = n.load(Ordering::Relaxed);
+            ConstCounter::new(value).encode(events.encode_family(&[("outcome", outcome)])?)?;
+        }
+        Ok(())
+    }
+}
+
 impl Metrics {
-    pub fn new(calls: CallLog) -> Self {
+    /// The operator's metrics; `events`' only when it reads change-event queues.
+    pub fn new(calls: CallLog, events: Option<Arc<Feed>>) -> Self {
         let mut registry = Registry::default();
         let reconciles = Family::<ResultLabels, Counter>::default();
         let errors = Family::<ErrorLabels, Counter>::default();
@@ -174,6 +209,9 @@ impl Metrics {
         );
         registry.register_collector(Box::new(Pipelines(pipelines.clone())));
         registry.register_collector(Box::new(AwsCalls(calls)));
+        if let Some(feed) = events {
+            registry.register_collector(Box::new(ChangeEvents(feed)));
+        }
         // OpenMetrics info: exposed as sales_operator_build_info{version,revision} 1.
         registry.register(
             "sales_operator_build",
@@ -257,7 +295,7 @@ mod tests {
 
     #[test]
     fn metrics_name_the_running_version_and_revision() {
-        let text = Metrics::new(CallLog::default()).render().unwrap();
+        let text = Metrics::new(CallLog::default(), None).render().unwrap();
         let line = format!("sales_operator_build_info{{version=\"{VERSION}\",revision=\"{REVISION}\"}} 1");
         assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
         assert!(text.contains("# TYPE sales_operator_build info"), "{text}");
@@ -265,7 +303,7 @@ mod tests {
 
     #[test]
     fn the_pipelines_gauge_shows_every_ready_status_of_each_account_and_forgets_gone_accounts() {
-        let metrics = Metrics::new(CallLog::default());
+        let metrics = Metrics::new(CallLog::default(), None);
         let counts = [(("111111111111".to_string(), "True"), 2), (("222222222222".to_string(), "False"), 1)];
         metrics.set_pipelines(counts.into_iter().collect());
         let text = metrics.render().unwrap();
@@ -285,6 +323,23 @@ mod tests {
         let text = metrics.render().unwrap();
         assert!(text.lines().any(|l| l == gauge("True", "111111111111", 3)), "{text}");
         assert!(!text.contains("222222222222"), "{text}");
+    }
+
+    #[test]
+    fn the_events_metrics_show_each_queue_and_each_outcome() {
+        let feed = Arc::new(Feed::new(vec!["https://sqs.eu-west-1.amazonaws.com/1/q".into()]));
+        assert!(feed.handle("not json").is_err());
+        feed.counts.malformed.fetch_add(1, Ordering::Relaxed);
+        let text = Metrics::new(CallLog::default(), Some(feed)).render().unwrap();
+        for line in [
+            "sales_operator_events_up{queue=\"https://sqs.eu-west-1.amazonaws.com/1/q\"} 0",
+            "sales_operator_change_events_total{outcome=\"malformed\"} 1",
+            "sales_operator_change_events_total{outcome=\"matched\"} 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
+        }
+        let text = Metrics::new(CallLog::default(), None).render().unwrap();
+        assert!(!text.contains("sales_operator_events_up"), "{text}");
     }
 
     #[test]

@@ -16,6 +16,7 @@ use super::RunArgs;
 use crate::api::{AwsIdentity, SalesPipeline};
 use crate::aws::identity::Assume;
 use crate::aws::{sdk_config, AwsError, AwsSettings, CallLog, Clients};
+use crate::events::Feed;
 use crate::names::Names;
 use crate::reconcile::{Reconciler, Timing};
 use crate::telemetry::Metrics;
@@ -28,7 +29,10 @@ pub struct Context {
     /// Who publishes events (for the one-off recorders of Normal events).
     pub reporter: Reporter,
     pub metrics: Arc<Metrics>,
-    pub resync: Duration,
+    /// `--resync-period`, when set: it wins over the event-driven default.
+    resync_period: Option<Duration>,
+    /// The AWS change events (none without `--events-queue`) and the index of managed resources.
+    pub events: Arc<Feed>,
     /// `--name-prefix`: the AWS names the operator's IAM policy covers.
     pub name_prefix: Option<String>,
     /// What OrderGenerator pods inherit from the operator.
@@ -57,12 +61,14 @@ pub struct Context {
     require_identity: bool,
 }
 
-/// The watch caches a reconcile reads besides its own object.
+/// What a reconcile reads besides its own object: the watch caches and the change-event feed.
 pub struct Caches {
     /// Every watched namespace's SalesPipelines.
     pub pipelines: Vec<Store<SalesPipeline>>,
     /// The cluster's AwsIdentities.
     pub identities: Store<AwsIdentity>,
+    /// The AWS change events and the index of the resources each pipeline manages.
+    pub events: Arc<Feed>,
 }
 
 /// Where a pipeline's AWS calls go: the identity it acts through (if any), its account and region.
@@ -89,6 +95,11 @@ pub enum Untargeted {
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
+
+/// The resync while change events find drift: a backstop for lost events.
+pub const EVENT_RESYNC: Duration = Duration::from_secs(3600);
+/// The resync without change events (none configured, or a queue not answering).
+pub const POLL_RESYNC: Duration = Duration::from_secs(300);
 
 /// First retry delay after a failed reconcile; doubles per consecutive failure.
 const BACKOFF_START: Duration = Duration::from_secs(5);
@@ -119,7 +130,8 @@ impl Context {
             timing,
             client,
             metrics,
-            resync: args.resync_period,
+            resync_period: args.resync_period,
+            events: caches.events,
             name_prefix: args.name_prefix.clone(),
             calls,
             reconcilers: Mutex::new(HashMap::new()),
@@ -132,6 +144,21 @@ impl Context {
             echoes: Echoes::default(),
             pipelines: caches.pipelines,
         }
+    }
+
+    /// How long until a pipeline that needs nothing is looked at again: `--resync-period`, else
+    /// [`EVENT_RESYNC`] while every change-event queue answers, else [`POLL_RESYNC`].
+    pub fn resync(&self) -> Duration {
+        match self.resync_period {
+            Some(period) => period,
+            None if self.events.healthy() => EVENT_RESYNC,
+            None => POLL_RESYNC,
+        }
+    }
+
+    /// The operator's SDK configuration (its own credentials and region).
+    pub fn sdk(&self) -> &SdkConfig {
+        &self.sdk
     }
 
     /// The operator's own region, if configured.
@@ -255,6 +282,9 @@ impl Context {
         let sts = aws_sdk_sts::Client::new(&self.sdk_in(&region));
         match sts.get_caller_identity().send().await {
             Ok(me) => {
+                if let Some(arn) = &me.arn {
+                    self.events.own_principal(arn);
+                }
                 let account = me.account?;
                 *lock(&self.own_account) = Some(account.clone());
                 Some(account)

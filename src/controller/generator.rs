@@ -270,7 +270,7 @@ async fn converge(og: &OrderGenerator, ctx: &Context, namespace: &str) -> Result
             let computed = waiting_conditions(reason, &message, stopped.as_ref());
             write_status(&api, og, status, &computed).await?;
             // The pipeline's changes and the Deployment's wake the controller (it watches both).
-            return Ok(Action::requeue(ctx.resync));
+            return Ok(Action::requeue(ctx.resync()));
         }
     };
     let deployment = desired_deployment(og, &table, region.as_deref(), &ctx.pod_defaults)?;
@@ -290,7 +290,7 @@ async fn converge(og: &OrderGenerator, ctx: &Context, namespace: &str) -> Result
     write_status(&api, og, status, &computed).await?;
     // The Deployment's changes and the pipeline's wake the controller (it watches both): no
     // polling while a rollout or the pipeline is under way.
-    Ok(Action::requeue(ctx.resync))
+    Ok(Action::requeue(ctx.resync()))
 }
 
 /// Sets `spec.replicas: 0` on the generator's Deployment, if there is one, and returns what its

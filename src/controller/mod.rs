@@ -2,6 +2,7 @@
 //! reconcile core; knows how to talk to the API server, not to AWS.
 
 pub mod context;
+mod events;
 pub mod generator;
 pub mod identities;
 pub mod pipeline;
@@ -21,6 +22,7 @@ use kube_lease_manager::LeaseManagerBuilder;
 
 use crate::api::{AwsIdentity, OrderGenerator, SalesPipeline};
 use crate::aws::{AwsSettings, CallLog};
+use crate::events::{consumer, Feed};
 use crate::reconcile::Timing;
 use crate::telemetry::{self, Health, Metrics};
 pub use context::{Context, Target, Untargeted};
@@ -56,9 +58,15 @@ pub struct RunArgs {
     /// Namespaces to watch (repeat or comma-separate); all namespaces when unset.
     #[arg(long = "namespace", env = "SALES_OPERATOR_WATCH_NAMESPACES", value_delimiter = ',')]
     pub namespaces: Vec<String>,
-    /// Re-check every pipeline this often, so drift in AWS is repaired without any Kubernetes event.
-    #[arg(long, env = "SALES_OPERATOR_RESYNC_PERIOD", default_value = "5m", value_parser = crate::parse_duration)]
-    pub resync_period: Duration,
+    /// Re-check every pipeline this often, so drift in AWS is repaired without any Kubernetes
+    /// event. Default: 5m; 1h while every `--events-queue` answers (events find drift then).
+    #[arg(long, env = "SALES_OPERATOR_RESYNC_PERIOD", value_parser = crate::parse_duration)]
+    pub resync_period: Option<Duration>,
+    /// URL of an SQS queue of AWS change events (`events-setup`, docs/change-events.md): a change
+    /// made outside the operator to a pipeline's resource reconciles that pipeline within
+    /// seconds. Repeat (or comma-separate) for each account and region.
+    #[arg(long = "events-queue", env = "SALES_OPERATOR_EVENTS_QUEUES", value_delimiter = ',')]
+    pub events_queues: Vec<String>,
     /// Pipelines reconciled at the same time.
     #[arg(long, env = "SALES_OPERATOR_CONCURRENCY", default_value_t = 4)]
     pub concurrency: u16,
@@ -121,7 +129,8 @@ pub enum RunError {
 pub async fn run(args: RunArgs, aws: AwsSettings, timing: Timing) -> Result<(), RunError> {
     let client = Client::try_default().await?;
     let calls = CallLog::default();
-    let metrics = Arc::new(Metrics::new(calls.clone()));
+    let feed = Arc::new(Feed::new(args.events_queues.iter().filter(|q| !q.is_empty()).cloned().collect()));
+    let metrics = Arc::new(Metrics::new(calls.clone(), (!feed.queues().is_empty()).then(|| feed.clone())));
     let ready = Arc::new(AtomicBool::new(false));
     let health = Health { metrics: metrics.clone(), ready: ready.clone() };
     let addr = args.metrics_address;
@@ -195,13 +204,20 @@ pub async fn run(args: RunArgs, aws: AwsSettings, timing: Timing) -> Result<(), 
     let watches: Vec<_> = apis::<SalesPipeline>(&client, &args.namespaces).into_iter().map(slim_watch).collect();
     // Every watched SalesPipeline, for the in-cluster name-conflict check.
     let stores = watches.iter().map(|(_, store)| store.clone()).collect();
-    let caches = context::Caches { pipelines: stores, identities };
-    let ctx = Arc::new(Context::new(client.clone(), aws, timing, &args, metrics, calls, caches).await);
-    let pipelines = watches.into_iter().map(|(trigger, store)| {
+    let caches = context::Caches { pipelines: stores, identities, events: feed.clone() };
+    let ctx = Arc::new(Context::new(client.clone(), aws, timing, &args, metrics, calls.clone(), caches).await);
+    let watcher: Arc<dyn consumer::Watcher> = Arc::new(events::QueueWatcher::new(ctx.clone(), &args));
+    for (i, url) in feed.queues().iter().enumerate() {
+        let client = consumer::client(ctx.sdk(), url, calls.clone());
+        tokio::spawn(consumer::consume(feed.clone(), i, client, watcher.clone()));
+    }
+    let namespaces = watched(&args.namespaces);
+    let pipelines = watches.into_iter().zip(namespaces).map(|((trigger, store), namespace)| {
         let users = store.clone();
         // A changed identity (granted, revoked, made default, its role changed) wakes every
-        // pipeline that may use it.
+        // pipeline that may use it; an AWS change event, the pipeline whose resource it names.
         Controller::for_stream(trigger, store)
+            .reconcile_on(feed.subscribe(namespace))
             .watches(Api::<AwsIdentity>::all(client.clone()), watcher::Config::default(), move |_| {
                 users.state().iter().map(|sp| ObjectRef::from(sp.as_ref())).collect::<Vec<_>>()
             })
@@ -302,6 +318,16 @@ where
 fn slim<K: Resource>(obj: &mut K) {
     obj.managed_fields_mut().clear();
     obj.annotations_mut().remove("kubectl.kubernetes.io/last-applied-configuration");
+}
+
+/// The namespaces [`apis`] gives an `Api` for, in its order (`None`: all).
+fn watched(namespaces: &[String]) -> Vec<Option<String>> {
+    let named: Vec<Option<String>> = namespaces.iter().filter(|n| !n.is_empty()).cloned().map(Some).collect();
+    if named.is_empty() {
+        vec![None]
+    } else {
+        named
+    }
 }
 
 fn apis<K>(client: &Client, namespaces: &[String]) -> Vec<Api<K>>

@@ -120,8 +120,8 @@ async fn apply(sp: &SalesPipeline, ctx: &Context, api: &Api<SalesPipeline>) -> R
             // e.g. an IAM role that had not propagated yet).
             let since = jiff::Timestamp::now().duration_since(stalled.last_transition_time.0);
             let since = std::time::Duration::try_from(since).unwrap_or_default();
-            if since < ctx.resync {
-                return Ok(Action::requeue(ctx.resync - since));
+            if since < ctx.resync() {
+                return Ok(Action::requeue(ctx.resync() - since));
             }
         }
     }
@@ -202,10 +202,10 @@ async fn apply(sp: &SalesPipeline, ctx: &Context, api: &Api<SalesPipeline>) -> R
 
     let next = match outcome.error {
         Some((component, source)) if !source.is_permanent() => return Err(Error::Aws { component, source }),
-        _ if outcome.stalled() => ctx.resync,
+        _ if outcome.stalled() => ctx.resync(),
         _ if outcome.ready() || mode == Mode::Observe => {
             ctx.succeeded(&ObjectRef::from(sp));
-            ctx.resync
+            ctx.resync()
         }
         _ => outcome.wait.unwrap_or(CONVERGING_REQUEUE),
     };
@@ -247,7 +247,7 @@ async fn stall(
     let status = SalesPipelineStatus { observed_generation: sp.metadata.generation, ..previous.clone() };
     write_status(api, sp, status, &stalled(reason, message)).await?;
     ctx.record_ready(ObjectRef::from(sp), Some((FALSE, previous.account.clone())));
-    Ok(Action::requeue(ctx.resync))
+    Ok(Action::requeue(ctx.resync()))
 }
 
 /// Whether the status shows AWS resources of the pipeline (its table, stream, ... was seen).
