@@ -105,6 +105,9 @@ pub enum Command {
     Generate(sales_operator::generator::command::GenerateArgs),
     /// Run one of a pipeline's named Athena queries and print the result.
     Query(sales_operator::run_query::QueryArgs),
+    /// Create (or bring up to date) the SQS queue and EventBridge rules that carry AWS change
+    /// events to the operator, in --region; docs/change-events.md.
+    EventsSetup(sales_operator::events::setup::SetupArgs),
     /// Run the controller: reconcile SalesPipelines in the cluster (leader election, /metrics, /healthz, /readyz).
     Run(sales_operator::controller::RunArgs),
 }
@@ -181,19 +184,24 @@ pub enum CliError {
     Generate(#[from] sales_operator::generator::GeneratorError),
     #[error("{0}")]
     Controller(#[from] sales_operator::controller::RunError),
+    #[error("{0}")]
+    EventsSetup(#[from] sales_operator::events::setup::SetupError),
 }
 
 impl CliError {
     /// 2: bad input; 1: AWS or other failure.
     pub fn exit_code(&self) -> u8 {
         match self {
-            CliError::Manifest(_) | CliError::Usage(_) => 2,
+            CliError::Manifest(_)
+            | CliError::Usage(_)
+            | CliError::EventsSetup(sales_operator::events::setup::SetupError::QueueName(_)) => 2,
             CliError::Generate(e) => e.exit_code(),
             CliError::Aws(_)
             | CliError::Reconcile { .. }
             | CliError::Output(_)
             | CliError::NoAnswer(_)
-            | CliError::Controller(_) => 1,
+            | CliError::Controller(_)
+            | CliError::EventsSetup(_) => 1,
         }
     }
 }
@@ -297,6 +305,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             })?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::EventsSetup(args) => events_setup(&cli.global, &args).await,
         Command::Run(args) => {
             use sales_operator::telemetry::{BUILD_DATE, REVISION, VERSION};
             tracing::info!(version = VERSION, revision = REVISION, built = BUILD_DATE, "sales-operator starting");
@@ -486,6 +495,26 @@ fn print_actions(actions: &[Action]) {
     for a in actions {
         let _ = writeln!(err, "{a}");
     }
+}
+
+async fn events_setup(global: &Global, args: &sales_operator::events::setup::SetupArgs) -> Result<ExitCode, CliError> {
+    use sales_operator::events::setup;
+    if args.print_cloudformation {
+        print!("{}", setup::TEMPLATE);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !setup::valid_queue_name(&args.queue_name) {
+        return Err(setup::SetupError::QueueName(args.queue_name.clone()).into());
+    }
+    let settings = cli_settings(global, None).await?;
+    let region = settings.region.clone().unwrap_or_default();
+    let sdk = aws::connect(&settings).await?;
+    let report = setup::run(&sdk, &args.queue_name).await?;
+    let mut out = std::io::stdout().lock();
+    for line in setup::report_lines(&report, &region) {
+        let _ = writeln!(out, "{line}");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn plan(global: &Global, args: &FileArgs) -> Result<ExitCode, CliError> {
