@@ -92,6 +92,15 @@ pub enum Command {
         /// must start with it, and any name set in a spec too); docs/iam.md.
         #[arg(long, value_name = "PREFIX")]
         name_prefix: Option<String>,
+        /// Print instead the policy `events-setup` needs to create the change-event queue and
+        /// rules (docs/change-events.md).
+        #[arg(long, conflicts_with_all = ["generator_table_arn", "trust_policy", "identity_role", "name_prefix"])]
+        events_setup: bool,
+        /// The change-event queue the operator reads (and `--events-setup` creates): the name
+        /// given to `events-setup --queue-name`.
+        #[arg(long, value_name = "NAME", default_value = sales_operator::events::setup::DEFAULT_QUEUE_NAME,
+              conflicts_with_all = ["generator_table_arn", "trust_policy", "identity_role"])]
+        events_queue: String,
     },
     /// Check a SalesPipeline manifest as the API server would (schema, CEL, names); no AWS call.
     Validate(FileArgs),
@@ -262,13 +271,26 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             println!("{}", serde_json::to_string_pretty(&policy).map_err(|e| CliError::Output(e.to_string()))?);
             Ok(ExitCode::SUCCESS)
         }
-        Command::IamPolicy { generator_table_arn: None, name_prefix, .. } => {
+        Command::IamPolicy { events_queue, .. }
+            if !sales_operator::events::setup::valid_queue_name(&events_queue) =>
+        {
+            Err(CliError::Usage(format!(
+                "--events-queue: {events_queue} is not a queue name events-setup makes (1-{} letters, digits, '-' or '_')",
+                sales_operator::events::setup::MAX_QUEUE_NAME
+            )))
+        }
+        Command::IamPolicy { events_setup: true, events_queue, .. } => {
+            let policy = aws::operator_policy::events_setup_policy_document(&events_queue);
+            println!("{}", serde_json::to_string_pretty(&policy).map_err(|e| CliError::Output(e.to_string()))?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::IamPolicy { generator_table_arn: None, name_prefix, events_queue, .. } => {
             if let Some(p) = name_prefix.as_deref().filter(|p| !aws::operator_policy::valid_name_prefix(p)) {
                 return Err(CliError::Usage(format!(
                     "--name-prefix: {p:?} is not a name prefix (1-40 letters, digits or '-', starting with a letter or digit)"
                 )));
             }
-            print!("{}", aws::operator_policy::policy_json_for(name_prefix.as_deref()));
+            print!("{}", aws::operator_policy::policy_json_with(name_prefix.as_deref(), &events_queue));
             Ok(ExitCode::SUCCESS)
         }
         Command::IamPolicy { generator_table_arn: Some(arn), .. } => {
