@@ -98,7 +98,7 @@ pub enum Command {
         events_setup: bool,
         /// The change-event queue the operator reads (and `--events-setup` creates): the name
         /// given to `events-setup --queue-name`.
-        #[arg(long, value_name = "NAME", default_value = sales_operator::events::setup::DEFAULT_QUEUE_NAME,
+        #[arg(long, value_name = "NAME", default_value = sales_operator::events::setup::DEFAULT_EVENTS_QUEUE,
               conflicts_with_all = ["generator_table_arn", "trust_policy", "identity_role"])]
         events_queue: String,
     },
@@ -272,11 +272,11 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             Ok(ExitCode::SUCCESS)
         }
         Command::IamPolicy { events_queue, .. }
-            if !sales_operator::events::setup::valid_queue_name(&events_queue) =>
+            if !sales_operator::events::setup::valid_events_queue(&events_queue) =>
         {
             Err(CliError::Usage(format!(
                 "--events-queue: {events_queue} is not a queue name events-setup makes (1-{} letters, digits, '-' or '_')",
-                sales_operator::events::setup::MAX_QUEUE_NAME
+                sales_operator::events::setup::MAX_EVENTS_QUEUE
             )))
         }
         Command::IamPolicy { events_setup: true, events_queue, .. } => {
@@ -525,7 +525,7 @@ async fn events_setup(global: &Global, args: &sales_operator::events::setup::Set
         print!("{}", setup::TEMPLATE);
         return Ok(ExitCode::SUCCESS);
     }
-    if !setup::valid_queue_name(&args.queue_name) {
+    if !setup::valid_events_queue(&args.queue_name) {
         return Err(setup::SetupError::QueueName(args.queue_name.clone()).into());
     }
     let settings = cli_settings(global, None).await?;

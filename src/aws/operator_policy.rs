@@ -542,7 +542,7 @@ pub fn policy_document() -> serde_json::Value {
 /// The policy document of the operator's role, its ARN patterns narrowed to names starting with
 /// `name_prefix` (`sales-operator iam-policy --name-prefix`).
 pub fn policy_document_for(name_prefix: Option<&str>) -> serde_json::Value {
-    policy_document_with(name_prefix, crate::events::setup::DEFAULT_QUEUE_NAME)
+    policy_document_with(name_prefix, crate::names::DEFAULT_EVENTS_QUEUE)
 }
 
 /// [`policy_document_for`], reading change events from queue `events_queue`
@@ -605,7 +605,7 @@ pub fn policy_json() -> String {
 
 /// [`policy_document_for`] as pretty JSON, newline-terminated.
 pub fn policy_json_for(name_prefix: Option<&str>) -> String {
-    policy_json_with(name_prefix, crate::events::setup::DEFAULT_QUEUE_NAME)
+    policy_json_with(name_prefix, crate::names::DEFAULT_EVENTS_QUEUE)
 }
 
 /// [`policy_document_with`] as pretty JSON, newline-terminated.
@@ -870,7 +870,7 @@ mod tests {
     fn the_policy_fits_in_a_managed_policy_even_with_the_longest_prefix() {
         // IAM counts a managed policy's characters without white space: at most 6,144.
         let longest = "p".repeat(crate::names::MAX_PREFIX);
-        let queue = "q".repeat(crate::events::setup::MAX_QUEUE_NAME);
+        let queue = "q".repeat(crate::names::MAX_EVENTS_QUEUE);
         for prefix in [None, Some(longest.as_str())] {
             let compact = serde_json::to_string(&policy_document_with(prefix, &queue)).unwrap();
             assert!(compact.len() <= 6144, "{} characters with prefix {prefix:?}", compact.len());

@@ -15,11 +15,7 @@ use serde_json::{json, Value};
 use crate::aws::operator_policy::MANAGED_BY_VALUE;
 use crate::aws::{AwsError, AwsResultExt, TAG_MANAGED_BY};
 
-/// The queue's name unless `--queue-name` says otherwise (the template's `QueueName` default).
-pub const DEFAULT_QUEUE_NAME: &str = "sales-operator-change-events";
-
-/// The longest queue name: each rule is named `<queue>-<service>`, at most 64 characters.
-pub const MAX_QUEUE_NAME: usize = 55;
+pub use crate::names::{valid_events_queue, DEFAULT_EVENTS_QUEUE, MAX_EVENTS_QUEUE};
 
 /// The `detail-type` CloudTrail gives the API calls it delivers to EventBridge.
 pub const DETAIL_TYPE: &str = "AWS API Call via CloudTrail";
@@ -169,17 +165,11 @@ pub fn queue_policy(queue_arn: &str, rule_arns: &[String]) -> Value {
     })
 }
 
-/// Whether `name` can be the queue's name: letters, digits, `-` and `_`, 1 to [`MAX_QUEUE_NAME`].
-pub fn valid_queue_name(name: &str) -> bool {
-    (1..=MAX_QUEUE_NAME).contains(&name.len())
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-}
-
 /// `sales-operator events-setup`.
 #[derive(clap::Args, Debug)]
 pub struct SetupArgs {
     /// The SQS queue's name (its rules are named `<queue>-<service>`).
-    #[arg(long, value_name = "NAME", default_value = DEFAULT_QUEUE_NAME)]
+    #[arg(long, value_name = "NAME", default_value = DEFAULT_EVENTS_QUEUE)]
     pub queue_name: String,
     /// Print the CloudFormation template that creates the same resources, and call nothing.
     #[arg(long)]
@@ -189,7 +179,9 @@ pub struct SetupArgs {
 /// Why `events-setup` failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
-    #[error("--queue-name: {0} is not a queue name for events-setup (1-{MAX_QUEUE_NAME} letters, digits, '-' or '_')")]
+    #[error(
+        "--queue-name: {0} is not a queue name for events-setup (1-{MAX_EVENTS_QUEUE} letters, digits, '-' or '_')"
+    )]
     QueueName(String),
     #[error("{0}")]
     Aws(#[from] AwsError),
@@ -257,7 +249,7 @@ fn step(verb: Verb, resource: String, changes: Vec<String>) -> Step {
 /// Creates what is missing of the queue, its policy and the rules in the SDK configuration's
 /// region, and brings what differs back to the desired settings; leaves the rest as it is.
 pub async fn run(sdk: &SdkConfig, queue_name: &str) -> Result<Report, SetupError> {
-    if !valid_queue_name(queue_name) {
+    if !valid_events_queue(queue_name) {
         return Err(SetupError::QueueName(queue_name.to_string()));
     }
     let sqs = aws_sdk_sqs::Client::new(sdk);
@@ -586,7 +578,7 @@ mod tests {
     #[test]
     fn every_template_rule_is_named_after_the_queue_and_targets_it() {
         let t = template();
-        assert_eq!(t["Parameters"]["QueueName"]["Default"], DEFAULT_QUEUE_NAME);
+        assert_eq!(t["Parameters"]["QueueName"]["Default"], DEFAULT_EVENTS_QUEUE);
         for (id, rule) in rules(&t) {
             let source = rule["EventPattern"]["source"][0].as_str().unwrap();
             assert_eq!(rule["Name"]["Fn::Sub"], format!("${{QueueName}}-{}", service_of(source)), "{id}");
@@ -637,7 +629,7 @@ mod tests {
             for name in *names {
                 assert!(!crate::aws::calls::is_read_operation(name), "{source} {name} only reads");
             }
-            assert!(rule_name(&"q".repeat(MAX_QUEUE_NAME), source).len() <= 64, "{source}");
+            assert!(rule_name(&"q".repeat(MAX_EVENTS_QUEUE), source).len() <= 64, "{source}");
         }
     }
 
@@ -653,9 +645,9 @@ mod tests {
 
     #[test]
     fn queue_names_are_checked() {
-        assert!(valid_queue_name(DEFAULT_QUEUE_NAME) && valid_queue_name("a_1"));
-        for bad in ["", "a.fifo", "a b", &"q".repeat(MAX_QUEUE_NAME + 1)] {
-            assert!(!valid_queue_name(bad), "{bad}");
+        assert!(valid_events_queue(DEFAULT_EVENTS_QUEUE) && valid_events_queue("a_1"));
+        for bad in ["", "a.fifo", "a b", &"q".repeat(MAX_EVENTS_QUEUE + 1)] {
+            assert!(!valid_events_queue(bad), "{bad}");
         }
     }
 }
