@@ -92,6 +92,15 @@ pub enum Command {
         /// must start with it, and any name set in a spec too); docs/iam.md.
         #[arg(long, value_name = "PREFIX")]
         name_prefix: Option<String>,
+        /// Print instead the policy `events-setup` needs to create the change-event queue and
+        /// rules (docs/change-events.md).
+        #[arg(long, conflicts_with_all = ["generator_table_arn", "trust_policy", "identity_role", "name_prefix"])]
+        events_setup: bool,
+        /// The change-event queue the operator reads (and `--events-setup` creates): the name
+        /// given to `events-setup --queue-name`.
+        #[arg(long, value_name = "NAME", default_value = sales_operator::events::setup::DEFAULT_EVENTS_QUEUE,
+              conflicts_with_all = ["generator_table_arn", "trust_policy", "identity_role"])]
+        events_queue: String,
     },
     /// Check a SalesPipeline manifest as the API server would (schema, CEL, names); no AWS call.
     Validate(FileArgs),
@@ -105,6 +114,9 @@ pub enum Command {
     Generate(sales_operator::generator::command::GenerateArgs),
     /// Run one of a pipeline's named Athena queries and print the result.
     Query(sales_operator::run_query::QueryArgs),
+    /// Create (or bring up to date) the SQS queue and EventBridge rules that carry AWS change
+    /// events to the operator, in --region; docs/change-events.md.
+    EventsSetup(sales_operator::events::setup::SetupArgs),
     /// Run the controller: reconcile SalesPipelines in the cluster (leader election, /metrics, /healthz, /readyz).
     Run(sales_operator::controller::RunArgs),
 }
@@ -181,19 +193,24 @@ pub enum CliError {
     Generate(#[from] sales_operator::generator::GeneratorError),
     #[error("{0}")]
     Controller(#[from] sales_operator::controller::RunError),
+    #[error("{0}")]
+    EventsSetup(#[from] sales_operator::events::setup::SetupError),
 }
 
 impl CliError {
     /// 2: bad input; 1: AWS or other failure.
     pub fn exit_code(&self) -> u8 {
         match self {
-            CliError::Manifest(_) | CliError::Usage(_) => 2,
+            CliError::Manifest(_)
+            | CliError::Usage(_)
+            | CliError::EventsSetup(sales_operator::events::setup::SetupError::QueueName(_)) => 2,
             CliError::Generate(e) => e.exit_code(),
             CliError::Aws(_)
             | CliError::Reconcile { .. }
             | CliError::Output(_)
             | CliError::NoAnswer(_)
-            | CliError::Controller(_) => 1,
+            | CliError::Controller(_)
+            | CliError::EventsSetup(_) => 1,
         }
     }
 }
@@ -254,13 +271,26 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             println!("{}", serde_json::to_string_pretty(&policy).map_err(|e| CliError::Output(e.to_string()))?);
             Ok(ExitCode::SUCCESS)
         }
-        Command::IamPolicy { generator_table_arn: None, name_prefix, .. } => {
+        Command::IamPolicy { events_queue, .. }
+            if !sales_operator::events::setup::valid_events_queue(&events_queue) =>
+        {
+            Err(CliError::Usage(format!(
+                "--events-queue: {events_queue} is not a queue name events-setup makes (1-{} letters, digits, '-' or '_')",
+                sales_operator::events::setup::MAX_EVENTS_QUEUE
+            )))
+        }
+        Command::IamPolicy { events_setup: true, events_queue, .. } => {
+            let policy = aws::operator_policy::events_setup_policy_document(&events_queue);
+            println!("{}", serde_json::to_string_pretty(&policy).map_err(|e| CliError::Output(e.to_string()))?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::IamPolicy { generator_table_arn: None, name_prefix, events_queue, .. } => {
             if let Some(p) = name_prefix.as_deref().filter(|p| !aws::operator_policy::valid_name_prefix(p)) {
                 return Err(CliError::Usage(format!(
                     "--name-prefix: {p:?} is not a name prefix (1-40 letters, digits or '-', starting with a letter or digit)"
                 )));
             }
-            print!("{}", aws::operator_policy::policy_json_for(name_prefix.as_deref()));
+            print!("{}", aws::operator_policy::policy_json_with(name_prefix.as_deref(), &events_queue));
             Ok(ExitCode::SUCCESS)
         }
         Command::IamPolicy { generator_table_arn: Some(arn), .. } => {
@@ -297,6 +327,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             })?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::EventsSetup(args) => events_setup(&cli.global, &args).await,
         Command::Run(args) => {
             use sales_operator::telemetry::{BUILD_DATE, REVISION, VERSION};
             tracing::info!(version = VERSION, revision = REVISION, built = BUILD_DATE, "sales-operator starting");
@@ -486,6 +517,26 @@ fn print_actions(actions: &[Action]) {
     for a in actions {
         let _ = writeln!(err, "{a}");
     }
+}
+
+async fn events_setup(global: &Global, args: &sales_operator::events::setup::SetupArgs) -> Result<ExitCode, CliError> {
+    use sales_operator::events::setup;
+    if args.print_cloudformation {
+        print!("{}", setup::TEMPLATE);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !setup::valid_events_queue(&args.queue_name) {
+        return Err(setup::SetupError::QueueName(args.queue_name.clone()).into());
+    }
+    let settings = cli_settings(global, None).await?;
+    let region = settings.region.clone().unwrap_or_default();
+    let sdk = aws::connect(&settings).await?;
+    let report = setup::run(&sdk, &args.queue_name).await?;
+    let mut out = std::io::stdout().lock();
+    for line in setup::report_lines(&report, &region) {
+        let _ = writeln!(out, "{line}");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn plan(global: &Global, args: &FileArgs) -> Result<ExitCode, CliError> {

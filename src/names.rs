@@ -12,6 +12,21 @@ use crate::api::SalesPipelineSpec;
 /// (pipe and delivery stream names: 64, role names: 64, buckets: 63).
 pub const MAX_PREFIX: usize = 40;
 
+/// The change-event queue's name unless `events-setup --queue-name` says otherwise: one queue
+/// for every pipeline of an account and region (docs/change-events.md).
+pub const DEFAULT_EVENTS_QUEUE: &str = "sales-operator-change-events";
+
+/// The longest change-event queue name: its rules are named `<queue>-<service>`, at most 64
+/// characters.
+pub const MAX_EVENTS_QUEUE: usize = 55;
+
+/// Whether `name` can be a change-event queue's name: letters, digits, `-` and `_`, 1 to
+/// [`MAX_EVENTS_QUEUE`] (no `.fifo`: EventBridge's events are not ordered).
+pub fn valid_events_queue(name: &str) -> bool {
+    (1..=MAX_EVENTS_QUEUE).contains(&name.len())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
 /// The AWS names of one pipeline's resources.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Names {

@@ -6,7 +6,8 @@
 
 use std::collections::BTreeSet;
 
-/// Every AWS action the operator calls (sorted), besides `iam:PassRole`.
+/// Every AWS action the operator calls (sorted) on pipeline resources, besides `iam:PassRole`
+/// (the change-event queue's are [`CHANGE_EVENT_ACTIONS`]).
 pub const OPERATOR_ACTIONS: &[&str] = &[
     "athena:BatchGetNamedQuery",
     "athena:CreateNamedQuery",
@@ -93,6 +94,53 @@ pub const OPERATOR_ACTIONS: &[&str] = &[
 /// Every AWS action the OrderGenerator workload (`sales-operator generate`) calls, on its table.
 pub const GENERATOR_ACTIONS: &[&str] = &["dynamodb:BatchWriteItem", "dynamodb:DescribeTable"];
 
+/// Every AWS action the operator calls on its change-event queue (docs/change-events.md): one
+/// queue for all pipelines of an account and region, named by `events-setup --queue-name`, so
+/// `--name-prefix` does not narrow it; `iam-policy --events-queue` names another.
+pub const CHANGE_EVENT_ACTIONS: &[&str] =
+    &["sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl", "sqs:ReceiveMessage"];
+
+/// Every AWS action `sales-operator events-setup` calls: on the queue, and on its rules.
+pub const EVENTS_SETUP_QUEUE_ACTIONS: &[&str] = &[
+    "sqs:CreateQueue",
+    "sqs:GetQueueAttributes",
+    "sqs:GetQueueUrl",
+    "sqs:ListQueueTags",
+    "sqs:SetQueueAttributes",
+    "sqs:TagQueue",
+];
+/// See [`EVENTS_SETUP_QUEUE_ACTIONS`].
+pub const EVENTS_SETUP_RULE_ACTIONS: &[&str] = &[
+    "events:DescribeRule",
+    "events:ListTagsForResource",
+    "events:ListTargetsByRule",
+    "events:PutRule",
+    "events:PutTargets",
+    "events:TagResource",
+];
+
+/// The ARN pattern of change-event queue `queue` in every region.
+pub fn queue_arn(queue: &str) -> String {
+    format!("arn:aws:sqs:*:*:{queue}")
+}
+
+/// The policy `sales-operator events-setup --queue-name QUEUE` needs: the queue, and the rules
+/// named after it (`QUEUE-<service>` on the default bus).
+pub fn events_setup_policy_document(queue: &str) -> serde_json::Value {
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            statement("ChangeEventQueue", EVENTS_SETUP_QUEUE_ACTIONS, vec![queue_arn(queue)], None),
+            statement(
+                "ChangeEventRules",
+                EVENTS_SETUP_RULE_ACTIONS,
+                vec![format!("arn:aws:events:*:*:rule/{queue}-*")],
+                None
+            ),
+        ]
+    })
+}
+
 /// The IAM policy of a role for the OrderGenerator pods writing into the table `table_arn`.
 pub fn generator_policy_document(table_arn: &str) -> serde_json::Value {
     serde_json::json!({
@@ -173,6 +221,8 @@ pub fn iam_prefix(sdk_service: &str) -> Option<&'static str> {
         "Athena" => "athena",
         "IAM" => "iam",
         "Resource Groups Tagging API" => "tag",
+        "SQS" => "sqs",
+        "EventBridge" => "events",
         _ => return None,
     })
 }
@@ -492,6 +542,12 @@ pub fn policy_document() -> serde_json::Value {
 /// The policy document of the operator's role, its ARN patterns narrowed to names starting with
 /// `name_prefix` (`sales-operator iam-policy --name-prefix`).
 pub fn policy_document_for(name_prefix: Option<&str>) -> serde_json::Value {
+    policy_document_with(name_prefix, crate::names::DEFAULT_EVENTS_QUEUE)
+}
+
+/// [`policy_document_for`], reading change events from queue `events_queue`
+/// (`iam-policy --events-queue`).
+pub fn policy_document_with(name_prefix: Option<&str>, events_queue: &str) -> serde_json::Value {
     let a = Arns::new(name_prefix);
     let mut read = vec![a.table.clone(), a.stream.clone(), a.pipe.clone(), a.delivery.clone()];
     read.extend(a.buckets.iter().cloned());
@@ -537,6 +593,7 @@ pub fn policy_document_for(name_prefix: Option<&str>) -> serde_json::Value {
             statement("ChangeUntaggableOrUnconditionable", UNCONDITIONED_ACTIONS, unconditioned, None),
             statement("UnscopedActions", UNSCOPED_ACTIONS, vec!["*".into()], None),
             statement("PassOwnedPipelineRoles", &["iam:PassRole"], vec![a.role.clone()], Some(pass)),
+            statement("ReadChangeEvents", CHANGE_EVENT_ACTIONS, vec![queue_arn(events_queue)], None),
         ]
     })
 }
@@ -548,7 +605,12 @@ pub fn policy_json() -> String {
 
 /// [`policy_document_for`] as pretty JSON, newline-terminated.
 pub fn policy_json_for(name_prefix: Option<&str>) -> String {
-    let mut text = serde_json::to_string_pretty(&policy_document_for(name_prefix)).unwrap_or_default();
+    policy_json_with(name_prefix, crate::names::DEFAULT_EVENTS_QUEUE)
+}
+
+/// [`policy_document_with`] as pretty JSON, newline-terminated.
+pub fn policy_json_with(name_prefix: Option<&str>, events_queue: &str) -> String {
+    let mut text = serde_json::to_string_pretty(&policy_document_with(name_prefix, events_queue)).unwrap_or_default();
     text.push('\n');
     text
 }
@@ -772,6 +834,31 @@ mod tests {
     }
 
     #[test]
+    fn change_events_are_read_from_the_one_queue_only() {
+        let doc = policy_document_for(Some("shop-"));
+        let all = statements(&doc);
+        let read = all.iter().find(|s| s["Sid"] == "ReadChangeEvents").unwrap();
+        assert_eq!(list_of(&read["Action"]), CHANGE_EVENT_ACTIONS);
+        assert_eq!(read["Resource"], "arn:aws:sqs:*:*:sales-operator-change-events");
+        assert!(read.get("Condition").is_none());
+        let other = policy_document_with(None, "team-a-events");
+        assert!(statements(&other).iter().any(|s| s["Resource"] == "arn:aws:sqs:*:*:team-a-events"));
+        for s in &all {
+            let sqs = list_of(&s["Action"]).iter().any(|a| a.starts_with("sqs:"));
+            assert_eq!(sqs, s["Sid"] == "ReadChangeEvents", "{s}");
+        }
+        let setup = events_setup_policy_document("q");
+        assert_eq!(setup["Statement"][0]["Resource"], "arn:aws:sqs:*:*:q");
+        assert_eq!(setup["Statement"][1]["Resource"], "arn:aws:events:*:*:rule/q-*");
+        for group in [CHANGE_EVENT_ACTIONS, EVENTS_SETUP_QUEUE_ACTIONS, EVENTS_SETUP_RULE_ACTIONS] {
+            let mut sorted = group.to_vec();
+            sorted.sort();
+            sorted.dedup();
+            assert_eq!(sorted, group);
+        }
+    }
+
+    #[test]
     fn name_prefixes_are_the_name_prefix_alphabet() {
         assert!(valid_name_prefix("shop-") && valid_name_prefix("A1"));
         for bad in ["", "-shop", "shop_", "a*", &"x".repeat(41)] {
@@ -783,8 +870,9 @@ mod tests {
     fn the_policy_fits_in_a_managed_policy_even_with_the_longest_prefix() {
         // IAM counts a managed policy's characters without white space: at most 6,144.
         let longest = "p".repeat(crate::names::MAX_PREFIX);
+        let queue = "q".repeat(crate::names::MAX_EVENTS_QUEUE);
         for prefix in [None, Some(longest.as_str())] {
-            let compact = serde_json::to_string(&policy_document_for(prefix)).unwrap();
+            let compact = serde_json::to_string(&policy_document_with(prefix, &queue)).unwrap();
             assert!(compact.len() <= 6144, "{} characters with prefix {prefix:?}", compact.len());
         }
     }

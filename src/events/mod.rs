@@ -3,6 +3,7 @@
 pub mod change;
 pub mod consumer;
 pub mod index;
+pub mod setup;
 
 pub use change::{ChangeEvent, Service};
 pub use consumer::Feed;

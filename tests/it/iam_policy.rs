@@ -161,6 +161,8 @@ fn sdk_operations() -> BTreeMap<&'static str, BTreeSet<String>> {
         ("aws-sdk-athena", "Athena"),
         ("aws-sdk-iam", "IAM"),
         ("aws-sdk-resourcegroupstagging", "Resource Groups Tagging API"),
+        ("aws-sdk-sqs", "SQS"),
+        ("aws-sdk-eventbridge", "EventBridge"),
     ];
     let mut ops = BTreeMap::new();
     for (krate, service) in crates {
@@ -456,6 +458,70 @@ fn the_generator_policy_allows_exactly_what_the_generator_calls_on_its_table_and
         .unwrap();
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--generator-table-arn"));
+}
+
+/// The `.rs` files of src/events/ other than setup.rs: the operator's change-event consumer.
+fn consumer_files() -> Vec<String> {
+    let mut files: Vec<String> = std::fs::read_dir(project_dir().join("src/events"))
+        .unwrap()
+        .map(|e| format!("src/events/{}", e.unwrap().file_name().to_string_lossy()))
+        .filter(|f| f.ends_with(".rs") && !f.ends_with("/setup.rs"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn the_events_setup_policy_allows_exactly_what_events_setup_calls_and_passes_the_reference() {
+    let ops = operations_in(&[("src/events/setup.rs", "SQS"), ("src/events/setup.rs", "EventBridge")]);
+    let needed: BTreeSet<String> = ops.iter().flat_map(|(s, o)| iam_actions(s, o).unwrap()).collect();
+    let granted: BTreeSet<String> =
+        [operator_policy::EVENTS_SETUP_QUEUE_ACTIONS, operator_policy::EVENTS_SETUP_RULE_ACTIONS]
+            .concat()
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+    assert_eq!(needed, granted, "src/events/setup.rs calls {ops:?}");
+
+    // The consumer's SQS calls are all in the operator's ReadChangeEvents statement.
+    let files = consumer_files();
+    let files: Vec<(&str, &'static str)> = files.iter().map(|f| (f.as_str(), "SQS")).collect();
+    let consumed = operations_in(&files);
+    let missing =
+        missing_actions(consumed.iter().map(|(s, o)| (*s, o.as_str())), operator_policy::CHANGE_EVENT_ACTIONS);
+    assert!(missing.is_empty(), "src/events/ reads the queue with actions CHANGE_EVENT_ACTIONS lacks: {missing:#?}");
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sales-operator"))
+        .args(["iam-policy", "--events-setup", "--events-queue", "team-a-events"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(printed, operator_policy::events_setup_policy_document("team-a-events"));
+    assert_eq!(printed["Statement"][0]["Resource"], "arn:aws:sqs:*:*:team-a-events", "the one queue only");
+    assert_eq!(printed["Statement"][1]["Resource"], "arn:aws:events:*:*:rule/team-a-events-*", "its rules only");
+    let wider = std::process::Command::new(env!("CARGO_BIN_EXE_sales-operator"))
+        .args(["iam-policy", "--events-queue", "team-a-events"])
+        .output()
+        .unwrap();
+    assert!(wider.status.success(), "{}", String::from_utf8_lossy(&wider.stderr));
+    let operator: serde_json::Value = serde_json::from_slice(&wider.stdout).unwrap();
+    assert_eq!(operator, operator_policy::policy_document_with(None, "team-a-events"));
+    let findings = serious(lint(&[
+        ("events-setup".into(), printed),
+        ("operator-policy of sales-operator iam-policy --events-queue team-a-events".into(), operator),
+    ]));
+    assert!(findings.iter().all(|f| f["policy"] != "events-setup"), "{findings:#?}");
+    let accepted = accepted_findings();
+    let findings: Vec<_> = findings.into_iter().filter(|f| !is_accepted(f, &accepted)).collect();
+    assert!(findings.is_empty(), "{findings:#?}");
+
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_sales-operator"))
+        .args(["iam-policy", "--events-setup", "--events-queue", "events.fifo"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--events-queue: events.fifo"));
 }
 
 // ---------------------------------------------------------------------------------------------

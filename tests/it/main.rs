@@ -26,6 +26,7 @@ mod chart;
 mod cli;
 mod controller_e2e;
 mod delivered_fixture;
+mod events_setup;
 mod generator_controller_e2e;
 mod generator_moto;
 mod iam_policy;
