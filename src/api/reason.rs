@@ -84,7 +84,7 @@ reasons! {
     /// Stalled: nothing more happens until the spec (or what AWS refused) changes.
     Stalled: "`Reconciling`",
     /// Every component in sync, or the generator rolled out: nothing to do.
-    InSync: "`Reconciling`, component conditions",
+    InSync: "`Reconciling`, SalesPipeline `Drifted`, component conditions",
     /// The operator is still at work: converging, or retrying.
     Progressing: "SalesPipeline `Reconciling`",
     /// The component waits for an earlier one: not looked at in this pass, or a value it names (an ARN) is not known yet. The message says what it waits for.
@@ -115,8 +115,8 @@ reasons! {
     Recovering: "component conditions",
     /// A service refused a role IAM has not propagated yet: retried for a bounded window after the role changed.
     WaitingForIam: "component conditions",
-    /// It differs from the spec (in a plan).
-    Drifted: "component conditions",
+    /// It differs from the spec: in a plan, or under `driftPolicy: Report` once the pipeline was built (not repaired; the `Drifted` condition has the diff).
+    Drifted: "SalesPipeline `Ready`, `Stalled`, `Drifted`, component conditions",
     /// The generator's Deployment is rolling out: the message has the counts.
     RollingOut: "OrderGenerator `Ready`, `Reconciling`",
     /// The generator's rollout passed `progressDeadlineSeconds` (e.g. a pod no node can hold).

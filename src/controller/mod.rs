@@ -2,6 +2,7 @@
 //! reconcile core; knows how to talk to the API server, not to AWS.
 
 pub mod context;
+mod drift;
 mod events;
 pub mod generator;
 pub mod identities;

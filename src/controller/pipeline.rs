@@ -11,9 +11,9 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use tracing::Instrument;
 
-use super::{Context, Target, Untargeted};
+use super::{drift, Context, Target, Untargeted};
 use crate::api::conditions::{self, NewCondition, Verdict, FALSE, READY, RECONCILING, STALLED, TRUE, UNKNOWN};
-use crate::api::{Reason, SalesPipeline, SalesPipelineStatus, RECONCILE_REQUESTED_AT};
+use crate::api::{Drift, Reason, SalesPipeline, SalesPipelineStatus, RECONCILE_REQUESTED_AT};
 use crate::aws::calls::for_pipeline;
 use crate::aws::{AwsError, ComponentKind, PipelineCtx};
 use crate::reconcile::{self, Action as AwsAction, Mode, Verb};
@@ -76,10 +76,12 @@ pub async fn reconcile(sp: Arc<SalesPipeline>, ctx: Arc<Context>) -> Result<Acti
     async move {
         let started = Instant::now();
         let live = sp.meta().deletion_timestamp.is_none() && sp.finalizers().iter().any(|f| f == FINALIZER);
+        // An AWS change event for it asks for a look even when nothing changed in Kubernetes.
+        let event = ctx.events.has_pending(&ObjectRef::from(sp.as_ref()));
         if let Some(left) = ctx
             .echoes
             .own(&ObjectRef::from(sp.as_ref()), sp.meta().resource_version.as_deref(), sp.meta().generation)
-            .filter(|_| live)
+            .filter(|_| live && !event)
         {
             // The watch event of our own status write: nothing changed since that pass.
             ctx.metrics.reconciled("SalesPipeline", "unchanged", started.elapsed());
@@ -113,7 +115,8 @@ pub fn error_policy(sp: Arc<SalesPipeline>, err: &Error, ctx: Arc<Context>) -> A
 async fn apply(sp: &SalesPipeline, ctx: &Context, api: &Api<SalesPipeline>) -> Result<Action, Error> {
     let previous = sp.status.clone().unwrap_or_default();
     let generation = sp.metadata.generation;
-    if previous.observed_generation == generation && requested(sp).is_none() {
+    let event = ctx.events.has_pending(&ObjectRef::from(sp));
+    if previous.observed_generation == generation && requested(sp).is_none() && !event {
         if let Some(stalled) = conditions::find(&previous.conditions, STALLED).filter(|c| c.status == TRUE) {
             // A permanent error on this generation: no AWS call until the spec changes, except one
             // look per resync period (what AWS refused may have been fixed outside Kubernetes,
@@ -174,11 +177,18 @@ async fn apply(sp: &SalesPipeline, ctx: &Context, api: &Api<SalesPipeline>) -> R
             return stop(Reason::OutsideNamePrefix, message).await;
         }
     }
-    pctx.sweep = !settled(sp);
-    let mode = if sp.spec.paused { Mode::Observe } else { Mode::Apply };
+    if let Some(account) = &target.account {
+        ctx.events.manages(ObjectRef::from(sp), account, &target.region, &pctx.names);
+    }
+    let in_sync = settled(sp);
+    pctx.sweep = !in_sync;
+    let mode = drift::mode(sp);
     let account = target.account.as_deref();
+    // What AWS said changed since the last pass: it explains the drift this pass finds.
+    let changes = ctx.events.take_pending(&ObjectRef::from(sp));
     let pass = for_pipeline(&namespace, &sp.name_any(), account, reconcile::reconcile(&reconciler, &pctx, mode));
     let outcome = within(PASS_BOUND, &reconciler.aws.calls, pass).await?;
+    let drifts = report_drift(ctx, sp, &previous, &outcome, mode, in_sync, &changes).await;
 
     for action in outcome.actions.iter().filter(|_| mode == Mode::Apply) {
         publish(ctx, sp, action_event(action)).await;
@@ -188,21 +198,31 @@ async fn apply(sp: &SalesPipeline, ctx: &Context, api: &Api<SalesPipeline>) -> R
         publish(ctx, sp, warning(&format!("{reason}{}", component.title()), "Reconcile", format!("{component}: {e}")))
             .await;
     }
+    let applied = if mode == Mode::Apply && outcome.ready() { generation } else { previous.applied_generation };
     let status = SalesPipelineStatus {
         observed_generation: generation,
+        applied_generation: applied,
         account: target.account.clone(),
         region: Some(target.region.clone()),
         identity: target.identity.as_ref().map(|(name, _)| name.clone()),
+        drift: drift::history(&previous.drift, drifts.records),
         ..outcome.status.clone()
     };
-    let computed = outcome.conditions(mode);
+    let computed = match mode {
+        Mode::Plan => drift::report_conditions(&outcome, &drifts.found),
+        _ => {
+            let mut computed = outcome.conditions(mode);
+            computed.extend(drift::repaired_condition(&previous, outcome.ready()));
+            computed
+        }
+    };
     let written = write_status(api, sp, status, &computed).await?;
     let ready = computed.iter().find(|c| c.type_ == READY).map_or(UNKNOWN, |c| c.status);
     ctx.record_ready(ObjectRef::from(sp), Some((ready, target.account.clone())));
 
     let next = match outcome.error {
         Some((component, source)) if !source.is_permanent() => return Err(Error::Aws { component, source }),
-        _ if outcome.stalled() => ctx.resync(),
+        _ if outcome.stalled() || mode == Mode::Plan => ctx.resync(),
         _ if outcome.ready() || mode == Mode::Observe => {
             ctx.succeeded(&ObjectRef::from(sp));
             ctx.resync()
@@ -213,6 +233,48 @@ async fn apply(sp: &SalesPipeline, ctx: &Context, api: &Api<SalesPipeline>) -> R
         ctx.echoes.expect(ObjectRef::from(sp), version, generation, next);
     }
     Ok(Action::requeue(next))
+}
+
+/// The drifts of a pass and their new records.
+struct Drifts {
+    found: Vec<drift::Found>,
+    records: Vec<Drift>,
+}
+
+/// Reports what drifted since the pipeline was last in sync (or, under `Report`, what differs and
+/// was not reported yet): a `DriftDetected` event each, explained by `changes` when an AWS change
+/// event names it, and `DriftRepaired` once this pass brought it back.
+async fn report_drift(
+    ctx: &Context,
+    sp: &SalesPipeline,
+    previous: &SalesPipelineStatus,
+    outcome: &reconcile::Outcome,
+    mode: Mode,
+    in_sync: bool,
+    changes: &[crate::events::ChangeEvent],
+) -> Drifts {
+    let found = drift::found(outcome, mode, in_sync);
+    let now = jiff::Timestamp::now().to_string();
+    let mut records = Vec::new();
+    for f in found.iter().filter(|f| mode != Mode::Plan || !drift::reported(previous, f)) {
+        let repaired = mode == Mode::Apply && outcome.error.as_ref().is_none_or(|(kind, _)| *kind != f.component);
+        let record = drift::record(f, changes, repaired, &now);
+        tracing::warn!(component = %f.component, resource = %f.resource, found_by = %record.found_by, actor = record.actor.as_deref().unwrap_or("unknown"), "drift: {}", drift::diff(&f.changes));
+        publish(ctx, sp, warning("DriftDetected", "Reconcile", drift::note(&record))).await;
+        if repaired {
+            let note = format!("{}: {} brought back to the spec: {}", f.component, f.resource, drift::diff(&f.changes));
+            let event = Event {
+                type_: EventType::Normal,
+                reason: "DriftRepaired".into(),
+                note: Some(truncate(&note)),
+                action: "Reconcile".into(),
+                secondary: None,
+            };
+            publish(ctx, sp, event).await;
+        }
+        records.push(record);
+    }
+    Drifts { found, records }
 }
 
 /// `pass` if it ends within `bound`; else [`Error::NoAnswer`] naming the call AWS left unanswered.
@@ -370,6 +432,7 @@ async fn blocked_by_identity(
 /// Done with a deleted pipeline: the finalizer goes.
 fn forget(ctx: &Context, sp: &SalesPipeline) -> Result<Action, Error> {
     ctx.record_ready(ObjectRef::from(sp), None);
+    ctx.events.forget(&ObjectRef::from(sp));
     ctx.echoes.forget(&ObjectRef::from(sp));
     Ok(Action::await_change())
 }
