@@ -55,7 +55,7 @@ fn scope_account() -> String {
 
 /// Whether an operation only reads.
 pub fn is_read_operation(operation: &str) -> bool {
-    ["Describe", "Get", "List", "Head", "BatchGet", "Query", "Scan"].iter().any(|p| operation.starts_with(p))
+    ["Describe", "Get", "List", "Head", "BatchGet", "Query", "Scan", "Receive"].iter().any(|p| operation.starts_with(p))
 }
 
 /// Counts of one (service, operation).
@@ -478,10 +478,25 @@ mod tests {
 
     #[test]
     fn read_operations_are_recognised() {
-        for op in ["DescribeTable", "GetRole", "ListTagsForStream", "HeadBucket", "GetBucketLifecycleConfiguration"] {
+        for op in [
+            "DescribeTable",
+            "GetRole",
+            "ListTagsForStream",
+            "HeadBucket",
+            "GetBucketLifecycleConfiguration",
+            "ReceiveMessage",
+        ] {
             assert!(is_read_operation(op), "{op}");
         }
-        for op in ["CreateTable", "PutRolePolicy", "UpdatePipe", "TagResource", "DeleteBucket", "PutItem"] {
+        for op in [
+            "CreateTable",
+            "PutRolePolicy",
+            "UpdatePipe",
+            "TagResource",
+            "DeleteBucket",
+            "PutItem",
+            "DeleteMessageBatch",
+        ] {
             assert!(!is_read_operation(op), "{op}");
         }
     }

@@ -34,7 +34,7 @@ pub struct Found {
     pub changes: Vec<DriftChange>,
 }
 
-/// What drifted: under `Apply` on a pipeline that was in sync, what the pass had to change
+/// What drifted: under `Apply` on a generation already brought to Ready, what the pass had to change
 /// (created again, updated, replaced); under `Plan`, what differs.
 pub fn found(outcome: &Outcome, mode: Mode, was_in_sync: bool) -> Vec<Found> {
     if !(mode == Mode::Plan || (mode == Mode::Apply && was_in_sync)) {

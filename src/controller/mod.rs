@@ -63,10 +63,10 @@ pub struct RunArgs {
     /// event. Default: 5m; 1h while every `--events-queue` answers (events find drift then).
     #[arg(long, env = "SALES_OPERATOR_RESYNC_PERIOD", value_parser = crate::parse_duration)]
     pub resync_period: Option<Duration>,
-    /// URL of an SQS queue of AWS change events (`events-setup`, docs/change-events.md): a change
-    /// made outside the operator to a pipeline's resource reconciles that pipeline within
+    /// URL (or ARN) of an SQS queue of AWS change events (`events-setup`, docs/change-events.md):
+    /// a change made outside the operator to a pipeline's resource reconciles that pipeline within
     /// seconds. Repeat (or comma-separate) for each account and region.
-    #[arg(long = "events-queue", env = "SALES_OPERATOR_EVENTS_QUEUES", value_delimiter = ',')]
+    #[arg(long = "events-queue", env = "SALES_OPERATOR_EVENTS_QUEUES", value_delimiter = ',', value_parser = crate::events::consumer::queue_arg)]
     pub events_queues: Vec<String>,
     /// Pipelines reconciled at the same time.
     #[arg(long, env = "SALES_OPERATOR_CONCURRENCY", default_value_t = 4)]

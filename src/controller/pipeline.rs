@@ -180,8 +180,9 @@ async fn apply(sp: &SalesPipeline, ctx: &Context, api: &Api<SalesPipeline>) -> R
     if let Some(account) = &target.account {
         ctx.events.manages(ObjectRef::from(sp), account, &target.region, &pctx.names);
     }
-    let in_sync = settled(sp);
-    pctx.sweep = !in_sync;
+    pctx.sweep = !settled(sp);
+    // This generation was brought to Ready: what a pass has to change now changed outside.
+    let in_sync = previous.applied_generation.is_some() && previous.applied_generation == generation;
     let mode = drift::mode(sp);
     let account = target.account.as_deref();
     // What AWS said changed since the last pass: it explains the drift this pass finds.
@@ -189,6 +190,9 @@ async fn apply(sp: &SalesPipeline, ctx: &Context, api: &Api<SalesPipeline>) -> R
     let pass = for_pipeline(&namespace, &sp.name_any(), account, reconcile::reconcile(&reconciler, &pctx, mode));
     let outcome = within(PASS_BOUND, &reconciler.aws.calls, pass).await?;
     let drifts = report_drift(ctx, sp, &previous, &outcome, mode, in_sync, &changes).await;
+    if outcome.ready() || !drifts.records.is_empty() {
+        ctx.events.settled(&ObjectRef::from(sp));
+    }
 
     for action in outcome.actions.iter().filter(|_| mode == Mode::Apply) {
         publish(ctx, sp, action_event(action)).await;
@@ -260,7 +264,7 @@ async fn report_drift(
         let repaired = mode == Mode::Apply && outcome.error.as_ref().is_none_or(|(kind, _)| *kind != f.component);
         let record = drift::record(f, changes, repaired, &now);
         tracing::warn!(component = %f.component, resource = %f.resource, found_by = %record.found_by, actor = record.actor.as_deref().unwrap_or("unknown"), "drift: {}", drift::diff(&f.changes));
-        publish(ctx, sp, warning("DriftDetected", "Reconcile", drift::note(&record))).await;
+        publish_distinct(ctx, sp, warning("DriftDetected", "Reconcile", drift::note(&record))).await;
         if repaired {
             let note = format!("{}: {} brought back to the spec: {}", f.component, f.resource, drift::diff(&f.changes));
             let event = Event {
@@ -505,17 +509,31 @@ fn truncate(s: &str) -> String {
 }
 
 async fn publish(ctx: &Context, sp: &SalesPipeline, event: Event) {
-    // kube's Recorder caches each event it publishes for 6 minutes to fold repeats into a series.
-    // Normal events (one per component changed in AWS) are not repeats: each gets a one-off
-    // recorder, so creating 1,000 pipelines leaves no cache of ~8,000 events behind. Warnings
-    // share one recorder, so an error that repeats on every retry stays one series.
-    let one_off;
+    // kube's Recorder caches each event it publishes for 6 minutes to fold repeats into a series
+    // (by reason, not note). Normal events (one per component changed in AWS) are not repeats:
+    // each gets a one-off recorder, so creating 1,000 pipelines leaves no cache of ~8,000 events
+    // behind. Warnings share one recorder, so an error that repeats on every retry stays one series.
     let recorder = match event.type_ {
-        EventType::Normal => {
+        EventType::Normal => None,
+        EventType::Warning => Some(&ctx.recorder),
+    };
+    publish_with(ctx, sp, event, recorder).await
+}
+
+/// Publishes a Warning that is no repeat (each drift is its own): never folded into an earlier one.
+async fn publish_distinct(ctx: &Context, sp: &SalesPipeline, event: Event) {
+    publish_with(ctx, sp, event, None).await
+}
+
+/// Publishes `event` through `recorder`, or a one-off recorder.
+async fn publish_with(ctx: &Context, sp: &SalesPipeline, event: Event, recorder: Option<&Recorder>) {
+    let one_off;
+    let recorder = match recorder {
+        Some(shared) => shared,
+        None => {
             one_off = Recorder::new(ctx.client.clone(), ctx.reporter.clone());
             &one_off
         }
-        EventType::Warning => &ctx.recorder,
     };
     if let Err(e) = recorder.publish(&event, &sp.object_ref(&())).await {
         tracing::warn!(error = %e, reason = %event.reason, "cannot publish event");

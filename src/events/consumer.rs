@@ -58,6 +58,9 @@ type Trigger = (Option<String>, UnboundedSender<ObjectRef<SalesPipeline>>);
 pub struct Feed {
     index: Mutex<Index>,
     pending: Mutex<HashMap<ObjectRef<SalesPipeline>, Vec<ChangeEvent>>>,
+    /// The events passes have read since the pipeline was last settled: a drift found a pass or
+    /// two after its event (a resource AWS was still deleting) is still explained.
+    recent: Mutex<HashMap<ObjectRef<SalesPipeline>, Vec<ChangeEvent>>>,
     /// The operator's own principals (account, resource of the ARN), as STS named them.
     own: Mutex<HashSet<(String, String)>>,
     /// Per queue: whether its last receive worked.
@@ -83,6 +86,7 @@ impl Feed {
         Self {
             index: Mutex::default(),
             pending: Mutex::default(),
+            recent: Mutex::default(),
             own: Mutex::default(),
             up: queues.iter().map(|_| AtomicBool::new(false)).collect(),
             queues,
@@ -130,6 +134,7 @@ impl Feed {
     pub fn forget(&self, pipeline: &ObjectRef<SalesPipeline>) {
         lock(&self.index).remove(pipeline);
         lock(&self.pending).remove(pipeline);
+        lock(&self.recent).remove(pipeline);
     }
 
     /// Every pipeline it knows the resources of.
@@ -137,9 +142,22 @@ impl Feed {
         lock(&self.index).pipelines()
     }
 
-    /// The change events that came for `pipeline` since its last pass, oldest first.
+    /// The change events that came for `pipeline` since it was last settled, oldest first; those
+    /// that came since its last pass are no longer pending.
     pub fn take_pending(&self, pipeline: &ObjectRef<SalesPipeline>) -> Vec<ChangeEvent> {
-        lock(&self.pending).remove(pipeline).unwrap_or_default()
+        let new = lock(&self.pending).remove(pipeline).unwrap_or_default();
+        let mut recent = lock(&self.recent);
+        let events = recent.entry(pipeline.clone()).or_default();
+        events.extend(new);
+        let extra = events.len().saturating_sub(PENDING_CAP);
+        events.drain(..extra);
+        events.clone()
+    }
+
+    /// `pipeline` is in sync again, or its drift was reported: the events read so far explain
+    /// nothing more.
+    pub fn settled(&self, pipeline: &ObjectRef<SalesPipeline>) {
+        lock(&self.recent).remove(pipeline);
     }
 
     /// Whether change events wait for `pipeline`'s next pass.
@@ -212,23 +230,97 @@ pub fn queue_region(url: &str) -> Option<&str> {
     labels.next().filter(|r| !r.is_empty())
 }
 
+/// A queue as `--events-queue` names it: its URL, or its ARN (then its region and owner are
+/// explicit, and its URL is asked of SQS: GetQueueUrl), for endpoints whose URLs name no region.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Queue {
+    Url(String),
+    Arn { region: String, account: String, name: String },
+}
+
+impl Queue {
+    /// `value` as a queue URL (`https://...`) or ARN (`arn:aws:sqs:REGION:ACCOUNT:NAME`).
+    pub fn parse(value: &str) -> Result<Self, String> {
+        if value.starts_with("https://") || value.starts_with("http://") {
+            return Ok(Self::Url(value.to_string()));
+        }
+        let parts: Vec<&str> = value.split(':').collect();
+        match parts.as_slice() {
+            ["arn", partition, "sqs", region, account, name]
+                if partition.starts_with("aws") && !region.is_empty() && account.len() == 12 && !name.is_empty() =>
+            {
+                Ok(Self::Arn { region: region.to_string(), account: account.to_string(), name: name.to_string() })
+            }
+            _ => Err(format!(
+                "{value} is not an SQS queue URL (https://sqs.REGION.amazonaws.com/ACCOUNT/NAME) or ARN \
+                 (arn:aws:sqs:REGION:ACCOUNT:NAME)"
+            )),
+        }
+    }
+
+    /// The region its calls go to, if it names one.
+    pub fn region(&self) -> Option<&str> {
+        match self {
+            Self::Url(url) => queue_region(url),
+            Self::Arn { region, .. } => Some(region),
+        }
+    }
+}
+
+/// Validates an `--events-queue` value (clap's value parser).
+pub fn queue_arg(value: &str) -> Result<String, String> {
+    Queue::parse(value).map(|_| value.to_string())
+}
+
+/// The URL of `queue`: as given, or asked of SQS by name and owner.
+async fn queue_url(client: &aws_sdk_sqs::Client, queue: &Queue) -> Result<String, AwsError> {
+    match queue {
+        Queue::Url(url) => Ok(url.clone()),
+        Queue::Arn { account, name, .. } => {
+            let out = client.get_queue_url().queue_name(name).queue_owner_aws_account_id(account).send().await;
+            let url = out.aws("GetQueueUrl")?.queue_url;
+            url.ok_or_else(|| AwsError::permanent("GetQueueUrl", format!("SQS gave no URL for queue {name}")))
+        }
+    }
+}
+
 /// Reads queue `i` of `feed` until the process ends: long polls of [`BATCH`] messages, each
 /// handled and then deleted (also a malformed one, once logged). A message whose delete fails
 /// comes back after the queue's visibility timeout; handling it twice costs one reconcile.
 pub async fn consume(feed: Arc<Feed>, i: usize, client: aws_sdk_sqs::Client, watcher: Arc<dyn Watcher>) {
-    let Some(url) = feed.queues.get(i).cloned() else { return };
+    let Some(name) = feed.queues.get(i).cloned() else { return };
+    let queue = match Queue::parse(&name) {
+        Ok(queue) => queue,
+        Err(e) => {
+            watcher.down(&name, &e);
+            return;
+        }
+    };
+    let url = &name;
     let mut failures = 0u32;
     // Whether the queue answered its last receive; `None` until the first answer or refusal.
     let mut state: Option<bool> = None;
+    let mut known: Option<String> = None;
     loop {
-        let received = client
-            .receive_message()
-            .queue_url(&url)
-            .max_number_of_messages(BATCH)
-            .wait_time_seconds(LONG_POLL.as_secs() as i32)
-            .send()
-            .await
-            .aws("ReceiveMessage");
+        let received = match &known {
+            Some(url) => Ok(url.clone()),
+            None => queue_url(&client, &queue).await,
+        };
+        let received = match received {
+            Ok(at) => {
+                known = Some(at.clone());
+                client
+                    .receive_message()
+                    .queue_url(at)
+                    .max_number_of_messages(BATCH)
+                    // Not waiting until the queue is known to answer: up (or down) at once.
+                    .wait_time_seconds(if state == Some(true) { LONG_POLL.as_secs() as i32 } else { 0 })
+                    .send()
+                    .await
+                    .aws("ReceiveMessage")
+            }
+            Err(e) => Err(e),
+        };
         let messages = match received {
             Ok(out) => {
                 failures = 0;
@@ -236,20 +328,24 @@ pub async fn consume(feed: Arc<Feed>, i: usize, client: aws_sdk_sqs::Client, wat
                     feed.set_up(i, true);
                     tracing::info!(queue = %url, "change events: reading the queue; the periodic resync is a backstop");
                     if state == Some(false) {
-                        watcher.up(&url);
+                        watcher.up(url);
                     }
                     state = Some(true);
                 }
                 out.messages.unwrap_or_default()
             }
             Err(e) => {
+                if matches!(queue, Queue::Arn { .. }) {
+                    // Asked again next time: a queue made again may have another URL.
+                    known = None;
+                }
                 failures = failures.saturating_add(1);
                 let down = e.is_permanent() || failures >= FAILURES_DOWN;
                 if down && state != Some(false) {
                     feed.set_up(i, false);
                     state = Some(false);
                     tracing::warn!(queue = %url, error = %e, "change events: cannot read the queue; falling back to the periodic resync");
-                    watcher.down(&url, &e.to_string());
+                    watcher.down(url, &e.to_string());
                 } else {
                     tracing::debug!(queue = %url, error = %e, "change events: receive failed");
                 }
@@ -276,7 +372,8 @@ pub async fn consume(feed: Arc<Feed>, i: usize, client: aws_sdk_sqs::Client, wat
                 done.push((n, handle));
             }
         }
-        if let Err(e) = delete(&client, &url, done).await {
+        let at = known.as_deref().unwrap_or(url);
+        if let Err(e) = delete(&client, at, done).await {
             tracing::warn!(queue = %url, error = %e, "change events: cannot delete handled messages; they come back after the visibility timeout");
         }
     }
@@ -308,11 +405,11 @@ fn retry_delay(failures: u32) -> Duration {
     Duration::from_secs(1u64 << failures.min(5)).min(RETRY_CAP)
 }
 
-/// The SQS client of queue `url`: its region from the URL (else the operator's), with the
+/// The SQS client of `queue` (a URL or ARN): its region from it (else the operator's), with the
 /// operator's credentials and call counting.
-pub fn client(sdk: &aws_config::SdkConfig, url: &str, calls: CallLog) -> aws_sdk_sqs::Client {
+pub fn client(sdk: &aws_config::SdkConfig, queue: &str, calls: CallLog) -> aws_sdk_sqs::Client {
     let mut conf = aws_sdk_sqs::config::Builder::from(sdk).interceptor(calls);
-    if let Some(region) = queue_region(url) {
+    if let Some(region) = Queue::parse(queue).ok().as_ref().and_then(Queue::region) {
         conf = conf.region(aws_config::Region::new(region.to_string()));
     }
     aws_sdk_sqs::Client::from_conf(conf.build())
@@ -385,5 +482,12 @@ mod tests {
         assert_eq!(queue_region("https://sqs.eu-west-1.amazonaws.com/111122223333/q"), Some("eu-west-1"));
         assert_eq!(queue_region("http://127.0.0.1:5000/123456789012/q"), None);
         assert_eq!(queue_region("nonsense"), None);
+        let arn = Queue::parse("arn:aws:sqs:us-east-1:111122223333:sales-operator-events").unwrap();
+        assert_eq!(arn.region(), Some("us-east-1"));
+        assert_eq!(Queue::parse("http://127.0.0.1:5000/123456789012/q").unwrap().region(), None);
+        for bad in ["sales-operator-events", "arn:aws:sns:us-east-1:111122223333:t", "arn:aws:sqs:us-east-1:1:q"] {
+            let e = Queue::parse(bad).unwrap_err();
+            assert!(e.starts_with(bad) && e.contains("arn:aws:sqs:REGION:ACCOUNT:NAME"), "{e}");
+        }
     }
 }

@@ -209,9 +209,11 @@ fn defaults_render_cluster_rbac_and_a_hardened_single_replica_deployment() {
     assert_eq!(c["ports"][0]["containerPort"], 8080);
     let args = strings(&c["args"]);
     assert_eq!(args[0], "run");
-    for arg in ["--metrics-address=0.0.0.0:8080", "--resync-period=5m", "--leader-election=true", "--log-format=text"] {
+    for arg in ["--metrics-address=0.0.0.0:8080", "--leader-election=true", "--log-format=text"] {
         assert!(args.iter().any(|a| a == arg), "{arg} missing: {args:?}");
     }
+    // The operator chooses the resync (1 h while change events flow, else 5 min) unless it is set.
+    assert!(!args.iter().any(|a| a.starts_with("--resync-period") || a.starts_with("--events-queue")), "{args:?}");
     assert!(!args.iter().any(|a| a.starts_with("--namespace")), "watches every namespace: {args:?}");
     assert_eq!(env_var(c, "POD_NAME").unwrap()["valueFrom"]["fieldRef"]["fieldPath"], "metadata.name");
     assert_eq!(env_var(c, "POD_NAMESPACE").unwrap()["valueFrom"]["fieldRef"]["fieldPath"], "metadata.namespace");
@@ -286,6 +288,8 @@ fn every_feature_on_renders_namespaced_rbac_pdb_service_monitor_and_settings() {
         "--log-format=json",
         "--metrics-address=0.0.0.0:9090",
         "--lease-seconds=20",
+        "--events-queue=https://sqs.eu-west-1.amazonaws.com/123456789012/sales-operator-change-events",
+        "--events-queue=arn:aws:sqs:us-east-1:123456789012:sales-operator-change-events",
     ] {
         assert!(args.iter().any(|a| a == arg), "{arg} missing: {args:?}");
     }
@@ -363,6 +367,7 @@ fn values_schema_rejects_wrong_types_and_unknown_keys() {
         ("logFormat: yaml\n", "logFormat"),
         ("watchNamespaces: shop\n", "watchNamespaces"),
         ("resyncPeriod: 5 minutes\n", "resyncPeriod"),
+        ("events:\n  queueUrls: [sales-operator-change-events]\n", "queueUrls"),
         ("aws:\n  endpointUrl: moto:5000\n", "endpointUrl"),
         ("aws:\n  namePrefix: shop_\n", "namePrefix"),
         ("leaderElection:\n  enabled: \"yes\"\n", "enabled"),

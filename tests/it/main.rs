@@ -22,6 +22,7 @@ mod support;
 mod argocd_health;
 mod aws_behaviour;
 mod aws_timing;
+mod change_events_e2e;
 mod chart;
 mod cli;
 mod controller_e2e;
