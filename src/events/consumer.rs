@@ -11,7 +11,7 @@ use std::time::Duration;
 use futures::channel::mpsc::{unbounded, UnboundedReceiver, UnboundedSender};
 use kube::runtime::reflector::ObjectRef;
 
-use super::change::{principal, ChangeEvent, Service};
+use super::change::{principal, ChangeEvent};
 use super::index::Index;
 use crate::api::SalesPipeline;
 use crate::aws::error::AwsResultExt;
@@ -413,11 +413,6 @@ pub fn client(sdk: &aws_config::SdkConfig, queue: &str, calls: CallLog) -> aws_s
         conf = conf.region(aws_config::Region::new(region.to_string()));
     }
     aws_sdk_sqs::Client::from_conf(conf.build())
-}
-
-/// The service of each component, for reading which event explains a drift.
-pub fn explains(event: &ChangeEvent, component: crate::api::ComponentKind) -> bool {
-    event.service == Service::of(component)
 }
 
 #[cfg(test)]
