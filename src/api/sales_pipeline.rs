@@ -769,6 +769,7 @@ pub struct Drift {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DriftChange {
+    /// The field, as the spec names it (`stream.shardCount`), or `exists`.
     pub field: String,
     /// The value before the drift: the spec's, which AWS had.
     pub before: String,

@@ -243,6 +243,11 @@ pub fn iam_actions(sdk_service: &str, operation: &str) -> Option<Vec<String>> {
         ("s3", "ListObjectVersions") => &["s3:ListBucketVersions"],
         ("s3", "DeleteObjects") => &["s3:DeleteObject", "s3:DeleteObjectVersion"],
         ("s3", "HeadObject") => &["s3:GetObject"],
+        // SQS authorises its batch calls by their single action
+        // (docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-batch-api.html).
+        ("sqs", "DeleteMessageBatch") => &["sqs:DeleteMessage"],
+        ("sqs", "SendMessageBatch") => &["sqs:SendMessage"],
+        ("sqs", "ChangeMessageVisibilityBatch") => &["sqs:ChangeMessageVisibility"],
         // Tags in the create call need the tagging permission too (documented for S3, Kinesis,
         // IAM and Firehose; required of every service here, so the policy suffices either way).
         ("s3", "CreateBucket") => &["s3:CreateBucket", "s3:TagResource"],
