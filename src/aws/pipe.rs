@@ -306,9 +306,13 @@ impl Component for Pipes<'_> {
         compare(&mut changes, PipeField::Target, o.target.as_str(), d.target.as_str());
         compare(&mut changes, PipeField::PartitionKey, o.partition_key.as_deref(), Some(d.partition_key.as_str()));
         compare(&mut changes, PipeField::InputTemplate, o.input_template.as_deref(), Some(d.input_template.as_str()));
-        let stopped = o.desired_state.as_deref() == Some("STOPPED") || o.current_state == "STOPPED";
-        if stopped && d.desired_state == RUNNING {
-            changes.push(Diff::new(PipeField::State, &o.current_state, &d.desired_state));
+        // A pipe being stopped still runs (current RUNNING or STOPPING): shown as what it is asked to be.
+        let found = match o.desired_state.as_deref() {
+            Some("STOPPED") => "STOPPED",
+            _ => o.current_state.as_str(),
+        };
+        if found == "STOPPED" && d.desired_state == RUNNING {
+            changes.push(Diff::new(PipeField::State, found, &d.desired_state));
         }
         compare_tags(&mut changes, PipeField::Tags, &d.tags, &o.tags);
         changes
@@ -528,6 +532,17 @@ mod tests {
             change(&mut o);
             assert_eq!(fields(Pipes::diff(&d, &o)), vec![(field.to_string(), false)], "{field}");
         }
+    }
+
+    #[test]
+    fn a_pipe_asked_to_stop_is_shown_stopped_while_it_still_runs() {
+        let d = desired();
+        let mut o = observed(&d);
+        o.desired_state = Some("STOPPED".into());
+        o.current_state = RUNNING.into();
+        let changes = Pipes::diff(&d, &o);
+        assert_eq!(changes.len(), 1);
+        assert_eq!((changes[0].from.as_str(), changes[0].to.as_str()), ("STOPPED", RUNNING));
     }
 
     #[test]
