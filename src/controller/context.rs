@@ -200,44 +200,32 @@ impl Context {
 
     /// The SalesPipeline that claimed one of `sp`'s AWS names first (older, or first by
     /// namespace/name when created in the same second), and the names they share, in `target`'s
-    /// account and region. Seen in the watch caches, before any AWS call: AWS's ownership tags
+    /// account and region. Looked up in the index of every watched pipeline's names (one lookup
+    /// per name, whatever the number of pipelines), before any AWS call: AWS's ownership tags
     /// decide in any case, this only says it sooner and names the other pipeline. Another
     /// pipeline's account and region are those its status records, else those it would get
     /// (its identity's); an account not known either way counts as the same one.
     pub async fn name_conflict(&self, sp: &SalesPipeline, target: &Target) -> Option<(String, Vec<String>)> {
-        let key = |p: &SalesPipeline| (p.creation_timestamp(), p.namespace(), p.name_any());
         let region = target.region.as_str();
         let names = Names::derive(&sp.namespace()?, &sp.name_any(), &sp.spec, region);
-        let mut claims: Vec<_> = self
-            .pipelines
-            .iter()
-            .flat_map(|store| store.state())
-            .filter(|other| key(other) < key(sp))
-            .filter_map(|other| {
-                let status_region = other.status.as_ref().and_then(|s| s.region.as_deref());
-                let other_region = status_region.or(other.spec.region.as_deref()).or(self.own_region())?;
-                let other_namespace = other.namespace()?;
-                let theirs = Names::derive(&other_namespace, &other.name_any(), &other.spec, other_region);
-                let shared = names.shared_with(region, &theirs, other_region);
-                (!shared.is_empty()).then(|| (key(&other), other, shared))
-            })
-            .collect();
-        claims.sort_by(|a, b| a.0.cmp(&b.0));
-        for (_, other, shared) in claims {
-            let recorded = other.status.as_ref().and_then(|s| s.account.clone());
-            let theirs = match recorded {
-                Some(account) => Some(account),
-                None => match self.target(&other).await {
-                    Ok(t) => t.account,
-                    // It cannot be built while refused: it claims nothing.
-                    Err(Untargeted::Refused(_)) => continue,
-                    Err(_) => None,
+        let account = target.account.as_deref();
+        for (other, shared, in_account) in self.events.older_claimants(sp, region, &names, account) {
+            let in_account = match in_account {
+                Some(known) => known,
+                None => match self.pipelines.iter().find_map(|store| store.get(&other)) {
+                    Some(theirs) => match self.target(&theirs).await {
+                        Ok(t) => t.account.as_deref().zip(account).is_none_or(|(a, b)| a == b),
+                        // It cannot be built while refused: it claims nothing.
+                        Err(Untargeted::Refused(_)) => false,
+                        Err(_) => true,
+                    },
+                    // Not in the watch cache yet (the first list): AWS's ownership tags decide.
+                    None => false,
                 },
             };
-            if matches!((theirs.as_deref(), target.account.as_deref()), (Some(a), Some(b)) if a != b) {
-                continue;
+            if in_account {
+                return Some((format!("{}/{}", other.namespace.clone().unwrap_or_default(), other.name), shared));
             }
-            return Some((format!("{}/{}", other.namespace().unwrap_or_default(), other.name_any()), shared));
         }
         None
     }

@@ -8,6 +8,7 @@ pub mod generator;
 pub mod identities;
 pub mod pipeline;
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -195,18 +196,24 @@ pub async fn run(args: RunArgs, aws: AwsSettings, timing: Timing) -> Result<(), 
 
     // The cluster's AwsIdentities: known in full before the first pipeline is looked at, so that
     // none is built with the operator's credentials for want of its namespace's default.
-    let (identity_events, identities) = slim_watch(Api::<AwsIdentity>::all(client.clone()));
+    let (identity_events, identities) = slim_watch(Api::<AwsIdentity>::all(client.clone()), |_| {});
     tokio::spawn(identity_events.for_each(|event| async move {
         if let Err(e) = event {
             tracing::warn!(error = %e, "watching AwsIdentities");
         }
     }));
     identities.wait_until_ready().await.map_err(|e| RunError::Watch(format!("AwsIdentities: {e}")))?;
-    let watches: Vec<_> = apis::<SalesPipeline>(&client, &args.namespaces).into_iter().map(slim_watch).collect();
-    // Every watched SalesPipeline, for the in-cluster name-conflict check.
+    // Every watched SalesPipeline's AWS names go into the feed's index as the watch sees them:
+    // change events and the name-conflict check look them up there.
+    let watches: Vec<_> = apis::<SalesPipeline>(&client, &args.namespaces)
+        .into_iter()
+        .zip(watched(&args.namespaces))
+        .map(|(api, namespace)| slim_watch(api, index_names(feed.clone(), namespace)))
+        .collect();
     let stores = watches.iter().map(|(_, store)| store.clone()).collect();
     let caches = context::Caches { pipelines: stores, identities, events: feed.clone() };
     let ctx = Arc::new(Context::new(client.clone(), aws, timing, &args, metrics, calls.clone(), caches).await);
+    feed.own_region(ctx.sdk().region().map(|r| r.as_ref()));
     let watcher: Arc<dyn consumer::Watcher> = Arc::new(events::QueueWatcher::new(ctx.clone(), &args));
     for (i, url) in feed.queues().iter().enumerate() {
         let client = consumer::client(ctx.sdk(), url, calls.clone());
@@ -234,7 +241,7 @@ pub async fn run(args: RunArgs, aws: AwsSettings, timing: Timing) -> Result<(), 
     let generators =
         apis::<OrderGenerator>(&client, &args.namespaces).into_iter().zip(deployments).zip(referenced).map(
             |((api, owned), pipelines)| {
-                let (trigger, store) = slim_watch(api);
+                let (trigger, store) = slim_watch(api, |_| {});
                 let generators = store.clone();
                 Controller::for_stream(trigger, store)
                     .owns(owned, watcher::Config::default().labels("app.kubernetes.io/managed-by=sales-operator"))
@@ -301,8 +308,12 @@ where
 
 /// Watches `api` into a cache that keeps only what the reconcilers read: managed fields and the
 /// last-applied annotation (together most of a small object) are dropped before caching, so the
-/// operator's memory grows by a few KiB per custom resource, not tens.
-fn slim_watch<K>(api: Api<K>) -> (impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static, Store<K>)
+/// operator's memory grows by a few KiB per custom resource, not tens. `seen` sees every watch
+/// event first.
+fn slim_watch<K>(
+    api: Api<K>,
+    mut seen: impl FnMut(&watcher::Event<K>) + Send + 'static,
+) -> (impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static, Store<K>)
 where
     K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
 {
@@ -310,9 +321,34 @@ where
     let trigger = watcher(api, watcher::Config::default())
         .map_ok(|event| event.modify(slim))
         .default_backoff()
+        .inspect(move |event| {
+            if let Ok(event) = event {
+                seen(event)
+            }
+        })
         .reflect(writer)
         .applied_objects();
     (trigger, store)
+}
+
+/// Keeps `feed`'s index of AWS names up to date from the watch of `namespace`'s SalesPipelines
+/// (`None`: all): names from each spec as soon as it is seen, forgotten once it is gone.
+fn index_names(feed: Arc<Feed>, namespace: Option<String>) -> impl FnMut(&watcher::Event<SalesPipeline>) + Send {
+    let mut relist: Option<HashSet<ObjectRef<SalesPipeline>>> = None;
+    move |event| match event {
+        watcher::Event::Init => relist = Some(HashSet::new()),
+        watcher::Event::InitApply(sp) => {
+            feed.watched(sp);
+            relist.get_or_insert_default().insert(ObjectRef::from(sp));
+        }
+        watcher::Event::InitDone => {
+            if let Some(seen) = relist.take() {
+                feed.relisted(namespace.as_deref(), &seen);
+            }
+        }
+        watcher::Event::Apply(sp) => feed.watched(sp),
+        watcher::Event::Delete(sp) => feed.forget(&ObjectRef::from(sp)),
+    }
 }
 
 /// Drops the parts of an object the operator never reads.

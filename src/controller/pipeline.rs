@@ -178,7 +178,7 @@ async fn apply(sp: &SalesPipeline, ctx: &Context, api: &Api<SalesPipeline>) -> R
         }
     }
     if let Some(account) = &target.account {
-        ctx.events.manages(ObjectRef::from(sp), account, &target.region, &pctx.names);
+        ctx.events.manages(sp, account, &target.region, &pctx.names);
     }
     pctx.sweep = !settled(sp);
     // This generation was brought to Ready: what a pass has to change now changed outside.

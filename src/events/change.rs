@@ -51,11 +51,6 @@ impl Service {
         }
     }
 
-    /// Whether its resources have no region (IAM: events arrive in us-east-1 whatever the
-    /// region of the pipeline that uses the role).
-    pub fn global(self) -> bool {
-        self == Self::Iam
-    }
 }
 
 /// What the operator keeps of a change event: where, what, who.

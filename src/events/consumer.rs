@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use futures::channel::mpsc::{unbounded, UnboundedReceiver, UnboundedSender};
@@ -57,6 +57,8 @@ type Trigger = (Option<String>, UnboundedSender<ObjectRef<SalesPipeline>>);
 #[derive(Debug)]
 pub struct Feed {
     index: Mutex<Index>,
+    /// The operator's own region, once known.
+    own_region: OnceLock<String>,
     pending: Mutex<HashMap<ObjectRef<SalesPipeline>, Vec<ChangeEvent>>>,
     /// The events passes have read since the pipeline was last settled: a drift found a pass or
     /// two after its event (a resource AWS was still deleting) is still explained.
@@ -85,6 +87,7 @@ impl Feed {
     pub fn new(queues: Vec<String>) -> Self {
         Self {
             index: Mutex::default(),
+            own_region: OnceLock::new(),
             pending: Mutex::default(),
             recent: Mutex::default(),
             own: Mutex::default(),
@@ -125,9 +128,49 @@ impl Feed {
         }
     }
 
-    /// Records `pipeline`'s resources (its names in `account` and `region`).
-    pub fn manages(&self, pipeline: ObjectRef<SalesPipeline>, account: &str, region: &str, names: &Names) {
-        lock(&self.index).set(pipeline, account, region, names);
+    /// Records `sp`'s resources (its names in `account` and `region`), as its pass resolved them.
+    pub fn manages(&self, sp: &SalesPipeline, account: &str, region: &str, names: &Names) {
+        lock(&self.index).set(sp, account, region, names);
+    }
+
+    /// The region of pipelines that name none and whose status records none: the operator's.
+    pub fn own_region(&self, region: Option<&str>) {
+        if let Some(region) = region {
+            let _ = self.own_region.set(region.to_string());
+        }
+    }
+
+    /// Records the names `sp` uses as its spec gives them, as soon as the watch sees it (in the
+    /// region its status records, else its spec's, else the operator's).
+    pub fn watched(&self, sp: &SalesPipeline) {
+        let recorded = sp.status.as_ref().and_then(|s| s.region.as_deref());
+        let region = recorded.or(sp.spec.region.as_deref()).or(self.own_region.get().map(String::as_str));
+        if let Some(region) = region {
+            lock(&self.index).watched(sp, region);
+        }
+    }
+
+    /// A relist of `namespace` (`None`: all) saw only `seen`: the others were deleted meanwhile.
+    pub fn relisted(&self, namespace: Option<&str>, seen: &HashSet<ObjectRef<SalesPipeline>>) {
+        let gone = |p: &ObjectRef<SalesPipeline>| {
+            namespace.is_none_or(|ns| p.namespace.as_deref() == Some(ns)) && !seen.contains(p)
+        };
+        lock(&self.index).remove_where(gone);
+    }
+
+    /// The pipelines older than `sp` that want one of its `names` in `region`, oldest first, each
+    /// with the names they share and whether it acts in `account` (`None`: not known yet).
+    pub fn older_claimants(
+        &self,
+        sp: &SalesPipeline,
+        region: &str,
+        names: &Names,
+        account: Option<&str>,
+    ) -> Vec<(ObjectRef<SalesPipeline>, Vec<String>, Option<bool>)> {
+        let index = lock(&self.index);
+        let claimants = index.older_claimants(sp, region, names);
+        let in_account = |p: &ObjectRef<SalesPipeline>| account.and_then(|a| index.in_account(p, a));
+        claimants.into_iter().map(|(p, shared)| (p.clone(), shared, in_account(&p))).collect()
     }
 
     /// Forgets `pipeline` (deleted).
@@ -438,9 +481,11 @@ mod tests {
         let feed = Feed::new(vec!["q".into()]);
         let mut triggers = feed.subscribe(Some("shop".into()));
         let mut others = feed.subscribe(Some("other".into()));
-        let a = ObjectRef::new("a").within("shop");
+        let mut sp = SalesPipeline::new("a", SalesPipelineSpec::default());
+        sp.metadata.namespace = Some("shop".into());
+        let a = ObjectRef::from(&sp);
         let names = Names::derive("shop", "a", &SalesPipelineSpec::default(), "eu-west-1");
-        feed.manages(a.clone(), "1", "eu-west-1", &names);
+        feed.manages(&sp, "1", "eu-west-1", &names);
         feed.own_principal("arn:aws:sts::1:user/operator");
 
         let alice = "arn:aws:sts::1:assumed-role/admin/alice";

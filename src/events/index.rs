@@ -1,95 +1,240 @@
-//! Which pipeline manages an AWS resource: every watched pipeline's resolved AWS names by
-//! account, region and service, so a change event finds its pipeline in one lookup.
+//! Which pipeline uses an AWS name: every watched pipeline's AWS names by kind, region and
+//! name, so a change event finds its pipeline, and a pipeline the older ones that want its
+//! names, in one lookup per name (not a walk over every pipeline).
 
 use std::collections::HashMap;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::runtime::reflector::ObjectRef;
+use kube::ResourceExt;
 
 use super::change::{ChangeEvent, Service};
 use crate::api::SalesPipeline;
 use crate::names::Names;
 
-type Key = (String, String, Service, String);
-
-/// The resources of every pipeline reconciled since start-up.
-#[derive(Debug, Default)]
-pub struct Index {
-    owners: HashMap<Key, ObjectRef<SalesPipeline>>,
-    keys: HashMap<ObjectRef<SalesPipeline>, Vec<Key>>,
+/// The kinds of AWS resource a pipeline names. Not the Glue table: its name is unique only
+/// within its database, which Glue's table events name too.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Kind {
+    Table,
+    Stream,
+    Pipe,
+    Delivery,
+    Bucket,
+    Database,
+    Crawler,
+    Workgroup,
+    Role,
 }
 
-/// A pipeline's resource names by the service that holds them. Not the Glue table: its name is
-/// unique only within its database, which Glue's table events name too.
-fn by_service(names: &Names) -> [(Service, &str); 11] {
+impl Kind {
+    const ALL: [Kind; 9] = [
+        Kind::Table,
+        Kind::Stream,
+        Kind::Pipe,
+        Kind::Delivery,
+        Kind::Bucket,
+        Kind::Database,
+        Kind::Crawler,
+        Kind::Workgroup,
+        Kind::Role,
+    ];
+
+    fn service(self) -> Service {
+        match self {
+            Kind::Table => Service::DynamoDb,
+            Kind::Stream => Service::Kinesis,
+            Kind::Pipe => Service::Pipes,
+            Kind::Delivery => Service::Firehose,
+            Kind::Bucket => Service::S3,
+            Kind::Database | Kind::Crawler => Service::Glue,
+            Kind::Workgroup => Service::Athena,
+            Kind::Role => Service::Iam,
+        }
+    }
+
+    /// As conditions name it.
+    fn label(self) -> &'static str {
+        match self {
+            Kind::Table => "dynamodb table",
+            Kind::Stream => "kinesis stream",
+            Kind::Pipe => "pipe",
+            Kind::Delivery => "firehose delivery stream",
+            Kind::Bucket => "s3 bucket",
+            Kind::Database => "glue database",
+            Kind::Crawler => "glue crawler",
+            Kind::Workgroup => "athena workgroup",
+            Kind::Role => "iam role",
+        }
+    }
+}
+
+/// (kind, region — empty for the names that are global in an account: S3 buckets and IAM
+/// roles —, name — lowercased for IAM, whose role names ignore case).
+type Key = (Kind, String, String);
+
+/// Which pipeline came first: the older keeps its names.
+type Age = (Option<Time>, String, String);
+
+#[derive(Debug)]
+struct Claim {
+    age: Age,
+    /// The account it acts in, once a pass (or its status) tells.
+    account: Option<String>,
+    keys: Vec<Key>,
+}
+
+/// The AWS names of every watched pipeline (from its spec, as soon as the watch sees it) and the
+/// account each acts in.
+#[derive(Debug, Default)]
+pub struct Index {
+    /// Each name's claimants, oldest first.
+    claimants: HashMap<Key, Vec<ObjectRef<SalesPipeline>>>,
+    claims: HashMap<ObjectRef<SalesPipeline>, Claim>,
+}
+
+/// A pipeline's names by kind, as it gives them.
+fn named(names: &Names) -> [(Kind, &str); 11] {
     [
-        (Service::DynamoDb, &names.table),
-        (Service::Kinesis, &names.stream),
-        (Service::Pipes, &names.pipe),
-        (Service::Firehose, &names.delivery),
-        (Service::S3, &names.bucket),
-        (Service::Glue, &names.database),
-        (Service::Glue, &names.crawler),
-        (Service::Athena, &names.workgroup),
-        (Service::Iam, &names.pipe_role),
-        (Service::Iam, &names.firehose_role),
-        (Service::Iam, &names.glue_role),
+        (Kind::Table, &names.table),
+        (Kind::Stream, &names.stream),
+        (Kind::Pipe, &names.pipe),
+        (Kind::Delivery, &names.delivery),
+        (Kind::Bucket, &names.bucket),
+        (Kind::Database, &names.database),
+        (Kind::Crawler, &names.crawler),
+        (Kind::Workgroup, &names.workgroup),
+        (Kind::Role, &names.pipe_role),
+        (Kind::Role, &names.firehose_role),
+        (Kind::Role, &names.glue_role),
     ]
 }
 
+fn keys(region: &str, names: &Names) -> Vec<Key> {
+    let mut keys: Vec<Key> =
+        named(names).into_iter().filter(|(_, name)| !name.is_empty()).map(|(k, n)| key(region, k, n)).collect();
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+fn age_of(sp: &SalesPipeline) -> Age {
+    (sp.creation_timestamp(), sp.namespace().unwrap_or_default(), sp.name_any())
+}
+
 impl Index {
-    /// Records that `pipeline` manages `names` in `account` and `region` (replacing what it had).
-    pub fn set(&mut self, pipeline: ObjectRef<SalesPipeline>, account: &str, region: &str, names: &Names) {
-        let keys: Vec<Key> = by_service(names)
-            .into_iter()
-            .filter(|(_, name)| !name.is_empty())
-            .map(|(service, name)| key(account, region, service, name))
-            .collect();
-        if self.keys.get(&pipeline) == Some(&keys) {
-            return;
+    /// Records the names `sp` uses in `region` as its spec gives them (replacing what it had);
+    /// its account stays what a pass found, else what its status records.
+    pub fn watched(&mut self, sp: &SalesPipeline, region: &str) {
+        let Some(namespace) = sp.namespace() else { return };
+        let names = Names::derive(&namespace, &sp.name_any(), &sp.spec, region);
+        let pipeline = ObjectRef::from(sp);
+        let account = self.claims.get(&pipeline).and_then(|c| c.account.clone());
+        let account = account.or_else(|| sp.status.as_ref().and_then(|s| s.account.clone()));
+        self.put(pipeline, Claim { age: age_of(sp), account, keys: keys(region, &names) });
+    }
+
+    /// Records that `sp` manages `names` in `account` and `region`, as its pass resolved them.
+    pub fn set(&mut self, sp: &SalesPipeline, account: &str, region: &str, names: &Names) {
+        let claim = Claim { age: age_of(sp), account: Some(account.to_string()), keys: keys(region, names) };
+        self.put(ObjectRef::from(sp), claim);
+    }
+
+    fn put(&mut self, pipeline: ObjectRef<SalesPipeline>, claim: Claim) {
+        if let Some(had) = self.claims.get_mut(&pipeline) {
+            if had.keys == claim.keys {
+                *had = claim;
+                return;
+            }
         }
         self.remove(&pipeline);
-        for k in &keys {
-            self.owners.insert(k.clone(), pipeline.clone());
+        for k in &claim.keys {
+            let claimants = self.claimants.entry(k.clone()).or_default();
+            let at = claimants.partition_point(|other| self.claims.get(other).is_some_and(|c| c.age < claim.age));
+            claimants.insert(at, pipeline.clone());
         }
-        self.keys.insert(pipeline, keys);
+        self.claims.insert(pipeline, claim);
     }
 
     /// Forgets `pipeline` (deleted).
     pub fn remove(&mut self, pipeline: &ObjectRef<SalesPipeline>) {
-        for k in self.keys.remove(pipeline).unwrap_or_default() {
-            if self.owners.get(&k) == Some(pipeline) {
-                self.owners.remove(&k);
+        for k in self.claims.remove(pipeline).map(|c| c.keys).unwrap_or_default() {
+            if let Some(claimants) = self.claimants.get_mut(&k) {
+                claimants.retain(|p| p != pipeline);
+                if claimants.is_empty() {
+                    self.claimants.remove(&k);
+                }
             }
         }
     }
 
-    /// The pipeline that manages a resource `event` names, if any.
+    /// Forgets the pipelines `gone` says yes to (a relist: deleted while the watch was down).
+    pub fn remove_where(&mut self, mut gone: impl FnMut(&ObjectRef<SalesPipeline>) -> bool) {
+        let gone: Vec<_> = self.claims.keys().filter(|p| gone(p)).cloned().collect();
+        gone.iter().for_each(|p| self.remove(p));
+    }
+
+    /// The pipeline that manages a resource `event` names, if any: the oldest that claims it in
+    /// the event's account (or whose account is not known yet).
     pub fn find(&self, event: &ChangeEvent) -> Option<ObjectRef<SalesPipeline>> {
-        event
-            .names
-            .iter()
-            .find_map(|name| self.owners.get(&key(&event.account, &event.region, event.service, name)))
-            .cloned()
+        let kinds = Kind::ALL.into_iter().filter(|k| k.service() == event.service);
+        let keys: Vec<Key> = kinds.flat_map(|k| event.names.iter().map(move |n| key(&event.region, k, n))).collect();
+        keys.iter().find_map(|k| {
+            self.claimants.get(k)?.iter().find(|p| self.in_account(p, &event.account).unwrap_or(true)).cloned()
+        })
+    }
+
+    /// Whether `pipeline` acts in `account` (`None`: not known yet).
+    pub fn in_account(&self, pipeline: &ObjectRef<SalesPipeline>, account: &str) -> Option<bool> {
+        self.claims.get(pipeline)?.account.as_deref().map(|a| a == account)
+    }
+
+    /// The pipelines older than `sp` that want one of the names `names` gives it in `region`,
+    /// oldest first, each with the names it shares ("s3 bucket shop-sales", as `sp` writes them).
+    pub fn older_claimants(
+        &self,
+        sp: &SalesPipeline,
+        region: &str,
+        names: &Names,
+    ) -> Vec<(ObjectRef<SalesPipeline>, Vec<String>)> {
+        let age = age_of(sp);
+        let mut older: Vec<(&Age, ObjectRef<SalesPipeline>, Vec<String>)> = Vec::new();
+        for (kind, name) in named(names).into_iter().filter(|(_, name)| !name.is_empty()) {
+            let shared = format!("{} {name}", kind.label());
+            for other in self.claimants.get(&key(region, kind, name)).into_iter().flatten() {
+                let Some(theirs) = self.claims.get(other).map(|c| &c.age).filter(|a| **a < age) else { continue };
+                match older.iter_mut().find(|(_, p, _)| p == other) {
+                    Some((_, _, names)) if !names.contains(&shared) => names.push(shared.clone()),
+                    Some(_) => {}
+                    None => older.push((theirs, other.clone(), vec![shared.clone()])),
+                }
+            }
+        }
+        older.sort_by(|a, b| a.0.cmp(b.0));
+        older.into_iter().map(|(_, p, shared)| (p, shared)).collect()
     }
 
     /// Every pipeline it knows.
     pub fn pipelines(&self) -> Vec<ObjectRef<SalesPipeline>> {
-        self.keys.keys().cloned().collect()
+        self.claims.keys().cloned().collect()
     }
 
     /// How many pipelines it knows.
     pub fn len(&self) -> usize {
-        self.keys.len()
+        self.claims.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
+        self.claims.is_empty()
     }
 }
 
-fn key(account: &str, region: &str, service: Service, name: &str) -> Key {
-    let region = if service.global() { "" } else { region };
-    (account.to_string(), region.to_string(), service, name.to_string())
+fn key(region: &str, kind: Kind, name: &str) -> Key {
+    match kind {
+        Kind::Role => (kind, String::new(), name.to_ascii_lowercase()),
+        Kind::Bucket => (kind, String::new(), name.to_string()),
+        _ => (kind, region.to_string(), name.to_string()),
+    }
 }
 
 #[cfg(test)]
@@ -97,8 +242,16 @@ mod tests {
     use super::*;
     use crate::api::SalesPipelineSpec;
 
-    fn names(ns: &str, name: &str) -> Names {
-        Names::derive(ns, name, &SalesPipelineSpec::default(), "eu-west-1")
+    /// Pipeline `ns/name`, created `second` seconds after the epoch.
+    fn pipeline(ns: &str, name: &str, second: i64) -> SalesPipeline {
+        let mut sp = SalesPipeline::new(name, SalesPipelineSpec::default());
+        sp.metadata.namespace = Some(ns.into());
+        sp.metadata.creation_timestamp = jiff::Timestamp::from_second(second).ok().map(Time);
+        sp
+    }
+
+    fn names(sp: &SalesPipeline) -> Names {
+        Names::derive(&sp.namespace().unwrap(), &sp.name_any(), &sp.spec, "eu-west-1")
     }
 
     fn event(service: Service, account: &str, region: &str, name: &str) -> ChangeEvent {
@@ -118,37 +271,80 @@ mod tests {
     #[test]
     fn an_event_finds_the_pipeline_of_its_resource_in_its_account_and_region_only() {
         let mut index = Index::default();
-        let a = ObjectRef::new("a").within("shop");
-        let n = names("shop", "a");
-        index.set(a.clone(), "1", "eu-west-1", &n);
+        let sp = pipeline("shop", "a", 1);
+        let a = ObjectRef::from(&sp);
+        let n = names(&sp);
+        index.set(&sp, "1", "eu-west-1", &n);
         assert_eq!(index.find(&event(Service::Kinesis, "1", "eu-west-1", &n.stream)), Some(a.clone()));
         assert_eq!(index.find(&event(Service::Kinesis, "2", "eu-west-1", &n.stream)), None, "other account");
         assert_eq!(index.find(&event(Service::Kinesis, "1", "us-east-1", &n.stream)), None, "other region");
         assert_eq!(index.find(&event(Service::Athena, "1", "eu-west-1", &n.stream)), None, "other service");
-        // IAM's events arrive in us-east-1 whatever the pipeline's region.
-        assert_eq!(index.find(&event(Service::Iam, "1", "us-east-1", &n.firehose_role)), Some(a.clone()));
+        assert_eq!(index.find(&event(Service::Glue, "1", "eu-west-1", &n.crawler)), Some(a.clone()), "crawler");
+        // IAM's events arrive in us-east-1 whatever the pipeline's region, names in any case.
+        let role = n.firehose_role.to_uppercase();
+        assert_eq!(index.find(&event(Service::Iam, "1", "us-east-1", &role)), Some(a.clone()));
         index.remove(&a);
         assert_eq!(index.find(&event(Service::Kinesis, "1", "eu-west-1", &n.stream)), None);
         assert!(index.is_empty());
     }
 
     #[test]
-    fn names_that_change_replace_the_old_ones_and_removing_one_pipeline_keeps_anothers_claim() {
+    fn a_watched_pipeline_is_found_before_its_first_pass_and_keeps_the_account_a_pass_found() {
         let mut index = Index::default();
-        let a = ObjectRef::new("a").within("shop");
-        let b = ObjectRef::new("b").within("shop");
-        let old = names("shop", "a");
-        index.set(a.clone(), "1", "eu-west-1", &old);
-        let new = names("shop", "renamed");
-        index.set(a.clone(), "1", "eu-west-1", &new);
+        let sp = pipeline("shop", "a", 1);
+        let n = names(&sp);
+        index.watched(&sp, "eu-west-1");
+        let stream = |account: &str| index.find(&event(Service::Kinesis, account, "eu-west-1", &n.stream));
+        assert_eq!(stream("1"), Some(ObjectRef::from(&sp)), "account not known yet: any");
+        index.set(&sp, "1", "eu-west-1", &n);
+        index.watched(&sp, "eu-west-1");
+        let stream = |account: &str| index.find(&event(Service::Kinesis, account, "eu-west-1", &n.stream));
+        assert_eq!((stream("1"), stream("2")), (Some(ObjectRef::from(&sp)), None));
+        index.remove_where(|p| p.namespace.as_deref() == Some("shop"));
+        assert!(index.is_empty());
+    }
+
+    #[test]
+    fn names_that_change_replace_the_old_ones_and_the_oldest_claimant_keeps_a_name() {
+        let mut index = Index::default();
+        let a = pipeline("shop", "a", 1);
+        let old = names(&a);
+        index.set(&a, "1", "eu-west-1", &old);
+        let new = Names::derive("shop", "renamed", &a.spec, "eu-west-1");
+        index.set(&a, "1", "eu-west-1", &new);
         assert_eq!(index.find(&event(Service::S3, "1", "eu-west-1", &old.bucket)), None);
-        assert_eq!(index.find(&event(Service::S3, "1", "eu-west-1", &new.bucket)), Some(a.clone()));
-        // b claims the same names later (it stalls with NameConflict); removing it keeps a's.
-        index.set(b.clone(), "1", "eu-west-1", &new);
-        index.remove(&b);
-        index.set(a.clone(), "1", "eu-west-1", &names("shop", "a"));
-        index.set(a.clone(), "1", "eu-west-1", &new);
-        assert_eq!(index.find(&event(Service::S3, "1", "eu-west-1", &new.bucket)), Some(a));
+        let bucket = event(Service::S3, "1", "eu-west-1", &new.bucket);
+        assert_eq!(index.find(&bucket), Some(ObjectRef::from(&a)));
+        // b, younger, claims the same names (it stalls with NameConflict): events stay a's.
+        let b = pipeline("shop", "b", 2);
+        index.set(&b, "1", "eu-west-1", &new);
+        assert_eq!(index.find(&bucket), Some(ObjectRef::from(&a)));
+        index.remove(&ObjectRef::from(&b));
+        assert_eq!(index.find(&bucket), Some(ObjectRef::from(&a)));
         assert_eq!(index.len(), 1);
+    }
+
+    #[test]
+    fn older_claimants_name_what_they_share_global_names_across_regions() {
+        let mut index = Index::default();
+        let (mut a, mut b) = (pipeline("shop", "a", 1), pipeline("other", "b", 2));
+        for sp in [&mut a, &mut b] {
+            sp.spec.name_prefix = Some("shop".into());
+            sp.spec.bucket.name = Some("shop-orders-archive".into());
+        }
+        let (na, nb) = (names(&a), names(&b));
+        index.set(&a, "1", "eu-west-1", &na);
+        index.watched(&b, "eu-west-1");
+        let claimed = index.older_claimants(&b, "eu-west-1", &nb);
+        assert_eq!(claimed.len(), 1, "{claimed:?}");
+        assert_eq!(claimed[0].0, ObjectRef::from(&a));
+        assert!(claimed[0].1.contains(&format!("kinesis stream {}", nb.stream)), "{claimed:?}");
+        assert!(index.older_claimants(&a, "eu-west-1", &na).is_empty(), "a came first");
+        // In another region only the global names (bucket, roles) are shared.
+        let elsewhere = Names::derive("other", "b", &b.spec, "us-east-1");
+        let claimed = index.older_claimants(&b, "us-east-1", &elsewhere);
+        let shared = &claimed[0].1;
+        assert!(shared.iter().all(|s| s.starts_with("s3 bucket") || s.starts_with("iam role")), "{shared:?}");
+        assert!(shared.contains(&format!("s3 bucket {}", elsewhere.bucket)), "{shared:?}");
     }
 }
