@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use kube_env::wait_until;
-use operator::{env, namespace_with_operator_role, Operator};
+use operator::{apply, condition, jsonpath, kubectl, namespace_with_operator_role, wait_ready, Operator};
 use sales_operator::aws::identity::{Assume, RoleArn};
 use sales_operator::aws::{AwsSettings, Clients};
 use serde_json::Value;
@@ -34,37 +34,6 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Runtime::new().unwrap()
-}
-
-fn kubectl(ns: &str, args: &[&str]) -> String {
-    let mut all = vec!["-n", ns];
-    all.extend_from_slice(args);
-    env().kubectl_ok(&all)
-}
-
-fn jsonpath(ns: &str, what: &str, path: &str) -> String {
-    kubectl(ns, &["get", what, "-o", &format!("jsonpath={path}")])
-}
-
-fn condition(ns: &str, name: &str, type_: &str, field: &str) -> String {
-    jsonpath(ns, &format!("sp/{name}"), &format!("{{.status.conditions[?(@.type==\"{type_}\")].{field}}}"))
-}
-
-fn apply(ns: &str, name: &str, spec: &str) {
-    let yaml = format!(
-        "apiVersion: sales-operator.dev/v1alpha1\nkind: SalesPipeline\nmetadata:\n  name: {name}\nspec:\n{spec}"
-    );
-    let out = env().kubectl_stdin(&["apply", "-n", ns, "-f", "-"], &yaml);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-}
-
-fn wait_ready(ns: &str, name: &str, op: &Operator) {
-    let ready = wait_until(TIMEOUT, || {
-        condition(ns, name, "Ready", "status") == "True"
-            && jsonpath(ns, &format!("sp/{name}"), "{.status.observedGeneration}")
-                == jsonpath(ns, &format!("sp/{name}"), "{.metadata.generation}")
-    });
-    assert!(ready, "not Ready:\n{}\noperator log:\n{}", kubectl(ns, &["get", "sp", name, "-o", "yaml"]), op.log());
 }
 
 /// The notes of the events of `reason` in `ns`.
@@ -221,7 +190,7 @@ fn outside_changes_are_repaired_within_seconds_and_reported_with_who_made_them()
         "shop",
         &format!("  deletionPolicy: Delete\n  bucket:\n    encryption: SSE_KMS\n    kmsKeyArn: {key}\n"),
     );
-    wait_ready(&ns, "shop", &op);
+    wait_ready(&ns, "shop", &op, TIMEOUT);
     let names = built(&ns, "shop");
     let (alice, actor) = outside(moto::REGION);
     let (alice_iam, _) = outside(IAM_REGION);
@@ -287,7 +256,7 @@ fn outside_changes_are_repaired_within_seconds_and_reported_with_who_made_them()
         assert!(d["eventName"].as_str().is_some_and(|n| !n.is_empty()) && d["eventTime"].is_string(), "{d:#}");
     }
     assert!(events(&ns, "DriftRepaired").len() >= 5, "{:?}", events(&ns, "DriftRepaired"));
-    wait_ready(&ns, "shop", &op);
+    wait_ready(&ns, "shop", &op, TIMEOUT);
 }
 
 #[test]
@@ -299,7 +268,7 @@ fn report_mode_reports_every_outside_change_changes_nothing_and_applies_a_spec_c
     let op = Operator::start(&ns, &kubeconfig, &["--resync-period", "1h", "--events-queue", &queue]);
     wait_events_up(&op, 1);
     apply(&ns, "audit", "  driftPolicy: Report\n  deletionPolicy: Delete\n");
-    wait_ready(&ns, "audit", &op);
+    wait_ready(&ns, "audit", &op, TIMEOUT);
     assert_eq!(
         jsonpath(&ns, "sp/audit", "{.status.appliedGeneration}"),
         jsonpath(&ns, "sp/audit", "{.metadata.generation}")
@@ -339,7 +308,7 @@ fn report_mode_reports_every_outside_change_changes_nothing_and_applies_a_spec_c
 
     // A spec change is applied once: everything back to the spec, then Report again.
     apply(&ns, "audit", "  driftPolicy: Report\n  deletionPolicy: Delete\n  bucket:\n    expirationDays: 30\n");
-    wait_ready(&ns, "audit", &op);
+    wait_ready(&ns, "audit", &op, TIMEOUT);
     assert_eq!(retention(&alice, &names.stream), retention_before);
     assert!(delivery_exists(&alice, &names.delivery));
     assert_eq!(condition(&ns, "audit", "Drifted", "status"), "False");
@@ -356,24 +325,8 @@ fn report_mode_reports_every_outside_change_changes_nothing_and_applies_a_spec_c
 
 /// Deploys the repository's CloudFormation template (deploy/change-events) on moto; the queue's ARN.
 async fn deploy_template(queue: &str) -> String {
-    use aws_sdk_cloudformation::types::Parameter;
     moto::set_aws_env();
-    let sdk = moto::sdk(&moto::settings()).await;
-    let cfn = aws_sdk_cloudformation::Client::new(&sdk);
-    let parameter = Parameter::builder().parameter_key("QueueName").parameter_value(queue).build();
-    let stack = cfn
-        .create_stack()
-        .stack_name(queue)
-        .template_body(sales_operator::events::setup::TEMPLATE)
-        .parameters(parameter)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("create stack: {}", aws_sdk_cloudformation::error::DisplayErrorContext(e)));
-    let described = cfn.describe_stacks().stack_name(stack.stack_id().unwrap()).send().await.unwrap();
-    let stack = &described.stacks()[0];
-    assert_eq!(stack.stack_status().unwrap().as_str(), "CREATE_COMPLETE", "{stack:?}");
-    let output = stack.outputs().iter().find(|o| o.output_key() == Some("QueueArn")).and_then(|o| o.output_value());
-    output.unwrap().to_string()
+    crate::events_setup::deploy_template(&moto::sdk(&moto::settings()).await, queue).await.1
 }
 
 #[test]
@@ -385,7 +338,7 @@ fn a_queue_that_goes_away_brings_the_short_resync_back_with_a_warning_and_its_re
     let op = Operator::start(&ns, &kubeconfig, &["--events-queue", &queue]);
     wait_events_up(&op, 1);
     apply(&ns, "shop", "  deletionPolicy: Delete\n");
-    wait_ready(&ns, "shop", &op);
+    wait_ready(&ns, "shop", &op, TIMEOUT);
     let names = built(&ns, "shop");
     let (alice, actor) = outside(moto::REGION);
 

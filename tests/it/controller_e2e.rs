@@ -12,38 +12,11 @@ use crate::support::operator;
 use std::time::{Duration, Instant};
 
 use kube_env::wait_until;
-use operator::{apply_rbac, env, namespace_with_operator_role, Operator};
+use operator::{
+    apply, apply_rbac, condition, env, jsonpath, kubectl, namespace_with_operator_role, wait_ready, Operator,
+};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
-
-fn kubectl(ns: &str, args: &[&str]) -> String {
-    let mut all = vec!["-n", ns];
-    all.extend_from_slice(args);
-    env().kubectl_ok(&all)
-}
-
-fn jsonpath(ns: &str, what: &str, path: &str) -> String {
-    kubectl(ns, &["get", what, "-o", &format!("jsonpath={path}")])
-}
-
-fn apply(ns: &str, name: &str, spec: &str) {
-    let yaml = format!(
-        "apiVersion: sales-operator.dev/v1alpha1\nkind: SalesPipeline\nmetadata:\n  name: {name}\nspec:\n{spec}"
-    );
-    let out = env().kubectl_stdin(&["apply", "-n", ns, "-f", "-"], &yaml);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-}
-
-fn wait_ready(ns: &str, name: &str, op: &Operator) {
-    let out = env().kubectl(&["wait", "-n", ns, "--for=condition=Ready", &format!("sp/{name}"), "--timeout=60s"]);
-    assert!(
-        out.status.success(),
-        "not Ready: {}\n{}\noperator log:\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        kubectl(ns, &["get", "sp", name, "-o", "yaml"]),
-        op.log()
-    );
-}
 
 /// Pipeline `name` applied with the name of a bucket someone else created first: it stalls.
 /// The bucket's name.
@@ -92,7 +65,7 @@ fn pipeline_lifecycle_create_update_and_delete_with_retain() {
     let (ns, kubeconfig) = namespace_with_operator_role("life");
     let op = Operator::start(&ns, &kubeconfig, &["--resync-period", "1m"]);
     apply(&ns, "shop", "  stream:\n    mode: PROVISIONED\n    shardCount: 1\n");
-    wait_ready(&ns, "shop", &op);
+    wait_ready(&ns, "shop", &op, TIMEOUT);
 
     assert_eq!(jsonpath(&ns, "sp/shop", "{.metadata.finalizers[0]}"), "sales-operator.dev/cleanup");
     assert_eq!(
@@ -120,7 +93,7 @@ fn pipeline_lifecycle_create_update_and_delete_with_retain() {
         "status did not follow generation 2:\n{}",
         op.log()
     );
-    wait_ready(&ns, "shop", &op);
+    wait_ready(&ns, "shop", &op, TIMEOUT);
     let shards = tokio::runtime::Runtime::new()
         .unwrap()
         .block_on(c.kinesis.describe_stream_summary().stream_name(&stream).send())
@@ -143,7 +116,7 @@ fn delete_policy_delete_removes_every_aws_resource() {
     let (ns, kubeconfig) = namespace_with_operator_role("del");
     let op = Operator::start(&ns, &kubeconfig, &[]);
     apply(&ns, "gone", "  deletionPolicy: Delete\n");
-    wait_ready(&ns, "gone", &op);
+    wait_ready(&ns, "gone", &op, TIMEOUT);
     let table = jsonpath(&ns, "sp/gone", "{.status.table.name}");
     let bucket = jsonpath(&ns, "sp/gone", "{.status.bucket}");
     let out = env().kubectl(&["delete", "-n", &ns, "sp/gone", "--timeout=60s"]);
@@ -192,7 +165,7 @@ fn a_missing_bucket_it_may_not_create_is_waited_for_and_the_pipeline_goes_on_onc
     std::thread::sleep(Duration::from_secs(3));
     assert!(op.aws_calls("") > calls, "looked at again while the bucket is missing\n{}", op.log());
     moto::create_bucket_outside(&bucket);
-    wait_ready(&ns, "later", &op);
+    wait_ready(&ns, "later", &op, TIMEOUT);
     assert_eq!(condition("Stalled"), "False");
 }
 
@@ -201,7 +174,7 @@ fn steady_state_makes_no_kubernetes_writes_and_no_aws_calls_between_resyncs() {
     let (ns, kubeconfig) = namespace_with_operator_role("quiet");
     let op = Operator::start(&ns, &kubeconfig, &["--resync-period", "10m"]);
     apply(&ns, "calm", "  {}\n");
-    wait_ready(&ns, "calm", &op);
+    wait_ready(&ns, "calm", &op, TIMEOUT);
     // The watch event of each status write the operator made is recognised as its own: no pass.
     let unchanged = "sales_operator_reconciles_total{kind=\"SalesPipeline\",result=\"unchanged\"}";
     let skipped = || {
@@ -228,7 +201,7 @@ fn metrics_expose_reconciles_aws_calls_and_pipelines_by_ready() {
     let (ns, kubeconfig) = namespace_with_operator_role("metrics");
     let op = Operator::start(&ns, &kubeconfig, &[]);
     apply(&ns, "m", "  {}\n");
-    wait_ready(&ns, "m", &op);
+    wait_ready(&ns, "m", &op, TIMEOUT);
     // The gauge and the counter are updated just after the status write that `kubectl wait` saw.
     // Per account: the operator's own (moto's default), as STS GetCallerIdentity says.
     let ready_gauge = format!("sales_operator_pipelines{{ready=\"True\",account=\"{}\"}} 1", accounts::HOME);
@@ -298,7 +271,7 @@ fn with_two_replicas_only_the_leader_calls_aws() {
     let second = Operator::start(&ns, &kubeconfig, &["--identity", "two"]);
     assert!(wait_until(TIMEOUT, || second.log().contains("waiting for leadership")), "{}", second.log());
     apply(&ns, "led", "  {}\n");
-    wait_ready(&ns, "led", &first);
+    wait_ready(&ns, "led", &first, TIMEOUT);
     assert!(first.aws_calls("") > 0);
     assert_eq!(second.aws_calls(""), 0, "the follower must not call AWS");
     assert_eq!(kubectl(&ns, &["get", "lease", "sales-operator", "-o", "jsonpath={.spec.holderIdentity}"]), "one");
@@ -321,7 +294,7 @@ fn a_status_written_over_by_another_client_is_restored() {
     let (ns, kubeconfig) = namespace_with_operator_role("conflict");
     let op = Operator::start(&ns, &kubeconfig, &["--resync-period", "10m"]);
     apply(&ns, "contested", "  {}\n");
-    wait_ready(&ns, "contested", &op);
+    wait_ready(&ns, "contested", &op, TIMEOUT);
     let rv = jsonpath(&ns, "sp/contested", "{.metadata.resourceVersion}");
 
     // A stale write is refused by the API server (optimistic concurrency)...
@@ -359,7 +332,7 @@ fn a_stalled_pipeline_is_looked_at_again_each_resync_and_recovers_once_fixed_out
     let bucket = stalled_on_a_taken_bucket(&ns, "later", &op);
     // The bucket that was not the pipeline's is removed outside Kubernetes: a resync finds the name free.
     delete_bucket_outside(&bucket);
-    wait_ready(&ns, "later", &op);
+    wait_ready(&ns, "later", &op, TIMEOUT);
     assert_eq!(jsonpath(&ns, "sp/later", "{.status.conditions[?(@.type==\"Stalled\")].status}"), "False");
 }
 
@@ -393,7 +366,7 @@ fn a_reconcile_request_re_reads_aws_now_even_when_stalled_and_is_echoed_in_statu
     // Fixed outside: the next request finds the name free at once, not at the 1 h resync.
     delete_bucket_outside(&bucket);
     request("again");
-    wait_ready(&ns, "now", &op);
+    wait_ready(&ns, "now", &op, TIMEOUT);
     assert!(wait_until(TIMEOUT, || handled() == "again"), "not echoed:\n{}", op.log());
 }
 
@@ -404,7 +377,7 @@ fn a_mode_switch_removes_the_crawler_and_later_resyncs_stop_looking_for_it() {
     let (ns, kubeconfig) = namespace_with_operator_role("sweep");
     let op = Operator::start(&ns, &kubeconfig, &["--resync-period", "3s"]);
     apply(&ns, "crawl", "  catalog:\n    mode: Crawler\n");
-    wait_ready(&ns, "crawl", &op);
+    wait_ready(&ns, "crawl", &op, TIMEOUT);
     let crawler = jsonpath(&ns, "sp/crawl", "{.status.catalog.crawler}");
     let glue_role = jsonpath(&ns, "sp/crawl", "{.status.roles.glue}");
     assert!(!crawler.is_empty() && !glue_role.is_empty(), "Crawler mode reports the crawler and its role");
@@ -434,10 +407,6 @@ fn a_mode_switch_removes_the_crawler_and_later_resyncs_stop_looking_for_it() {
     assert!(role_reads <= 2 * (done + 1), "only the two live roles are read: {role_reads} GetRole in {done} passes");
 }
 
-fn condition(ns: &str, name: &str, type_: &str, field: &str) -> String {
-    jsonpath(ns, &format!("sp/{name}"), &format!("{{.status.conditions[?(@.type==\"{type_}\")].{field}}}"))
-}
-
 #[test]
 fn two_namespaces_claiming_the_same_names_the_second_is_refused_before_any_aws_call() {
     let env = env();
@@ -461,7 +430,7 @@ fn two_namespaces_claiming_the_same_names_the_second_is_refused_before_any_aws_c
     let prefix = moto::unique("shared");
     let spec = format!("  namePrefix: {prefix}\n  deletionPolicy: Delete\n");
     apply(&team_a, "sales", &spec);
-    wait_ready(&team_a, "sales", &op);
+    wait_ready(&team_a, "sales", &op, TIMEOUT);
     let table = jsonpath(&team_a, "sp/sales", "{.status.table.name}");
     let stream = jsonpath(&team_a, "sp/sales", "{.status.stream.name}");
     let bucket = jsonpath(&team_a, "sp/sales", "{.status.bucket}");

@@ -25,6 +25,29 @@ async fn sdk() -> aws_config::SdkConfig {
     moto::sdk(&moto::settings()).await
 }
 
+/// deploy/change-events/cloudformation.yaml deployed on moto's CloudFormation as stack `queue`
+/// for queue `queue`: the queue's URL and ARN (the stack's outputs).
+pub async fn deploy_template(sdk: &aws_config::SdkConfig, queue: &str) -> (String, String) {
+    let cfn = aws_sdk_cloudformation::Client::new(sdk);
+    let parameter =
+        aws_sdk_cloudformation::types::Parameter::builder().parameter_key("QueueName").parameter_value(queue).build();
+    let stack = cfn
+        .create_stack()
+        .stack_name(queue)
+        .template_body(setup::TEMPLATE)
+        .parameters(parameter)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("create stack: {}", aws_sdk_cloudformation::error::DisplayErrorContext(e)));
+    let described = cfn.describe_stacks().stack_name(stack.stack_id().unwrap()).send().await.unwrap();
+    let stack = &described.stacks()[0];
+    assert_eq!(stack.stack_status().unwrap().as_str(), "CREATE_COMPLETE", "{stack:?}");
+    let output = |key: &str| {
+        stack.outputs().iter().find(|o| o.output_key() == Some(key)).and_then(|o| o.output_value()).unwrap().to_string()
+    };
+    (output("QueueUrl"), output("QueueArn"))
+}
+
 /// An ACTIVE on-demand stream `name` (the layer, like AWS, may not show a new stream at once and
 /// keeps it CREATING for a moment).
 async fn active_stream(kinesis: &aws_sdk_kinesis::Client, name: &str) {
@@ -85,28 +108,8 @@ async fn a_change_reaches_the_queue_and_a_read_does_not(sqs: &aws_sdk_sqs::Clien
 #[tokio::test]
 async fn the_cloudformation_template_deployed_carries_a_change_event_to_its_queue() {
     let sdk = sdk().await;
-    let cfn = aws_sdk_cloudformation::Client::new(&sdk);
     let queue = moto::unique("cfn-events");
-    let stack = cfn
-        .create_stack()
-        .stack_name(&queue)
-        .template_body(setup::TEMPLATE)
-        .parameters(
-            aws_sdk_cloudformation::types::Parameter::builder()
-                .parameter_key("QueueName")
-                .parameter_value(&queue)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("create stack: {}", aws_sdk_cloudformation::error::DisplayErrorContext(e)));
-    let described = cfn.describe_stacks().stack_name(stack.stack_id().unwrap()).send().await.unwrap();
-    let stack = &described.stacks()[0];
-    assert_eq!(stack.stack_status().unwrap().as_str(), "CREATE_COMPLETE", "{stack:?}");
-    let output = |key: &str| {
-        stack.outputs().iter().find(|o| o.output_key() == Some(key)).and_then(|o| o.output_value()).unwrap().to_string()
-    };
-    let (url, arn) = (output("QueueUrl"), output("QueueArn"));
+    let (url, arn) = deploy_template(&sdk, &queue).await;
     assert!(url.ends_with(&format!("/{queue}")) && arn.ends_with(&format!(":{queue}")), "{url} {arn}");
 
     let sqs = aws_sdk_sqs::Client::new(&sdk);

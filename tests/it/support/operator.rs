@@ -101,3 +101,39 @@ impl Drop for Operator {
         let _ = self.child.wait();
     }
 }
+
+/// `kubectl -n NS ARGS…`: its stdout; the test fails on an error.
+pub fn kubectl(ns: &str, args: &[&str]) -> String {
+    let mut all = vec!["-n", ns];
+    all.extend_from_slice(args);
+    env().kubectl_ok(&all)
+}
+
+/// `kubectl get WHAT -o jsonpath=PATH` in `ns`.
+pub fn jsonpath(ns: &str, what: &str, path: &str) -> String {
+    kubectl(ns, &["get", what, "-o", &format!("jsonpath={path}")])
+}
+
+/// `field` (`status`, `reason`, `message`) of SalesPipeline `name`'s condition `type_`.
+pub fn condition(ns: &str, name: &str, type_: &str, field: &str) -> String {
+    jsonpath(ns, &format!("sp/{name}"), &format!("{{.status.conditions[?(@.type==\"{type_}\")].{field}}}"))
+}
+
+/// `kubectl apply`s SalesPipeline `name` in `ns` with `spec` (YAML lines indented under `spec:`).
+pub fn apply(ns: &str, name: &str, spec: &str) {
+    let yaml = format!(
+        "apiVersion: sales-operator.dev/v1alpha1\nkind: SalesPipeline\nmetadata:\n  name: {name}\nspec:\n{spec}"
+    );
+    let out = env().kubectl_stdin(&["apply", "-n", ns, "-f", "-"], &yaml);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Waits (up to `timeout`) until SalesPipeline `name` is Ready for its current generation.
+pub fn wait_ready(ns: &str, name: &str, op: &Operator, timeout: Duration) {
+    let what = format!("sp/{name}");
+    let ready = super::kube_env::wait_until(timeout, || {
+        condition(ns, name, "Ready", "status") == "True"
+            && jsonpath(ns, &what, "{.status.observedGeneration}") == jsonpath(ns, &what, "{.metadata.generation}")
+    });
+    assert!(ready, "not Ready:\n{}\noperator log:\n{}", kubectl(ns, &["get", "sp", name, "-o", "yaml"]), op.log());
+}
