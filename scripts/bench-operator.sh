@@ -1,21 +1,30 @@
 #!/usr/bin/env bash
 # Memory, CPU and AWS calls of `sales-operator run` holding N SalesPipelines in
 # sync, against a real kube-apiserver (scripts/kube-env) and moto.
-#   [RESYNC=seconds] [IDENTITIES=K [SESSION=seconds]] scripts/bench-operator.sh N [BINARY]
+#   [RESYNC=seconds] [WINDOW=seconds] [REGIONS=K] [EVENTS=1] [IDENTITIES=K [SESSION=seconds]]
+#     scripts/bench-operator.sh N [BINARY]
 #   (default binary: target/release/sales-operator)
+# The pipelines are spread round-robin over REGIONS regions (default 20; Firehose allows 50
+# delivery streams per region, so at least N/50). The steady-state window lasts WINDOW seconds
+# (default: one resync period).
+# With EVENTS=1 the operator reads change events (docs/change-events.md): `events-setup` makes a
+# queue in each region used and in us-east-1 (IAM's events), and the resync is the 1-hour
+# backstop unless RESYNC says otherwise; the row then also gives the ReceiveMessage calls.
 # With IDENTITIES=K the pipelines are spread over K namespaces, each with a default AwsIdentity
 # whose role is in an AWS account of its own (200000000001, ...); the AWS-behaviour layer makes
 # their sessions last SESSION seconds (default 60), and the row also gives the STS AssumeRole
 # calls while all became Ready and during the steady-state window.
 # Prints one markdown table row: N, RSS after all are Ready (and its anonymous / file-backed
-# parts: heap vs the binary's code), peak RSS, CPU seconds of one steady-state resync, AWS calls
-# per resync (read/mutating), and the calls per hour at the default 5-minute resync; then the
-# reads of that resync per pipeline, by operation.
+# parts: heap vs the binary's code), peak RSS, CPU seconds of the steady-state window, AWS calls
+# in it (read/mutating), and those calls scaled to an hour; then the window's reads per
+# pipeline, by operation.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:?usage: bench-operator.sh N [BINARY]}
 bin=${2:-target/release/sales-operator}
-resync=${RESYNC:-300}  # seconds (default: the operator's default); the steady-state window is one period
+events=${EVENTS:-0}
+if (( events )); then resync=${RESYNC:-3600}; else resync=${RESYNC:-300}; fi  # seconds: the operator's defaults
+window=${WINDOW:-$resync}
 identities=${IDENTITIES:-0}
 session=${SESSION:-60}
 [[ -x "$bin" ]] || { echo "build $bin first (cargo build --release)" >&2; exit 1; }
@@ -66,8 +75,21 @@ PY
   watch=()
   namespace_of() { echo "bench-$(( ($1 - 1) % identities + 1 ))"; }
 fi
+# Firehose allows 50 delivery streams per region (moto enforces it too): spread the pipelines.
+regions=(us-east-1 eu-west-1 us-east-2 us-west-1 us-west-2 eu-west-2 eu-west-3 eu-central-1 eu-north-1 eu-south-1
+  ap-south-1 ap-northeast-1 ap-northeast-2 ap-northeast-3 ap-southeast-1 ap-southeast-2 ca-central-1 sa-east-1 me-south-1 af-south-1)
+regions=("${regions[@]:0:${REGIONS:-20}}")
+queues=()
+if (( events )); then
+  # One queue per region used, and us-east-1's for IAM (regions[0]).
+  for r in "${regions[@]}"; do
+    AWS_ENDPOINT_URL=$endpoint AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \
+      "$bin" events-setup --region "$r" --queue-name bench-events >/dev/null
+    queues+=(--events-queue "arn:aws:sqs:$r:123456789012:bench-events")
+  done
+fi
 AWS_ENDPOINT_URL=$endpoint AWS_REGION=eu-west-1 AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \
-  "$bin" run "${watch[@]}" --lease-namespace bench --metrics-address "127.0.0.1:$mport" \
+  "$bin" run "${watch[@]}" "${queues[@]}" --lease-namespace bench --metrics-address "127.0.0.1:$mport" \
   --resync-period "${resync}s" --concurrency 8 >"$work/operator.log" 2>&1 &
 op_pid=$!
 
@@ -78,9 +100,6 @@ calls() { curl -s "127.0.0.1:$mport/metrics" | awk -v k="$1" '/^sales_operator_a
 # "Service:Operation count" per read operation, summed over outcomes (spaces in service names become _).
 by_operation() { curl -s "127.0.0.1:$mport/metrics" | sed -n 's/^sales_operator_aws_calls_total{service="\([^"]*\)",operation="\([^"]*\)",kind="read".* \([0-9]*\)$/\1:\2 \3/p' | tr ' ' '_' | sed 's/_\([0-9]*\)$/ \1/' | awk '{s[$1]+=$2} END {for (k in s) print k, s[k]}' | sort; }
 
-# Firehose allows 50 delivery streams per region (moto enforces it too): spread the pipelines.
-regions=(us-east-1 us-east-2 us-west-1 us-west-2 eu-west-1 eu-west-2 eu-west-3 eu-central-1 eu-north-1 eu-south-1
-  ap-south-1 ap-northeast-1 ap-northeast-2 ap-northeast-3 ap-southeast-1 ap-southeast-2 ca-central-1 sa-east-1 me-south-1 af-south-1)
 for i in $(seq 1 "$n"); do
   region=${regions[$(( (i - 1) % ${#regions[@]} ))]}
   printf 'apiVersion: sales-operator.dev/v1alpha1\nkind: SalesPipeline\nmetadata:\n  name: p%d\n  namespace: %s\nspec:\n  region: %s\n---\n' "$i" "$(namespace_of "$i")" "$region"
@@ -94,11 +113,11 @@ done
 ready_s=$(( $(date +%s) - t0 ))
 sleep 5
 rss_ready=$(rss); anon=$(rss RssAnon); file=$(rss RssFile)
-# One full steady-state resync window.
+# The steady-state window (by default one full resync period).
 a0=$(assume_roles)
 s_ready=$(( a0 - identities ))  # not the script's own k calls that created the roles
 r0=$(calls read); m0=$(calls mutating); c0=$(cpu); by_operation >"$work/ops0"
-sleep "$resync"
+sleep "$window"
 r1=$(calls read); m1=$(calls mutating); c1=$(cpu); by_operation >"$work/ops1"
 s_window=$(( $(assume_roles) - a0 ))
 tick=$(getconf CLK_TCK)
@@ -106,7 +125,11 @@ reads=$(( r1 - r0 )); muts=$(( m1 - m0 ))
 printf '| %d | %d s | %.1f MiB (%.1f + %.1f) | %.1f MiB | %.2f s | %d / %d | %d |\n' "$n" "$ready_s" \
   "$(echo "$rss_ready/1024" | bc -l)" "$(echo "$anon/1024" | bc -l)" "$(echo "$file/1024" | bc -l)" \
   "$(echo "$(hwm)/1024" | bc -l)" "$(echo "($c1-$c0)/$tick" | bc -l)" \
-  "$reads" "$muts" "$(( (reads + muts) * 12 ))"
+  "$reads" "$muts" "$(( (reads + muts) * 3600 / window ))"
+if (( events )); then
+  receives=$(join -j1 "$work/ops0" "$work/ops1" | awk '$1 == "SQS:ReceiveMessage" {print $3 - $2}')
+  echo "change events: ${#regions[@]} queues, resync $resync s; in the $window s window ${receives:-0} of the reads were ReceiveMessage; sales_operator_events_up: $(curl -s "127.0.0.1:$mport/metrics" | awk '/^sales_operator_events_up/ {s+=$NF} END {print s+0}')"
+fi
 if (( identities > 0 )); then
   echo "identities: $identities, sessions of $session s: STS AssumeRole calls until all Ready $s_ready, in the ${resync} s window $s_window"
   echo "  (one session per identity, renewed by the SDK's credentials cache when a call needs it shortly before it expires: about $identities x $resync / $session = $(( identities * resync / session )) in the window when calls never stop, at least $identities)"
