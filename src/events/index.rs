@@ -3,6 +3,7 @@
 //! names, in one lookup per name (not a walk over every pipeline).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::runtime::reflector::ObjectRef;
@@ -70,27 +71,39 @@ impl Kind {
 }
 
 /// (kind, region — empty for the names that are global in an account: S3 buckets and IAM
-/// roles —, name — lowercased for IAM, whose role names ignore case).
-type Key = (Kind, String, String);
+/// roles —, name — lowercased for IAM, whose role names ignore case). Shared strings: a
+/// pipeline's key is stored twice (the claimants' map, the pipeline's claim) but allocated once.
+type Key = (Kind, Arc<str>, Arc<str>);
 
-/// Which pipeline came first: the older keeps its names.
-type Age = (Option<Time>, String, String);
+/// A pipeline's place in the index.
+type Id = u32;
 
 #[derive(Debug)]
 struct Claim {
-    age: Age,
+    /// Without resourceVersion and uid (not part of its identity).
+    pipeline: ObjectRef<SalesPipeline>,
+    created: Option<Time>,
     /// The account it acts in, once a pass (or its status) tells.
     account: Option<String>,
-    keys: Vec<Key>,
+    keys: Box<[Key]>,
+}
+
+impl Claim {
+    /// Which came first: the older keeps its names (same second: by namespace, then name).
+    fn age(&self) -> (&Option<Time>, Option<&str>, &str) {
+        (&self.created, self.pipeline.namespace.as_deref(), &self.pipeline.name)
+    }
 }
 
 /// The AWS names of every watched pipeline (from its spec, as soon as the watch sees it) and the
-/// account each acts in.
+/// account each acts in. About 2 KiB a pipeline (docs/benchmarks.md).
 #[derive(Debug, Default)]
 pub struct Index {
     /// Each name's claimants, oldest first.
-    claimants: HashMap<Key, Vec<ObjectRef<SalesPipeline>>>,
-    claims: HashMap<ObjectRef<SalesPipeline>, Claim>,
+    claimants: HashMap<Key, Vec<Id>>,
+    claims: Vec<Option<Claim>>,
+    free: Vec<Id>,
+    ids: HashMap<ObjectRef<SalesPipeline>, Id>,
 }
 
 /// A pipeline's names by kind, as it gives them.
@@ -110,16 +123,35 @@ fn named(names: &Names) -> [(Kind, &str); 11] {
     ]
 }
 
-fn keys(region: &str, names: &Names) -> Vec<Key> {
-    let mut keys: Vec<Key> =
-        named(names).into_iter().filter(|(_, name)| !name.is_empty()).map(|(k, n)| key(region, k, n)).collect();
+fn keys(region: &str, names: &Names) -> Box<[Key]> {
+    let (region, global): (Arc<str>, Arc<str>) = (region.into(), "".into());
+    let mut keys: Vec<Key> = named(names)
+        .into_iter()
+        .filter(|(_, name)| !name.is_empty())
+        .map(|(kind, name)| match kind {
+            Kind::Role => (kind, global.clone(), name.to_ascii_lowercase().into()),
+            Kind::Bucket => (kind, global.clone(), name.into()),
+            _ => (kind, region.clone(), name.into()),
+        })
+        .collect();
     keys.sort();
     keys.dedup();
-    keys
+    keys.into_boxed_slice()
 }
 
-fn age_of(sp: &SalesPipeline) -> Age {
-    (sp.creation_timestamp(), sp.namespace().unwrap_or_default(), sp.name_any())
+/// The key a lookup of `name` of `kind` in `region` uses.
+fn key(region: &str, kind: Kind, name: &str) -> Key {
+    match kind {
+        Kind::Role => (kind, "".into(), name.to_ascii_lowercase().into()),
+        Kind::Bucket => (kind, "".into(), name.into()),
+        _ => (kind, region.into(), name.into()),
+    }
+}
+
+fn identity(sp: &SalesPipeline) -> ObjectRef<SalesPipeline> {
+    let mut pipeline = ObjectRef::from(sp);
+    pipeline.extra = Default::default();
+    pipeline
 }
 
 impl Index {
@@ -128,49 +160,82 @@ impl Index {
     pub fn watched(&mut self, sp: &SalesPipeline, region: &str) {
         let Some(namespace) = sp.namespace() else { return };
         let names = Names::derive(&namespace, &sp.name_any(), &sp.spec, region);
-        let pipeline = ObjectRef::from(sp);
-        let account = self.claims.get(&pipeline).and_then(|c| c.account.clone());
-        let account = account.or_else(|| sp.status.as_ref().and_then(|s| s.account.clone()));
-        self.put(pipeline, Claim { age: age_of(sp), account, keys: keys(region, &names) });
+        let pipeline = identity(sp);
+        let known = self.claim(&pipeline).and_then(|c| c.account.clone());
+        let account = known.or_else(|| sp.status.as_ref().and_then(|s| s.account.clone()));
+        let claim = Claim { pipeline, created: sp.creation_timestamp(), account, keys: keys(region, &names) };
+        self.put(claim);
     }
 
     /// Records that `sp` manages `names` in `account` and `region`, as its pass resolved them.
     pub fn set(&mut self, sp: &SalesPipeline, account: &str, region: &str, names: &Names) {
-        let claim = Claim { age: age_of(sp), account: Some(account.to_string()), keys: keys(region, names) };
-        self.put(ObjectRef::from(sp), claim);
+        let account = Some(account.to_string());
+        self.put(Claim {
+            pipeline: identity(sp),
+            created: sp.creation_timestamp(),
+            account,
+            keys: keys(region, names),
+        });
     }
 
-    fn put(&mut self, pipeline: ObjectRef<SalesPipeline>, claim: Claim) {
-        if let Some(had) = self.claims.get_mut(&pipeline) {
-            if had.keys == claim.keys {
-                *had = claim;
-                return;
+    fn claim(&self, pipeline: &ObjectRef<SalesPipeline>) -> Option<&Claim> {
+        self.ids.get(pipeline).and_then(|id| self.by_id(*id))
+    }
+
+    fn by_id(&self, id: Id) -> Option<&Claim> {
+        self.claims.get(id as usize).and_then(Option::as_ref)
+    }
+
+    fn put(&mut self, claim: Claim) {
+        if let Some(&id) = self.ids.get(&claim.pipeline) {
+            if let Some(had) = self.claims.get_mut(id as usize).and_then(Option::as_mut) {
+                if had.keys == claim.keys {
+                    *had = claim;
+                    return;
+                }
             }
         }
-        self.remove(&pipeline);
-        for k in &claim.keys {
-            let claimants = self.claimants.entry(k.clone()).or_default();
-            let at = claimants.partition_point(|other| self.claims.get(other).is_some_and(|c| c.age < claim.age));
-            claimants.insert(at, pipeline.clone());
+        self.remove(&claim.pipeline);
+        let id = match self.free.pop() {
+            Some(id) => id,
+            None => {
+                self.claims.push(None);
+                Id::try_from(self.claims.len() - 1).unwrap_or(Id::MAX)
+            }
+        };
+        for k in claim.keys.iter() {
+            let claimants = self.claimants.entry(k.clone()).or_insert_with(|| Vec::with_capacity(1));
+            let claims = &self.claims;
+            let older = |other: &Id| {
+                claims.get(*other as usize).and_then(Option::as_ref).is_some_and(|c| c.age() < claim.age())
+            };
+            let at = claimants.partition_point(older);
+            claimants.insert(at, id);
         }
-        self.claims.insert(pipeline, claim);
+        self.ids.insert(claim.pipeline.clone(), id);
+        if let Some(slot) = self.claims.get_mut(id as usize) {
+            *slot = Some(claim);
+        }
     }
 
     /// Forgets `pipeline` (deleted).
     pub fn remove(&mut self, pipeline: &ObjectRef<SalesPipeline>) {
-        for k in self.claims.remove(pipeline).map(|c| c.keys).unwrap_or_default() {
-            if let Some(claimants) = self.claimants.get_mut(&k) {
-                claimants.retain(|p| p != pipeline);
+        let Some(id) = self.ids.remove(pipeline) else { return };
+        let Some(claim) = self.claims.get_mut(id as usize).and_then(Option::take) else { return };
+        for k in claim.keys.iter() {
+            if let Some(claimants) = self.claimants.get_mut(k) {
+                claimants.retain(|other| *other != id);
                 if claimants.is_empty() {
-                    self.claimants.remove(&k);
+                    self.claimants.remove(k);
                 }
             }
         }
+        self.free.push(id);
     }
 
     /// Forgets the pipelines `gone` says yes to (a relist: deleted while the watch was down).
     pub fn remove_where(&mut self, mut gone: impl FnMut(&ObjectRef<SalesPipeline>) -> bool) {
-        let gone: Vec<_> = self.claims.keys().filter(|p| gone(p)).cloned().collect();
+        let gone: Vec<_> = self.ids.keys().filter(|p| gone(p)).cloned().collect();
         gone.iter().for_each(|p| self.remove(p));
     }
 
@@ -180,13 +245,15 @@ impl Index {
         let kinds = Kind::ALL.into_iter().filter(|k| k.service() == event.service);
         let keys: Vec<Key> = kinds.flat_map(|k| event.names.iter().map(move |n| key(&event.region, k, n))).collect();
         keys.iter().find_map(|k| {
-            self.claimants.get(k)?.iter().find(|p| self.in_account(p, &event.account).unwrap_or(true)).cloned()
+            let mut claims = self.claimants.get(k)?.iter().filter_map(|id| self.by_id(*id));
+            let claim = claims.find(|c| c.account.as_deref().is_none_or(|a| a == event.account))?;
+            Some(claim.pipeline.clone())
         })
     }
 
     /// Whether `pipeline` acts in `account` (`None`: not known yet).
     pub fn in_account(&self, pipeline: &ObjectRef<SalesPipeline>, account: &str) -> Option<bool> {
-        self.claims.get(pipeline)?.account.as_deref().map(|a| a == account)
+        self.claim(pipeline)?.account.as_deref().map(|a| a == account)
     }
 
     /// The pipelines older than `sp` that want one of the names `names` gives it in `region`,
@@ -197,43 +264,36 @@ impl Index {
         region: &str,
         names: &Names,
     ) -> Vec<(ObjectRef<SalesPipeline>, Vec<String>)> {
-        let age = age_of(sp);
-        let mut older: Vec<(&Age, ObjectRef<SalesPipeline>, Vec<String>)> = Vec::new();
+        let mine =
+            Claim { pipeline: identity(sp), created: sp.creation_timestamp(), account: None, keys: Box::new([]) };
+        let mut older: Vec<(&Claim, Vec<String>)> = Vec::new();
         for (kind, name) in named(names).into_iter().filter(|(_, name)| !name.is_empty()) {
             let shared = format!("{} {name}", kind.label());
-            for other in self.claimants.get(&key(region, kind, name)).into_iter().flatten() {
-                let Some(theirs) = self.claims.get(other).map(|c| &c.age).filter(|a| **a < age) else { continue };
-                match older.iter_mut().find(|(_, p, _)| p == other) {
-                    Some((_, _, names)) if !names.contains(&shared) => names.push(shared.clone()),
+            for id in self.claimants.get(&key(region, kind, name)).into_iter().flatten() {
+                let Some(theirs) = self.by_id(*id).filter(|c| c.age() < mine.age()) else { continue };
+                match older.iter_mut().find(|(c, _)| c.pipeline == theirs.pipeline) {
+                    Some((_, names)) if !names.contains(&shared) => names.push(shared.clone()),
                     Some(_) => {}
-                    None => older.push((theirs, other.clone(), vec![shared.clone()])),
+                    None => older.push((theirs, vec![shared.clone()])),
                 }
             }
         }
-        older.sort_by(|a, b| a.0.cmp(b.0));
-        older.into_iter().map(|(_, p, shared)| (p, shared)).collect()
+        older.sort_by(|a, b| a.0.age().cmp(&b.0.age()));
+        older.into_iter().map(|(c, shared)| (c.pipeline.clone(), shared)).collect()
     }
 
     /// Every pipeline it knows.
     pub fn pipelines(&self) -> Vec<ObjectRef<SalesPipeline>> {
-        self.claims.keys().cloned().collect()
+        self.ids.keys().cloned().collect()
     }
 
     /// How many pipelines it knows.
     pub fn len(&self) -> usize {
-        self.claims.len()
+        self.ids.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.claims.is_empty()
-    }
-}
-
-fn key(region: &str, kind: Kind, name: &str) -> Key {
-    match kind {
-        Kind::Role => (kind, String::new(), name.to_ascii_lowercase()),
-        Kind::Bucket => (kind, String::new(), name.to_string()),
-        _ => (kind, region.to_string(), name.to_string()),
+        self.ids.is_empty()
     }
 }
 
