@@ -4,7 +4,8 @@
 # `events-setup` makes, on moto behind the AWS-behaviour layer (which publishes the CloudTrail
 # event of every mutating call before answering it) and a real kube-apiserver (scripts/kube-env).
 # The outside changes are made by another identity (role outside-admin, session alice).
-#   [ROUNDS=5] scripts/bench-drift.sh [BINARY]   (default binary: target/release/sales-operator)
+#   [ROUNDS=5] [OPERATOR_LOG=file] scripts/bench-drift.sh [BINARY]
+#   (default binary: target/release/sales-operator; OPERATOR_LOG keeps the operator's log)
 # Prints a markdown table: per component, the outside change and its median and max repair time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +22,7 @@ endpoint=$(SALES_OPERATOR_STATE=$work scripts/moto.sh start "$port")
 op_pid=""
 cleanup() {
   [[ -n "$op_pid" ]] && kill "$op_pid" 2>/dev/null || true
+  [[ -n "${OPERATOR_LOG:-}" ]] && cp "$work/operator.log" "$OPERATOR_LOG" || true
   SALES_OPERATOR_STATE=$work scripts/moto.sh stop "$port" || true
   bash scripts/kube-env/stop.sh "$dir" >/dev/null 2>&1 || true
   rm -rf "$work"

@@ -128,13 +128,21 @@ CHANGES = {
             lambda: iam.list_role_policies(RoleName=role)["PolicyNames"] == policies),
 }
 
+def pipeline_ready():
+    """the pipeline Ready again (its last repair over: nothing UPDATING)"""
+    conditions = json.loads(kubectl("get", "sp", pipeline, "-o", "json"))["status"].get("conditions", [])
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+
 took = {c: [] for c in CHANGES}
 for r in range(rounds):
     for component, (what, ready, change, repaired) in CHANGES.items():
         ready.__doc__ = f"{component} ready to change"
         repaired.__doc__ = f"{component}: {what} repaired"
+        # Each change to a settled pipeline: a repair that finds an upstream resource still
+        # UPDATING from the last one waits for it (the operator's 5 s pace).
+        until(pipeline_ready)
         until(ready)
-        time.sleep(1)  # the last repair's pass over
         change()
         took[component].append(until(repaired))
         print(f"round {r + 1} {component}: {took[component][-1]:.2f} s", file=sys.stderr)
