@@ -50,7 +50,6 @@ impl Service {
             C::Iam => Self::Iam,
         }
     }
-
 }
 
 /// What the operator keeps of a change event: where, what, who.
