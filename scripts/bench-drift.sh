@@ -8,30 +8,16 @@
 #   (default binary: target/release/sales-operator; OPERATOR_LOG keeps the operator's log)
 # Prints a markdown table: per component, the outside change and its median and max repair time.
 set -euo pipefail
+# shellcheck source=common.sh
+. "$(dirname "$0")/common.sh"
 cd "$(dirname "$0")/.."
 bin=${1:-target/release/sales-operator}
 rounds=${ROUNDS:-5}
 [[ -x "$bin" ]] || { echo "build $bin first (cargo build --release)" >&2; exit 1; }
 
-work=$(mktemp -d)
-kube_bin=$(bash scripts/kube-env/build.sh 2>/dev/null | tail -1)
-dir=$(bash scripts/kube-env/start.sh --watch-pid $$ "$work/kube")
-export KUBECONFIG=$dir/kubeconfig PATH=$kube_bin:$PATH
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-endpoint=$(SALES_OPERATOR_STATE=$work scripts/moto.sh start "$port")
-op_pid=""
-cleanup() {
-  [[ -n "$op_pid" ]] && kill "$op_pid" 2>/dev/null || true
-  [[ -n "${OPERATOR_LOG:-}" ]] && cp "$work/operator.log" "$OPERATOR_LOG" || true
-  SALES_OPERATOR_STATE=$work scripts/moto.sh stop "$port" || true
-  bash scripts/kube-env/stop.sh "$dir" >/dev/null 2>&1 || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+bench_start
 aws_env=(AWS_ENDPOINT_URL="$endpoint" AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing)
 
-kubectl apply --server-side -f crds/ >/dev/null
-kubectl wait --for=condition=Established crd --all --timeout=60s >/dev/null
 kubectl create namespace bench >/dev/null
 queues=()
 for region in eu-west-1 us-east-1; do  # the pipeline's region, and IAM's events' (us-east-1)

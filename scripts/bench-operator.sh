@@ -19,6 +19,8 @@
 # in it (read/mutating), and those calls scaled to an hour; then the window's reads per
 # pipeline, by operation.
 set -euo pipefail
+# shellcheck source=common.sh
+. "$(dirname "$0")/common.sh"
 cd "$(dirname "$0")/.."
 n=${1:?usage: bench-operator.sh N [BINARY]}
 bin=${2:-target/release/sales-operator}
@@ -29,24 +31,9 @@ identities=${IDENTITIES:-0}
 session=${SESSION:-60}
 [[ -x "$bin" ]] || { echo "build $bin first (cargo build --release)" >&2; exit 1; }
 
-work=$(mktemp -d)
-kube_bin=$(bash scripts/kube-env/build.sh 2>/dev/null | tail -1)
-dir=$(bash scripts/kube-env/start.sh --watch-pid $$ "$work/kube")
-export KUBECONFIG=$dir/kubeconfig PATH=$kube_bin:$PATH
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-endpoint=$(SALES_OPERATOR_STATE=$work scripts/moto.sh start "$port")
-mport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-op_pid=""
-cleanup() {
-  [[ -n "$op_pid" ]] && kill "$op_pid" 2>/dev/null || true
-  SALES_OPERATOR_STATE=$work scripts/moto.sh stop "$port" || true
-  bash scripts/kube-env/stop.sh "$dir" >/dev/null 2>&1 || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+bench_start
+mport=$(free_tcp_port)
 
-kubectl apply --server-side -f crds/ >/dev/null
-kubectl wait --for=condition=Established crd --all --timeout=60s >/dev/null
 kubectl create namespace bench >/dev/null
 watch=(--namespace bench)
 namespace_of() { echo bench; }

@@ -33,3 +33,35 @@ apt_install() {
   apt-get install -y -q --no-install-recommends "${missing[@]}" >&2 \
     || { apt-get update -q >&2 && apt-get install -y -q --no-install-recommends "${missing[@]}" >&2; }
 }
+
+# free_tcp_port: a loopback port free now.
+free_tcp_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# bench_start: what the operator benchmarks run against: a kube-apiserver (scripts/kube-env, its
+# kubectl first on PATH, KUBECONFIG exported) with the project's CRDs, and moto behind the
+# AWS-behaviour layer at $endpoint; all under $work, stopped with the operator whose pid is in
+# $op_pid when the script exits (its log, $work/operator.log, copied to $OPERATOR_LOG if set).
+bench_start() {
+  work=$(mktemp -d)
+  local kube_bin
+  kube_bin=$(bash scripts/kube-env/build.sh 2>/dev/null | tail -1)
+  kube_dir=$(bash scripts/kube-env/start.sh --watch-pid $$ "$work/kube")
+  export KUBECONFIG=$kube_dir/kubeconfig PATH=$kube_bin:$PATH
+  moto_port=$(free_tcp_port)
+  # shellcheck disable=SC2034 # for the caller
+  endpoint=$(SALES_OPERATOR_STATE=$work scripts/moto.sh start "$moto_port")
+  op_pid=""
+  trap bench_stop EXIT
+  kubectl apply --server-side -f crds/ >/dev/null
+  kubectl wait --for=condition=Established crd --all --timeout=60s >/dev/null
+}
+
+bench_stop() {
+  [[ -n "$op_pid" ]] && kill "$op_pid" 2>/dev/null || true
+  [[ -n "${OPERATOR_LOG:-}" ]] && cp "$work/operator.log" "$OPERATOR_LOG" || true
+  SALES_OPERATOR_STATE=$work scripts/moto.sh stop "$moto_port" || true
+  bash scripts/kube-env/stop.sh "$kube_dir" >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
