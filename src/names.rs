@@ -118,35 +118,6 @@ impl Names {
             prefix,
         }
     }
-
-    /// The AWS names this pipeline (in `region`) would share with `other` (in `other_region`)
-    /// in one account: bucket and IAM role names are global, the others regional. Role names
-    /// are compared case-insensitively, as IAM does.
-    pub fn shared_with(&self, region: &str, other: &Names, other_region: &str) -> Vec<String> {
-        let mut shared = Vec::new();
-        let mut check = |what: &str, mine: &str, theirs: &str, global: bool, fold: bool| {
-            let same = if fold { mine.eq_ignore_ascii_case(theirs) } else { mine == theirs };
-            if same && (global || region == other_region) {
-                shared.push(format!("{what} {mine}"));
-            }
-        };
-        check("dynamodb table", &self.table, &other.table, false, false);
-        check("kinesis stream", &self.stream, &other.stream, false, false);
-        check("pipe", &self.pipe, &other.pipe, false, false);
-        check("firehose delivery stream", &self.delivery, &other.delivery, false, false);
-        check("s3 bucket", &self.bucket, &other.bucket, true, false);
-        check("glue database", &self.database, &other.database, false, false);
-        check("glue crawler", &self.crawler, &other.crawler, false, false);
-        check("athena workgroup", &self.workgroup, &other.workgroup, false, false);
-        for (mine, theirs) in [
-            (&self.pipe_role, &other.pipe_role),
-            (&self.firehose_role, &other.firehose_role),
-            (&self.glue_role, &other.glue_role),
-        ] {
-            check("iam role", mine, theirs, true, true);
-        }
-        shared
-    }
 }
 
 /// Whether `name` is a valid S3 bucket name (general purpose buckets).
