@@ -13,13 +13,19 @@ pub const DRIFTED: &str = "Drifted";
 /// The drifts `status.drift` keeps, newest last.
 pub const KEPT: usize = 10;
 
+/// Whether `sp`'s current generation was brought to Ready: what a pass has to change now
+/// changed outside.
+pub fn applied(sp: &SalesPipeline) -> bool {
+    let applied = sp.status.as_ref().and_then(|s| s.applied_generation);
+    applied.is_some() && applied == sp.metadata.generation
+}
+
 /// How far a pass may go: paused → observe; `Report` once this generation was applied → plan
 /// (read only); else apply.
 pub fn mode(sp: &SalesPipeline) -> Mode {
-    let applied = sp.status.as_ref().and_then(|s| s.applied_generation);
     if sp.spec.paused {
         Mode::Observe
-    } else if sp.spec.drift_policy == DriftPolicy::Report && applied.is_some() && applied == sp.metadata.generation {
+    } else if sp.spec.drift_policy == DriftPolicy::Report && applied(sp) {
         Mode::Plan
     } else {
         Mode::Apply

@@ -181,8 +181,7 @@ async fn apply(sp: &SalesPipeline, ctx: &Context, api: &Api<SalesPipeline>) -> R
         ctx.events.manages(sp, account, &target.region, &pctx.names);
     }
     pctx.sweep = !settled(sp);
-    // This generation was brought to Ready: what a pass has to change now changed outside.
-    let in_sync = previous.applied_generation.is_some() && previous.applied_generation == generation;
+    let in_sync = drift::applied(sp);
     let mode = drift::mode(sp);
     let account = target.account.as_deref();
     // What AWS said changed since the last pass: it explains the drift this pass finds.
