@@ -5,6 +5,8 @@
 #   scripts/bench-ready.sh [BINARY]   (default: target/debug/sales-operator; waits dominate)
 # Prints one markdown table row per set of durations (docs/benchmarks.md).
 set -euo pipefail
+# shellcheck source=common.sh
+. "$(dirname "$0")/common.sh"
 cd "$(dirname "$0")/.."
 bin=${1:-${CARGO_TARGET_DIR:-target}/debug/sales-operator}
 [[ -x "$bin" ]] || { echo "build $bin first (cargo build)" >&2; exit 1; }
@@ -17,7 +19,6 @@ kube_bin=$(bash scripts/kube-env/build.sh 2>/dev/null | tail -1)
 dir=$(bash scripts/kube-env/start.sh --watch-pid $$ "$work/kube")
 export KUBECONFIG=$dir/kubeconfig PATH=$kube_bin:$PATH
 export AWS_REGION=eu-west-1 AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_EC2_METADATA_DISABLED=true
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 port="" op_pid=""
 stop_all() {
   [[ -n "$op_pid" ]] && kill "$op_pid" 2>/dev/null || true
@@ -50,7 +51,7 @@ for set in "${sets[@]}"; do
   IFS=: read -r label table stream pipe delivery role <<<"$set"
   rule=$(printf '{"table_creating": %s, "table_backups_unavailable": %s, "stream_creating": %s, "pipe_creating": %s, "delivery_creating": %s, "iam_propagation": %s, "read_after_create": 1}' \
     "$table" "$(( table * 3 ))" "$stream" "$pipe" "$delivery" "$role")
-  port=$(free_port)
+  port=$(free_tcp_port)
   export AWS_ENDPOINT_URL
   AWS_ENDPOINT_URL=$(SALES_OPERATOR_AWS_BEHAVIOUR=$rule SALES_OPERATOR_STATE=$work scripts/moto.sh start "$port")
   critical=$(( role + (table > stream ? table : stream) + (pipe > delivery ? pipe : delivery) ))
@@ -72,7 +73,7 @@ for set in "${sets[@]}"; do
   # The controller, from `kubectl apply`.
   ns="bench-$label"
   kubectl create namespace "$ns" >/dev/null
-  mport=$(free_port)
+  mport=$(free_tcp_port)
   "$bin" run --namespace "$ns" --lease-namespace "$ns" --metrics-address "127.0.0.1:$mport" >"$work/operator-$label.log" 2>&1 &
   op_pid=$!
   until curl -sf "127.0.0.1:$mport/readyz" >/dev/null 2>&1; do sleep 0.2; done
