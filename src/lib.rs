@@ -8,6 +8,7 @@ pub mod api;
 mod architecture;
 pub mod aws;
 pub mod controller;
+pub mod dataflow;
 pub mod events;
 pub mod generator;
 pub mod named_queries;

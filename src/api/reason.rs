@@ -117,6 +117,12 @@ reasons! {
     WaitingForIam: "component conditions",
     /// It differs from the spec: in a plan, or under `driftPolicy: Report` once the pipeline was built (not repaired; the `Drifted` condition has the diff).
     Drifted: "SalesPipeline `Ready`, `Stalled`, `Drifted`, component conditions",
+    /// Orders reach S3: the message has the end-to-end freshness (Firehose's `DeliveryToS3.DataFreshness`).
+    Flowing: "SalesPipeline `DataFlowing`",
+    /// No orders were written in the window: nothing to move, not an alarm.
+    Idle: "SalesPipeline `DataFlowing`",
+    /// A stage fails or falls behind: the message names the first such stage, the metric and its value (and Firehose's newest error object).
+    Degraded: "SalesPipeline `DataFlowing`",
     /// The generator's Deployment is rolling out: the message has the counts.
     RollingOut: "OrderGenerator `Ready`, `Reconciling`",
     /// The generator's rollout passed `progressDeadlineSeconds` (e.g. a pod no node can hold).

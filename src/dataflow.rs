@@ -1,0 +1,322 @@
+//! Is data flowing? A pipeline's data health from the metrics AWS publishes for each stage
+//! (docs/data-health.md cites the pages): which metrics to ask CloudWatch for in one
+//! `GetMetricData`, and what their values over the last window say — the `DataFlowing`
+//! condition, apart from `Ready` (which stays about configuration).
+
+use crate::api::conditions::{NewCondition, FALSE, TRUE, UNKNOWN};
+use crate::api::Reason;
+use crate::names::Names;
+
+/// The condition this module decides.
+pub const DATA_FLOWING: &str = "DataFlowing";
+
+/// A stage of the pipeline whose metrics say whether orders move, in the order they pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Stage {
+    Pipe,
+    Stream,
+    Delivery,
+}
+
+impl Stage {
+    /// As conditions and metrics name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Pipe => "pipe",
+            Stage::Stream => "stream",
+            Stage::Delivery => "delivery",
+        }
+    }
+}
+
+/// How the values of a metric over the window are combined.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stat {
+    Sum,
+    Maximum,
+    Average,
+}
+
+impl Stat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stat::Sum => "Sum",
+            Stat::Maximum => "Maximum",
+            Stat::Average => "Average",
+        }
+    }
+}
+
+/// One metric asked for: its query id (lower case, unique in the request, as GetMetricData
+/// requires), namespace, name, dimension and statistic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Metric {
+    pub id: &'static str,
+    pub stage: Stage,
+    pub namespace: &'static str,
+    pub name: &'static str,
+    pub dimension: &'static str,
+    pub stat: Stat,
+}
+
+const fn metric(
+    id: &'static str,
+    stage: Stage,
+    namespace: &'static str,
+    name: &'static str,
+    dimension: &'static str,
+    stat: Stat,
+) -> Metric {
+    Metric { id, stage, namespace, name, dimension, stat }
+}
+
+const PIPES: &str = "AWS/EventBridge/Pipes";
+const KINESIS: &str = "AWS/Kinesis";
+const FIREHOSE: &str = "AWS/Firehose";
+
+/// Every metric read, with the dimension AWS publishes it under.
+pub const METRICS: &[Metric] = &[
+    metric("pipe_invocations", Stage::Pipe, PIPES, "Invocations", "PipeName", Stat::Sum),
+    metric("pipe_events", Stage::Pipe, PIPES, "EventCount", "PipeName", Stat::Sum),
+    metric("pipe_failed", Stage::Pipe, PIPES, "ExecutionFailed", "PipeName", Stat::Sum),
+    metric("pipe_throttled", Stage::Pipe, PIPES, "ExecutionThrottled", "PipeName", Stat::Sum),
+    metric("pipe_target_failed", Stage::Pipe, PIPES, "TargetStageFailed", "PipeName", Stat::Sum),
+    metric("stream_incoming", Stage::Stream, KINESIS, "IncomingRecords", "StreamName", Stat::Sum),
+    metric(
+        "stream_iterator_age",
+        Stage::Stream,
+        KINESIS,
+        "GetRecords.IteratorAgeMilliseconds",
+        "StreamName",
+        Stat::Maximum,
+    ),
+    metric(
+        "delivery_read",
+        Stage::Delivery,
+        FIREHOSE,
+        "DataReadFromKinesisStream.Records",
+        "DeliveryStreamName",
+        Stat::Sum,
+    ),
+    metric("delivery_records", Stage::Delivery, FIREHOSE, "DeliveryToS3.Records", "DeliveryStreamName", Stat::Sum),
+    metric("delivery_success", Stage::Delivery, FIREHOSE, "DeliveryToS3.Success", "DeliveryStreamName", Stat::Average),
+    metric(
+        "delivery_freshness",
+        Stage::Delivery,
+        FIREHOSE,
+        "DeliveryToS3.DataFreshness",
+        "DeliveryStreamName",
+        Stat::Maximum,
+    ),
+];
+
+impl Metric {
+    /// The dimension's value for the pipeline named `names`.
+    pub fn dimension_value<'a>(&self, names: &'a Names) -> &'a str {
+        match self.stage {
+            Stage::Pipe => &names.pipe,
+            Stage::Stream => &names.stream,
+            Stage::Delivery => &names.delivery,
+        }
+    }
+}
+
+/// What CloudWatch answered for one window: each metric's combined value by query id, `None`
+/// when it published no data point (AWS publishes most of these only while data moves).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Window {
+    pub values: std::collections::BTreeMap<&'static str, f64>,
+    /// The newest object Firehose wrote under the error output prefix since the last look.
+    pub newest_error_object: Option<String>,
+}
+
+impl Window {
+    fn value(&self, id: &str) -> Option<f64> {
+        self.values.get(id).copied()
+    }
+
+    fn count(&self, id: &str) -> f64 {
+        self.value(id).unwrap_or(0.0)
+    }
+}
+
+/// How far behind the stream's reader may be before the stream counts as falling behind.
+pub const ITERATOR_AGE_LIMIT_MS: f64 = 5.0 * 60.0 * 1000.0;
+
+/// What the window says.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Health {
+    /// Orders reach S3, this many seconds after they entered Firehose at most (None: not
+    /// published in the window).
+    Flowing { freshness_seconds: Option<f64> },
+    /// Nothing was written in the window.
+    Idle,
+    /// The first stage that fails or falls behind, the metric and its value, and what else
+    /// is known (Firehose's newest error object).
+    Degraded { stage: Stage, metric: &'static str, value: f64, detail: Option<String> },
+}
+
+fn degraded(stage: Stage, id: &str, window: &Window) -> Option<Health> {
+    let m = METRICS.iter().find(|m| m.id == id)?;
+    Some(Health::Degraded { stage, metric: m.name, value: window.count(id), detail: None })
+}
+
+/// Judges one window, stage by stage in the order orders pass: the first stage that fails or
+/// falls behind is the one named.
+pub fn judge(window: &Window) -> Health {
+    for id in ["pipe_failed", "pipe_target_failed", "pipe_throttled"] {
+        if window.count(id) > 0.0 {
+            if let Some(h) = degraded(Stage::Pipe, id, window) {
+                return h;
+            }
+        }
+    }
+    let moved = window.count("pipe_events") + window.count("stream_incoming") + window.count("delivery_read");
+    if window.value("stream_iterator_age").is_some_and(|age| age > ITERATOR_AGE_LIMIT_MS) {
+        if let Some(h) = degraded(Stage::Stream, "stream_iterator_age", window) {
+            return h;
+        }
+    }
+    let delivery_failed = window.value("delivery_success").is_some_and(|s| s < 1.0);
+    if delivery_failed || window.newest_error_object.is_some() {
+        let id = "delivery_success";
+        let value = window.value(id).unwrap_or(0.0);
+        return Health::Degraded {
+            stage: Stage::Delivery,
+            metric: "DeliveryToS3.Success",
+            value,
+            detail: window.newest_error_object.clone(),
+        };
+    }
+    if moved == 0.0 && window.count("delivery_records") == 0.0 {
+        return Health::Idle;
+    }
+    // Records entered the pipe but none reached Kinesis: the pipe cannot write to its target.
+    if window.count("pipe_events") > 0.0 && window.count("stream_incoming") == 0.0 {
+        if let Some(h) = degraded(Stage::Pipe, "stream_incoming", window) {
+            return h;
+        }
+    }
+    Health::Flowing { freshness_seconds: window.value("delivery_freshness") }
+}
+
+impl Health {
+    /// The `DataFlowing` condition that says it, values as users read them.
+    pub fn condition(&self, window_seconds: u64) -> NewCondition {
+        match self {
+            Health::Flowing { freshness_seconds: Some(s) } => NewCondition::new(
+                DATA_FLOWING,
+                TRUE,
+                Reason::Flowing,
+                format!("orders reach S3 within {} s of entering Firehose", s.round()),
+            ),
+            Health::Flowing { freshness_seconds: None } => NewCondition::new(
+                DATA_FLOWING,
+                TRUE,
+                Reason::Flowing,
+                "orders move through every stage (Firehose published no freshness in the window)",
+            ),
+            Health::Idle => NewCondition::new(
+                DATA_FLOWING,
+                UNKNOWN,
+                Reason::Idle,
+                format!("no orders written in the last {window_seconds} s"),
+            ),
+            Health::Degraded { stage, metric, value, detail } => {
+                let mut message = format!("{}: {metric} is {}", stage.as_str(), shown(*value));
+                if let Some(object) = detail {
+                    message.push_str(&format!("; newest error object {object}"));
+                }
+                NewCondition::new(DATA_FLOWING, FALSE, Reason::Degraded, message)
+            }
+        }
+    }
+}
+
+/// A metric value as users read it: whole numbers without a fraction.
+fn shown(value: f64) -> String {
+    if value.fract() == 0.0 {
+        format!("{value:.0}")
+    } else {
+        format!("{value:.2}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn window(values: &[(&'static str, f64)]) -> Window {
+        Window { values: values.iter().copied().collect(), newest_error_object: None }
+    }
+
+    #[test]
+    fn every_query_id_is_unique_lower_case_and_names_a_documented_namespace() {
+        let mut ids: Vec<_> = METRICS.iter().map(|m| m.id).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), METRICS.len());
+        for m in METRICS {
+            assert!(m.id.chars().next().is_some_and(|c| c.is_ascii_lowercase()), "{}", m.id);
+            assert!([PIPES, KINESIS, FIREHOSE].contains(&m.namespace), "{}", m.namespace);
+        }
+    }
+
+    #[test]
+    fn orders_delivered_are_flowing_with_the_freshness() {
+        let w = window(&[
+            ("pipe_events", 100.0),
+            ("stream_incoming", 100.0),
+            ("delivery_read", 100.0),
+            ("delivery_records", 100.0),
+            ("delivery_success", 1.0),
+            ("delivery_freshness", 63.0),
+        ]);
+        assert_eq!(judge(&w), Health::Flowing { freshness_seconds: Some(63.0) });
+        let c = judge(&w).condition(300);
+        assert_eq!((c.status, c.reason.as_str()), (TRUE, "Flowing"));
+        assert_eq!(c.message, "orders reach S3 within 63 s of entering Firehose");
+    }
+
+    #[test]
+    fn nothing_written_is_idle_not_an_alarm() {
+        assert_eq!(judge(&Window::default()), Health::Idle);
+        let c = Health::Idle.condition(300);
+        assert_eq!(
+            (c.status, c.reason.as_str(), c.message.as_str()),
+            (UNKNOWN, "Idle", "no orders written in the last 300 s")
+        );
+    }
+
+    #[test]
+    fn a_failing_pipe_is_degraded_at_the_pipe_with_the_count() {
+        let w = window(&[("pipe_invocations", 4.0), ("pipe_failed", 4.0)]);
+        let c = judge(&w).condition(300);
+        assert_eq!((c.status, c.reason.as_str()), (FALSE, "Degraded"));
+        assert_eq!(c.message, "pipe: ExecutionFailed is 4");
+    }
+
+    #[test]
+    fn a_failing_delivery_names_the_newest_error_object() {
+        let mut w = window(&[("pipe_events", 10.0), ("stream_incoming", 10.0), ("delivery_success", 0.0)]);
+        w.newest_error_object = Some("errors/s3-error/2026/12/06/x.gz".into());
+        let c = judge(&w).condition(300);
+        assert_eq!(
+            c.message,
+            "delivery: DeliveryToS3.Success is 0; newest error object errors/s3-error/2026/12/06/x.gz"
+        );
+    }
+
+    #[test]
+    fn the_first_failing_stage_is_named_and_a_lagging_reader_is_the_streams() {
+        let w = window(&[("pipe_failed", 1.0), ("delivery_success", 0.0)]);
+        assert!(matches!(judge(&w), Health::Degraded { stage: Stage::Pipe, .. }));
+        let w = window(&[("stream_incoming", 5.0), ("stream_iterator_age", ITERATOR_AGE_LIMIT_MS + 1.0)]);
+        assert!(matches!(
+            judge(&w),
+            Health::Degraded { stage: Stage::Stream, metric: "GetRecords.IteratorAgeMilliseconds", .. }
+        ));
+        let w = window(&[("pipe_events", 5.0)]);
+        assert!(matches!(judge(&w), Health::Degraded { stage: Stage::Pipe, metric: "IncomingRecords", .. }));
+    }
+}
