@@ -3,8 +3,14 @@
 //! `GetMetricData`, and what their values over the last window say — the `DataFlowing`
 //! condition, apart from `Ready` (which stays about configuration).
 
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use aws_sdk_cloudwatch::types::{Dimension, Metric as CloudWatchMetric, MetricDataQuery, MetricStat};
+
 use crate::api::conditions::{NewCondition, FALSE, TRUE, UNKNOWN};
 use crate::api::Reason;
+use crate::aws::{AwsError, AwsResultExt};
 use crate::names::Names;
 
 /// The condition this module decides.
@@ -119,6 +125,56 @@ impl Metric {
             Stage::Delivery => &names.delivery,
         }
     }
+}
+
+/// The GetMetricData queries for the pipeline named `names`: every metric of [`METRICS`] as one
+/// data point over the whole window.
+pub fn queries(names: &Names, window: Duration) -> Vec<MetricDataQuery> {
+    let period = i32::try_from(window.as_secs().max(60)).unwrap_or(i32::MAX);
+    METRICS
+        .iter()
+        .map(|m| {
+            let dimension = Dimension::builder().name(m.dimension).value(m.dimension_value(names)).build();
+            let metric =
+                CloudWatchMetric::builder().namespace(m.namespace).metric_name(m.name).dimensions(dimension).build();
+            let stat = MetricStat::builder().metric(metric).period(period).stat(m.stat.as_str()).build();
+            MetricDataQuery::builder().id(m.id).metric_stat(stat).return_data(true).build()
+        })
+        .collect()
+}
+
+/// Reads the window that ends `now` with one GetMetricData: each metric's value combined by its
+/// statistic; a metric without a data point is absent.
+pub async fn read(
+    cloudwatch: &aws_sdk_cloudwatch::Client,
+    names: &Names,
+    window: Duration,
+    now: SystemTime,
+) -> Result<BTreeMap<&'static str, f64>, AwsError> {
+    let start = now.checked_sub(window).unwrap_or(SystemTime::UNIX_EPOCH);
+    let out = cloudwatch
+        .get_metric_data()
+        .set_metric_data_queries(Some(queries(names, window)))
+        .start_time(start.into())
+        .end_time(now.into())
+        .send()
+        .await
+        .aws("GetMetricData")?;
+    let mut values = BTreeMap::new();
+    for result in out.metric_data_results() {
+        let Some(m) = METRICS.iter().find(|m| result.id() == Some(m.id)) else { continue };
+        let points = result.values();
+        if points.is_empty() {
+            continue;
+        }
+        let value = match m.stat {
+            Stat::Sum => points.iter().sum(),
+            Stat::Maximum => points.iter().copied().fold(f64::MIN, f64::max),
+            Stat::Average => points.iter().sum::<f64>() / points.len() as f64,
+        };
+        values.insert(m.id, value);
+    }
+    Ok(values)
 }
 
 /// What CloudWatch answered for one window: each metric's combined value by query id, `None`
@@ -248,6 +304,17 @@ mod tests {
 
     fn window(values: &[(&'static str, f64)]) -> Window {
         Window { values: values.iter().copied().collect(), newest_error_object: None }
+    }
+
+    #[test]
+    fn one_query_per_metric_with_the_pipelines_names_as_dimensions() {
+        let names = Names::derive("shop", "sales", &crate::api::SalesPipelineSpec::default(), "eu-west-1");
+        let queries = queries(&names, Duration::from_secs(300));
+        assert_eq!(queries.len(), METRICS.len());
+        let pipe = queries.iter().find(|q| q.id() == Some("pipe_failed")).and_then(|q| q.metric_stat()).unwrap();
+        assert_eq!((pipe.period(), pipe.stat()), (Some(300), Some("Sum")));
+        let dimension = &pipe.metric().unwrap().dimensions()[0];
+        assert_eq!((dimension.name(), dimension.value()), (Some("PipeName"), Some(names.pipe.as_str())));
     }
 
     #[test]
