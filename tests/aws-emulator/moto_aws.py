@@ -13,6 +13,8 @@
 - DynamoDB's UpdateTable turns a table's stream on again after it was turned off, with a
   new stream (a new LatestStreamArn); moto refuses ("Cannot enable stream") once a
   table ever had a stream, so a stream turned off outside could never be repaired.
+- AWS's SDKs speak CloudWatch in Smithy RPC v2 CBOR; moto answers that path 404:
+  rpc_v2_cbor.py translates to the awsJson 1.0 protocol moto serves and back.
 - AWS's timing and refusals (creation windows, IAM propagation, failed states,
   read-after-create, throttling, the Firehose quota): aws_behaviour.py, the
   AWS-behaviour layer, configured by SALES_OPERATOR_AWS_BEHAVIOUR and POST /_behaviour
@@ -29,6 +31,7 @@ import sys
 import xml.etree.ElementTree as ElementTree
 
 import aws_behaviour
+import rpc_v2_cbor
 
 from moto.athena.responses import AthenaResponse
 from moto.dynamodb.models import DynamoDBBackend
@@ -130,4 +133,5 @@ DynamoDBBackend.update_table_streams = update_table_streams
 
 if __name__ == "__main__":
     aws_behaviour.install()
+    rpc_v2_cbor.install()
     sys.exit(main(sys.argv[1:]))
