@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use aws_sdk_cloudwatch::types::{Dimension, Metric as CloudWatchMetric, MetricDataQuery, MetricStat};
 
 use crate::api::conditions::{NewCondition, FALSE, TRUE, UNKNOWN};
-use crate::api::Reason;
+use crate::api::{DataFlowStatus, Reason};
 use crate::aws::{AwsError, AwsResultExt};
 use crate::names::Names;
 
@@ -177,13 +177,68 @@ pub async fn read(
     Ok(values)
 }
 
+/// The fixed part of Firehose's error output prefix: what comes before its first `!{...}`
+/// expression (`errors/` of the default `errors/!{firehose:error-output-type}/...`).
+pub fn error_prefix_root(error_prefix: &str) -> &str {
+    error_prefix.find("!{").map_or(error_prefix, |i| &error_prefix[..i])
+}
+
+/// What Firehose wrote under the error output prefix since the last look.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ErrorObjects {
+    /// The objects new since the last look.
+    pub count: usize,
+    /// The newest of them (the greatest key).
+    pub newest: Option<String>,
+    /// The greatest key listed: where the next look starts after.
+    pub last_key: Option<String>,
+}
+
+/// One `ListObjectsV2` of the error prefix's fixed part in `bucket`, after `start_after` (the
+/// last key of the previous look). Without one (the first look since the operator started),
+/// only objects written since `since` count as new.
+pub async fn error_objects(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    error_prefix: &str,
+    start_after: Option<&str>,
+    since: SystemTime,
+) -> Result<ErrorObjects, AwsError> {
+    let out = s3
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(error_prefix_root(error_prefix))
+        .set_start_after(start_after.map(str::to_string))
+        .send()
+        .await
+        .aws("ListObjectsV2")?;
+    let since = aws_smithy_types::DateTime::from(since);
+    let mut found = ErrorObjects { last_key: start_after.map(str::to_string), ..Default::default() };
+    for object in out.contents() {
+        let Some(key) = object.key() else { continue };
+        if found.last_key.as_deref().is_none_or(|last| key > last) {
+            found.last_key = Some(key.to_string());
+        }
+        let new = start_after.is_some() || object.last_modified().is_some_and(|t| t.secs() >= since.secs());
+        if new {
+            found.count += 1;
+            if found.newest.as_deref().is_none_or(|newest| key > newest) {
+                found.newest = Some(key.to_string());
+            }
+        }
+    }
+    Ok(found)
+}
+
 /// What CloudWatch answered for one window: each metric's combined value by query id, `None`
 /// when it published no data point (AWS publishes most of these only while data moves).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Window {
-    pub values: std::collections::BTreeMap<&'static str, f64>,
+    pub values: BTreeMap<&'static str, f64>,
     /// The newest object Firehose wrote under the error output prefix since the last look.
     pub newest_error_object: Option<String>,
+    /// How many objects it wrote there since the last look.
+    pub error_objects: usize,
 }
 
 impl Window {
@@ -193,6 +248,35 @@ impl Window {
 
     fn count(&self, id: &str) -> f64 {
         self.value(id).unwrap_or(0.0)
+    }
+
+    /// Records each stage moved: the pipe's `EventCount`, the stream's `IncomingRecords`,
+    /// Firehose's `DeliveryToS3.Records`.
+    pub fn records(&self) -> [(Stage, f64); 3] {
+        [
+            (Stage::Pipe, self.count("pipe_events")),
+            (Stage::Stream, self.count("stream_incoming")),
+            (Stage::Delivery, self.count("delivery_records")),
+        ]
+    }
+
+    /// Failures by stage: the pipe's failed executions (`ExecutionFailed` and
+    /// `TargetStageFailed`), Firehose's objects under the error prefix.
+    pub fn failures(&self) -> [(Stage, f64); 2] {
+        [
+            (Stage::Pipe, self.count("pipe_failed") + self.count("pipe_target_failed")),
+            (Stage::Delivery, self.error_objects as f64),
+        ]
+    }
+
+    /// How far the stream's reader is behind, in seconds, when published.
+    pub fn iterator_age_seconds(&self) -> Option<f64> {
+        self.value("stream_iterator_age").map(|ms| ms / 1000.0)
+    }
+
+    /// The freshness Firehose published, in seconds.
+    pub fn freshness_seconds(&self) -> Option<f64> {
+        self.value("delivery_freshness")
     }
 }
 
@@ -289,6 +373,38 @@ impl Health {
     }
 }
 
+impl Health {
+    /// The condition's reason word (`Flowing`, `Idle`, `Degraded`).
+    pub fn state(&self) -> Reason {
+        match self {
+            Health::Flowing { .. } => Reason::Flowing,
+            Health::Idle => Reason::Idle,
+            Health::Degraded { .. } => Reason::Degraded,
+        }
+    }
+
+    /// The status block of this look at `window` (`status.dataFlow`).
+    pub fn status(&self, window: &Window, window_seconds: u64, checked_at: jiff::Timestamp) -> DataFlowStatus {
+        DataFlowStatus {
+            state: self.state().as_str().to_string(),
+            freshness_seconds: window.freshness_seconds().map(|s| s.round() as i64),
+            records: window
+                .records()
+                .iter()
+                .filter(|(_, n)| *n > 0.0)
+                .map(|(stage, n)| (stage.as_str().to_string(), n.round() as i64))
+                .collect(),
+            failing_stage: match self {
+                Health::Degraded { stage, .. } => Some(stage.as_str().to_string()),
+                _ => None,
+            },
+            newest_error_object: window.newest_error_object.clone(),
+            window_seconds: i64::try_from(window_seconds).unwrap_or(i64::MAX),
+            checked_at: checked_at.to_string(),
+        }
+    }
+}
+
 /// A metric value as users read it: whole numbers without a fraction.
 fn shown(value: f64) -> String {
     if value.fract() == 0.0 {
@@ -303,7 +419,7 @@ mod tests {
     use super::*;
 
     fn window(values: &[(&'static str, f64)]) -> Window {
-        Window { values: values.iter().copied().collect(), newest_error_object: None }
+        Window { values: values.iter().copied().collect(), ..Default::default() }
     }
 
     #[test]

@@ -82,6 +82,7 @@ pub struct Metrics {
     errors: Family<ErrorLabels, Counter>,
     duration: Family<KindLabels, Histogram>,
     pipelines: PipelineCounts,
+    data: Arc<Mutex<DataHealthState>>,
 }
 
 /// The Ready statuses the pipelines gauge always shows for each account (zero included).
@@ -186,6 +187,110 @@ impl prometheus_client::collector::Collector for ChangeEvents {
     }
 }
 
+/// One pipeline's data health as its metrics show it (the last look; docs/data-health.md).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PipelineData {
+    /// `flowing`, `idle` or `degraded`.
+    pub state: &'static str,
+    pub freshness_seconds: Option<f64>,
+    /// Records moved in the window by stage (`pipe`, `stream`, `delivery`).
+    pub records: Vec<(&'static str, f64)>,
+    /// Failures in the window by stage (`pipe`, `delivery`).
+    pub failures: Vec<(&'static str, f64)>,
+    pub iterator_age_seconds: Option<f64>,
+}
+
+/// The states `sales_operator_pipeline_data_flowing` always shows for each pipeline.
+const DATA_STATES: [&str; 3] = ["flowing", "idle", "degraded"];
+
+/// Each pipeline's last look by (namespace, name), and the looks by outcome.
+#[derive(Debug, Default)]
+struct DataHealthState {
+    pipelines: BTreeMap<(String, String), PipelineData>,
+    checks_ok: u64,
+    checks_error: u64,
+}
+
+/// Exposes the pipelines' data health at scrape time.
+#[derive(Debug)]
+struct DataHealth(Arc<Mutex<DataHealthState>>);
+
+impl prometheus_client::collector::Collector for DataHealth {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let state = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut freshness = encoder.encode_descriptor(
+            "sales_operator_pipeline_freshness_seconds",
+            "Seconds from entering Firehose to landing in S3, at most, in the last window (DeliveryToS3.DataFreshness)",
+            None,
+            MetricType::Gauge,
+        )?;
+        for ((namespace, pipeline), data) in &state.pipelines {
+            if let Some(seconds) = data.freshness_seconds {
+                let labels = [("namespace", namespace.as_str()), ("pipeline", pipeline.as_str())];
+                ConstGauge::new(seconds).encode(freshness.encode_family(&labels)?)?;
+            }
+        }
+        let mut records = encoder.encode_descriptor(
+            "sales_operator_pipeline_records",
+            "Records each stage moved in the last window (pipe EventCount, stream IncomingRecords, delivery DeliveryToS3.Records)",
+            None,
+            MetricType::Gauge,
+        )?;
+        for ((namespace, pipeline), data) in &state.pipelines {
+            for (stage, n) in &data.records {
+                let labels = [("namespace", namespace.as_str()), ("pipeline", pipeline.as_str()), ("stage", stage)];
+                ConstGauge::new(*n).encode(records.encode_family(&labels)?)?;
+            }
+        }
+        let mut failures = encoder.encode_descriptor(
+            "sales_operator_pipeline_failures",
+            "Failures in the last window by stage (pipe ExecutionFailed + TargetStageFailed, delivery objects under the error prefix)",
+            None,
+            MetricType::Gauge,
+        )?;
+        for ((namespace, pipeline), data) in &state.pipelines {
+            for (stage, n) in &data.failures {
+                let labels = [("namespace", namespace.as_str()), ("pipeline", pipeline.as_str()), ("stage", stage)];
+                ConstGauge::new(*n).encode(failures.encode_family(&labels)?)?;
+            }
+        }
+        let mut age = encoder.encode_descriptor(
+            "sales_operator_pipeline_iterator_age_seconds",
+            "How far Firehose's reading of the Kinesis stream is behind, at most, in the last window",
+            None,
+            MetricType::Gauge,
+        )?;
+        for ((namespace, pipeline), data) in &state.pipelines {
+            if let Some(seconds) = data.iterator_age_seconds {
+                let labels = [("namespace", namespace.as_str()), ("pipeline", pipeline.as_str())];
+                ConstGauge::new(seconds).encode(age.encode_family(&labels)?)?;
+            }
+        }
+        let mut flowing = encoder.encode_descriptor(
+            "sales_operator_pipeline_data_flowing",
+            "1 for the pipeline's data state (flowing, idle, degraded), 0 for the others",
+            None,
+            MetricType::Gauge,
+        )?;
+        for ((namespace, pipeline), data) in &state.pipelines {
+            for s in DATA_STATES {
+                let labels = [("namespace", namespace.as_str()), ("pipeline", pipeline.as_str()), ("state", s)];
+                ConstGauge::new(i64::from(data.state == s)).encode(flowing.encode_family(&labels)?)?;
+            }
+        }
+        let mut checks = encoder.encode_descriptor(
+            "sales_operator_data_health_checks",
+            "Looks at a pipeline's metrics by outcome (ok, error: CloudWatch or S3 refused or did not answer)",
+            None,
+            MetricType::Counter,
+        )?;
+        for (outcome, n) in [("ok", state.checks_ok), ("error", state.checks_error)] {
+            ConstCounter::new(n).encode(checks.encode_family(&[("outcome", outcome)])?)?;
+        }
+        Ok(())
+    }
+}
+
 impl Metrics {
     /// The operator's metrics; `events`' only when it reads change-event queues.
     pub fn new(calls: CallLog, events: Option<Arc<Feed>>) -> Self {
@@ -209,6 +314,8 @@ impl Metrics {
         );
         registry.register_collector(Box::new(Pipelines(pipelines.clone())));
         registry.register_collector(Box::new(AwsCalls(calls)));
+        let data = Arc::new(Mutex::new(DataHealthState::default()));
+        registry.register_collector(Box::new(DataHealth(data.clone())));
         if let Some(feed) = events {
             registry.register_collector(Box::new(ChangeEvents(feed)));
         }
@@ -218,7 +325,7 @@ impl Metrics {
             "The version and git revision of the running binary",
             Info::new(BuildLabels { version: VERSION.into(), revision: REVISION.into() }),
         );
-        Self { registry, reconciles, errors, duration, pipelines }
+        Self { registry, reconciles, errors, duration, pipelines, data }
     }
 
     /// Records one reconcile of `kind` (e.g. `SalesPipeline`).
@@ -235,6 +342,25 @@ impl Metrics {
     /// `Unknown`); accounts left out have none any more.
     pub fn set_pipelines(&self, counts: BTreeMap<(String, &'static str), i64>) {
         *self.pipelines.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = counts;
+    }
+
+    /// Records the last look at pipeline `namespace`/`name`: `Ok(data)` what it showed, `Err(())`
+    /// a look that failed (the previous values stay).
+    pub fn data_health(&self, namespace: &str, name: &str, look: Result<PipelineData, ()>) {
+        let mut state = self.data.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        match look {
+            Ok(data) => {
+                state.checks_ok += 1;
+                state.pipelines.insert((namespace.to_string(), name.to_string()), data);
+            }
+            Err(()) => state.checks_error += 1,
+        }
+    }
+
+    /// Drops pipeline `namespace`/`name`'s data-health series (not Ready any more, or deleted).
+    pub fn forget_data_health(&self, namespace: &str, name: &str) {
+        let mut state = self.data.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        state.pipelines.remove(&(namespace.to_string(), name.to_string()));
     }
 
     pub fn render(&self) -> Result<String, std::fmt::Error> {

@@ -123,6 +123,8 @@ reasons! {
     Idle: "SalesPipeline `DataFlowing`",
     /// A stage fails or falls behind: the message names the first such stage, the metric and its value (and Firehose's newest error object).
     Degraded: "SalesPipeline `DataFlowing`",
+    /// The stages' metrics could not be read (CloudWatch or the bucket refused, or did not answer): the message has AWS's error.
+    MetricsUnreadable: "SalesPipeline `DataFlowing`",
     /// The generator's Deployment is rolling out: the message has the counts.
     RollingOut: "OrderGenerator `Ready`, `Reconciling`",
     /// The generator's rollout passed `progressDeadlineSeconds` (e.g. a pod no node can hold).

@@ -28,6 +28,8 @@ use serde::{Deserialize, Serialize};
     printcolumn = r#"{"name":"Table","type":"string","jsonPath":".status.table.name"}"#,
     printcolumn = r#"{"name":"Stream","type":"string","jsonPath":".status.stream.name"}"#,
     printcolumn = r#"{"name":"Pipe","type":"string","jsonPath":".status.pipe.state"}"#,
+    printcolumn = r#"{"name":"Data","type":"string","jsonPath":".status.dataFlow.state"}"#,
+    printcolumn = r#"{"name":"Freshness","type":"integer","jsonPath":".status.dataFlow.freshnessSeconds"}"#,
     printcolumn = r#"{"name":"Account","type":"string","jsonPath":".status.account"}"#,
     printcolumn = r#"{"name":"Region","type":"string","jsonPath":".status.region"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
@@ -732,6 +734,36 @@ pub struct SalesPipelineStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("maxItems" = 10))]
     pub drift: Vec<Drift>,
+    /// Whether orders move, from the stages' CloudWatch metrics over the last window (written
+    /// with the `DataFlowing` condition while the pipeline is Ready; docs/data-health.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_flow: Option<DataFlowStatus>,
+}
+
+/// The last look at a pipeline's data health.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DataFlowStatus {
+    /// `Flowing`, `Idle` or `Degraded` (the `DataFlowing` condition's reason).
+    pub state: String,
+    /// How long orders took from entering Firehose to landing in S3, at most, in the window
+    /// (Firehose's `DeliveryToS3.DataFreshness`), in seconds; absent when not published.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub freshness_seconds: Option<i64>,
+    /// Records each stage moved in the window (pipe, stream, delivery).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub records: BTreeMap<String, i64>,
+    /// The stage that fails or falls behind, when `Degraded`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failing_stage: Option<String>,
+    /// The newest object Firehose wrote under the error output prefix, when it wrote one since
+    /// the last look.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub newest_error_object: Option<String>,
+    /// The window the metrics cover, in seconds.
+    pub window_seconds: i64,
+    /// When the metrics were read (RFC 3339).
+    pub checked_at: String,
 }
 
 /// One drift: a managed resource found differing from the spec after it had matched it.

@@ -145,6 +145,8 @@ pub struct Clients {
     pub firehose: aws_sdk_firehose::Client,
     pub glue: aws_sdk_glue::Client,
     pub athena: aws_sdk_athena::Client,
+    /// CloudWatch: the stages' metrics, for the data health (crate::dataflow).
+    pub cloudwatch: aws_sdk_cloudwatch::Client,
     /// Whether this region's Athena endpoint implements BatchGetNamedQuery.
     pub athena_batch_gets: analytics::BatchGets,
     /// Resource Groups Tagging API: the tags of all of a pipeline's resources in one read.
@@ -185,6 +187,7 @@ impl Clients {
             firehose: client!(aws_sdk_firehose, sdk, region, calls),
             glue: client!(aws_sdk_glue, sdk, region, calls),
             athena: client!(aws_sdk_athena, sdk, region, calls),
+            cloudwatch: client!(aws_sdk_cloudwatch, sdk, region, calls),
             tagging: client!(aws_sdk_resourcegroupstagging, sdk, region, calls),
             athena_batch_gets: analytics::BatchGets::default(),
             s3,

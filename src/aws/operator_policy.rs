@@ -21,6 +21,7 @@ pub const OPERATOR_ACTIONS: &[&str] = &[
     "athena:TagResource",
     "athena:UpdateNamedQuery",
     "athena:UpdateWorkGroup",
+    "cloudwatch:GetMetricData",
     "dynamodb:CreateTable",
     "dynamodb:DeleteTable",
     "dynamodb:DescribeContinuousBackups",
@@ -219,6 +220,7 @@ pub fn iam_prefix(sdk_service: &str) -> Option<&'static str> {
         "Firehose" => "firehose",
         "Glue" => "glue",
         "Athena" => "athena",
+        "CloudWatch" => "cloudwatch",
         "IAM" => "iam",
         "Resource Groups Tagging API" => "tag",
         "SQS" => "sqs",
@@ -388,13 +390,25 @@ pub const UNCONDITIONED_ACTIONS: &[&str] = &[
 /// nor a condition key for them.
 pub const UNSCOPED_ACTIONS: &[&str] = &["kinesis:UpdateShardCount", "kinesis:UpdateStreamMode", "tag:GetResources"];
 
+/// The data health's metric reads (crate::dataflow). GetMetricData supports no resource type and
+/// no condition key (Service Authorization Reference, Amazon CloudWatch), so it is granted on
+/// `Resource: "*"`; it only reads. Its other read, ListObjectsV2 of the error prefix, is
+/// `s3:ListBucket`, granted on the pipeline buckets with the other reads.
+pub const DATA_HEALTH_ACTIONS: &[&str] = &["cloudwatch:GetMetricData"];
+
 /// Every other action of [`OPERATOR_ACTIONS`] only reads, on the pipeline resources' ARNs.
 pub fn read_actions() -> Vec<&'static str> {
-    let elsewhere: BTreeSet<&str> =
-        [OWNED_ACTIONS, CREATE_ACTIONS, CREATE_UNSCOPED_ACTIONS, UNCONDITIONED_ACTIONS, UNSCOPED_ACTIONS]
-            .concat()
-            .into_iter()
-            .collect();
+    let elsewhere: BTreeSet<&str> = [
+        OWNED_ACTIONS,
+        CREATE_ACTIONS,
+        CREATE_UNSCOPED_ACTIONS,
+        UNCONDITIONED_ACTIONS,
+        UNSCOPED_ACTIONS,
+        DATA_HEALTH_ACTIONS,
+    ]
+    .concat()
+    .into_iter()
+    .collect();
     OPERATOR_ACTIONS.iter().copied().filter(|a| !elsewhere.contains(a)).collect()
 }
 
@@ -597,6 +611,7 @@ pub fn policy_document_with(name_prefix: Option<&str>, events_queue: &str) -> se
             statement("ChangeOwnedResources", OWNED_ACTIONS, owned, Some(owned_condition())),
             statement("ChangeUntaggableOrUnconditionable", UNCONDITIONED_ACTIONS, unconditioned, None),
             statement("UnscopedActions", UNSCOPED_ACTIONS, vec!["*".into()], None),
+            statement("ReadDataHealthMetrics", DATA_HEALTH_ACTIONS, vec!["*".into()], None),
             statement("PassOwnedPipelineRoles", &["iam:PassRole"], vec![a.role.clone()], Some(pass)),
             statement("ReadChangeEvents", CHANGE_EVENT_ACTIONS, vec![queue_arn(events_queue)], None),
         ]
@@ -727,12 +742,18 @@ mod tests {
 
     #[test]
     fn every_operator_action_is_granted_by_one_group_and_reads_only_read() {
-        let granted: BTreeSet<&str> =
-            [OWNED_ACTIONS, CREATE_ACTIONS, CREATE_UNSCOPED_ACTIONS, UNCONDITIONED_ACTIONS, UNSCOPED_ACTIONS]
-                .concat()
-                .into_iter()
-                .chain(read_actions())
-                .collect();
+        let granted: BTreeSet<&str> = [
+            OWNED_ACTIONS,
+            CREATE_ACTIONS,
+            CREATE_UNSCOPED_ACTIONS,
+            UNCONDITIONED_ACTIONS,
+            UNSCOPED_ACTIONS,
+            DATA_HEALTH_ACTIONS,
+        ]
+        .concat()
+        .into_iter()
+        .chain(read_actions())
+        .collect();
         assert_eq!(granted, OPERATOR_ACTIONS.iter().copied().collect::<BTreeSet<_>>());
         for group in [OWNED_ACTIONS, CREATE_ACTIONS, UNCONDITIONED_ACTIONS, UNSCOPED_ACTIONS] {
             let mut sorted = group.to_vec();
@@ -785,9 +806,9 @@ mod tests {
         for s in all.iter().filter(|s| s["Resource"] == "*") {
             let actions = list_of(&s["Action"]);
             assert!(
-                actions
-                    .iter()
-                    .all(|a| UNSCOPED_ACTIONS.contains(&a.as_str()) || CREATE_UNSCOPED_ACTIONS.contains(&a.as_str())),
+                actions.iter().all(|a| [UNSCOPED_ACTIONS, CREATE_UNSCOPED_ACTIONS, DATA_HEALTH_ACTIONS]
+                    .concat()
+                    .contains(&a.as_str())),
                 "{s}"
             );
         }

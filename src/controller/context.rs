@@ -156,6 +156,11 @@ impl Context {
         }
     }
 
+    /// Every watched SalesPipeline, as the watch caches have it.
+    pub fn pipelines(&self) -> Vec<Arc<SalesPipeline>> {
+        self.pipelines.iter().flat_map(|store| store.state()).collect()
+    }
+
     /// The operator's SDK configuration (its own credentials and region).
     pub fn sdk(&self) -> &SdkConfig {
         &self.sdk
@@ -323,16 +328,33 @@ pub struct Echoes(Mutex<HashMap<ObjectRef<SalesPipeline>, Echo>>);
 
 #[derive(Debug)]
 struct Echo {
-    version: String,
+    /// Our last write's resourceVersion, until its watch event was seen (`None`: no write to
+    /// expect).
+    version: Option<String>,
     generation: Option<i64>,
     due: Instant,
 }
 
 impl Echoes {
-    /// Remembers that our status write gave `obj` resourceVersion `version`, after a pass over
-    /// spec `generation`, and that its next pass is due in `next`.
-    pub fn expect(&self, obj: ObjectRef<SalesPipeline>, version: String, generation: Option<i64>, next: Duration) {
+    /// Remembers that the pass over spec `generation` ended, its status write (if any) giving
+    /// `obj` resourceVersion `version`, and that its next pass is due in `next`.
+    pub fn expect(
+        &self,
+        obj: ObjectRef<SalesPipeline>,
+        version: Option<String>,
+        generation: Option<i64>,
+        next: Duration,
+    ) {
         lock(&self.0).insert(obj, Echo { version, generation, due: Instant::now() + next });
+    }
+
+    /// Remembers a status write made between passes (the data health's) that gave `obj`
+    /// resourceVersion `version` at spec `generation`: its watch event is ours too, and the next
+    /// pass stays when it was due.
+    pub fn rewrote(&self, obj: &ObjectRef<SalesPipeline>, version: String, generation: Option<i64>) {
+        if let Some(echo) = lock(&self.0).get_mut(obj).filter(|echo| echo.generation == generation) {
+            echo.version = Some(version);
+        }
     }
 
     /// Whether a trigger for `obj` at `version` and `generation` is only the watch event of our
@@ -346,8 +368,10 @@ impl Echoes {
         version: Option<&str>,
         generation: Option<i64>,
     ) -> Option<Duration> {
-        let echo = lock(&self.0).remove(obj)?;
-        if version != Some(echo.version.as_str()) || generation != echo.generation {
+        let mut echoes = lock(&self.0);
+        let echo = echoes.get_mut(obj)?;
+        let expected = echo.version.take();
+        if version.is_none() || version != expected.as_deref() || generation != echo.generation {
             return None;
         }
         Some(echo.due.saturating_duration_since(Instant::now())).filter(|left| !left.is_zero())
@@ -371,19 +395,36 @@ mod tests {
     fn only_the_echo_of_our_own_write_is_skipped_and_only_once() {
         let echoes = Echoes::default();
         let five_minutes = Duration::from_secs(300);
-        echoes.expect(pipeline(), "42".into(), Some(1), five_minutes);
+        echoes.expect(pipeline(), Some("42".into()), Some(1), five_minutes);
         let left = echoes.own(&pipeline(), Some("42"), Some(1)).expect("our own write");
         assert!(left > Duration::from_secs(290) && left <= five_minutes, "{left:?}");
         assert_eq!(echoes.own(&pipeline(), Some("42"), Some(1)), None, "answers once: the resync reconciles");
 
-        echoes.expect(pipeline(), "43".into(), Some(1), five_minutes);
+        echoes.expect(pipeline(), Some("43".into()), Some(1), five_minutes);
         assert_eq!(echoes.own(&pipeline(), Some("44"), Some(1)), None, "changed by someone else");
-        echoes.expect(pipeline(), "44".into(), Some(1), five_minutes);
+        echoes.expect(pipeline(), Some("44".into()), Some(1), five_minutes);
         assert_eq!(echoes.own(&pipeline(), Some("44"), Some(2)), None, "spec changed before our write");
-        echoes.expect(pipeline(), "45".into(), Some(1), Duration::ZERO);
+        echoes.expect(pipeline(), Some("45".into()), Some(1), Duration::ZERO);
         assert_eq!(echoes.own(&pipeline(), Some("45"), Some(1)), None, "its next pass is due");
-        echoes.expect(pipeline(), "46".into(), Some(1), five_minutes);
+        echoes.expect(pipeline(), Some("46".into()), Some(1), five_minutes);
         echoes.forget(&pipeline());
         assert_eq!(echoes.own(&pipeline(), Some("46"), Some(1)), None);
+    }
+
+    #[test]
+    fn a_data_health_write_between_passes_is_ours_too_and_keeps_the_next_pass() {
+        let echoes = Echoes::default();
+        let five_minutes = Duration::from_secs(300);
+        // A steady pass writes nothing: only the due time is remembered.
+        echoes.expect(pipeline(), None, Some(1), five_minutes);
+        assert_eq!(echoes.own(&pipeline(), Some("50"), Some(1)), None, "not our write");
+        echoes.rewrote(&pipeline(), "51".into(), Some(1));
+        let left = echoes.own(&pipeline(), Some("51"), Some(1)).expect("the data health's write");
+        assert!(left > Duration::from_secs(290) && left <= five_minutes, "{left:?}");
+        echoes.rewrote(&pipeline(), "52".into(), Some(2));
+        assert_eq!(echoes.own(&pipeline(), Some("52"), Some(2)), None, "written over a newer spec: a pass is due");
+        echoes.forget(&pipeline());
+        echoes.rewrote(&pipeline(), "53".into(), Some(1));
+        assert_eq!(echoes.own(&pipeline(), Some("53"), Some(1)), None, "no pass yet: the first one runs");
     }
 }

@@ -2,11 +2,13 @@
 //! reconcile core; knows how to talk to the API server, not to AWS.
 
 pub mod context;
+pub mod data_health;
 mod drift;
 mod events;
 pub mod generator;
 pub mod identities;
 pub mod pipeline;
+mod recorder;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -102,6 +104,8 @@ pub struct RunArgs {
     /// pipeline with AWS names outside it stalls (`OutsideNamePrefix`) before any AWS call.
     #[arg(long, env = "SALES_OPERATOR_NAME_PREFIX", value_parser = parse_name_prefix)]
     pub name_prefix: Option<String>,
+    #[command(flatten)]
+    pub data_health: data_health::DataHealthArgs,
 }
 
 fn parse_name_prefix(value: &str) -> Result<String, String> {
@@ -219,6 +223,7 @@ pub async fn run(args: RunArgs, aws: AwsSettings, timing: Timing) -> Result<(), 
         let client = consumer::client(ctx.sdk(), url, calls.clone());
         tokio::spawn(consumer::consume(feed.clone(), i, client, watcher.clone()));
     }
+    tokio::spawn(data_health::run(ctx.clone(), args.data_health.clone(), usize::from(args.concurrency)));
     let namespaces = watched(&args.namespaces);
     let pipelines = watches.into_iter().zip(namespaces).map(|((trigger, store), namespace)| {
         let users = store.clone();

@@ -5,12 +5,13 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{Event, EventType};
 use kube::runtime::finalizer::{finalizer, Event as Finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use tracing::Instrument;
 
+use super::recorder::{publish, publish_distinct, truncate, warning};
 use super::{drift, Context, Target, Untargeted};
 use crate::api::conditions::{self, NewCondition, Verdict, FALSE, READY, RECONCILING, STALLED, TRUE, UNKNOWN};
 use crate::api::{Drift, Reason, SalesPipeline, SalesPipelineStatus, RECONCILE_REQUESTED_AT};
@@ -232,9 +233,7 @@ async fn apply(sp: &SalesPipeline, ctx: &Context, api: &Api<SalesPipeline>) -> R
         }
         _ => outcome.wait.unwrap_or(CONVERGING_REQUEUE),
     };
-    if let Some(version) = written {
-        ctx.echoes.expect(ObjectRef::from(sp), version, generation, next);
-    }
+    ctx.echoes.expect(ObjectRef::from(sp), written, generation, next);
     Ok(Action::requeue(next))
 }
 
@@ -449,16 +448,18 @@ async fn write_status(
     mut status: SalesPipelineStatus,
     computed: &[NewCondition],
 ) -> Result<Option<String>, Error> {
-    let previous = sp.status.clone().unwrap_or_default();
+    // The data health's fields are its own (field manager data_health::MANAGER): never written here.
+    let previous = sp.status.as_ref().map(super::data_health::without).unwrap_or_default();
     status.last_handled_reconcile_at =
-        sp.annotations().get(RECONCILE_REQUESTED_AT).cloned().or(previous.last_handled_reconcile_at);
+        sp.annotations().get(RECONCILE_REQUESTED_AT).cloned().or(previous.last_handled_reconcile_at.clone());
     let merged = conditions::merge(&previous.conditions, computed, status.observed_generation, jiff::Timestamp::now());
     let mut all: Vec<Condition> =
         previous.conditions.iter().filter(|c| !computed.iter().any(|n| n.type_ == c.type_)).cloned().collect();
     all.extend(merged);
     all.sort_by(|a, b| condition_rank(&a.type_).cmp(&condition_rank(&b.type_)).then(a.type_.cmp(&b.type_)));
     status.conditions = all;
-    Ok(super::apply_status(api, sp, sp.status.as_ref(), &status).await?)
+    let status = super::data_health::without(&status);
+    Ok(super::apply_status(api, sp, Some(&previous), &status).await?)
 }
 
 fn condition_rank(type_: &str) -> u8 {
@@ -487,56 +488,6 @@ fn action_event(a: &AwsAction) -> Event {
     // One reason per component and verb, for `kubectl get events --field-selector reason=...`.
     let reason = format!("{reason}{}", a.component.title());
     Event { type_, reason, note: Some(truncate(&a.to_string())), action: action.into(), secondary: None }
-}
-
-fn warning(reason: &str, action: &str, note: String) -> Event {
-    Event {
-        type_: EventType::Warning,
-        reason: reason.into(),
-        note: Some(truncate(&note)),
-        action: action.into(),
-        secondary: None,
-    }
-}
-
-fn truncate(s: &str) -> String {
-    let mut end = s.len().min(1000);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s[..end].to_string()
-}
-
-async fn publish(ctx: &Context, sp: &SalesPipeline, event: Event) {
-    // kube's Recorder caches each event it publishes for 6 minutes to fold repeats into a series
-    // (by reason, not note). Normal events (one per component changed in AWS) are not repeats:
-    // each gets a one-off recorder, so creating 1,000 pipelines leaves no cache of ~8,000 events
-    // behind. Warnings share one recorder, so an error that repeats on every retry stays one series.
-    let recorder = match event.type_ {
-        EventType::Normal => None,
-        EventType::Warning => Some(&ctx.recorder),
-    };
-    publish_with(ctx, sp, event, recorder).await
-}
-
-/// Publishes a Warning that is no repeat (each drift is its own): never folded into an earlier one.
-async fn publish_distinct(ctx: &Context, sp: &SalesPipeline, event: Event) {
-    publish_with(ctx, sp, event, None).await
-}
-
-/// Publishes `event` through `recorder`, or a one-off recorder.
-async fn publish_with(ctx: &Context, sp: &SalesPipeline, event: Event, recorder: Option<&Recorder>) {
-    let one_off;
-    let recorder = match recorder {
-        Some(shared) => shared,
-        None => {
-            one_off = Recorder::new(ctx.client.clone(), ctx.reporter.clone());
-            &one_off
-        }
-    };
-    if let Err(e) = recorder.publish(&event, &sp.object_ref(&())).await {
-        tracing::warn!(error = %e, reason = %event.reason, "cannot publish event");
-    }
 }
 
 #[cfg(test)]

@@ -35,7 +35,7 @@ async fn the_stages_metrics_are_read_in_one_call_and_judged() {
 
     let empty = dataflow::read(&cw, &names, window, SystemTime::now()).await.unwrap();
     assert!(empty.is_empty(), "{empty:?}");
-    assert_eq!(dataflow::judge(&Window { values: empty, newest_error_object: None }), Health::Idle);
+    assert_eq!(dataflow::judge(&Window { values: empty, ..Default::default() }), Health::Idle);
 
     for (id, value) in [
         ("pipe_events", 40.0),
@@ -52,7 +52,7 @@ async fn the_stages_metrics_are_read_in_one_call_and_judged() {
     let values = dataflow::read(&cw, &names, window, SystemTime::now() + Duration::from_secs(1)).await.unwrap();
     assert_eq!(values.get("pipe_events"), Some(&100.0), "summed: {values:?}");
     assert_eq!(values.get("delivery_freshness"), Some(&75.0), "the maximum: {values:?}");
-    let health = dataflow::judge(&Window { values, newest_error_object: None });
+    let health = dataflow::judge(&Window { values, ..Default::default() });
     assert_eq!(health, Health::Flowing { freshness_seconds: Some(75.0) });
 
     // Another pipeline's metrics are not this one's.
@@ -61,7 +61,7 @@ async fn the_stages_metrics_are_read_in_one_call_and_judged() {
     let values = dataflow::read(&cw, &names, window, SystemTime::now() + Duration::from_secs(1)).await.unwrap();
     assert_eq!(values.get("pipe_failed"), None, "{values:?}");
     let values = dataflow::read(&cw, &other, window, SystemTime::now() + Duration::from_secs(1)).await.unwrap();
-    let health = dataflow::judge(&Window { values, newest_error_object: None });
+    let health = dataflow::judge(&Window { values, ..Default::default() });
     assert!(
         matches!(health, Health::Degraded { stage: Stage::Pipe, metric: "ExecutionFailed", value, .. } if value == 3.0)
     );

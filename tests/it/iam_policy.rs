@@ -163,6 +163,7 @@ fn sdk_operations() -> BTreeMap<&'static str, BTreeSet<String>> {
         ("aws-sdk-resourcegroupstagging", "Resource Groups Tagging API"),
         ("aws-sdk-sqs", "SQS"),
         ("aws-sdk-eventbridge", "EventBridge"),
+        ("aws-sdk-cloudwatch", "CloudWatch"),
     ];
     let mut ops = BTreeMap::new();
     for (krate, service) in crates {
@@ -209,6 +210,8 @@ fn operations_in_source() -> BTreeSet<(&'static str, String)> {
         ("src/aws/analytics.rs", "Athena"),
         ("src/aws/iam.rs", "IAM"),
         ("src/aws/tagging.rs", "Resource Groups Tagging API"),
+        ("src/dataflow.rs", "CloudWatch"),
+        ("src/dataflow.rs", "S3"),
     ])
 }
 
