@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: installs what the tests need (the moto
 # venv, Trino, checkov, parliament, policy_sentry, the Kubernetes test binaries, the status
-# judge and actionlint built from Go modules, all cached under ~/.cache/sales-operator; umoci
-# and shellcheck from Debian), checks formatting, lints the code and the workflows, builds the
-# image (an OCI archive, no container runtime) and runs every test.
+# judge, the PromQL parser and actionlint built from Go modules, prometheus-operator's CRDs from
+# its Go module, all cached under ~/.cache/sales-operator; umoci and shellcheck from Debian),
+# checks formatting, lints the code and the workflows, builds the image (an OCI archive, no
+# container runtime) and runs every test.
 #
 # On a new machine the installs (downloads and Go builds, ~20 min) and cargo's work (clippy,
 # then the test build) each leave a core idle much of the time, so the installs run in the
@@ -26,6 +27,8 @@ installs() {
   bash scripts/kube-env/build.sh
   step "status judge (Flux's kstatus and Argo CD's Lua runtime, for tests/it/status_judged_e2e.rs)"
   bash scripts/status-judge.sh
+  step "prometheus-operator's CRDs and Prometheus's PromQL parser (tests/it/chart.rs and dashboards.rs check the chart's monitoring objects with them)"
+  bash scripts/monitoring-tools.sh install
   step "umoci (scripts/image.sh), shellcheck and actionlint (the workflows' linter)"
   bash scripts/image.sh install
   bash scripts/actionlint.sh install >/dev/null

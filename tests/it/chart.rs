@@ -33,18 +33,36 @@ fn helm_ok(env: &KubeEnv, args: &[&str]) -> String {
 }
 
 /// This suite's own control plane, with the CRDs (crds/, as a cluster whose CRDs are managed
-/// outside the chart) and the stand-in ServiceMonitor CRD applied once. Not the shared one: the
-/// chart installs cluster-scoped objects here (the ServiceMonitor CRD, ClusterRoles) and runs an
-/// operator that watches every namespace, which in the shared control plane would reconcile the
-/// other suites' SalesPipelines and OrderGenerators beside their own operators. Releases in it
-/// are installed with [`NO_CRDS`]: only one release can own the CRDs.
+/// outside the chart) and prometheus-operator's real ServiceMonitor and PrometheusRule CRDs
+/// ([`prometheus_operator_crds`]) applied once, so that the API server validates the chart's
+/// monitoring objects against their real schemas. Not the shared one: the chart installs
+/// cluster-scoped objects here (ClusterRoles) and runs an operator that watches every namespace,
+/// which in the shared control plane would reconcile the other suites' SalesPipelines and
+/// OrderGenerators beside their own operators. Releases in it are installed with [`NO_CRDS`]:
+/// only one release can own the CRDs.
 fn env_with_crds() -> &'static KubeEnv {
     static ENV: OnceLock<KubeEnv> = OnceLock::new();
     ENV.get_or_init(|| {
         let env = KubeEnv::start().unwrap_or_else(|e| panic!("kube-env: {e}"));
-        env.apply_crds(&[&project_dir().join("crds"), &project_dir().join("tests/manifests/servicemonitor-crd.yaml")]);
+        env.apply_crds(&[&project_dir().join("crds"), &prometheus_operator_crds()]);
         env
     })
+}
+
+/// The directory of prometheus-operator's own ServiceMonitor and PrometheusRule CRDs (pinned,
+/// fetched from its Go module by scripts/monitoring-tools.sh).
+fn prometheus_operator_crds() -> PathBuf {
+    let out = Command::new("bash")
+        .arg(project_dir().join("scripts/monitoring-tools.sh"))
+        .arg("crds")
+        .output()
+        .expect("scripts/monitoring-tools.sh");
+    assert!(out.status.success(), "scripts/monitoring-tools.sh crds: {}", text(&out));
+    let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().lines().last().unwrap_or_default());
+    for kind in ["servicemonitors", "prometheusrules"] {
+        assert!(dir.join(format!("monitoring.coreos.com_{kind}.yaml")).is_file(), "{}: no {kind} CRD", dir.display());
+    }
+    dir
 }
 
 /// `--set` value of a release that leaves the CRDs to [`env_with_crds`].
@@ -374,6 +392,12 @@ fn values_schema_rejects_wrong_types_and_unknown_keys() {
         ("serviceAccount:\n  annotations:\n    eks.amazonaws.com/role-arn: 42\n", "role-arn"),
         ("metrics:\n  port: 70000\n", "port"),
         ("replicas: 2\n", "replicas"),
+        ("dashboards:\n  enabled: \"yes\"\n", "enabled"),
+        ("dashboards:\n  labelValue: 1\n", "labelValue"),
+        ("prometheusRule:\n  freshnessThresholdSeconds: 15m\n", "freshnessThresholdSeconds"),
+        ("prometheusRule:\n  alerts:\n    SalesPipelineDataStal: {enabled: false}\n", "SalesPipelineDataStal"),
+        ("prometheusRule:\n  alerts:\n    SalesPipelineDataStale: {for: 10 minutes}\n", "for"),
+        ("prometheusRule:\n  additionalRules: [{expr: up == 0}]\n", "additionalRules"),
     ];
     let dir = tempfile::tempdir().unwrap();
     for (i, (values, field)) in cases.iter().enumerate() {
@@ -472,6 +496,31 @@ fn install_with_every_feature_on_is_accepted_by_the_api_server() {
     assert_eq!(env.kubectl_ok(&["get", &deploy, "-n", &ns, "-o", "jsonpath={.status.readyReplicas}"]), "3");
     env.kubectl_ok(&["get", "poddisruptionbudget", &format!("{release}-sales-operator"), "-n", &ns]);
     env.kubectl_ok(&["get", "servicemonitor", &format!("{release}-sales-operator"), "-n", &ns]);
+    // Accepted by prometheus-operator's own schemas (a typo'd field would have failed the install:
+    // the API server rejects unknown fields of a CRD with a schema, as below).
+    let rule =
+        env.kubectl_ok(&["get", "prometheusrule", &format!("{release}-sales-operator"), "-n", &ns, "-o", "json"]);
+    let rule: serde_json::Value = serde_json::from_str(&rule).unwrap();
+    assert_eq!(rule["spec"]["groups"][0]["rules"][0]["alert"], "SalesPipelineDataStale", "{rule:#}");
+    let dashboards =
+        env.kubectl_ok(&["get", "configmap", &format!("{release}-sales-operator-dashboards"), "-n", &ns, "-o", "json"]);
+    let dashboards: serde_json::Value = serde_json::from_str(&dashboards).unwrap();
+    assert_eq!(dashboards["metadata"]["labels"]["grafana_dashboard"], "1");
+    assert!(dashboards["data"]["sales-operator.json"]
+        .as_str()
+        .is_some_and(|d| d.contains("\"uid\": \"sales-operator\"")));
+    let bad_rule = format!(
+        "apiVersion: monitoring.coreos.com/v1\nkind: PrometheusRule\nmetadata: {{name: bad, namespace: {ns}}}\n\
+         spec:\n  groups:\n    - name: g\n      rules:\n        - alert: A\n          expr: up == 0\n          for: 10 minutes\n"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("bad.yaml"), bad_rule).unwrap();
+    let out = env.kubectl(&["apply", "--dry-run=server", "-f", dir.path().join("bad.yaml").to_str().unwrap()]);
+    assert!(
+        !out.status.success() && text(&out).contains("spec.groups[0].rules[0].for"),
+        "the real schema: {}",
+        text(&out)
+    );
     env.kubectl_ok(&["get", "role", &format!("{release}-sales-operator"), "-n", &other]);
     // The ServiceAccount may do in the other namespace exactly what the operator does there.
     let sa = format!("system:serviceaccount:{ns}:pipelines-operator");

@@ -26,6 +26,7 @@ mod change_events_e2e;
 mod chart;
 mod cli;
 mod controller_e2e;
+mod dashboards;
 mod dataflow_moto;
 mod delivered_fixture;
 mod events_setup;
