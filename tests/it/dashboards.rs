@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use sales_operator::aws::CallLog;
 use sales_operator::events::Feed;
-use sales_operator::telemetry::Metrics;
+use sales_operator::telemetry::{Metrics, PipelineData};
 use serde_json::Value;
 
 const ALL_FEATURES: &str = "charts/sales-operator/ci/all-features-values.yaml";
@@ -34,38 +34,6 @@ const ALERTS: [&str; 7] = [
     "SalesOperatorDataHealthChecksFailing",
 ];
 
-/// The metrics of one pipeline's data health in the exposition format, as the operator will
-/// render them once that pipeline's data health is recorded. A stand-in, only until
-/// `sales_operator::telemetry::Metrics` can record a pipeline's data health: then
-/// [`operator_exposition`] records one pipeline instead and this goes
-/// ([`the_stand_in_pipeline_metrics_are_not_rendered_by_the_operator_yet`] fails as soon as the
-/// operator renders any of them, so that it cannot outlive that).
-const PIPELINE_METRICS_STAND_IN: &str = r#"# HELP sales_operator_pipeline_freshness_seconds Firehose DeliveryToS3.DataFreshness, maximum in the window.
-# TYPE sales_operator_pipeline_freshness_seconds gauge
-sales_operator_pipeline_freshness_seconds{namespace="shop",pipeline="sales"} 120
-# HELP sales_operator_pipeline_records Records moved in the window by stage.
-# TYPE sales_operator_pipeline_records gauge
-sales_operator_pipeline_records{namespace="shop",pipeline="sales",stage="pipe"} 10
-sales_operator_pipeline_records{namespace="shop",pipeline="sales",stage="stream"} 10
-sales_operator_pipeline_records{namespace="shop",pipeline="sales",stage="delivery"} 10
-# HELP sales_operator_pipeline_failures Failures in the window by stage.
-# TYPE sales_operator_pipeline_failures gauge
-sales_operator_pipeline_failures{namespace="shop",pipeline="sales",stage="pipe"} 0
-sales_operator_pipeline_failures{namespace="shop",pipeline="sales",stage="delivery"} 0
-# HELP sales_operator_pipeline_iterator_age_seconds Kinesis GetRecords.IteratorAgeMilliseconds in seconds.
-# TYPE sales_operator_pipeline_iterator_age_seconds gauge
-sales_operator_pipeline_iterator_age_seconds{namespace="shop",pipeline="sales"} 0.5
-# HELP sales_operator_pipeline_data_flowing 1 for the pipeline's current data state.
-# TYPE sales_operator_pipeline_data_flowing gauge
-sales_operator_pipeline_data_flowing{namespace="shop",pipeline="sales",state="flowing"} 1
-sales_operator_pipeline_data_flowing{namespace="shop",pipeline="sales",state="idle"} 0
-sales_operator_pipeline_data_flowing{namespace="shop",pipeline="sales",state="degraded"} 0
-# HELP sales_operator_data_health_checks CloudWatch data-health reads by outcome.
-# TYPE sales_operator_data_health_checks counter
-sales_operator_data_health_checks_total{outcome="ok"} 1
-sales_operator_data_health_checks_total{outcome="error"} 0
-"#;
-
 /// What the operator's `/metrics` renders with every family it can have present: one
 /// change-event queue (its metrics exist only with queues), a reconcile, a failure and the
 /// pipeline counts recorded.
@@ -75,16 +43,21 @@ fn operator_exposition() -> String {
     metrics.reconciled("SalesPipeline", "ok", Duration::from_millis(20));
     metrics.failed("SalesPipeline", "AwsError");
     metrics.set_pipelines([(("123456789012".to_string(), "True"), 1)].into_iter().collect());
+    let data = PipelineData {
+        state: "flowing",
+        freshness_seconds: Some(61.0),
+        records: vec![("pipe", 10.0), ("stream", 10.0), ("delivery", 10.0)],
+        failures: vec![("pipe", 0.0), ("delivery", 0.0)],
+        iterator_age_seconds: Some(0.5),
+    };
+    metrics.data_health("shop", "sales", Ok(data));
     metrics.render().expect("the operator renders its metrics")
 }
 
 /// The metric names the operator exports, as Prometheus stores them: from the `# TYPE` lines of
-/// its own rendering ([`operator_exposition`]), plus the pipeline data-health metrics of
-/// [`PIPELINE_METRICS_STAND_IN`] until the operator can render those itself.
+/// its own rendering ([`operator_exposition`]).
 fn exported_metric_names() -> BTreeSet<String> {
-    let mut names = names_in_exposition(&operator_exposition());
-    names.extend(names_in_exposition(PIPELINE_METRICS_STAND_IN));
-    names
+    names_in_exposition(&operator_exposition())
 }
 
 /// The sample names an OpenMetrics/Prometheus text exposition's `# TYPE` lines declare: a
@@ -268,24 +241,16 @@ fn the_exported_names_are_those_the_operator_renders() {
         "sales_operator_build_info",
         "sales_operator_events_up",
         "sales_operator_aws_calls_total",
+        "sales_operator_pipeline_freshness_seconds",
+        "sales_operator_pipeline_records",
+        "sales_operator_pipeline_failures",
+        "sales_operator_pipeline_iterator_age_seconds",
+        "sales_operator_pipeline_data_flowing",
+        "sales_operator_data_health_checks_total",
     ] {
         assert!(names.contains(n), "{n} not in {names:?}");
     }
     assert!(!names.contains("sales_operator_reconciles"), "a counter is scraped with _total only");
-    let stand_in = names_in_exposition(PIPELINE_METRICS_STAND_IN);
-    assert!(sample_names(PIPELINE_METRICS_STAND_IN).is_subset(&stand_in));
-}
-
-#[test]
-fn the_stand_in_pipeline_metrics_are_not_rendered_by_the_operator_yet() {
-    let rendered = names_in_exposition(&operator_exposition());
-    let stand_in = names_in_exposition(PIPELINE_METRICS_STAND_IN);
-    let both: Vec<_> = rendered.intersection(&stand_in).collect();
-    assert!(
-        both.is_empty(),
-        "the operator renders {both:?} itself now: record a pipeline's data health in operator_exposition() \
-         and remove PIPELINE_METRICS_STAND_IN"
-    );
 }
 
 #[test]
