@@ -2,7 +2,8 @@
 //! the orders table's DynamoDB stream of a pipeline applied to moto, shapes
 //! each record with the pipe's input template read back from the pipe, and
 //! writes the objects Firehose would (prefix, buffering, delimiter and
-//! compression read back from the delivery stream) into the bucket.
+//! compression read back from the delivery stream) into the bucket, and publishes the
+//! CloudWatch metrics the pipe, Kinesis and Firehose would for it.
 //! On AWS the EventBridge Pipe and Firehose do this; used by scripts/demo.sh.
 //!
 //!     cargo build --bin sales-operator --example deliver_orders   # one build: the SDK compiles once
@@ -126,6 +127,13 @@ async fn main() -> Result<(), String> {
     // The pipe's filter (spec.pipe.filter) is not applied: the demo's pipeline has none.
     let objects = delivery_standin::deliver(&links, &events, jiff::SignedDuration::from_millis(300))?;
     delivery_standin::put(&c.s3, &links, &objects).await?;
+    // And what the pipe, Kinesis and Firehose publish to CloudWatch for it: the data health reads it.
+    let stages = delivery_standin::Stages {
+        pipe: ctx.names.pipe.clone(),
+        stream: ctx.names.stream.clone(),
+        delivery: ctx.names.delivery.clone(),
+    };
+    delivery_standin::publish_delivered(&c.cloudwatch, &stages, events.len(), &objects).await?;
     for (file, seq) in positions {
         std::fs::write(file, seq).map_err(|e| e.to_string())?;
     }

@@ -65,6 +65,9 @@ print(s)' "$1" <<<"$status"; }
   echo "    stream records -> the pipe's input template -> Firehose's batching, newline, GZIP, prefix -> S3"
   "$target/debug/examples/deliver_orders" "$manifest"
   echo
+  echo "==> sales-operator data-health -f $manifest (the stages' CloudWatch metrics: is data flowing?)"
+  "$bin" data-health -f "$manifest"
+  echo
   trino_port="${TRINO_PORT:-8090}"
   echo "==> starting Trino on 127.0.0.1:$trino_port (Glue and S3: the emulator; about 30 s, more on a busy machine)"
   moto_python="$(scripts/moto.sh venv)/bin/python"

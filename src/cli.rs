@@ -110,6 +110,9 @@ pub enum Command {
     Apply(ApplyArgs),
     /// Tear down a SalesPipeline's AWS resources, honouring its deletionPolicy.
     Delete(DeleteArgs),
+    /// Is data flowing? Read a pipeline's stages' CloudWatch metrics and Firehose's error prefix
+    /// once and print the DataFlowing verdict (exit 1 when Degraded); docs/data-health.md.
+    DataHealth(DataHealthArgs),
     /// Write random orders into a DynamoDB table at a steady rate (the OrderGenerator workload).
     Generate(sales_operator::generator::command::GenerateArgs),
     /// Run one of a pipeline's named Athena queries and print the result.
@@ -138,6 +141,15 @@ pub struct ApplyArgs {
     /// Keep reconciling until Ready (or stalled) for at most this long, e.g. 10m; 0 = one pass.
     #[arg(long, default_value = "10m", value_parser = sales_operator::parse_duration)]
     pub wait: Duration,
+}
+
+#[derive(Args, Debug)]
+pub struct DataHealthArgs {
+    #[command(flatten)]
+    pub file: FileArgs,
+    /// The span of metrics to judge, ending now (AWS publishes them per minute, minutes late).
+    #[arg(long, default_value = "5m", value_parser = sales_operator::parse_duration)]
+    pub window: Duration,
 }
 
 #[derive(Args, Debug)]
@@ -311,6 +323,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Plan(args) => plan(&cli.global, &args).await,
         Command::Apply(args) => apply(&cli.global, &args).await,
         Command::Delete(args) => delete(&cli.global, &args).await,
+        Command::DataHealth(args) => data_health(&cli.global, &args).await,
         Command::Generate(args) => {
             sales_operator::generator::command::run_cli(&args, &cli_settings(&cli.global, None).await?).await?;
             Ok(ExitCode::SUCCESS)
@@ -537,6 +550,56 @@ async fn events_setup(global: &Global, args: &sales_operator::events::setup::Set
         let _ = writeln!(out, "{line}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn data_health(global: &Global, args: &DataHealthArgs) -> Result<ExitCode, CliError> {
+    use sales_operator::dataflow::{self, Health, Window};
+    if args.window.is_zero() {
+        return Err(CliError::Usage("--window: must be longer than 0 s (e.g. 5m)".into()));
+    }
+    let t = target(global, &args.file.file).await?;
+    let (names, clients) = (&t.ctx.names, &t.reconciler.aws);
+    let now = std::time::SystemTime::now();
+    let since = now.checked_sub(args.window).unwrap_or(std::time::UNIX_EPOCH);
+    let values = dataflow::read(&clients.cloudwatch, names, args.window, now).await?;
+    let error_prefix = &t.pipeline.spec.delivery.error_prefix;
+    let errors = dataflow::error_objects(&clients.s3, &names.bucket, error_prefix, None, since).await?;
+    let window = Window { values, newest_error_object: errors.newest, error_objects: errors.count };
+    let health = dataflow::judge(&window);
+    let condition = health.condition(args.window.as_secs());
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "{}: DataFlowing={} ({}): {}",
+        t.pipeline.name_any(),
+        condition.status,
+        condition.reason,
+        condition.message
+    );
+    let failures: std::collections::BTreeMap<_, _> = window.failures().into_iter().collect();
+    for (stage, records) in window.records() {
+        let name = match stage {
+            dataflow::Stage::Pipe => &names.pipe,
+            dataflow::Stage::Stream => &names.stream,
+            dataflow::Stage::Delivery => &names.delivery,
+        };
+        let mut line = format!("  {:<9} {name}: {} records", stage.as_str(), records.round());
+        if let Some(n) = failures.get(&stage) {
+            line.push_str(&format!(", {} failures", n.round()));
+        }
+        let _ = writeln!(out, "{line}");
+    }
+    if let Some(age) = window.iterator_age_seconds() {
+        let _ = writeln!(out, "  Kinesis reader behind by at most {} s", age.round());
+    }
+    let _ = writeln!(
+        out,
+        "  (CloudWatch, the last {} s; errors under s3://{}/{})",
+        args.window.as_secs(),
+        names.bucket,
+        dataflow::error_prefix_root(error_prefix)
+    );
+    Ok(if matches!(health, Health::Degraded { .. }) { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
 async fn plan(global: &Global, args: &FileArgs) -> Result<ExitCode, CliError> {

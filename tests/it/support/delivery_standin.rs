@@ -14,6 +14,7 @@
 
 use std::io::Write;
 
+use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
 use aws_sdk_dynamodb::types::AttributeValue;
 use sales_operator::order::Order;
 use serde_json::{json, Value};
@@ -27,6 +28,8 @@ pub struct Links {
     pub delivery_version: String,
     pub bucket: String,
     pub prefix: String,
+    /// S3 key prefix of what Firehose could not process (`!{firehose:error-output-type}` in it).
+    pub error_prefix: String,
     /// `UNCOMPRESSED` or `GZIP` (others are refused).
     pub compression: String,
     /// Whether `AppendDelimiterToRecord` runs (a newline after each record).
@@ -68,6 +71,7 @@ pub async fn links(c: &sales_operator::aws::Clients, pipe: &str, delivery: &str)
         delivery_version: d.version_id,
         bucket: s3.bucket_arn.trim_start_matches("arn:aws:s3:::").to_string(),
         prefix: s3.prefix.unwrap_or_default(),
+        error_prefix: s3.error_output_prefix.unwrap_or_default(),
         compression: s3.compression_format.as_str().to_string(),
         append_newline: processors.iter().any(|p| p.r#type.as_str() == "AppendDelimiterToRecord"),
         buffer_seconds: i64::from(hints.as_ref().and_then(|h| h.interval_in_seconds).unwrap_or(300)),
@@ -208,6 +212,10 @@ pub struct Object {
     pub body: Vec<u8>,
     /// The records in it, uncompressed, as the lines a reader sees.
     pub records: usize,
+    /// When its oldest record arrived, and when Firehose wrote it (the buffer interval later, or
+    /// at the newest record's arrival when the size hint filled it first).
+    pub opened: jiff::Timestamp,
+    pub flushed: jiff::Timestamp,
 }
 
 /// Firehose for `records` (arrival time at the delivery stream, data), in
@@ -222,10 +230,12 @@ pub fn firehose(links: &Links, records: &[(jiff::Timestamp, String)]) -> Result<
         let opened = records[i].0;
         let mut data = Vec::new();
         let mut n = 0;
-        while i < records.len()
-            && records[i].0.duration_since(opened).as_secs() < links.buffer_seconds
-            && (n == 0 || data.len() + records[i].1.len() < links.buffer_bytes)
-        {
+        let mut flushed = opened + jiff::SignedDuration::from_secs(links.buffer_seconds);
+        while i < records.len() && records[i].0.duration_since(opened).as_secs() < links.buffer_seconds {
+            if n > 0 && data.len() + records[i].1.len() >= links.buffer_bytes {
+                flushed = records[i - 1].0;
+                break;
+            }
             data.extend_from_slice(records[i].1.as_bytes());
             if links.append_newline {
                 data.push(b'\n');
@@ -256,7 +266,7 @@ pub fn firehose(links: &Links, records: &[(jiff::Timestamp, String)]) -> Result<
             &r[16..20],
             &r[20..]
         );
-        objects.push(Object { key, body, records: n });
+        objects.push(Object { key, body, records: n, opened, flushed });
     }
     Ok(objects)
 }
@@ -273,6 +283,117 @@ pub async fn put(s3: &aws_sdk_s3::Client, links: &Links, objects: &[Object]) -> 
             .map_err(|e| format!("PutObject {}: {e}", o.key))?;
     }
     Ok(())
+}
+
+/// One CloudWatch datum of `name` under dimension `dimension`=`value`, now.
+fn datum(name: &str, dimension: &str, value: &str, v: f64, unit: StandardUnit) -> MetricDatum {
+    MetricDatum::builder()
+        .metric_name(name)
+        .dimensions(Dimension::builder().name(dimension).value(value).build())
+        .value(v)
+        .unit(unit)
+        .timestamp(std::time::SystemTime::now().into())
+        .build()
+}
+
+async fn put_metrics(cw: &aws_sdk_cloudwatch::Client, namespace: &str, data: Vec<MetricDatum>) -> Result<(), String> {
+    cw.put_metric_data()
+        .namespace(namespace)
+        .set_metric_data(Some(data))
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("PutMetricData {namespace}: {e}"))
+}
+
+/// The names the stages publish their metrics under (the dimensions' values).
+#[derive(Clone, Debug)]
+pub struct Stages {
+    pub pipe: String,
+    pub stream: String,
+    pub delivery: String,
+}
+
+/// What AWS publishes to CloudWatch when the pipe moved `events` records to Kinesis and
+/// Firehose read them and wrote `objects` to S3 (docs/data-health.md cites each metric): the
+/// pipe's `Invocations` and `EventCount`, the stream's `IncomingRecords` and
+/// `GetRecords.IteratorAgeMilliseconds`, Firehose's `DataReadFromKinesisStream.Records`,
+/// `DeliveryToS3.Records`, `DeliveryToS3.Success` (1: every write succeeded) and
+/// `DeliveryToS3.DataFreshness` (the oldest record's age when its object was written).
+pub async fn publish_delivered(
+    cw: &aws_sdk_cloudwatch::Client,
+    stages: &Stages,
+    events: usize,
+    objects: &[Object],
+) -> Result<(), String> {
+    let n = events as f64;
+    let (count, ms, secs) = (StandardUnit::Count, StandardUnit::Milliseconds, StandardUnit::Seconds);
+    let pipe = |name| datum(name, "PipeName", &stages.pipe, n, count.clone());
+    put_metrics(cw, "AWS/EventBridge/Pipes", vec![pipe("Invocations"), pipe("EventCount")]).await?;
+    let stream = vec![
+        datum("IncomingRecords", "StreamName", &stages.stream, n, count.clone()),
+        datum("GetRecords.IteratorAgeMilliseconds", "StreamName", &stages.stream, 0.0, ms),
+    ];
+    put_metrics(cw, "AWS/Kinesis", stream).await?;
+    let delivered: usize = objects.iter().map(|o| o.records).sum();
+    let freshness = objects.iter().map(|o| o.flushed.duration_since(o.opened).as_secs_f64()).fold(0.0, f64::max);
+    let d = |name, v, unit| datum(name, "DeliveryStreamName", &stages.delivery, v, unit);
+    let mut firehose = vec![
+        d("DataReadFromKinesisStream.Records", n, count.clone()),
+        d("DeliveryToS3.Records", delivered as f64, count.clone()),
+    ];
+    if !objects.is_empty() {
+        firehose.push(d("DeliveryToS3.Success", 1.0, count.clone()));
+        firehose.push(d("DeliveryToS3.DataFreshness", freshness, secs));
+    }
+    put_metrics(cw, "AWS/Firehose", firehose).await
+}
+
+/// What the pipe publishes when it cannot deliver `events` records to Kinesis (its role may not
+/// write to the stream): `Invocations`, `ExecutionFailed` and nothing reaching the stream.
+pub async fn publish_pipe_failed(
+    cw: &aws_sdk_cloudwatch::Client,
+    stages: &Stages,
+    events: usize,
+) -> Result<(), String> {
+    let n = events as f64;
+    let pipe = |name| datum(name, "PipeName", &stages.pipe, n, StandardUnit::Count);
+    put_metrics(cw, "AWS/EventBridge/Pipes", vec![pipe("Invocations"), pipe("ExecutionFailed")]).await
+}
+
+/// Firehose failing to deliver `records` records it read: `DeliveryToS3.Success` 0, and the
+/// records written as one object under the error output prefix (error output type
+/// `processing-failed`), whose key it returns.
+pub async fn fail_delivery(
+    cw: &aws_sdk_cloudwatch::Client,
+    s3: &aws_sdk_s3::Client,
+    links: &Links,
+    stages: &Stages,
+    records: usize,
+) -> Result<String, String> {
+    let now = jiff::Timestamp::now();
+    let prefix = render_prefix(&links.error_prefix.replace("!{firehose:error-output-type}", "processing-failed"), now)?;
+    let key = format!(
+        "{prefix}{}-{}-{}-failed",
+        links.delivery_name,
+        links.delivery_version,
+        java_format("yyyy-MM-dd-HH-mm-ss", now)?
+    );
+    s3.put_object()
+        .bucket(&links.bucket)
+        .key(&key)
+        .body(format!("{{\"errorCode\":\"Lambda.FunctionError\",\"records\":{records}}}\n").into_bytes().into())
+        .send()
+        .await
+        .map_err(|e| format!("PutObject {key}: {e}"))?;
+    let d = |name, v| datum(name, "DeliveryStreamName", &stages.delivery, v, StandardUnit::Count);
+    let firehose = vec![
+        d("DataReadFromKinesisStream.Records", records as f64),
+        d("DeliveryToS3.Records", 0.0),
+        d("DeliveryToS3.Success", 0.0),
+    ];
+    put_metrics(cw, "AWS/Firehose", firehose).await?;
+    Ok(key)
 }
 
 /// The pipe then Firehose for stream `events` (Pipes' events, oldest first):
@@ -312,6 +433,7 @@ mod tests {
             delivery_version: "1".into(),
             bucket: "b".into(),
             prefix: "orders/!{timestamp:yyyy}/!{timestamp:MM}/!{timestamp:dd}/!{timestamp:HH}/".into(),
+            error_prefix: "errors/!{firehose:error-output-type}/!{timestamp:yyyy}/".into(),
             compression: compression.into(),
             append_newline: true,
             buffer_seconds,
