@@ -564,7 +564,8 @@ async fn data_health(global: &Global, args: &DataHealthArgs) -> Result<ExitCode,
     let values = dataflow::read(&clients.cloudwatch, names, args.window, now).await?;
     let error_prefix = &t.pipeline.spec.delivery.error_prefix;
     let errors = dataflow::error_objects(&clients.s3, &names.bucket, error_prefix, None, since).await?;
-    let window = Window { values, newest_error_object: errors.newest, error_objects: errors.count };
+    let window =
+        Window { values, newest_error_object: errors.new_keys.last().cloned(), error_objects: errors.new_keys.len() };
     let health = dataflow::judge(&window);
     let condition = health.condition(args.window.as_secs());
     let mut out = std::io::stdout().lock();

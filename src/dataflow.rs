@@ -186,10 +186,8 @@ pub fn error_prefix_root(error_prefix: &str) -> &str {
 /// What Firehose wrote under the error output prefix since the last look.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ErrorObjects {
-    /// The objects new since the last look.
-    pub count: usize,
-    /// The newest of them (the greatest key).
-    pub newest: Option<String>,
+    /// The keys new since the last look, in key order.
+    pub new_keys: Vec<String>,
     /// The greatest key listed: where the next look starts after.
     pub last_key: Option<String>,
 }
@@ -221,10 +219,7 @@ pub async fn error_objects(
         }
         let new = start_after.is_some() || object.last_modified().is_some_and(|t| t.secs() >= since.secs());
         if new {
-            found.count += 1;
-            if found.newest.as_deref().is_none_or(|newest| key > newest) {
-                found.newest = Some(key.to_string());
-            }
+            found.new_keys.push(key.to_string());
         }
     }
     Ok(found)

@@ -5,9 +5,9 @@
 //! everything else in the status, neither write nor remove them), as Prometheus metrics, and as
 //! `DataStopped` / `DataResumed` events on transitions. Ready is never touched.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use futures::StreamExt;
 use kube::api::{Patch, PatchParams};
@@ -54,8 +54,15 @@ fn parse_window(value: &str) -> Result<Duration, String> {
     Ok(window)
 }
 
-/// Where each pipeline's next look at the error prefix starts (the greatest key seen).
-type Marks = Mutex<HashMap<ObjectRef<SalesPipeline>, String>>;
+/// Per pipeline: where the next look at the error prefix starts (the greatest key listed), and
+/// the error objects found within the window (when found, key), oldest first.
+#[derive(Debug, Default)]
+struct Mark {
+    start_after: Option<String>,
+    errors: VecDeque<(Instant, String)>,
+}
+
+type Marks = Mutex<HashMap<ObjectRef<SalesPipeline>, Mark>>;
 
 /// Looks at every Ready pipeline every `interval`, `concurrency` at a time, until the process ends.
 pub async fn run(ctx: Arc<Context>, args: DataHealthArgs, concurrency: usize) {
@@ -117,7 +124,7 @@ async fn look(ctx: &Context, sp: &SalesPipeline, window: Duration, marks: &Marks
     let now = SystemTime::now();
     let since = now.checked_sub(window).unwrap_or(SystemTime::UNIX_EPOCH);
     let seconds = window.as_secs();
-    let mark = lock(marks).get(&obj).cloned();
+    let mark = lock(marks).get(&obj).and_then(|m| m.start_after.clone());
     let read = async {
         let target = ctx.target(sp).await.map_err(|e| e.to_string())?;
         let reconciler = ctx.reconciler(&target).await.map_err(|e| e.to_string())?;
@@ -133,10 +140,16 @@ async fn look(ctx: &Context, sp: &SalesPipeline, window: Duration, marks: &Marks
     let checked_at = jiff::Timestamp::now();
     let (condition, status) = match read.await {
         Ok((values, errors)) => {
-            if let Some(last) = &errors.last_key {
-                lock(marks).insert(obj.clone(), last.clone());
-            }
-            let window = Window { values, newest_error_object: errors.newest, error_objects: errors.count };
+            let (newest_error_object, error_objects) = {
+                let mut marks = lock(marks);
+                let m = marks.entry(obj.clone()).or_default();
+                m.start_after = errors.last_key.or(m.start_after.take());
+                let found = Instant::now();
+                m.errors.extend(errors.new_keys.into_iter().map(|key| (found, key)));
+                m.errors.retain(|(at, _)| at.elapsed() < window);
+                (m.errors.back().map(|(_, key)| key.clone()), m.errors.len())
+            };
+            let window = Window { values, newest_error_object, error_objects };
             let health = dataflow::judge(&window);
             ctx.metrics.data_health(&namespace, &name, Ok(metrics(&health, &window)));
             announce(ctx, sp, &health, seconds).await;
@@ -190,7 +203,8 @@ async fn announce(ctx: &Context, sp: &SalesPipeline, health: &Health, window_sec
         },
         _ => return,
     };
-    super::recorder::publish(ctx, sp, event).await;
+    // Each stop is its own (another stage, another error object): never folded into an earlier one.
+    super::recorder::publish_distinct(ctx, sp, event).await;
 }
 
 /// Applies the data health's part of the status (`None`: removes it), unless it already shows

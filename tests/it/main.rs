@@ -27,6 +27,7 @@ mod chart;
 mod cli;
 mod controller_e2e;
 mod dashboards;
+mod data_health_e2e;
 mod dataflow_moto;
 mod delivered_fixture;
 mod events_setup;

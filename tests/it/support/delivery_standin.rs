@@ -285,14 +285,17 @@ pub async fn put(s3: &aws_sdk_s3::Client, links: &Links, objects: &[Object]) -> 
     Ok(())
 }
 
-/// One CloudWatch datum of `name` under dimension `dimension`=`value`, now.
+/// One CloudWatch datum of `name` under dimension `dimension`=`value`, for the second just past
+/// (a GetMetricData right after it then sees it: the end of its range is rounded down to the
+/// second).
 fn datum(name: &str, dimension: &str, value: &str, v: f64, unit: StandardUnit) -> MetricDatum {
+    let at = std::time::SystemTime::now() - std::time::Duration::from_secs(1);
     MetricDatum::builder()
         .metric_name(name)
         .dimensions(Dimension::builder().name(dimension).value(value).build())
         .value(v)
         .unit(unit)
-        .timestamp(std::time::SystemTime::now().into())
+        .timestamp(at.into())
         .build()
 }
 
