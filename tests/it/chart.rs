@@ -227,7 +227,13 @@ fn defaults_render_cluster_rbac_and_a_hardened_single_replica_deployment() {
     assert_eq!(c["ports"][0]["containerPort"], 8080);
     let args = strings(&c["args"]);
     assert_eq!(args[0], "run");
-    for arg in ["--metrics-address=0.0.0.0:8080", "--leader-election=true", "--log-format=text"] {
+    for arg in [
+        "--metrics-address=0.0.0.0:8080",
+        "--leader-election=true",
+        "--log-format=text",
+        "--data-health-interval=1m",
+        "--data-health-window=5m",
+    ] {
         assert!(args.iter().any(|a| a == arg), "{arg} missing: {args:?}");
     }
     // The operator chooses the resync (1 h while change events flow, else 5 min) unless it is set.
@@ -303,6 +309,8 @@ fn every_feature_on_renders_namespaced_rbac_pdb_service_monitor_and_settings() {
         "--namespace=shop,analytics",
         "--concurrency=8",
         "--resync-period=2m",
+        "--data-health-interval=30s",
+        "--data-health-window=10m",
         "--log-format=json",
         "--metrics-address=0.0.0.0:9090",
         "--lease-seconds=20",
@@ -385,6 +393,8 @@ fn values_schema_rejects_wrong_types_and_unknown_keys() {
         ("logFormat: yaml\n", "logFormat"),
         ("watchNamespaces: shop\n", "watchNamespaces"),
         ("resyncPeriod: 5 minutes\n", "resyncPeriod"),
+        ("dataHealth:\n  window: 0s\n", "window"),
+        ("dataHealth:\n  every: 1m\n", "every"),
         ("events:\n  queueUrls: [sales-operator-change-events]\n", "queueUrls"),
         ("aws:\n  endpointUrl: moto:5000\n", "endpointUrl"),
         ("aws:\n  namePrefix: shop_\n", "namePrefix"),
