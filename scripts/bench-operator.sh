@@ -2,6 +2,7 @@
 # Memory, CPU and AWS calls of `sales-operator run` holding N SalesPipelines in
 # sync, against a real kube-apiserver (scripts/kube-env) and moto.
 #   [RESYNC=seconds] [WINDOW=seconds] [REGIONS=K] [EVENTS=1] [IDENTITIES=K [SESSION=seconds]]
+#   [DATA_HEALTH=seconds]
 #     scripts/bench-operator.sh N [BINARY]
 #   (default binary: target/release/sales-operator)
 # The pipelines are spread round-robin over REGIONS regions (default 20; Firehose allows 50
@@ -14,6 +15,9 @@
 # whose role is in an AWS account of its own (200000000001, ...); the AWS-behaviour layer makes
 # their sessions last SESSION seconds (default 60), and the row also gives the STS AssumeRole
 # calls while all became Ready and during the steady-state window.
+# DATA_HEALTH is --data-health-interval (default 0: off, so that rows stay comparable with the
+# runs before data health; 60 is the operator's default): the reads by operation then show its
+# CloudWatch GetMetricData and S3 ListObjectsV2 per pipeline (docs/data-health.md).
 # Prints one markdown table row: N, RSS after all are Ready (and its anonymous / file-backed
 # parts: heap vs the binary's code), peak RSS, CPU seconds of the steady-state window, AWS calls
 # in it (read/mutating), and those calls scaled to an hour; then the window's reads per
@@ -29,6 +33,7 @@ if (( events )); then resync=${RESYNC:-3600}; else resync=${RESYNC:-300}; fi  # 
 window=${WINDOW:-$resync}
 identities=${IDENTITIES:-0}
 session=${SESSION:-60}
+data_health=${DATA_HEALTH:-0}
 [[ -x "$bin" ]] || { echo "build $bin first (cargo build --release)" >&2; exit 1; }
 
 bench_start
@@ -77,7 +82,7 @@ if (( events )); then
 fi
 AWS_ENDPOINT_URL=$endpoint AWS_REGION=eu-west-1 AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \
   "$bin" run "${watch[@]}" "${queues[@]}" --lease-namespace bench --metrics-address "127.0.0.1:$mport" \
-  --resync-period "${resync}s" --concurrency 8 >"$work/operator.log" 2>&1 &
+  --resync-period "${resync}s" --concurrency 8 --data-health-interval "${data_health}s" >"$work/operator.log" 2>&1 &
 op_pid=$!
 
 rss() { awk -v k="${1:-VmRSS}:" '$1 == k {print $2}' "/proc/$op_pid/status"; }
@@ -120,6 +125,10 @@ fi
 if (( identities > 0 )); then
   echo "identities: $identities, sessions of $session s: STS AssumeRole calls until all Ready $s_ready, in the ${resync} s window $s_window"
   echo "  (one session per identity, renewed by the SDK's credentials cache when a call needs it shortly before it expires: about $identities x $resync / $session = $(( identities * resync / session )) in the window when calls never stop, at least $identities)"
+fi
+if (( data_health > 0 )); then
+  health=$(join -j1 "$work/ops0" "$work/ops1" | awk '$1 == "CloudWatch:GetMetricData" || $1 == "S3:ListObjectsV2" {s += $3 - $2} END {print s+0}')
+  echo "data health every $data_health s: $health of the reads were GetMetricData and ListObjectsV2, $(( health * 3600 / window / n )) per pipeline per hour"
 fi
 echo "reads per pipeline in that resync, by operation:"
 join -j1 "$work/ops0" "$work/ops1" |
