@@ -1,5 +1,33 @@
 # Shell helpers the install/start scripts share (sourced, not run).
 
+# go_program NAME SRC [GO BUILD FLAGS...]: builds the Go program in SRC (versions pinned by its
+# go.mod/go.sum) with the machine's Go toolchain (go1.26 fetched through the module proxy when
+# older) into ${SALES_OPERATOR_CACHE:-$HOME/.cache/sales-operator}/NAME-<hash of its source>/NAME,
+# once (concurrent callers wait for one build); prints the binary's path.
+go_program() {
+  local name="$1" src="$2" key dir bin gominor
+  shift 2
+  export PATH="$PATH:/usr/local/go/bin"
+  command -v go >/dev/null || { echo "$name: go is not installed" >&2; return 1; }
+  gominor=$(go env GOVERSION | sed -E 's/^go1\.([0-9]+).*/\1/')
+  if (( gominor < 26 )); then export GOTOOLCHAIN=go1.26.8; fi
+  key=$(cd "$src" && cat go.mod go.sum ./*.go | sha256sum | cut -c1-16)
+  dir="${SALES_OPERATOR_CACHE:-$HOME/.cache/sales-operator}/$name-$key"
+  bin="$dir/$name"
+  if [[ ! -x "$bin" ]]; then
+    mkdir -p "$dir"
+    (
+      flock 9
+      if [[ ! -x "$bin" ]]; then
+        echo "$name: building into $dir" >&2
+        (cd "$src" && GOFLAGS=-mod=readonly go build -trimpath -buildvcs=false "$@" -o "$bin.tmp" .)
+        mv -f "$bin.tmp" "$bin"
+      fi
+    ) 9>"$dir/.build.lock"
+  fi
+  echo "$bin"
+}
+
 # pip_venv VENV SPEC...: a Python venv at VENV with the pinned SPECs installed, once
 # (VENV/.installed marks a complete install; a partial one is redone).
 pip_venv() {

@@ -18,6 +18,8 @@ PROMETHEUS_OPERATOR_VERSION=v0.85.0
 PROMETHEUS_OPERATOR_SUM="h1:M5xLCLEoaW2IJfnuCwFzzpL+jSVQu3KGT84Pye+fW8s="
 CACHE="${SALES_OPERATOR_CACHE:-$HOME/.cache/sales-operator}"
 src="$(cd "$(dirname "$0")/../tests/promql-names" && pwd)"
+# shellcheck source=common.sh
+. "$(dirname "$0")/common.sh"
 
 export PATH="$PATH:/usr/local/go/bin"
 command -v go >/dev/null || { echo "monitoring-tools: go is not installed" >&2; exit 1; }
@@ -51,24 +53,7 @@ crds() {
   echo "$dir"
 }
 
-promql_names() {
-  local key dir bin
-  key=$(cd "$src" && cat go.mod go.sum ./*.go | sha256sum | cut -c1-16)
-  dir="$CACHE/promql-names-$key"
-  bin="$dir/promql-names"
-  if [[ ! -x "$bin" ]]; then
-    mkdir -p "$dir"
-    exec 9>"$dir/.build.lock"
-    flock 9
-    if [[ ! -x "$bin" ]]; then
-      echo "monitoring-tools: building promql-names into $dir" >&2
-      (cd "$src" && GOFLAGS=-mod=readonly go build -trimpath -buildvcs=false -ldflags="-s -w" -o "$bin.tmp" .)
-      mv -f "$bin.tmp" "$bin"
-    fi
-    exec 9>&-
-  fi
-  echo "$bin"
-}
+promql_names() { go_program promql-names "$src" -ldflags="-s -w"; }
 
 case "${1:-}" in
   install) crds >/dev/null; promql_names >/dev/null ;;

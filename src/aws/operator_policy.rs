@@ -396,19 +396,19 @@ pub const UNSCOPED_ACTIONS: &[&str] = &["kinesis:UpdateShardCount", "kinesis:Upd
 /// `s3:ListBucket`, granted on the pipeline buckets with the other reads.
 pub const DATA_HEALTH_ACTIONS: &[&str] = &["cloudwatch:GetMetricData"];
 
+/// The statements' action groups besides the reads.
+const GROUPS: [&[&str]; 6] = [
+    OWNED_ACTIONS,
+    CREATE_ACTIONS,
+    CREATE_UNSCOPED_ACTIONS,
+    UNCONDITIONED_ACTIONS,
+    UNSCOPED_ACTIONS,
+    DATA_HEALTH_ACTIONS,
+];
+
 /// Every other action of [`OPERATOR_ACTIONS`] only reads, on the pipeline resources' ARNs.
 pub fn read_actions() -> Vec<&'static str> {
-    let elsewhere: BTreeSet<&str> = [
-        OWNED_ACTIONS,
-        CREATE_ACTIONS,
-        CREATE_UNSCOPED_ACTIONS,
-        UNCONDITIONED_ACTIONS,
-        UNSCOPED_ACTIONS,
-        DATA_HEALTH_ACTIONS,
-    ]
-    .concat()
-    .into_iter()
-    .collect();
+    let elsewhere: BTreeSet<&str> = GROUPS.concat().into_iter().collect();
     OPERATOR_ACTIONS.iter().copied().filter(|a| !elsewhere.contains(a)).collect()
 }
 
@@ -742,18 +742,7 @@ mod tests {
 
     #[test]
     fn every_operator_action_is_granted_by_one_group_and_reads_only_read() {
-        let granted: BTreeSet<&str> = [
-            OWNED_ACTIONS,
-            CREATE_ACTIONS,
-            CREATE_UNSCOPED_ACTIONS,
-            UNCONDITIONED_ACTIONS,
-            UNSCOPED_ACTIONS,
-            DATA_HEALTH_ACTIONS,
-        ]
-        .concat()
-        .into_iter()
-        .chain(read_actions())
-        .collect();
+        let granted: BTreeSet<&str> = GROUPS.concat().into_iter().chain(read_actions()).collect();
         assert_eq!(granted, OPERATOR_ACTIONS.iter().copied().collect::<BTreeSet<_>>());
         for group in [OWNED_ACTIONS, CREATE_ACTIONS, UNCONDITIONED_ACTIONS, UNSCOPED_ACTIONS] {
             let mut sorted = group.to_vec();

@@ -1096,6 +1096,18 @@ def layered(app, environ, start_response):
                 after(call)
             publish_change(call, environ, record)
         return result
+    status, headers, body = called(app, environ)
+    if status.startswith("2"):
+        with lock:
+            after(call)
+            body = rewritten(call, body)
+        publish_change(call, environ, record)
+    start_response(status, with_length(headers, body))
+    return [body]
+
+
+def called(app, environ):
+    """(status, headers, body) of WSGI application `app`'s whole answer to `environ`."""
     captured = {"written": []}
 
     def capture(status, headers, exc_info=None):
@@ -1106,14 +1118,7 @@ def layered(app, environ, start_response):
     body = b"".join(captured["written"]) + b"".join(result)
     if hasattr(result, "close"):
         result.close()
-    status, headers = captured["status"], captured["headers"]
-    if status.startswith("2"):
-        with lock:
-            after(call)
-            body = rewritten(call, body)
-        publish_change(call, environ, record)
-    start_response(status, with_length(headers, body))
-    return [body]
+    return captured["status"], captured["headers"], body
 
 
 def with_length(headers, body):

@@ -23,6 +23,8 @@ from botocore.parsers import RpcV2CBORParser
 from botocore.serialize import RpcV2CBORSerializer
 from botocore.session import get_session
 
+from aws_behaviour import called
+
 PATH = re.compile(r"^/service/([^/]+)/operation/([^/]+)$")
 
 # The services the operator calls that speak CBOR, by their Smithy service shape name.
@@ -107,17 +109,7 @@ def wrap(app, environ, start_response):
             "wsgi.input": io.BytesIO(doc),
         }
     )
-    captured = {"written": []}
-
-    def capture(status, headers, exc_info=None):
-        captured["status"], captured["headers"] = status, headers
-        return captured["written"].append
-
-    result = app(environ, capture)
-    answer = b"".join(captured["written"]) + b"".join(result)
-    if hasattr(result, "close"):
-        result.close()
-    status = captured["status"]
+    status, moto_headers, answer = called(app, environ)
     if status.startswith("2"):
         reply = json.loads(answer) if answer.strip() else {}
         shape = operation.output_shape
@@ -126,7 +118,7 @@ def wrap(app, environ, start_response):
         out = error_body(status.split(" ", 1)[0], answer)
     headers = [
         (k, v)
-        for k, v in captured["headers"]
+        for k, v in moto_headers
         if k.lower() not in ("content-length", "content-type", "x-amz-crc32")
     ]
     headers += [

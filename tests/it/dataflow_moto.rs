@@ -66,3 +66,25 @@ async fn the_stages_metrics_are_read_in_one_call_and_judged() {
         matches!(health, Health::Degraded { stage: Stage::Pipe, metric: "ExecutionFailed", value, .. } if value == 3.0)
     );
 }
+
+/// AWS's errors come back in the protocol the SDK speaks (RPC v2 CBOR), code and message intact.
+#[tokio::test]
+async fn a_refused_request_is_refused_with_awss_error() {
+    use aws_sdk_cloudwatch::error::ProvideErrorMetadata;
+    use aws_sdk_cloudwatch::types::MetricDataQuery;
+    moto::set_aws_env();
+    let sdk = moto::sdk(&moto::settings()).await;
+    let cw = aws_sdk_cloudwatch::Client::new(&sdk);
+    let now = SystemTime::now();
+    let err = cw
+        .get_metric_data()
+        .metric_data_queries(MetricDataQuery::builder().id("q").build())
+        .start_time((now - Duration::from_secs(60)).into())
+        .end_time(now.into())
+        .send()
+        .await
+        .unwrap_err();
+    let err = err.into_service_error();
+    assert_eq!(err.code(), Some("ValidationError"), "{err:?}");
+    assert!(err.message().is_some_and(|m| m.contains("MetricStat is required")), "{err:?}");
+}
