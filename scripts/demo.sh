@@ -6,6 +6,7 @@
 # neither), start Trino (the engine Athena v3 is built on) and run the
 # pipeline's named queries as stored in its workgroup.
 # Usage: scripts/demo.sh [MANIFEST]   (DEMO_ORDERS=300, DEMO_ANALYTICS=0 to stop after apply,
+#                                       DEMO_TRINO=0 to stop after the data health,
 #                                       MOTO_PORT=5000, TRINO_PORT=8090)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -68,21 +69,25 @@ print(s)' "$1" <<<"$status"; }
   echo "==> sales-operator data-health -f $manifest (the stages' CloudWatch metrics: is data flowing?)"
   "$bin" data-health -f "$manifest"
   echo
-  trino_port="${TRINO_PORT:-8090}"
-  echo "==> starting Trino on 127.0.0.1:$trino_port (Glue and S3: the emulator; about 30 s, more on a busy machine)"
-  moto_python="$(scripts/moto.sh venv)/bin/python"
-  trino=$(scripts/trino.sh start "$endpoint" "$trino_port")
-  for q in sales_projection top_products; do
+  if [ "${DEMO_TRINO:-1}" = 1 ]; then
+    trino_port="${TRINO_PORT:-8090}"
+    echo "==> starting Trino on 127.0.0.1:$trino_port (Glue and S3: the emulator; about 30 s, more on a busy machine)"
+    moto_python="$(scripts/moto.sh venv)/bin/python"
+    trino=$(scripts/trino.sh start "$endpoint" "$trino_port")
+    for q in sales_projection top_products; do
+      echo
+      echo "==> named query $q, as stored in workgroup $workgroup, on Trino"
+      "$moto_python" scripts/named_query.py "$workgroup" "$q" | scripts/trino_query.py "$trino" "$database"
+    done
     echo
-    echo "==> named query $q, as stored in workgroup $workgroup, on Trino"
-    "$moto_python" scripts/named_query.py "$workgroup" "$q" | scripts/trino_query.py "$trino" "$database"
-  done
-  echo
+  fi
   echo "==> sales-operator plan -f $manifest (after the demo: still nothing to change)"
   "$bin" plan -f "$manifest"
   echo
-  echo "Trino keeps running at $trino; stop it with:"
-  echo "  $PWD/scripts/trino.sh stop $trino_port"
+  if [ -n "${trino:-}" ]; then
+    echo "Trino keeps running at $trino; stop it with:"
+    echo "  $PWD/scripts/trino.sh stop $trino_port"
+  fi
 fi
 echo "The emulator keeps running at $endpoint; stop it with:"
 echo "  $PWD/scripts/moto.sh stop $port"

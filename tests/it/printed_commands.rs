@@ -58,9 +58,9 @@ fn hints(stdout: &str) -> Vec<String> {
 fn the_demos_closing_commands_work_when_pasted_into_a_fresh_shell() {
     let port = free_port();
     let _moto = MotoOnPort(port);
-    // The demo itself with no AWS variables (it sets its own); DEMO_ANALYTICS=0: no Trino.
+    // The demo itself with no AWS variables (it sets its own), up to the data health (no Trino).
     let mut demo = Command::new("bash");
-    demo.arg(project().join("scripts/demo.sh")).env("DEMO_ANALYTICS", "0").env("MOTO_PORT", port.to_string());
+    demo.arg(project().join("scripts/demo.sh")).env("DEMO_TRINO", "0").env("MOTO_PORT", port.to_string());
     for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("AWS_")) {
         demo.env_remove(key);
     }
@@ -68,6 +68,13 @@ fn the_demos_closing_commands_work_when_pasted_into_a_fresh_shell() {
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "scripts/demo.sh failed:\n{stdout}\n{}", text(&out.stderr));
     assert!(!stdout.contains('\x1b') && !text(&out.stderr).contains("\x1b[0m"), "ANSI codes in the demo's output");
+    // The orders it delivered, then their data health from the stages' metrics.
+    let delivered = stdout.find("delivered 300 records").unwrap_or_else(|| panic!("nothing delivered:\n{stdout}"));
+    let health = stdout
+        .find("sales: DataFlowing=True (Flowing): orders reach S3 within 60 s of entering Firehose")
+        .unwrap_or_else(|| panic!("no data health:\n{stdout}"));
+    assert!(delivered < health, "{stdout}");
+    assert!(stdout.contains("  delivery  default-sales-orders: 300 records, 0 failures"), "{stdout}");
 
     let hints = hints(&stdout);
     let teardown = hints.iter().find(|h| h.contains(" delete -f ")).expect("a teardown hint");
