@@ -88,7 +88,8 @@ pub async fn run(ctx: Arc<Context>, args: DataHealthArgs, concurrency: usize) {
                 let (ctx, marks) = (&ctx, &marks);
                 async move {
                     if let Err(e) = look(ctx, &sp, args.data_health_window, marks).await {
-                        tracing::warn!(namespace = ?sp.namespace(), name = %sp.name_any(), error = %e, "data health");
+                        let namespace = sp.namespace().unwrap_or_default();
+                        tracing::warn!(%namespace, name = %sp.name_any(), error = %e, "cannot write the data health");
                     }
                 }
             })
