@@ -89,6 +89,9 @@ rss() { awk -v k="${1:-VmRSS}:" '$1 == k {print $2}' "/proc/$op_pid/status"; }
 hwm() { awk '/VmHWM/ {print $2}' "/proc/$op_pid/status"; }
 cpu() { awk '{print $14 + $15}' "/proc/$op_pid/stat"; }
 calls() { curl -s "127.0.0.1:$mport/metrics" | awk -v k="$1" '/^sales_operator_aws_calls_total/ && $0 ~ "kind=\""k"\"" {s+=$NF} END {print s+0}'; }
+# Per read operation, its calls in the window: "Service:Operation before after", an operation first
+# called in the window counted from 0.
+window_ops() { join -a2 -e0 -o 0,1.2,2.2 -j1 "$work/ops0" "$work/ops1"; }
 # "Service:Operation count" per read operation, summed over outcomes (spaces in service names become _).
 by_operation() { curl -s "127.0.0.1:$mport/metrics" | sed -n 's/^sales_operator_aws_calls_total{service="\([^"]*\)",operation="\([^"]*\)",kind="read".* \([0-9]*\)$/\1:\2 \3/p' | tr ' ' '_' | sed 's/_\([0-9]*\)$/ \1/' | awk '{s[$1]+=$2} END {for (k in s) print k, s[k]}' | sort; }
 
@@ -119,7 +122,7 @@ printf '| %d | %d s | %.1f MiB (%.1f + %.1f) | %.1f MiB | %.2f s | %d / %d | %d 
   "$(echo "$(hwm)/1024" | bc -l)" "$(echo "($c1-$c0)/$tick" | bc -l)" \
   "$reads" "$muts" "$(( (reads + muts) * 3600 / window ))"
 if (( events )); then
-  receives=$(join -j1 "$work/ops0" "$work/ops1" | awk '$1 == "SQS:ReceiveMessage" {print $3 - $2}')
+  receives=$(window_ops | awk '$1 == "SQS:ReceiveMessage" {print $3 - $2}')
   echo "change events: ${#regions[@]} queues, resync $resync s; in the $window s window ${receives:-0} of the reads were ReceiveMessage; sales_operator_events_up: $(curl -s "127.0.0.1:$mport/metrics" | awk '/^sales_operator_events_up/ {s+=$NF} END {print s+0}')"
 fi
 if (( identities > 0 )); then
@@ -127,9 +130,9 @@ if (( identities > 0 )); then
   echo "  (one session per identity, renewed by the SDK's credentials cache when a call needs it shortly before it expires: about $identities x $resync / $session = $(( identities * resync / session )) in the window when calls never stop, at least $identities)"
 fi
 if (( data_health > 0 )); then
-  health=$(join -j1 "$work/ops0" "$work/ops1" | awk '$1 == "CloudWatch:GetMetricData" || $1 == "S3:ListObjectsV2" {s += $3 - $2} END {print s+0}')
+  health=$(window_ops | awk '$1 == "CloudWatch:GetMetricData" || $1 == "S3:ListObjectsV2" {s += $3 - $2} END {print s+0}')
   echo "data health every $data_health s: $health of the reads were GetMetricData and ListObjectsV2, $(( health * 3600 / window / n )) per pipeline per hour"
 fi
 echo "reads per pipeline in that resync, by operation:"
-join -j1 "$work/ops0" "$work/ops1" |
+window_ops |
   awk -v n="$n" '$3 > $2 {printf "  %s %.2f\n", $1, ($3 - $2) / n}'
