@@ -333,6 +333,10 @@ struct Echo {
     version: Option<String>,
     generation: Option<i64>,
     due: Instant,
+    /// A status write between passes is under way: its resourceVersion is not known yet.
+    writing: bool,
+    /// The versions of the triggers taken for that write's while it was under way.
+    taken: Vec<String>,
 }
 
 impl Echoes {
@@ -345,16 +349,37 @@ impl Echoes {
         generation: Option<i64>,
         next: Duration,
     ) {
-        lock(&self.0).insert(obj, Echo { version, generation, due: Instant::now() + next });
+        let echo = Echo { version, generation, due: Instant::now() + next, writing: false, taken: Vec::new() };
+        lock(&self.0).insert(obj, echo);
     }
 
-    /// Remembers a status write made between passes (the data health's) that gave `obj`
-    /// resourceVersion `version` at spec `generation`: its watch event is ours too, and the next
-    /// pass stays when it was due.
-    pub fn rewrote(&self, obj: &ObjectRef<SalesPipeline>, version: String, generation: Option<i64>) {
-        if let Some(echo) = lock(&self.0).get_mut(obj).filter(|echo| echo.generation == generation) {
-            echo.version = Some(version);
+    /// A status write between passes (the data health's) at spec `generation` is about to be
+    /// sent: its watch event may come before its answer. Whether `obj` had a pass over that
+    /// generation (else the write is not announced, and its watch event reconciles).
+    pub fn writing(&self, obj: &ObjectRef<SalesPipeline>, generation: Option<i64>) -> bool {
+        let mut echoes = lock(&self.0);
+        match echoes.get_mut(obj).filter(|echo| echo.generation == generation) {
+            Some(echo) => {
+                echo.writing = true;
+                echo.taken.clear();
+                true
+            }
+            None => false,
         }
+    }
+
+    /// The write announced by [`Echoes::writing`] ended, giving `obj` resourceVersion `version`
+    /// (`None`: it failed). Its watch event is ours too, and the next pass stays when it was
+    /// due. Whether a trigger taken for it while it was under way was someone else's: then the
+    /// caller asks for the pass it skipped.
+    pub fn rewrote(&self, obj: &ObjectRef<SalesPipeline>, version: Option<String>) -> bool {
+        let mut echoes = lock(&self.0);
+        let Some(echo) = echoes.get_mut(obj).filter(|echo| echo.writing) else { return false };
+        echo.writing = false;
+        let taken = std::mem::take(&mut echo.taken);
+        let ours_seen = version.as_ref().is_some_and(|v| taken.contains(v));
+        echo.version = if ours_seen { None } else { version.clone() };
+        taken.iter().any(|t| Some(t) != version.as_ref())
     }
 
     /// Whether a trigger for `obj` at `version` and `generation` is only the watch event of our
@@ -370,11 +395,17 @@ impl Echoes {
     ) -> Option<Duration> {
         let mut echoes = lock(&self.0);
         let echo = echoes.get_mut(obj)?;
+        let left = Some(echo.due.saturating_duration_since(Instant::now())).filter(|left| !left.is_zero());
+        if echo.writing && generation == echo.generation {
+            // Most likely the watch event of the write under way; `rewrote` says if it was not.
+            echo.taken.extend(version.map(str::to_string));
+            return left;
+        }
         let expected = echo.version.take();
         if version.is_none() || version != expected.as_deref() || generation != echo.generation {
             return None;
         }
-        Some(echo.due.saturating_duration_since(Instant::now())).filter(|left| !left.is_zero())
+        left
     }
 
     /// Forgets `obj` (deleted).
@@ -418,13 +449,28 @@ mod tests {
         // A steady pass writes nothing: only the due time is remembered.
         echoes.expect(pipeline(), None, Some(1), five_minutes);
         assert_eq!(echoes.own(&pipeline(), Some("50"), Some(1)), None, "not our write");
-        echoes.rewrote(&pipeline(), "51".into(), Some(1));
+        // Its answer first, then its watch event.
+        assert!(echoes.writing(&pipeline(), Some(1)));
+        assert!(!echoes.rewrote(&pipeline(), Some("51".into())));
         let left = echoes.own(&pipeline(), Some("51"), Some(1)).expect("the data health's write");
         assert!(left > Duration::from_secs(290) && left <= five_minutes, "{left:?}");
-        echoes.rewrote(&pipeline(), "52".into(), Some(2));
-        assert_eq!(echoes.own(&pipeline(), Some("52"), Some(2)), None, "written over a newer spec: a pass is due");
+        // Its watch event first, then its answer.
+        assert!(echoes.writing(&pipeline(), Some(1)));
+        assert!(echoes.own(&pipeline(), Some("52"), Some(1)).is_some(), "taken for the write under way");
+        assert!(!echoes.rewrote(&pipeline(), Some("52".into())), "it was ours");
+        assert_eq!(echoes.own(&pipeline(), Some("52"), Some(1)), None, "answers once");
+        // Someone else's change while the write was under way: the skipped pass is asked for.
+        assert!(echoes.writing(&pipeline(), Some(1)));
+        assert!(echoes.own(&pipeline(), Some("53"), Some(1)).is_some());
+        assert!(echoes.rewrote(&pipeline(), Some("54".into())), "53 was not ours");
+        assert!(echoes.writing(&pipeline(), Some(1)));
+        assert!(echoes.own(&pipeline(), Some("55"), Some(1)).is_some());
+        assert!(echoes.rewrote(&pipeline(), None), "the write failed: 55 was not ours");
+        // A spec changed meanwhile is never taken; nor is anything before the first pass.
+        assert!(echoes.writing(&pipeline(), Some(1)));
+        assert_eq!(echoes.own(&pipeline(), Some("56"), Some(2)), None, "a newer spec reconciles");
         echoes.forget(&pipeline());
-        echoes.rewrote(&pipeline(), "53".into(), Some(1));
-        assert_eq!(echoes.own(&pipeline(), Some("53"), Some(1)), None, "no pass yet: the first one runs");
+        assert!(!echoes.writing(&pipeline(), Some(1)), "no pass yet: the first one runs");
+        assert_eq!(echoes.own(&pipeline(), Some("57"), Some(1)), None);
     }
 }

@@ -246,9 +246,14 @@ async fn write(
         "status": status,
     });
     let api: Api<SalesPipeline> = Api::namespaced(ctx.client.clone(), &sp.namespace().unwrap_or_default());
-    let written = api.patch_status(&sp.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch)).await?;
-    if let Some(version) = written.resource_version() {
-        ctx.echoes.rewrote(&ObjectRef::from(sp), version, sp.metadata.generation);
+    let obj = ObjectRef::from(sp);
+    // The write's watch event is ours: no pass for it (it may come before the answer).
+    let announced = ctx.echoes.writing(&obj, sp.metadata.generation);
+    let written = api.patch_status(&sp.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch)).await;
+    let version = written.as_ref().ok().and_then(|w| w.resource_version());
+    if announced && ctx.echoes.rewrote(&obj, version) {
+        // A change by someone else came while the write was under way and was taken for it.
+        ctx.events.trigger(obj);
     }
-    Ok(())
+    written.map(|_| ())
 }
