@@ -79,7 +79,11 @@ fn get_salespipelines_shows_printer_columns_and_category() {
 
     let table = env.kubectl_ok(&["get", "salespipelines", "-n", &ns]);
     let header: Vec<&str> = table.lines().next().unwrap_or_default().split_whitespace().collect();
-    assert_eq!(header, ["NAME", "READY", "TABLE", "STREAM", "PIPE", "ACCOUNT", "REGION", "AGE"], "{table}");
+    assert_eq!(
+        header,
+        ["NAME", "READY", "TABLE", "STREAM", "PIPE", "DATA", "FRESHNESS", "ACCOUNT", "REGION", "AGE"],
+        "{table}"
+    );
     assert!(table.lines().nth(1).unwrap_or_default().starts_with("demo "), "{table}");
 
     let by_short_name = env.kubectl_ok(&["get", "sp", "-n", &ns, "-o", "name"]);
