@@ -211,6 +211,28 @@ struct DataHealthState {
     checks_error: u64,
 }
 
+/// A label besides `namespace` and `pipeline`, and a value.
+type Sample = (Option<(&'static str, &'static str)>, f64);
+
+/// One gauge family over every pipeline: `samples` gives each pipeline's values.
+fn pipeline_gauge(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    pipelines: &BTreeMap<(String, String), PipelineData>,
+    samples: impl Fn(&PipelineData) -> Vec<Sample>,
+) -> Result<(), std::fmt::Error> {
+    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    for ((namespace, pipeline), data) in pipelines {
+        for (extra, value) in samples(data) {
+            let mut labels = vec![("namespace", namespace.as_str()), ("pipeline", pipeline.as_str())];
+            labels.extend(extra);
+            ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
+        }
+    }
+    Ok(())
+}
+
 /// Exposes the pipelines' data health at scrape time.
 #[derive(Debug)]
 struct DataHealth(Arc<Mutex<DataHealthState>>);
@@ -218,66 +240,42 @@ struct DataHealth(Arc<Mutex<DataHealthState>>);
 impl prometheus_client::collector::Collector for DataHealth {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let state = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let mut freshness = encoder.encode_descriptor(
+        let p = &state.pipelines;
+        pipeline_gauge(
+            &mut encoder,
             "sales_operator_pipeline_freshness_seconds",
             "Seconds from entering Firehose to landing in S3, at most, in the last window (DeliveryToS3.DataFreshness)",
-            None,
-            MetricType::Gauge,
+            p,
+            |d| d.freshness_seconds.map(|s| (None, s)).into_iter().collect(),
         )?;
-        for ((namespace, pipeline), data) in &state.pipelines {
-            if let Some(seconds) = data.freshness_seconds {
-                let labels = [("namespace", namespace.as_str()), ("pipeline", pipeline.as_str())];
-                ConstGauge::new(seconds).encode(freshness.encode_family(&labels)?)?;
-            }
-        }
-        let mut records = encoder.encode_descriptor(
+        pipeline_gauge(
+            &mut encoder,
             "sales_operator_pipeline_records",
             "Records each stage moved in the last window (pipe EventCount, stream IncomingRecords, delivery DeliveryToS3.Records)",
-            None,
-            MetricType::Gauge,
+            p,
+            |d| d.records.iter().map(|(stage, n)| (Some(("stage", *stage)), *n)).collect(),
         )?;
-        for ((namespace, pipeline), data) in &state.pipelines {
-            for (stage, n) in &data.records {
-                let labels = [("namespace", namespace.as_str()), ("pipeline", pipeline.as_str()), ("stage", stage)];
-                ConstGauge::new(*n).encode(records.encode_family(&labels)?)?;
-            }
-        }
-        let mut failures = encoder.encode_descriptor(
+        pipeline_gauge(
+            &mut encoder,
             "sales_operator_pipeline_failures",
             "Failures in the last window by stage (pipe ExecutionFailed + TargetStageFailed, delivery objects under the error prefix)",
-            None,
-            MetricType::Gauge,
+            p,
+            |d| d.failures.iter().map(|(stage, n)| (Some(("stage", *stage)), *n)).collect(),
         )?;
-        for ((namespace, pipeline), data) in &state.pipelines {
-            for (stage, n) in &data.failures {
-                let labels = [("namespace", namespace.as_str()), ("pipeline", pipeline.as_str()), ("stage", stage)];
-                ConstGauge::new(*n).encode(failures.encode_family(&labels)?)?;
-            }
-        }
-        let mut age = encoder.encode_descriptor(
+        pipeline_gauge(
+            &mut encoder,
             "sales_operator_pipeline_iterator_age_seconds",
             "How far Firehose's reading of the Kinesis stream is behind, at most, in the last window",
-            None,
-            MetricType::Gauge,
+            p,
+            |d| d.iterator_age_seconds.map(|s| (None, s)).into_iter().collect(),
         )?;
-        for ((namespace, pipeline), data) in &state.pipelines {
-            if let Some(seconds) = data.iterator_age_seconds {
-                let labels = [("namespace", namespace.as_str()), ("pipeline", pipeline.as_str())];
-                ConstGauge::new(seconds).encode(age.encode_family(&labels)?)?;
-            }
-        }
-        let mut flowing = encoder.encode_descriptor(
+        pipeline_gauge(
+            &mut encoder,
             "sales_operator_pipeline_data_flowing",
             "1 for the pipeline's data state (flowing, idle, degraded), 0 for the others",
-            None,
-            MetricType::Gauge,
+            p,
+            |d| DATA_STATES.iter().map(|s| (Some(("state", *s)), f64::from(u8::from(d.state == *s)))).collect(),
         )?;
-        for ((namespace, pipeline), data) in &state.pipelines {
-            for s in DATA_STATES {
-                let labels = [("namespace", namespace.as_str()), ("pipeline", pipeline.as_str()), ("state", s)];
-                ConstGauge::new(i64::from(data.state == s)).encode(flowing.encode_family(&labels)?)?;
-            }
-        }
         let mut checks = encoder.encode_descriptor(
             "sales_operator_data_health_checks",
             "Looks at a pipeline's metrics by outcome (ok, error: CloudWatch or S3 refused or did not answer)",
