@@ -579,12 +579,7 @@ async fn data_health(global: &Global, args: &DataHealthArgs) -> Result<ExitCode,
     );
     let failures: std::collections::BTreeMap<_, _> = window.failures().into_iter().collect();
     for (stage, records) in window.records() {
-        let name = match stage {
-            dataflow::Stage::Pipe => &names.pipe,
-            dataflow::Stage::Stream => &names.stream,
-            dataflow::Stage::Delivery => &names.delivery,
-        };
-        let mut line = format!("  {:<9} {name}: {} records", stage.as_str(), records.round());
+        let mut line = format!("  {:<9} {}: {} records", stage.as_str(), stage.resource(names), records.round());
         if let Some(n) = failures.get(&stage) {
             line.push_str(&format!(", {} failures", n.round()));
         }

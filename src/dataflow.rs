@@ -25,6 +25,16 @@ pub enum Stage {
 }
 
 impl Stage {
+    /// The name of this stage's resource of the pipeline named `names`: the dimension value AWS
+    /// publishes its metrics under.
+    pub fn resource(self, names: &Names) -> &str {
+        match self {
+            Stage::Pipe => &names.pipe,
+            Stage::Stream => &names.stream,
+            Stage::Delivery => &names.delivery,
+        }
+    }
+
     /// As conditions and metrics name it.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -119,11 +129,7 @@ pub const METRICS: &[Metric] = &[
 impl Metric {
     /// The dimension's value for the pipeline named `names`.
     pub fn dimension_value<'a>(&self, names: &'a Names) -> &'a str {
-        match self.stage {
-            Stage::Pipe => &names.pipe,
-            Stage::Stream => &names.stream,
-            Stage::Delivery => &names.delivery,
-        }
+        self.stage.resource(names)
     }
 }
 
@@ -291,9 +297,9 @@ pub enum Health {
     Degraded { stage: Stage, metric: &'static str, value: f64, detail: Option<String> },
 }
 
-fn degraded(stage: Stage, id: &str, window: &Window) -> Option<Health> {
+fn degraded(stage: Stage, id: &str, window: &Window, detail: Option<String>) -> Option<Health> {
     let m = METRICS.iter().find(|m| m.id == id)?;
-    Some(Health::Degraded { stage, metric: m.name, value: window.count(id), detail: None })
+    Some(Health::Degraded { stage, metric: m.name, value: window.count(id), detail })
 }
 
 /// Judges one window, stage by stage in the order orders pass: the first stage that fails or
@@ -301,34 +307,30 @@ fn degraded(stage: Stage, id: &str, window: &Window) -> Option<Health> {
 pub fn judge(window: &Window) -> Health {
     for id in ["pipe_failed", "pipe_target_failed", "pipe_throttled"] {
         if window.count(id) > 0.0 {
-            if let Some(h) = degraded(Stage::Pipe, id, window) {
+            if let Some(h) = degraded(Stage::Pipe, id, window, None) {
                 return h;
             }
         }
     }
     let moved = window.count("pipe_events") + window.count("stream_incoming") + window.count("delivery_read");
     if window.value("stream_iterator_age").is_some_and(|age| age > ITERATOR_AGE_LIMIT_MS) {
-        if let Some(h) = degraded(Stage::Stream, "stream_iterator_age", window) {
+        if let Some(h) = degraded(Stage::Stream, "stream_iterator_age", window, None) {
             return h;
         }
     }
     let delivery_failed = window.value("delivery_success").is_some_and(|s| s < 1.0);
     if delivery_failed || window.newest_error_object.is_some() {
-        let id = "delivery_success";
-        let value = window.value(id).unwrap_or(0.0);
-        return Health::Degraded {
-            stage: Stage::Delivery,
-            metric: "DeliveryToS3.Success",
-            value,
-            detail: window.newest_error_object.clone(),
-        };
+        let detail = window.newest_error_object.clone();
+        if let Some(h) = degraded(Stage::Delivery, "delivery_success", window, detail) {
+            return h;
+        }
     }
     if moved == 0.0 && window.count("delivery_records") == 0.0 {
         return Health::Idle;
     }
     // Records entered the pipe but none reached Kinesis: the pipe cannot write to its target.
     if window.count("pipe_events") > 0.0 && window.count("stream_incoming") == 0.0 {
-        if let Some(h) = degraded(Stage::Pipe, "stream_incoming", window) {
+        if let Some(h) = degraded(Stage::Pipe, "stream_incoming", window, None) {
             return h;
         }
     }

@@ -137,6 +137,17 @@ pub enum ComponentKind {
     Analytics,
 }
 
+impl SalesPipeline {
+    /// Whether the last reconcile brought this generation of the spec to Ready.
+    pub fn settled(&self) -> bool {
+        self.status.as_ref().is_some_and(|status| {
+            status.observed_generation.is_some()
+                && status.observed_generation == self.metadata.generation
+                && crate::api::conditions::is_true(&status.conditions, crate::api::conditions::READY)
+        })
+    }
+}
+
 impl ComponentKind {
     pub const ALL: [ComponentKind; 8] = [
         ComponentKind::Table,

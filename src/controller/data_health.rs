@@ -10,7 +10,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use futures::StreamExt;
-use kube::api::{Patch, PatchParams};
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
@@ -26,11 +25,10 @@ use crate::telemetry::PipelineData;
 pub const MANAGER: &str = "sales-operator-data-health";
 
 /// `status` without the data health's fields (the reconcile passes' part of it).
-pub fn without(status: &SalesPipelineStatus) -> SalesPipelineStatus {
-    let mut s = status.clone();
-    s.data_flow = None;
-    s.conditions.retain(|c| c.type_ != DATA_FLOWING);
-    s
+pub fn without(mut status: SalesPipelineStatus) -> SalesPipelineStatus {
+    status.data_flow = None;
+    status.conditions.retain(|c| c.type_ != DATA_FLOWING);
+    status
 }
 
 /// How the data health runs (flags of `sales-operator run`).
@@ -103,12 +101,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Whether the reconcile passes brought `sp`'s current spec to Ready (and it is not being deleted).
 fn ready(sp: &SalesPipeline) -> bool {
-    sp.meta().deletion_timestamp.is_none()
-        && sp.status.as_ref().is_some_and(|status| {
-            status.observed_generation.is_some()
-                && status.observed_generation == sp.metadata.generation
-                && status.conditions.iter().any(|c| c.type_ == conditions::READY && c.status == conditions::TRUE)
-        })
+    sp.meta().deletion_timestamp.is_none() && sp.settled()
 }
 
 /// One look at one pipeline.
@@ -167,7 +160,7 @@ async fn look(ctx: &Context, sp: &SalesPipeline, window: Duration, marks: &Marks
 }
 
 fn has_condition(status: &SalesPipelineStatus) -> bool {
-    status.conditions.iter().any(|c| c.type_ == DATA_FLOWING)
+    conditions::find(&status.conditions, DATA_FLOWING).is_some()
 }
 
 /// What the metrics show of one look.
@@ -219,7 +212,7 @@ async fn write(
     let status = match &shown {
         None => serde_json::json!({}),
         Some((condition, data_flow)) => {
-            let same_condition = current.conditions.iter().find(|c| c.type_ == DATA_FLOWING).is_some_and(|c| {
+            let same_condition = conditions::find(&current.conditions, DATA_FLOWING).is_some_and(|c| {
                 c.status == condition.status && c.reason == condition.reason && c.message == condition.message
             });
             let undated = |d: &DataFlowStatus| DataFlowStatus { checked_at: String::new(), ..d.clone() };
@@ -240,16 +233,11 @@ async fn write(
             status
         }
     };
-    let patch = serde_json::json!({
-        "apiVersion": SalesPipeline::api_version(&()),
-        "kind": SalesPipeline::kind(&()),
-        "status": status,
-    });
     let api: Api<SalesPipeline> = Api::namespaced(ctx.client.clone(), &sp.namespace().unwrap_or_default());
     let obj = ObjectRef::from(sp);
     // The write's watch event is ours: no pass for it (it may come before the answer).
     let announced = ctx.echoes.writing(&obj, sp.metadata.generation);
-    let written = api.patch_status(&sp.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch)).await;
+    let written = super::apply_status_as(&api, sp, MANAGER, &status).await;
     let version = written.as_ref().ok().and_then(|w| w.resource_version());
     if announced && ctx.echoes.rewrote(&obj, version) {
         // A change by someone else came while the write was under way and was taken for it.

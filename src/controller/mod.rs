@@ -301,14 +301,23 @@ where
     if current == Some(status) {
         return Ok(None);
     }
+    Ok(apply_status_as(api, obj, pipeline::MANAGER, status).await?.resource_version())
+}
+
+/// Server-side applies `status` to `obj`'s status subresource as field manager `manager`, taking
+/// over the fields it sets; the object as written.
+pub async fn apply_status_as<K, S>(api: &Api<K>, obj: &K, manager: &str, status: &S) -> Result<K, kube::Error>
+where
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    S: serde::Serialize,
+{
     let patch = serde_json::json!({
         "apiVersion": K::api_version(&()),
         "kind": K::kind(&()),
         "status": status,
     });
-    let params = kube::api::PatchParams::apply(pipeline::MANAGER).force();
-    let written = api.patch_status(&obj.name_any(), &params, &kube::api::Patch::Apply(&patch)).await?;
-    Ok(written.resource_version())
+    let params = kube::api::PatchParams::apply(manager).force();
+    api.patch_status(&obj.name_any(), &params, &kube::api::Patch::Apply(&patch)).await
 }
 
 /// Watches `api` into a cache that keeps only what the reconcilers read: managed fields and the

@@ -181,7 +181,7 @@ async fn apply(sp: &SalesPipeline, ctx: &Context, api: &Api<SalesPipeline>) -> R
     if let Some(account) = &target.account {
         ctx.events.manages(sp, account, &target.region, &pctx.names);
     }
-    pctx.sweep = !settled(sp);
+    pctx.sweep = !sp.settled();
     let in_sync = drift::applied(sp);
     let mode = drift::mode(sp);
     let account = target.account.as_deref();
@@ -357,15 +357,6 @@ fn requested(sp: &SalesPipeline) -> Option<&str> {
     sp.annotations().get(RECONCILE_REQUESTED_AT).map(String::as_str).filter(|value| Some(*value) != handled)
 }
 
-/// Whether the last reconcile brought this generation of the spec to Ready.
-fn settled(sp: &SalesPipeline) -> bool {
-    sp.status.as_ref().is_some_and(|status| {
-        status.observed_generation.is_some() && status.observed_generation == sp.metadata.generation && {
-            status.conditions.iter().any(|c| c.type_ == READY && c.status == TRUE)
-        }
-    })
-}
-
 async fn cleanup(sp: &SalesPipeline, ctx: &Context, api: &Api<SalesPipeline>) -> Result<Action, Error> {
     let previous = sp.status.clone().unwrap_or_default();
     let blocked = |why: String| blocked_by_identity(ctx, api, sp, why);
@@ -449,7 +440,7 @@ async fn write_status(
     computed: &[NewCondition],
 ) -> Result<Option<String>, Error> {
     // The data health's fields are its own (field manager data_health::MANAGER): never written here.
-    let previous = sp.status.as_ref().map(super::data_health::without).unwrap_or_default();
+    let previous = sp.status.clone().map(super::data_health::without).unwrap_or_default();
     status.last_handled_reconcile_at =
         sp.annotations().get(RECONCILE_REQUESTED_AT).cloned().or(previous.last_handled_reconcile_at.clone());
     let merged = conditions::merge(&previous.conditions, computed, status.observed_generation, jiff::Timestamp::now());
@@ -458,8 +449,7 @@ async fn write_status(
     all.extend(merged);
     all.sort_by(|a, b| condition_rank(&a.type_).cmp(&condition_rank(&b.type_)).then(a.type_.cmp(&b.type_)));
     status.conditions = all;
-    let status = super::data_health::without(&status);
-    Ok(super::apply_status(api, sp, Some(&previous), &status).await?)
+    Ok(super::apply_status(api, sp, Some(&previous), &super::data_health::without(status)).await?)
 }
 
 fn condition_rank(type_: &str) -> u8 {
