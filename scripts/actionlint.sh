@@ -14,10 +14,7 @@ bin="$dir/actionlint"
 . "$(dirname "$0")/common.sh"
 apt_install shellcheck
 if [[ ! -x "$bin" ]]; then
-  export PATH="$PATH:/usr/local/go/bin"
-  command -v go >/dev/null || { echo "actionlint: go is not installed" >&2; exit 1; }
-  gominor=$(go env GOVERSION | sed -E 's/^go1\.([0-9]+).*/\1/')
-  if (( gominor < 26 )); then export GOTOOLCHAIN=go1.26.8; fi
+  go_toolchain actionlint
   mkdir -p "$dir"
   exec 9>"$dir/.build.lock"
   flock 9

@@ -1,16 +1,23 @@
 # Shell helpers the install/start scripts share (sourced, not run).
 
+# go_toolchain WHO: the machine's Go on PATH, go1.26 (fetched through the module proxy) when it is
+# older; fails naming WHO when there is no Go.
+go_toolchain() {
+  local gominor
+  export PATH="$PATH:/usr/local/go/bin"
+  command -v go >/dev/null || { echo "$1: go is not installed" >&2; return 1; }
+  gominor=$(go env GOVERSION | sed -E 's/^go1\.([0-9]+).*/\1/')
+  if (( gominor < 26 )); then export GOTOOLCHAIN=go1.26.8; fi
+}
+
 # go_program NAME SRC [GO BUILD FLAGS...]: builds the Go program in SRC (versions pinned by its
 # go.mod/go.sum) with the machine's Go toolchain (go1.26 fetched through the module proxy when
 # older) into ${SALES_OPERATOR_CACHE:-$HOME/.cache/sales-operator}/NAME-<hash of its source>/NAME,
 # once (concurrent callers wait for one build); prints the binary's path.
 go_program() {
-  local name="$1" src="$2" key dir bin gominor
+  local name="$1" src="$2" key dir bin
   shift 2
-  export PATH="$PATH:/usr/local/go/bin"
-  command -v go >/dev/null || { echo "$name: go is not installed" >&2; return 1; }
-  gominor=$(go env GOVERSION | sed -E 's/^go1\.([0-9]+).*/\1/')
-  if (( gominor < 26 )); then export GOTOOLCHAIN=go1.26.8; fi
+  go_toolchain "$name"
   key=$(cd "$src" && cat go.mod go.sum ./*.go | sha256sum | cut -c1-16)
   dir="${SALES_OPERATOR_CACHE:-$HOME/.cache/sales-operator}/$name-$key"
   bin="$dir/$name"

@@ -20,11 +20,7 @@ CACHE="${SALES_OPERATOR_CACHE:-$HOME/.cache/sales-operator}"
 src="$(cd "$(dirname "$0")/../tests/promql-names" && pwd)"
 # shellcheck source=common.sh
 . "$(dirname "$0")/common.sh"
-
-export PATH="$PATH:/usr/local/go/bin"
-command -v go >/dev/null || { echo "monitoring-tools: go is not installed" >&2; exit 1; }
-gominor=$(go env GOVERSION | sed -E 's/^go1\.([0-9]+).*/\1/')
-if (( gominor < 26 )); then export GOTOOLCHAIN=go1.26.8; fi
+go_toolchain monitoring-tools
 
 crds() {
   local dir="$CACHE/prometheus-operator-crds-$PROMETHEUS_OPERATOR_VERSION" module json sum
