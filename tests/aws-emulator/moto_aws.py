@@ -13,6 +13,11 @@
 - DynamoDB's UpdateTable turns a table's stream on again after it was turned off, with a
   new stream (a new LatestStreamArn); moto refuses ("Cannot enable stream") once a
   table ever had a stream, so a stream turned off outside could never be repaired.
+- A DynamoDB stream's records have unique sequence numbers that increase within a shard
+  (https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_streams_StreamRecord.html);
+  moto numbers a record len(records) + start without a lock, so concurrent writes (the
+  generator's) get the same number twice and GetRecords then serves the same records
+  forever (the demo's stream reader never saw the end). Adding a record holds a lock.
 - AWS's SDKs speak CloudWatch in Smithy RPC v2 CBOR; moto answers that path 404:
   rpc_v2_cbor.py translates to the awsJson 1.0 protocol moto serves and back.
 - AWS's timing and refusals (creation windows, IAM propagation, failed states,
@@ -28,6 +33,7 @@ Usage: the same arguments as moto_server (`-H HOST -p PORT`).
 import json
 import re
 import sys
+import threading
 import xml.etree.ElementTree as ElementTree
 
 import aws_behaviour
@@ -35,6 +41,7 @@ import rpc_v2_cbor
 
 from moto.athena.responses import AthenaResponse
 from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.models.table import StreamShard
 from moto.kinesis.responses import KinesisResponse
 from moto.s3.responses import S3Response
 from moto.server import main
@@ -130,6 +137,18 @@ def update_table_streams(self, table, stream_specification):
 
 
 DynamoDBBackend.update_table_streams = update_table_streams
+
+_stream_shard_add = StreamShard.add
+_stream_shard_lock = threading.Lock()
+
+
+def stream_shard_add(self, old, new):
+    """One record at a time, so that each gets its own sequence number."""
+    with _stream_shard_lock:
+        return _stream_shard_add(self, old, new)
+
+
+StreamShard.add = stream_shard_add
 
 if __name__ == "__main__":
     aws_behaviour.install()
