@@ -669,62 +669,70 @@ async fn mutating_calls_reach_the_default_event_bus_as_cloudtrail_delivers_them(
     assert_eq!(global[0]["detail"]["awsRegion"], "us-east-1");
 }
 
-/// Concurrent writes (the generator's) get a stream record each, with its own sequence number,
-/// in increasing order; reading the shard from its start ends (moto without the launcher's lock
-/// numbered two records alike and GetRecords then served the same records forever).
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_writes_get_unique_increasing_stream_sequence_numbers() {
-    const WRITERS: usize = 32;
-    const WRITES: usize = WRITERS * 10;
-    let sdk = conf().await;
-    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
-    let table = name("seq");
-    let stream_arn = create_table(&ddb, &table).await.latest_stream_arn.unwrap();
-    let writers = (0..WRITERS).map(|w| {
-        let (ddb, table) = (ddb.clone(), table.clone());
-        tokio::spawn(async move {
-            for i in (w..WRITES).step_by(WRITERS) {
-                let key = aws_sdk_dynamodb::types::AttributeValue::S(format!("order-{i}"));
-                // A large item: moto takes longer to build its stream record, the window of the race.
-                let body = aws_sdk_dynamodb::types::AttributeValue::S("x".repeat(300_000));
-                ddb.put_item().table_name(&table).item("k", key).item("body", body).send().await.unwrap();
-            }
-        })
-    });
-    for writer in writers.collect::<Vec<_>>() {
-        writer.await.unwrap();
-    }
+/// On a moto server of its own: its large writes would slow the other tests' servers' answers
+/// past the windows they measure.
+mod stream_records {
+    crate::support::moto::own_server!();
 
-    let streams = aws_sdk_dynamodbstreams::Client::new(&sdk);
-    let described = streams.describe_stream().stream_arn(&stream_arn).send().await.unwrap();
-    let shards = described.stream_description.unwrap().shards.unwrap();
-    assert_eq!(shards.len(), 1);
-    let mut iterator = streams
-        .get_shard_iterator()
-        .stream_arn(&stream_arn)
-        .shard_id(shards[0].shard_id.clone().unwrap())
-        .shard_iterator_type(aws_sdk_dynamodbstreams::types::ShardIteratorType::TrimHorizon)
-        .send()
-        .await
-        .unwrap()
-        .shard_iterator;
-    let mut sequence_numbers: Vec<u128> = Vec::new();
-    while let Some(i) = iterator.take() {
-        let out = streams.get_records().shard_iterator(i).send().await.unwrap();
-        let records = out.records.unwrap_or_default();
-        if records.is_empty() {
-            break;
+    use super::{create_table, name};
+
+    /// Concurrent writes (the generator's) get a stream record each, with its own sequence number,
+    /// in increasing order; reading the shard from its start ends (moto without the launcher's lock
+    /// numbered two records alike and GetRecords then served the same records forever).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_writes_get_unique_increasing_stream_sequence_numbers() {
+        const WRITERS: usize = 32;
+        const WRITES: usize = WRITERS * 10;
+        let sdk = moto::sdk(&moto::settings()).await;
+        let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+        let table = name("seq");
+        let stream_arn = create_table(&ddb, &table).await.latest_stream_arn.unwrap();
+        let writers = (0..WRITERS).map(|w| {
+            let (ddb, table) = (ddb.clone(), table.clone());
+            tokio::spawn(async move {
+                for i in (w..WRITES).step_by(WRITERS) {
+                    let key = aws_sdk_dynamodb::types::AttributeValue::S(format!("order-{i}"));
+                    // A large item: moto takes longer to build its stream record, the window of the race.
+                    let body = aws_sdk_dynamodb::types::AttributeValue::S("x".repeat(300_000));
+                    ddb.put_item().table_name(&table).item("k", key).item("body", body).send().await.unwrap();
+                }
+            })
+        });
+        for writer in writers.collect::<Vec<_>>() {
+            writer.await.unwrap();
         }
-        assert!(
-            sequence_numbers.len() < WRITES,
-            "GetRecords serves more records than were written: {sequence_numbers:?}"
-        );
-        for record in records {
-            let seq = record.dynamodb.unwrap().sequence_number.unwrap();
-            sequence_numbers.push(seq.parse().unwrap());
+
+        let streams = aws_sdk_dynamodbstreams::Client::new(&sdk);
+        let described = streams.describe_stream().stream_arn(&stream_arn).send().await.unwrap();
+        let shards = described.stream_description.unwrap().shards.unwrap();
+        assert_eq!(shards.len(), 1);
+        let mut iterator = streams
+            .get_shard_iterator()
+            .stream_arn(&stream_arn)
+            .shard_id(shards[0].shard_id.clone().unwrap())
+            .shard_iterator_type(aws_sdk_dynamodbstreams::types::ShardIteratorType::TrimHorizon)
+            .send()
+            .await
+            .unwrap()
+            .shard_iterator;
+        let mut sequence_numbers: Vec<u128> = Vec::new();
+        while let Some(i) = iterator.take() {
+            let out = streams.get_records().shard_iterator(i).send().await.unwrap();
+            let records = out.records.unwrap_or_default();
+            if records.is_empty() {
+                break;
+            }
+            assert!(
+                sequence_numbers.len() < WRITES,
+                "GetRecords serves more records than were written: {sequence_numbers:?}"
+            );
+            for record in records {
+                let seq = record.dynamodb.unwrap().sequence_number.unwrap();
+                sequence_numbers.push(seq.parse().unwrap());
+            }
+            iterator = out.next_shard_iterator;
         }
-        iterator = out.next_shard_iterator;
+        assert_eq!(sequence_numbers.len(), WRITES);
+        assert!(sequence_numbers.windows(2).all(|w| w[0] < w[1]), "not unique and increasing: {sequence_numbers:?}");
     }
-    assert_eq!(sequence_numbers.len(), WRITES);
-    assert!(sequence_numbers.windows(2).all(|w| w[0] < w[1]), "not unique and increasing: {sequence_numbers:?}");
 }
