@@ -23,45 +23,38 @@ fi
 
 tmp=$(mktemp -d "$KUBE_ENV_CACHE/.build.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
-flags=(-trimpath -buildvcs=false "-ldflags=-s -w")
-has() { local x; for x in "${missing[@]}"; do [[ $x == "$1" ]] && return 0; done; return 1; }
 # a second try absorbs a flaky module download; a compile error fails twice, fast
 retry() { "$@" || { log "retrying once: $*"; "$@"; }; }
-# move what a step built into the cache at once, so a later failure keeps it
-keep() { local f; for f in "$tmp"/*; do [[ -f "$f" ]] && mv -f "$f" "$KUBE_ENV_BIN/"; done; return 0; }
 start=$(date +%s)
 
-k8s=()
-for b in kube-apiserver kube-controller-manager kube-scheduler kubectl; do has "$b" && k8s+=("k8s.io/kubernetes/cmd/$b"); done
-if (( ${#k8s[@]} )); then
-  log "building ${k8s[*]##*/} from k8s.io/kubernetes $K8S_VERSION (slow: ~13 min cold on 2 cores)"
-  # Stamp the version like Kubernetes' own build does (hack/lib/version.sh);
-  # otherwise /version says v0.0.0-master, which breaks helm's kubeVersion checks.
-  minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
-  ld="-s -w"
-  for pkg in k8s.io/client-go/pkg/version k8s.io/component-base/version; do
-    ld+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
-  done
-  (cd "$KUBE_ENV_SCRIPTS/go/k8s" && retry go build -trimpath -buildvcs=false "-ldflags=$ld" -o "$tmp/" "${k8s[@]}")
-  keep
-fi
-if has etcd; then
-  log "building etcd $ETCD_VERSION"
-  (cd "$KUBE_ENV_SCRIPTS/go/etcd" && retry go build "${flags[@]}" -o "$tmp/etcd" go.etcd.io/etcd/server/v3)
-  keep
-fi
-if has helm; then
-  log "building helm $HELM_VERSION"
-  GOBIN="$tmp" retry go install -trimpath -buildvcs=false \
-    "-ldflags=-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
-    "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
-  keep
-fi
-if has kwok; then
-  log "building kwok $KWOK_VERSION"
-  GOBIN="$tmp" retry go install "${flags[@]}" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
-  keep
-fi
+# The helper module go/tools must pin the versions lib.sh names (gen-gomod.sh writes both).
+mod="$KUBE_ENV_SCRIPTS/go/tools/go.mod"
+for pin in "k8s.io/kubernetes $K8S_VERSION" "go.etcd.io/etcd/server/v3 $ETCD_VERSION" \
+  "helm.sh/helm/v3 $HELM_VERSION" "sigs.k8s.io/kwok $KWOK_VERSION"; do
+  grep -qE "^[[:space:]]+${pin}( |$)" "$mod" || die "$mod does not require $pin: run scripts/kube-env/gen-gomod.sh"
+done
+package_of() {
+  case $1 in
+    etcd) echo go.etcd.io/etcd/server/v3 ;;
+    helm) echo helm.sh/helm/v3/cmd/helm ;;
+    kwok) echo sigs.k8s.io/kwok/cmd/kwok ;;
+    *) echo "k8s.io/kubernetes/cmd/$1" ;;
+  esac
+}
+packages=()
+for b in "${missing[@]}"; do packages+=("$(package_of "$b")"); done
+# Stamp the versions like Kubernetes' own build does (hack/lib/version.sh); otherwise /version
+# says v0.0.0-master, which breaks helm's kubeVersion checks. And helm's, like its Makefile.
+minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
+ld="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+for pkg in k8s.io/client-go/pkg/version k8s.io/component-base/version; do
+  ld+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
+done
+log "building ${missing[*]} in one go build (slow: ~15 min cold on 2 cores)"
+(cd "$KUBE_ENV_SCRIPTS/go/tools" && retry go build -trimpath -buildvcs=false "-ldflags=$ld" -o "$tmp/" "${packages[@]}")
+# go names a binary after its package path's last element that is not a major version
+if [[ -f "$tmp/server" ]]; then mv "$tmp/server" "$tmp/etcd"; fi
+for f in "$tmp"/*; do mv -f "$f" "$KUBE_ENV_BIN/"; done
 
 for b in "${missing[@]}"; do [[ -x "$KUBE_ENV_BIN/$b" ]] || die "$b was not built"; done
 log "built ${missing[*]} in $(( $(date +%s) - start ))s -> $KUBE_ENV_BIN"

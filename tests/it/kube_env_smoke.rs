@@ -219,3 +219,33 @@ fn helm_installs_a_chart() {
     let greeting = env.kubectl_ok(&["get", "configmap", "smoke-cm", "-n", &ns, "-o", "jsonpath={.data.greeting}"]);
     assert_eq!(greeting, "hello");
 }
+
+/// One pinned version, as lib.sh names it (`NAME=v…`).
+fn pinned(name: &str) -> String {
+    let lib = std::fs::read_to_string(project_dir().join("scripts/kube-env/lib.sh")).unwrap();
+    let line =
+        lib.lines().find_map(|l| l.strip_prefix(&format!("{name}="))).unwrap_or_else(|| panic!("no {name} in lib.sh"));
+    line.split_whitespace().next().unwrap().to_string()
+}
+
+/// Built from one Go module, each binary is still the release lib.sh pins and says so: the
+/// Kubernetes ones and helm are stamped (helm's kubeVersion checks read the API server's).
+#[test]
+fn every_binary_reports_the_pinned_version() {
+    let env = KubeEnv::shared();
+    let version = |program: &str, args: &[&str]| {
+        let out = env.command(env.bin_dir().join(program)).args(args).output().unwrap();
+        assert!(out.status.success(), "{program} {args:?}: {}", stderr(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let k8s = pinned("K8S_VERSION");
+    for program in ["kube-apiserver", "kube-controller-manager", "kube-scheduler"] {
+        assert_eq!(version(program, &["--version"]).trim(), format!("Kubernetes {k8s}"), "{program}");
+    }
+    assert!(version("kubectl", &["version", "--client"]).contains(&format!("Client Version: {k8s}")));
+    let server = env.kubectl_ok(&["version", "-o", "json"]);
+    assert!(server.contains(&format!("\"gitVersion\": \"{k8s}\"")), "{server}");
+    let etcd = pinned("ETCD_VERSION");
+    assert!(version("etcd", &["--version"]).contains(&format!("etcd Version: {}", etcd.trim_start_matches('v'))));
+    assert!(version("helm", &["version", "--short"]).starts_with(&pinned("HELM_VERSION")));
+}
