@@ -20,8 +20,10 @@ endpoint=$(scripts/moto.sh start "$port")
 export AWS_ENDPOINT_URL="$endpoint" AWS_REGION="$region"
 export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_EC2_METADATA_DISABLED=true
 
+# cargo's output directory: a CARGO_BUILD_TARGET (CI builds for the image's target) adds a level.
 target="${CARGO_TARGET_DIR:-target}"
-bin="$target/debug/sales-operator"
+out="$target/${CARGO_BUILD_TARGET:+$CARGO_BUILD_TARGET/}debug"
+bin="$out/sales-operator"
 echo "==> building sales-operator and the delivery stand-in (examples/deliver_orders.rs) in one cargo build"
 echo "    (the first build compiles the AWS SDK: about 8 minutes on 2 cores; later ones take seconds)"
 # cargo prints each crate it compiles (a progress bar on a terminal); elsewhere a line a minute
@@ -64,7 +66,7 @@ print(s)' "$1" <<<"$status"; }
   echo
   echo "==> stand-in for the EventBridge Pipe and Firehose (moto runs neither):"
   echo "    stream records -> the pipe's input template -> Firehose's batching, newline, GZIP, prefix -> S3"
-  "$target/debug/examples/deliver_orders" "$manifest"
+  "$out/examples/deliver_orders" "$manifest"
   echo
   echo "==> sales-operator data-health -f $manifest (the stages' CloudWatch metrics: is data flowing?)"
   "$bin" data-health -f "$manifest"

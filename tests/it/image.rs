@@ -42,7 +42,7 @@ fn archive() -> PathBuf {
     if let Some(file) = std::env::var_os("SALES_OPERATOR_IMAGE_ARCHIVE") {
         return PathBuf::from(file);
     }
-    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).parent().expect("target dir").to_path_buf();
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| project().join("target"), PathBuf::from);
     target.join("image").join("sales-operator-linux-amd64.oci.tar")
 }
 
