@@ -2,7 +2,7 @@
 # gen-gomod.sh: regenerate go/tools/go.mod + go.sum for the versions pinned in lib.sh.
 # One helper module builds all seven binaries, so the packages they share (client-go,
 # apimachinery, grpc, protobuf, otel, the etcd client...) are compiled once, at one version each,
-# instead of once per module (docs/benchmarks.md, "One Go build").
+# instead of once per module (docs/benchmarks.md, "Less work: one Go build, …").
 # k8s.io/kubernetes's own go.mod points its staging modules at local paths (so `go install
 # k8s.io/kubernetes/...@v` refuses it): each one it requires at v0.0.0 is replaced by its
 # published twin v0.<minor>.<patch>. etcd's go.mod has replaces too; as a dependency its
