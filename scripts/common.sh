@@ -44,7 +44,8 @@ pip_venv() {
   rm -rf "$venv"
   mkdir -p "$(dirname "$venv")"
   python3 -m venv "$venv" >&2
-  "$venv/bin/pip" install --quiet --disable-pip-version-check "$@" >&2
+  # --no-compile: Python compiles (and caches) what is imported, not every installed module
+  "$venv/bin/pip" install --quiet --disable-pip-version-check --no-compile "$@" >&2
   touch "$venv/.installed"
 }
 

@@ -81,6 +81,8 @@ export CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
 # compiled them all a second time: docs/benchmarks.md). With a --target, the flags reach only the
 # target's units; build scripts and proc macros stay dynamic. Exported: what the tests run
 # (scripts/demo.sh's cargo build) finds the same build.
+# CI builds once: no incremental state for the project's crates (it costs CPU and disk to write).
+if [[ -n ${CI:-} ]]; then export CARGO_INCREMENTAL=0; fi
 export CARGO_BUILD_TARGET=x86_64-unknown-linux-gnu
 export CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS="-C target-feature=+crt-static"
 step "cargo clippy and cargo test --no-run in one build, static, with the image's binary (the installs finish meanwhile)"

@@ -51,7 +51,8 @@ for pkg in k8s.io/client-go/pkg/version k8s.io/component-base/version; do
   ld+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
 done
 log "building ${missing[*]} in one go build (slow: ~15 min cold on 2 cores)"
-(cd "$KUBE_ENV_SCRIPTS/go/tools" && retry go build -trimpath -buildvcs=false "-ldflags=$ld" -o "$tmp/" "${packages[@]}")
+# -dwarf=false: the compiler writes no debug info that -s -w would strip at the link anyway
+(cd "$KUBE_ENV_SCRIPTS/go/tools" && retry go build -trimpath -buildvcs=false -gcflags=all=-dwarf=false "-ldflags=$ld" -o "$tmp/" "${packages[@]}")
 # go names a binary after its package path's last element that is not a major version
 if [[ -f "$tmp/server" ]]; then mv "$tmp/server" "$tmp/etcd"; fi
 for f in "$tmp"/*; do mv -f "$f" "$KUBE_ENV_BIN/"; done

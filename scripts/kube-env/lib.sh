@@ -9,7 +9,7 @@ K8S_VERSION=v1.37.2     # k8s.io/kubernetes; staging modules replaced by v0.37.2
 ETCD_VERSION=v3.7.3     # go.etcd.io/etcd/server/v3
 HELM_VERSION=v3.22.0    # helm.sh/helm/v3/cmd/helm
 KWOK_VERSION=v0.8.0     # sigs.k8s.io/kwok/cmd/kwok
-KUBE_ENV_REV=2          # bump when build flags change, to invalidate the cache
+KUBE_ENV_REV=3          # bump when build flags change, to invalidate the cache
 
 KUBE_ENV_KEY="k8s-${K8S_VERSION}_etcd-${ETCD_VERSION}_helm-${HELM_VERSION}_kwok-${KWOK_VERSION}_r${KUBE_ENV_REV}"
 KUBE_ENV_CACHE="${SALES_OPERATOR_CACHE:-$HOME/.cache/sales-operator}/kube-env-${KUBE_ENV_KEY}"
