@@ -1,5 +1,11 @@
 # Shell helpers the install/start scripts share (sourced, not run).
 
+# The image's binary (scripts/image.sh, and the test build scripts/test.sh packs): glibc linked
+# statically, for this target triple. With a target, cargo gives RUSTFLAGS to the target's units
+# only: build scripts and proc macros stay dynamic.
+IMAGE_TARGET=x86_64-unknown-linux-gnu
+IMAGE_RUSTFLAGS="-C target-feature=+crt-static"
+
 # go_toolchain WHO: the machine's Go on PATH, go1.26 (fetched through the module proxy) when it is
 # older; fails naming WHO when there is no Go.
 go_toolchain() {

@@ -6,14 +6,11 @@
 # shell, no libc. The Dockerfile builds the same image with buildx (the release workflow).
 #
 #   scripts/image.sh install                  install umoci and ca-certificates (Debian) if missing
-#   scripts/image.sh build [--profile release|image]
-#                                             only build the static binary and print its path
-#                                             (CI builds it while the installs run, packs it later)
 #   scripts/image.sh [--profile release|image] [--binary FILE] [--output FILE]
 #
 # --profile   cargo profile of the binary: `release` (default; what releases ship) or `image`
-#             (CI: the dev profile without debug info, much faster to build; Cargo.toml)
-# --binary    package this static binary instead of building one
+#             (the dev profile without debug info, much faster to build; Cargo.toml)
+# --binary    package this static binary instead of building one (CI packs its test build's)
 # --output    the archive (default: <cargo target dir>/image/sales-operator-linux-amd64.oci.tar)
 #
 # Labels: org.opencontainers.image.{source,version,revision,licenses,created,title}. The source
@@ -23,7 +20,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-TARGET=x86_64-unknown-linux-gnu
 IMAGE_SOURCE="${IMAGE_SOURCE:-https://github.com/sales-operator/sales-operator}"
 log() { echo "image: $*" >&2; }
 die() { log "$*"; exit 1; }
@@ -33,8 +29,6 @@ die() { log "$*"; exit 1; }
 install_tools() { apt_install umoci ca-certificates; }
 
 if [[ "${1:-}" == install ]]; then install_tools; exit 0; fi
-build_only=false
-if [[ "${1:-}" == build ]]; then build_only=true; shift; fi
 
 profile=release binary="" output=""
 while (( $# )); do
@@ -50,14 +44,12 @@ output="${output:-$target_dir/image/sales-operator-linux-amd64.oci.tar}"
 
 # The static binary of `profile`, built (cargo builds nothing when it is up to date).
 static_binary() {
-  log "building the static binary (cargo --profile $profile --target $TARGET, crt-static)"
-  # RUSTFLAGS with --target reach only the target's units: build scripts and proc macros stay dynamic.
-  RUSTFLAGS="-C target-feature=+crt-static" cargo build --locked --quiet --profile "$profile" --target "$TARGET" --bin sales-operator \
+  log "building the static binary (cargo --profile $profile --target $IMAGE_TARGET, $IMAGE_RUSTFLAGS)"
+  RUSTFLAGS="$IMAGE_RUSTFLAGS" cargo build --locked --quiet --profile "$profile" --target "$IMAGE_TARGET" --bin sales-operator \
     || return 1
   local dir=$profile; [[ $profile == dev ]] && dir=debug
-  echo "$target_dir/$TARGET/$dir/sales-operator"
+  echo "$target_dir/$IMAGE_TARGET/$dir/sales-operator"
 }
-if $build_only; then static_binary; exit 0; fi
 install_tools
 [[ -f /etc/ssl/certs/ca-certificates.crt ]] || die "/etc/ssl/certs/ca-certificates.crt missing: apt-get install ca-certificates"
 

@@ -13,6 +13,8 @@
 # printed, with the seconds since the start (docs/benchmarks.md, "CI from a clean clone").
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=common.sh
+. scripts/common.sh
 step() { echo "==> [$SECONDS s] $*"; }
 
 installs() {
@@ -75,16 +77,14 @@ cargo fmt --check
 RUSTC_WORKSPACE_WRAPPER="$(command -v clippy-driver || rustup which clippy-driver)"
 export RUSTC_WORKSPACE_WRAPPER
 export CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
-# The image's binary from the same build: every unit of the target is linked statically (glibc,
-# crt-static, as scripts/image.sh builds it) and built for the image's target triple, so the test
-# build compiles the dependencies once for the tests and the image (a separate image build
-# compiled them all a second time: docs/benchmarks.md). With a --target, the flags reach only the
-# target's units; build scripts and proc macros stay dynamic. Exported: what the tests run
-# (scripts/demo.sh's cargo build) finds the same build.
 # CI builds once: no incremental state for the project's crates (it costs CPU and disk to write).
 if [[ -n ${CI:-} ]]; then export CARGO_INCREMENTAL=0; fi
-export CARGO_BUILD_TARGET=x86_64-unknown-linux-gnu
-export CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS="-C target-feature=+crt-static"
+# The image's binary from the same build: the tests are built as scripts/image.sh builds the
+# image's binary (common.sh: IMAGE_TARGET, IMAGE_RUSTFLAGS), so the dependencies are compiled
+# once for the tests and the image (a separate image build compiled them all a second time:
+# docs/benchmarks.md). Exported: what the tests run (scripts/demo.sh's cargo build) finds the
+# same build.
+export CARGO_BUILD_TARGET="$IMAGE_TARGET" RUSTFLAGS="$IMAGE_RUSTFLAGS"
 step "cargo clippy and cargo test --no-run in one build, static, with the image's binary (the installs finish meanwhile)"
 cargo test --no-run --all-targets --quiet 2>&1
 # Packed without its debug info (the dev profile's line tables: 66 MB of its 156 MB).
