@@ -29,20 +29,11 @@ start=$(date +%s)
 
 # The helper module go/tools must pin the versions lib.sh names (gen-gomod.sh writes both).
 mod="$KUBE_ENV_SCRIPTS/go/tools/go.mod"
-for pin in "k8s.io/kubernetes $K8S_VERSION" "go.etcd.io/etcd/server/v3 $ETCD_VERSION" \
-  "helm.sh/helm/v3 $HELM_VERSION" "sigs.k8s.io/kwok $KWOK_VERSION"; do
+for pin in "${KUBE_ENV_MODULES[@]}"; do
   grep -qE "^[[:space:]]+${pin}( |$)" "$mod" || die "$mod does not require $pin: run scripts/kube-env/gen-gomod.sh"
 done
-package_of() {
-  case $1 in
-    etcd) echo go.etcd.io/etcd/server/v3 ;;
-    helm) echo helm.sh/helm/v3/cmd/helm ;;
-    kwok) echo sigs.k8s.io/kwok/cmd/kwok ;;
-    *) echo "k8s.io/kubernetes/cmd/$1" ;;
-  esac
-}
 packages=()
-for b in "${missing[@]}"; do packages+=("$(package_of "$b")"); done
+for b in "${missing[@]}"; do packages+=("$(kube_env_package "$b")"); done
 # Stamp the versions like Kubernetes' own build does (hack/lib/version.sh); otherwise /version
 # says v0.0.0-master, which breaks helm's kubeVersion checks. And helm's, like its Makefile.
 minor=${K8S_VERSION#v1.}; minor=${minor%%.*}

@@ -17,10 +17,10 @@ mkdir -p "$d"
   printf '// the seven test binaries, so that what they share is compiled once. The staging modules\n'
   printf '// of k8s.io/kubernetes are replaced by their published twins %s.\n' "$twin"
   printf 'module sales-operator.dev/kube-env/tools\n\ngo %s\n\ntool (\n' "$(sed -n 's/^go //p' "$mod")"
-  for t in kube-apiserver kube-controller-manager kube-scheduler kubectl; do printf '\tk8s.io/kubernetes/cmd/%s\n' "$t"; done
-  printf '\tgo.etcd.io/etcd/server/v3\n\thelm.sh/helm/v3/cmd/helm\n\tsigs.k8s.io/kwok/cmd/kwok\n)\n\n'
-  printf 'require (\n\tk8s.io/kubernetes %s\n\tgo.etcd.io/etcd/server/v3 %s\n\thelm.sh/helm/v3 %s\n\tsigs.k8s.io/kwok %s\n)\n\nreplace (\n' \
-    "$K8S_VERSION" "$ETCD_VERSION" "$HELM_VERSION" "$KWOK_VERSION"
+  for b in "${KUBE_ENV_BINARIES[@]}"; do printf '\t%s\n' "$(kube_env_package "$b")"; done
+  printf ')\n\nrequire (\n'
+  printf '\t%s\n' "${KUBE_ENV_MODULES[@]}"
+  printf ')\n\nreplace (\n'
   awk -v twin="$twin" '/^\t+k8s\.io\/[^ ]+ v0\.0\.0$/{printf "\t%s => %s %s\n", $1, $1, twin}' "$mod"
   printf ')\n'
 } > "$d/go.mod.new"

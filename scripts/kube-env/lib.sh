@@ -15,6 +15,17 @@ KUBE_ENV_KEY="k8s-${K8S_VERSION}_etcd-${ETCD_VERSION}_helm-${HELM_VERSION}_kwok-
 KUBE_ENV_CACHE="${SALES_OPERATOR_CACHE:-$HOME/.cache/sales-operator}/kube-env-${KUBE_ENV_KEY}"
 KUBE_ENV_BIN="$KUBE_ENV_CACHE/bin"
 KUBE_ENV_BINARIES=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl helm kwok)
+# The modules go/tools requires at the pinned versions, and each binary's package in them.
+KUBE_ENV_MODULES=("k8s.io/kubernetes $K8S_VERSION" "go.etcd.io/etcd/server/v3 $ETCD_VERSION"
+  "helm.sh/helm/v3 $HELM_VERSION" "sigs.k8s.io/kwok $KWOK_VERSION")
+kube_env_package() {
+  case $1 in
+    etcd) echo go.etcd.io/etcd/server/v3 ;;
+    helm) echo helm.sh/helm/v3/cmd/helm ;;
+    kwok) echo sigs.k8s.io/kwok/cmd/kwok ;;
+    *) echo "k8s.io/kubernetes/cmd/$1" ;;
+  esac
+}
 
 log() { printf '[kube-env %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
